@@ -1,0 +1,110 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import formbody from '@fastify/formbody';
+import rateLimit from '@fastify/rate-limit';
+import type { Config } from './config.js';
+import { systemClock, type Clock } from './clock.js';
+import type { Db } from './db/database.js';
+import { ChangeListener } from './db/notifications.js';
+import { UsageStamps } from './db/usage-stamps.js';
+import { ApiError } from './errors/api-error.js';
+import { registerErrorHandling } from './errors/handler.js';
+import { loggerOptions } from './log.js';
+import { authPlugin } from './plugins/auth.js';
+import { openapiPlugin } from './plugins/openapi.js';
+import { apiTokenAuthenticator } from './auth/api-token-authenticator.js';
+import { operationsRoutes } from './routes/operations.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config;
+    db: Db;
+    clock: Clock;
+    /** Cross-instance change notifications (Postgres LISTEN/NOTIFY). */
+    changes: ChangeListener;
+    /** Batched last_used_at stamps. */
+    usage: UsageStamps;
+  }
+}
+
+export interface AppDeps {
+  config: Config;
+  db: Db;
+  /** Connection string for the LISTEN connection (the same database as `db`). */
+  connectionString: string;
+  clock?: Clock;
+  /** `false` silences logs (tests); default: pino at `config.logLevel`. */
+  logger?: boolean;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/**
+ * Builds the Tessera application: plugins in tiers (transport, then services, then routes), every
+ * dependency injected. The caller owns `db` and closes it after `app.close()`; the app owns what
+ * it starts (change listener, usage stamps).
+ */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config, db } = deps;
+  const clock = deps.clock ?? systemClock;
+  const options: FastifyServerOptions = {
+    logger: deps.logger === false ? false : loggerOptions(config.logLevel),
+    trustProxy: config.trustProxy as FastifyServerOptions["trustProxy"],
+    bodyLimit: 64 * 1024,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const incoming = req.headers['x-request-id'];
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    },
+    ajv: { customOptions: { removeAdditional: false, allErrors: false } },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  };
+  const app = Fastify(options);
+
+  app.decorate('config', config);
+  app.decorate('db', db);
+  app.decorate('clock', clock);
+  const changes = new ChangeListener(deps.connectionString, app.log);
+  app.decorate('changes', changes);
+  const usage = new UsageStamps(db, app.log);
+  app.decorate('usage', usage);
+  app.decorate('readinessChecks', new Map<string, () => Promise<string | null>>());
+
+  // Tier 1: transport.
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  await app.register(formbody, { bodyLimit: 16 * 1024 });
+  if (config.rateLimit.enabled) {
+    await app.register(rateLimit, {
+      global: true,
+      max: config.rateLimit.defaultPerIp,
+      timeWindow: 60_000,
+      errorResponseBuilder: (_request, context) =>
+        new ApiError(429, 'rate_limited', `rate limit exceeded; retry in ${Math.ceil(context.ttl / 1000)} s`, {
+          'retry-after': String(Math.ceil(context.ttl / 1000)),
+        }),
+    });
+  }
+  registerErrorHandling(app);
+  await app.register(openapiPlugin, { issuer: config.issuer });
+
+  // Tier 2: services.
+  await app.register(authPlugin);
+  app.authenticators.push(apiTokenAuthenticator({ config, db, clock, usage }));
+
+  // Tier 3: routes.
+  await app.register(operationsRoutes);
+
+  app.addHook('onReady', async () => {
+    changes.start();
+    usage.start();
+    await Promise.race([changes.ready(), new Promise((r) => setTimeout(r, 5000).unref())]);
+  });
+  app.addHook('onClose', async () => {
+    await usage.close();
+    await changes.close();
+  });
+  return app;
+}

@@ -1,0 +1,32 @@
+import type { Authenticator } from '../plugins/auth.js';
+import type { Config } from '../config.js';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/database.js';
+import type { UsageStamps } from '../db/usage-stamps.js';
+import { findApiTokenByHash } from '../db/api-tokens.repository.js';
+import { API_TOKEN_PREFIX, hashApiToken, isWellFormedApiToken } from './api-token.js';
+
+/** Personal access tokens as bearer credentials, with the scopes they were created with. */
+export function apiTokenAuthenticator(deps: { config: Config; db: Db; clock: Clock; usage: UsageStamps }): Authenticator {
+  return {
+    name: 'api_token',
+    accepts: (token) => token.startsWith(API_TOKEN_PREFIX),
+    async authenticate(token) {
+      if (!isWellFormedApiToken(token)) return null;
+      const row = await findApiTokenByHash(deps.db, hashApiToken(deps.config.pepper, token));
+      const now = deps.clock.now();
+      if (!row || row.user_status !== 'active') return null;
+      if (row.expires_at && row.expires_at.getTime() <= now) return null;
+      deps.usage.touch('api_tokens', 'id', row.id, new Date(now));
+      return {
+        kind: 'api_token',
+        userId: row.user_id,
+        scopes: row.scopes,
+        credentialId: row.id,
+        clientId: null,
+        organizationId: null,
+        expiresAt: row.expires_at ? Math.floor(row.expires_at.getTime() / 1000) : null,
+      };
+    },
+  };
+}

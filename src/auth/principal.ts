@@ -1,0 +1,23 @@
+/** Who a request acts as, whichever bearer credential it carried. */
+export interface Principal {
+  /** What authenticated it: an API token, a loginWithToken session, or an SDK key's JWT. */
+  kind: 'api_token' | 'session' | 'client';
+  userId: string;
+  scopes: readonly string[];
+  /** Id of the credential: API token id, session id, or the JWT's jti. */
+  credentialId: string;
+  /** The SDK key's client_id, for `client` principals. */
+  clientId: string | null;
+  organizationId: string | null;
+  /** Epoch seconds at which the credential stops working, if it does. */
+  expiresAt: number | null;
+}
+
+/** How audit rows name the credential behind a principal. */
+export function credentialLabel(p: Principal): string {
+  return p.kind === 'client' ? `client:${p.clientId}` : `${p.kind}:${p.credentialId}`;
+}
+
+export function hasScopes(p: Principal, required: readonly string[]): boolean {
+  return required.every((s) => p.scopes.includes(s));
+}

@@ -1,0 +1,47 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { openRuntime, type Runtime } from '../runtime.js';
+import type { Actor } from '../db/audit.repository.js';
+
+/** A CLI failure with a message for the operator (exit code 1, no stack trace). */
+export class CliError extends Error {
+  override name = 'CliError';
+}
+
+export interface Command {
+  /** e.g. `users create` */
+  name: string;
+  usage: string;
+  summary: string;
+  run(argv: string[]): Promise<void>;
+}
+
+export const CLI_ACTOR: Actor = { userId: null, credential: 'cli' };
+
+/** Parses `--flag value` options; unknown flags are an error naming them. */
+export function flags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new CliError(`${(err as Error).message}\nusage: ${usage}`);
+  }
+}
+
+export function required(value: string | boolean | undefined, name: string, usage: string): string {
+  if (typeof value !== 'string' || value.trim() === '') throw new CliError(`--${name} is required\nusage: ${usage}`);
+  return value.trim();
+}
+
+/** Runs `fn` with the database open (embedded Postgres started or attached), logs at warn. */
+export async function withRuntime<T>(fn: (rt: Runtime) => Promise<T>): Promise<T> {
+  const rt = await openRuntime(process.env, { logLevel: process.env.TESSERA_LOG_LEVEL ?? 'warn' });
+  try {
+    return await fn(rt);
+  } finally {
+    await rt.close();
+  }
+}
+
+/** Prints JSON for scripts, or aligned text. */
+export function print(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}

@@ -1,0 +1,145 @@
+import { migrateToLatest } from '../db/migrate.js';
+import { createUser, findUserByEmail, findUserById } from '../db/users.repository.js';
+import { createOrganization, findOrganization, ROLES, upsertMembership } from '../db/organizations.repository.js';
+import { recordAudit } from '../db/audit.repository.js';
+import { issueApiToken } from '../auth/api-tokens.service.js';
+import { API_SCOPES, isApiScope } from '../auth/scopes.js';
+import type { Role } from '../db/tables/identity.js';
+import type { Db } from '../db/database.js';
+import { CLI_ACTOR, CliError, flags, print, required, withRuntime, type Command } from './context.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A user named by id or email. */
+export async function resolveUser(db: Db, ref: string) {
+  const user = UUID.test(ref) ? await findUserById(db, ref) : await findUserByEmail(db, ref);
+  if (!user) throw new CliError(`no user ${ref}`);
+  return user;
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: string })?.code === '23505';
+}
+
+export const migrateCommand: Command = {
+  name: 'migrate',
+  usage: 'tessera migrate',
+  summary: 'apply pending database migrations (safe with several instances running)',
+  async run() {
+    await withRuntime(async ({ handle }) => {
+      const applied = await migrateToLatest(handle.db);
+      print({ applied });
+    });
+  },
+};
+
+export const identityCommands: Command[] = [
+  {
+    name: 'users create',
+    usage: 'tessera users create --email EMAIL --name NAME',
+    summary: 'create a user',
+    async run(argv) {
+      const { values } = flags(argv, { email: { type: 'string' }, name: { type: 'string' } }, this.usage);
+      const email = required(values.email, 'email', this.usage);
+      const name = required(values.name, 'name', this.usage);
+      if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new CliError(`not an email address: ${email}`);
+      await withRuntime(async ({ handle }) => {
+        const user = await handle.db
+          .transaction()
+          .execute(async (trx) => {
+            const u = await createUser(trx, { email, name });
+            await recordAudit(trx, CLI_ACTOR, { action: 'user.create', targetType: 'user', targetId: u.id, details: { email: u.email } });
+            return u;
+          })
+          .catch((err) => {
+            if (isUniqueViolation(err)) throw new CliError(`a user with email ${email} exists already`);
+            throw err;
+          });
+        print({ id: user.id, email: user.email, name: user.name, status: user.status });
+      });
+    },
+  },
+  {
+    name: 'orgs create',
+    usage: 'tessera orgs create --name NAME [--owner USER]',
+    summary: 'create an organization, optionally with its first owner (id or email)',
+    async run(argv) {
+      const { values } = flags(argv, { name: { type: 'string' }, owner: { type: 'string' } }, this.usage);
+      const name = required(values.name, 'name', this.usage);
+      await withRuntime(async ({ handle }) => {
+        const owner = values.owner ? await resolveUser(handle.db, values.owner) : null;
+        const org = await handle.db.transaction().execute(async (trx) => {
+          const o = await createOrganization(trx, name);
+          await recordAudit(trx, CLI_ACTOR, { action: 'organization.create', targetType: 'organization', targetId: o.id, organizationId: o.id });
+          if (owner) {
+            await upsertMembership(trx, o.id, owner.id, 'owner');
+            await recordAudit(trx, CLI_ACTOR, {
+              action: 'membership.set', targetType: 'user', targetId: owner.id, organizationId: o.id, details: { role: 'owner' },
+            });
+          }
+          return o;
+        });
+        print({ id: org.id, name: org.name, owner: owner?.id ?? null });
+      });
+    },
+  },
+  {
+    name: 'orgs add-member',
+    usage: 'tessera orgs add-member --org ORG_ID --user USER --role owner|maintainer|member',
+    summary: 'add a user to an organization, or change their role',
+    async run(argv) {
+      const { values } = flags(argv, { org: { type: 'string' }, user: { type: 'string' }, role: { type: 'string' } }, this.usage);
+      const orgId = required(values.org, 'org', this.usage);
+      const role = (values.role ?? 'member') as Role;
+      if (!ROLES.includes(role)) throw new CliError(`--role must be one of ${ROLES.join(', ')}`);
+      if (!UUID.test(orgId)) throw new CliError(`--org takes an organization id (uuid), got ${orgId}`);
+      await withRuntime(async ({ handle }) => {
+        const user = await resolveUser(handle.db, required(values.user, 'user', this.usage));
+        if (!(await findOrganization(handle.db, orgId))) throw new CliError(`no organization ${orgId}`);
+        const m = await handle.db.transaction().execute(async (trx) => {
+          const membership = await upsertMembership(trx, orgId, user.id, role);
+          await recordAudit(trx, CLI_ACTOR, {
+            action: 'membership.set', targetType: 'user', targetId: user.id, organizationId: orgId, details: { role },
+          });
+          return membership;
+        });
+        print({ organization_id: m.organization_id, user_id: m.user_id, role: m.role });
+      });
+    },
+  },
+  {
+    name: 'tokens create',
+    usage: 'tessera tokens create --user USER --scopes api[,quantum_tokens][,admin] [--name NAME] [--expires-in DAYS]',
+    summary: 'create an API token for a user and print it once (bootstrap an operator with --scopes api,admin)',
+    async run(argv) {
+      const { values } = flags(
+        argv,
+        { user: { type: 'string' }, scopes: { type: 'string' }, name: { type: 'string' }, 'expires-in': { type: 'string' } },
+        this.usage,
+      );
+      const scopes = required(values.scopes, 'scopes', this.usage).split(/[ ,]+/).filter(Boolean);
+      const bad = scopes.filter((s) => !isApiScope(s));
+      if (bad.length || scopes.length === 0) throw new CliError(`unknown scope(s): ${bad.join(', ') || '(none)'}; choose from ${API_SCOPES.join(', ')}`);
+      let expiresAt: Date | null = null;
+      if (values['expires-in'] !== undefined) {
+        const days = Number(values['expires-in']);
+        if (!Number.isInteger(days) || days < 1 || days > 3650) throw new CliError('--expires-in takes a whole number of days (1 to 3650)');
+        expiresAt = new Date(Date.now() + days * 86400_000);
+      }
+      await withRuntime(async ({ handle, config }) => {
+        const user = await resolveUser(handle.db, required(values.user, 'user', this.usage));
+        const { token, row } = await handle.db.transaction().execute(async (trx) => {
+          const issued = await issueApiToken(trx, config.pepper, {
+            userId: user.id, name: values.name?.trim() || 'cli', scopes, expiresAt,
+          });
+          await recordAudit(trx, CLI_ACTOR, {
+            action: 'api_token.create', targetType: 'api_token', targetId: issued.row.id, details: { user_id: user.id, scopes },
+          });
+          return issued;
+        });
+        process.stderr.write('This token is shown once; store it now.\n');
+        print({ id: row.id, user_id: user.id, scopes: row.scopes, expires_at: row.expires_at, token });
+      });
+    },
+  },
+];

@@ -1,0 +1,58 @@
+import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import type { Database } from './database.js';
+import type { ApiTokensTable } from './tables/api-tokens.js';
+
+export type ApiTokenRow = Selectable<ApiTokensTable>;
+type Q = Kysely<Database> | Transaction<Database>;
+
+export async function insertApiToken(
+  db: Q,
+  row: { userId: string; name: string; tokenHash: Buffer; displayPrefix: string; scopes: string[]; expiresAt: Date | null },
+): Promise<ApiTokenRow> {
+  return db
+    .insertInto('api_tokens')
+    .values({
+      user_id: row.userId,
+      name: row.name,
+      token_hash: row.tokenHash,
+      display_prefix: row.displayPrefix,
+      scopes: row.scopes,
+      expires_at: row.expiresAt,
+      last_used_at: null,
+      revoked_at: null,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/** The live token with this hash, with its owner's status; revoked tokens are not returned. */
+export async function findApiTokenByHash(db: Q, tokenHash: Buffer) {
+  return db
+    .selectFrom('api_tokens')
+    .innerJoin('users', 'users.id', 'api_tokens.user_id')
+    .select([
+      'api_tokens.id',
+      'api_tokens.user_id',
+      'api_tokens.scopes',
+      'api_tokens.expires_at',
+      'api_tokens.revoked_at',
+      'users.status as user_status',
+    ])
+    .where('api_tokens.token_hash', '=', tokenHash)
+    .where('api_tokens.revoked_at', 'is', null)
+    .executeTakeFirst();
+}
+
+export async function listApiTokens(db: Q, userId: string): Promise<ApiTokenRow[]> {
+  return db.selectFrom('api_tokens').selectAll().where('user_id', '=', userId).orderBy('created_at').orderBy('id').execute();
+}
+
+export async function countAdminTokens(db: Q): Promise<number> {
+  const r = await db
+    .selectFrom('api_tokens')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where(sql<boolean>`'admin' = any(scopes)`)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirstOrThrow();
+  return Number(r.n);
+}

@@ -1,0 +1,64 @@
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { IdentityTables } from './tables/identity.js';
+import type { ApiTokenTables } from './tables/api-tokens.js';
+
+/** Every table Tessera owns. Each feature declares its tables in `tables/` and joins them here. */
+export interface Database extends IdentityTables, ApiTokenTables {}
+
+export type Db = Kysely<Database>;
+
+export interface DbHandle {
+  db: Db;
+  pool: pg.Pool;
+  connectionString: string;
+  close(): Promise<void>;
+}
+
+// int8 (counts, identities) as numbers: every int8 Tessera stores stays far below 2^53.
+const INT8_OID = 20;
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID && format !== 'binary'
+      ? (v: string) => Number(v)
+      : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+};
+
+export interface CreateDbOptions {
+  connectionString: string;
+  max?: number;
+  connectionTimeoutMillis?: number;
+  log?: Pick<Logger, 'warn' | 'error'>;
+  applicationName?: string;
+}
+
+/**
+ * Opens a pool and a Kysely instance over it. Pool errors (a restarted Postgres dropping idle
+ * connections) are logged, never thrown: the pool replaces the connection on next use.
+ */
+export function createDb(opts: CreateDbOptions): DbHandle {
+  const pool = new pg.Pool({
+    connectionString: opts.connectionString,
+    max: opts.max ?? 20,
+    connectionTimeoutMillis: opts.connectionTimeoutMillis ?? 2000,
+    idleTimeoutMillis: 30_000,
+    application_name: opts.applicationName ?? 'tessera',
+    types,
+  });
+  pool.on('error', (err) => {
+    opts.log?.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'idle database connection failed');
+  });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  let closed = false;
+  return {
+    db,
+    pool,
+    connectionString: opts.connectionString,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await db.destroy();
+    },
+  };
+}

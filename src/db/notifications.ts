@@ -1,0 +1,139 @@
+import { EventEmitter } from 'node:events';
+import { sql, type Kysely } from 'kysely';
+import pg from 'pg';
+import type { Logger } from 'pino';
+
+/** Postgres channel every Tessera instance listens on. */
+export const CHANNEL = 'tessera_events';
+
+/**
+ * A change other instances must learn of: `type` names what changed (`sdk_key`, `session`,
+ * `api_token`, `signing_keys`, `user`, ...), `id` which one. Never carries a secret.
+ */
+export interface ChangeEvent {
+  type: string;
+  id?: string;
+  [k: string]: unknown;
+}
+
+/**
+ * Announces a change to every instance. Call it inside the transaction that makes the change:
+ * Postgres delivers the notification only if and when that transaction commits.
+ */
+export async function publishChange(db: Kysely<any>, event: ChangeEvent): Promise<void> {
+  await sql`select pg_notify(${CHANNEL}, ${JSON.stringify(event)})`.execute(db);
+}
+
+export type ChangeHandler = (event: ChangeEvent) => void;
+
+/**
+ * Keeps one dedicated connection LISTENing on {@link CHANNEL} and hands each event to the
+ * handlers registered for its type. While the connection is down events may be missed, so on
+ * every (re)connect it emits `reset`: caches must then drop everything they hold.
+ */
+export class ChangeListener {
+  private client: pg.Client | null = null;
+  private readonly emitter = new EventEmitter();
+  private closed = false;
+  private retryMs = 100;
+  private timer: NodeJS.Timeout | null = null;
+  private connected = false;
+  private readyPromise: Promise<void>;
+  private resolveReady!: () => void;
+
+  constructor(
+    private readonly connectionString: string,
+    private readonly log: Pick<Logger, 'info' | 'warn' | 'debug'>,
+  ) {
+    this.emitter.setMaxListeners(100);
+    this.readyPromise = new Promise((r) => (this.resolveReady = r));
+  }
+
+  /** Handlers for one event type, or `*` for all. */
+  on(type: string, handler: ChangeHandler): () => void {
+    this.emitter.on(`event:${type}`, handler);
+    return () => this.emitter.off(`event:${type}`, handler);
+  }
+
+  /** Called after every (re)connect: whatever was cached may be stale. */
+  onReset(handler: () => void): () => void {
+    this.emitter.on('reset', handler);
+    return () => this.emitter.off('reset', handler);
+  }
+
+  get isConnected(): boolean {
+    return this.connected;
+  }
+
+  /** Resolves once the first LISTEN is in place. */
+  ready(): Promise<void> {
+    return this.readyPromise;
+  }
+
+  start(): void {
+    void this.connect();
+  }
+
+  private async connect(): Promise<void> {
+    if (this.closed) return;
+    const client = new pg.Client({ connectionString: this.connectionString, application_name: 'tessera-listener' });
+    this.client = client;
+    client.on('error', (err) => {
+      this.log.warn({ err: { message: err.message } }, 'change listener connection failed; reconnecting');
+      this.scheduleReconnect(client);
+    });
+    client.on('end', () => this.scheduleReconnect(client));
+    client.on('notification', (msg) => {
+      if (msg.channel !== CHANNEL || !msg.payload) return;
+      let event: ChangeEvent;
+      try {
+        event = JSON.parse(msg.payload) as ChangeEvent;
+      } catch {
+        return;
+      }
+      if (typeof event?.type !== 'string') return;
+      this.emitter.emit(`event:${event.type}`, event);
+      this.emitter.emit('event:*', event);
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANNEL}`);
+      if (this.closed) {
+        await client.end().catch(() => undefined);
+        return;
+      }
+      this.connected = true;
+      this.retryMs = 100;
+      this.log.debug('change listener connected');
+      this.emitter.emit('reset');
+      this.resolveReady();
+    } catch (err) {
+      this.log.warn({ err: { message: (err as Error).message } }, 'change listener could not connect; retrying');
+      this.scheduleReconnect(client);
+    }
+  }
+
+  private scheduleReconnect(client: pg.Client): void {
+    if (this.client !== client || this.closed) return;
+    this.client = null;
+    this.connected = false;
+    client.removeAllListeners('end');
+    client.end().catch(() => undefined);
+    const delay = this.retryMs;
+    this.retryMs = Math.min(this.retryMs * 2, 2000);
+    this.timer = setTimeout(() => void this.connect(), delay);
+    this.timer.unref();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.connected = false;
+    if (this.timer) clearTimeout(this.timer);
+    const c = this.client;
+    this.client = null;
+    if (c) {
+      c.removeAllListeners('end');
+      await c.end().catch(() => undefined);
+    }
+  }
+}

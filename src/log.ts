@@ -1,0 +1,49 @@
+import pino, { type LoggerOptions } from 'pino';
+
+/** Query parameters whose values never reach a log line. */
+const SENSITIVE_PARAM = /secret|token|password|assertion|code|key|credential/i;
+
+/** `/oauth/token?client_secret=abc` -> `/oauth/token?client_secret=[redacted]` */
+export function redactUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const params = url
+    .slice(q + 1)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      const name = eq < 0 ? pair : pair.slice(0, eq);
+      return eq >= 0 && SENSITIVE_PARAM.test(name) ? `${name}=[redacted]` : pair;
+    });
+  return `${url.slice(0, q)}?${params.join('&')}`;
+}
+
+/** Every secret-bearing field Tessera knows of, at the depths logs put them. */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers["proxy-authorization"]',
+  'req.headers["x-access-token"]',
+  'req.headers.cookie',
+  'res.headers["set-cookie"]',
+  ...['client_secret', 'clientSecret', 'apiToken', 'api_token', 'access_token', 'refresh_token', 'token', 'secret', 'password',
+    'credential', 'credentials', 'privateKey', 'private_key', 'masterKey', 'pepper', 'authorization']
+    .flatMap((f) => [f, `*.${f}`, `*.*.${f}`]),
+  '*.headers.authorization',
+  '*.headers["x-access-token"]',
+];
+
+export function loggerOptions(level: string): LoggerOptions {
+  return {
+    level,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: {
+      req(req: { method: string; url: string; ip?: string; headers?: Record<string, unknown>; id?: string }) {
+        return { method: req.method, url: redactUrl(req.url), remoteAddress: req.ip, reqId: req.id };
+      },
+    },
+  };
+}
+
+export function createLogger(level: string) {
+  return pino(loggerOptions(level));
+}

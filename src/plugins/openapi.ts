@@ -1,0 +1,60 @@
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The OpenAPI document generated from the route schemas, as YAML. */
+    openapiYaml(): string;
+  }
+}
+
+export const OPENAPI_INFO = {
+  title: 'Tessera',
+  version: '0.1.0',
+  description:
+    'OAuth 2.0 token server for quantum-cloud platforms: SDK keys and the client_credentials grant, ' +
+    'API tokens and token login, provider access tokens, signing keys and gateway verification.',
+};
+
+/**
+ * The contract is generated from the route schemas (one source of truth). `openapi.yaml` at the
+ * repository root is this output, written by `npm run openapi`; a test fails when they differ.
+ */
+export const openapiPlugin = fp(
+  async function openapiPlugin(app: FastifyInstance, opts: { issuer: string }) {
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: OPENAPI_INFO,
+        servers: [{ url: opts.issuer }],
+        tags: [
+          { name: 'oauth', description: 'OAuth 2.0 endpoints (RFC 6749, 7009, 7662)' },
+          { name: 'discovery', description: 'Metadata and keys (RFC 8414, RFC 7517)' },
+          { name: 'login', description: 'API-token login (IBM Quantum compatible)' },
+          { name: 'self-service', description: 'A user managing their own credentials' },
+          { name: 'admin', description: 'Operators (scope admin)' },
+          { name: 'gateway', description: 'Forward-auth for gateways' },
+          { name: 'operations', description: 'Health, readiness, metrics, contract' },
+        ],
+        components: {
+          securitySchemes: {
+            bearer: { type: 'http', scheme: 'bearer', description: 'API token, session token or JWT access token' },
+            accessToken: { type: 'apiKey', in: 'header', name: 'x-access-token', description: 'Session token from loginWithToken' },
+            clientBasic: { type: 'http', scheme: 'basic', description: 'client_secret_basic (RFC 6749 §2.3.1)' },
+          },
+        },
+      },
+    });
+    await app.register(swaggerUi, {
+      routePrefix: '/docs/ui',
+      uiConfig: { docExpansion: 'list', deepLinking: true, validatorUrl: null } as Record<string, unknown>,
+      staticCSP: true,
+    });
+    app.decorate('openapiYaml', function openapiYaml() {
+      return app.swagger({ yaml: true });
+    });
+  },
+  { name: 'tessera-openapi' },
+);

@@ -1,0 +1,70 @@
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from './app.js';
+import { migrateToLatest } from './db/migrate.js';
+import { countAdminTokens } from './db/api-tokens.repository.js';
+import { openRuntime, type Runtime } from './runtime.js';
+
+/**
+ * Starts Tessera: configuration, database (embedded when DATABASE_URL is absent), migrations,
+ * the app, the listener; and a graceful shutdown on SIGTERM/SIGINT that stops taking requests,
+ * drains those in flight, closes the pool and stops embedded Postgres.
+ */
+export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app: FastifyInstance; runtime: Runtime; stop(): Promise<void> }> {
+  const runtime = await openRuntime(env);
+  const { config, log, handle } = runtime;
+  let app: FastifyInstance | null = null;
+  try {
+    if (config.migrateOnStart) {
+      const applied = await migrateToLatest(handle.db);
+      if (applied.length) log.info({ applied }, 'migrations applied');
+    }
+    app = await buildApp({ config, db: handle.db, connectionString: handle.connectionString });
+    await app.listen({ port: config.port, host: config.host });
+  } catch (err) {
+    await app?.close().catch(() => undefined);
+    await runtime.close().catch(() => undefined);
+    throw err;
+  }
+  const started = app;
+  if ((await countAdminTokens(handle.db).catch(() => 1)) === 0) {
+    log.warn(
+      'no operator token exists yet. Create the first operator and their token with:\n' +
+        '  npx tessera users create --email you@example.com --name "Your Name"\n' +
+        '  npx tessera tokens create --user you@example.com --scopes api,admin --name bootstrap',
+    );
+  }
+  let stopping: Promise<void> | null = null;
+  const stop = () =>
+    (stopping ??= (async () => {
+      log.info('shutting down: draining requests');
+      try {
+        await started.close();
+      } finally {
+        await runtime.close();
+        log.info('stopped');
+      }
+    })());
+  return { app: started, runtime, stop };
+}
+
+/** `tessera serve`: runs until SIGTERM/SIGINT. */
+export async function runServer(): Promise<void> {
+  const { runtime, stop } = await serve();
+  const onSignal = (signal: string) => {
+    runtime.log.info({ signal }, 'signal received');
+    const force = setTimeout(() => {
+      runtime.log.error('shutdown took longer than 15 s; exiting');
+      process.exit(1);
+    }, 15_000);
+    force.unref();
+    stop().then(
+      () => process.exit(0),
+      (err) => {
+        runtime.log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+}

@@ -1,0 +1,149 @@
+// Test harness: every test file gets its own fresh database (migrated) in the run's Postgres
+// (DATABASE_URL, or the embedded cluster scripts/test.mjs starts), and builds real apps on it.
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import { buildApp } from '../src/app.js';
+import { loadConfig, type Config } from '../src/config.js';
+import { createDb, type DbHandle } from '../src/db/database.js';
+import { migrateToLatest } from '../src/db/migrate.js';
+import { createUser, type User } from '../src/db/users.repository.js';
+import { createOrganization, upsertMembership, type Organization } from '../src/db/organizations.repository.js';
+import { issueApiToken } from '../src/auth/api-tokens.service.js';
+import type { Role } from '../src/db/tables/identity.js';
+import type { Clock } from '../src/clock.js';
+
+/** The subset of tap's Test the harness needs (teardown). */
+export interface TeardownHost {
+  teardown(fn: () => unknown): void;
+}
+
+/** A clock tests move by hand. */
+export class TestClock implements Clock {
+  constructor(public ms = Date.now()) {}
+  now(): number {
+    return this.ms;
+  }
+  advance(seconds: number): void {
+    this.ms += seconds * 1000;
+  }
+}
+
+export function baseDatabaseUrl(): string {
+  const url = process.env.DATABASE_URL;
+  if (!url) throw new Error('DATABASE_URL is not set: run tests with `npm test` (it starts an embedded Postgres)');
+  return url;
+}
+
+function withDatabase(url: string, name: string): string {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+/** Creates an empty database for this test file, dropped at teardown. */
+export async function freshDatabase(t: TeardownHost): Promise<string> {
+  const name = `tessera_t_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: withDatabase(baseDatabaseUrl(), 'postgres') });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  t.teardown(async () => {
+    const c = new pg.Client({ connectionString: withDatabase(baseDatabaseUrl(), 'postgres') });
+    await c.connect();
+    await c.query(`drop database if exists ${name} with (force)`);
+    await c.end();
+  });
+  return withDatabase(baseDatabaseUrl(), name);
+}
+
+/** Test configuration: real secrets (random per file), logs off, overrides by env var name. */
+export function testConfig(connectionString: string, env: Record<string, string> = {}): Config {
+  return loadConfig({
+    DATABASE_URL: connectionString,
+    TESSERA_MASTER_KEY: randomBytes(32).toString('base64'),
+    TESSERA_PEPPER: randomBytes(32).toString('base64'),
+    TESSERA_ISSUER: 'http://localhost:8080',
+    TESSERA_LOG_LEVEL: 'silent',
+    TESSERA_RATE_LIMIT: 'false',
+    ...env,
+  }).config;
+}
+
+export interface Harness {
+  app: FastifyInstance;
+  config: Config;
+  handle: DbHandle;
+  db: DbHandle['db'];
+  connectionString: string;
+  clock: TestClock;
+  /** Another instance on the same database (its own pool, listener and caches). */
+  instance(opts?: { clock?: Clock; env?: Record<string, string> }): Promise<FastifyInstance>;
+  inject(opts: InjectOptions): Promise<LightMyRequestResponse>;
+  user(opts?: { email?: string; name?: string }): Promise<User>;
+  org(name?: string, members?: Array<[User, Role]>): Promise<Organization>;
+  /** An API token for the user with the given scopes (default `api`). */
+  apiToken(user: User, scopes?: string[]): Promise<string>;
+}
+
+/**
+ * A migrated fresh database and a running app on it; everything is closed at teardown.
+ * `env` overrides configuration (by variable name).
+ */
+export async function harness(t: TeardownHost, opts: { env?: Record<string, string>; clock?: TestClock } = {}): Promise<Harness> {
+  const connectionString = await freshDatabase(t);
+  const config = testConfig(connectionString, opts.env);
+  const handle = createDb({ connectionString, max: 10 });
+  await migrateToLatest(handle.db);
+  const clock = opts.clock ?? new TestClock();
+  const apps: FastifyInstance[] = [];
+  const handles: DbHandle[] = [handle];
+  t.teardown(async () => {
+    for (const a of apps.reverse()) await a.close();
+    for (const h of handles) await h.close();
+  });
+  const build = async (c: Config, h: DbHandle, clk: Clock) => {
+    const a = await buildApp({ config: c, db: h.db, connectionString, clock: clk, logger: false });
+    apps.push(a);
+    await a.ready();
+    return a;
+  };
+  const app = await build(config, handle, clock);
+  let seq = 0;
+  const h: Harness = {
+    app,
+    config,
+    handle,
+    db: handle.db,
+    connectionString,
+    clock,
+    async instance(o = {}) {
+      const other = createDb({ connectionString, max: 10 });
+      handles.push(other);
+      // Same secrets as the first instance: they share the database.
+      const c = { ...config, ...(o.env ? testConfig(connectionString, o.env) : {}), masterKey: config.masterKey, pepper: config.pepper };
+      return build(Object.freeze(c), other, o.clock ?? clock);
+    },
+    inject: (o) => app.inject(o),
+    async user(o = {}) {
+      seq++;
+      return createUser(handle.db, {
+        email: o.email ?? `user${seq}-${randomBytes(3).toString('hex')}@example.com`,
+        name: o.name ?? `User ${seq}`,
+      });
+    },
+    async org(name = `Org ${++seq}`, members = []) {
+      const o = await createOrganization(handle.db, name);
+      for (const [u, role] of members) await upsertMembership(handle.db, o.id, u.id, role);
+      return o;
+    },
+    async apiToken(u, scopes = ['api']) {
+      const { token } = await issueApiToken(handle.db, config.pepper, { userId: u.id, name: 'test', scopes, expiresAt: null });
+      return token;
+    },
+  };
+  return h;
+}
+
+/** `{ authorization: 'Bearer <token>' }` */
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
