@@ -24,6 +24,8 @@ declare module 'fastify' {
     changes: ChangeListener;
     /** Batched last_used_at stamps. */
     usage: UsageStamps;
+    /** True when built only to read routes and the contract: onReady hooks must not touch the database. */
+    contractOnly: boolean;
   }
 }
 
@@ -35,6 +37,8 @@ export interface AppDeps {
   clock?: Clock;
   /** `false` silences logs (tests); default: pino at `config.logLevel`. */
   logger?: boolean;
+  /** Build routes and the contract only: start nothing that touches the database (npm run openapi). */
+  contractOnly?: boolean;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -65,6 +69,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('config', config);
   app.decorate('db', db);
   app.decorate('clock', clock);
+  app.decorate('contractOnly', deps.contractOnly === true);
   const changes = new ChangeListener(deps.connectionString, app.log);
   app.decorate('changes', changes);
   const usage = new UsageStamps(db, app.log);
@@ -98,6 +103,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(operationsRoutes);
 
   app.addHook('onReady', async () => {
+    if (app.contractOnly) return;
     changes.start();
     usage.start();
     await Promise.race([changes.ready(), new Promise((r) => setTimeout(r, 5000).unref())]);

@@ -4,6 +4,10 @@ import { ApiError, type ApiErrorCode } from './api-error.js';
 import { OAuthError, type OAuthErrorCode } from './oauth-error.js';
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route registered, for the contract test: method, URL pattern, hidden from the contract or not. */
+    routeTable: Array<{ method: string; url: string; hidden: boolean }>;
+  }
   interface FastifyContextConfig {
     /** Which error body the route answers with: RFC 6749 §5.2 (`oauth`) or the API's (`api`, the default). */
     errorFormat?: 'oauth' | 'api';
@@ -135,10 +139,13 @@ function send(reply: FastifyReply, rendered: Rendered): FastifyReply {
 export function registerErrorHandling(app: FastifyInstance): void {
   const router = FindMyWay({ ignoreTrailingSlash: false, caseSensitive: true });
   const allowed = new Map<string, Set<string>>();
+  const table: FastifyInstance['routeTable'] = [];
+  app.decorate('routeTable', table);
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const m of methods) {
       if (m === 'HEAD' || m === 'OPTIONS') continue;
+      table.push({ method: m, url: route.url, hidden: (route.schema as { hide?: boolean } | undefined)?.hide === true });
       let set = allowed.get(route.url);
       if (!set) {
         set = new Set();
