@@ -14,6 +14,7 @@ import { authPlugin } from './plugins/auth.js';
 import { openapiPlugin } from './plugins/openapi.js';
 import { apiTokenAuthenticator } from './auth/api-token-authenticator.js';
 import { operationsRoutes } from './routes/operations.js';
+import { adminAuditRoutes } from './routes/admin/audit.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -101,6 +102,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // Tier 3: routes.
   await app.register(operationsRoutes);
+  await app.register(adminAuditRoutes);
 
   app.addHook('onReady', async () => {
     if (app.contractOnly) return;

@@ -44,6 +44,7 @@ export function loggerOptions(level: string): LoggerOptions {
   };
 }
 
-export function createLogger(level: string) {
-  return pino(loggerOptions(level));
+/** The process logger: stdout for the server, stderr (fd 2) for CLI commands so their stdout stays data. */
+export function createLogger(level: string, fd: 1 | 2 = 1) {
+  return pino(loggerOptions(level), pino.destination({ fd, sync: fd === 2 }));
 }

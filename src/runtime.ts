@@ -15,9 +15,9 @@ export interface Runtime {
 }
 
 /** Loads configuration, starts or attaches to the database, and opens the pool. */
-export async function openRuntime(env: NodeJS.ProcessEnv = process.env, opts: { logLevel?: string } = {}): Promise<Runtime> {
+export async function openRuntime(env: NodeJS.ProcessEnv = process.env, opts: { logLevel?: string; logToStderr?: boolean } = {}): Promise<Runtime> {
   const { config, warnings } = loadConfig(env);
-  const log = createLogger(opts.logLevel ?? config.logLevel);
+  const log = createLogger(opts.logLevel ?? config.logLevel, opts.logToStderr ? 2 : 1);
   for (const w of warnings) log.warn(w);
   let embedded: EmbeddedPg | null = null;
   let connectionString = config.databaseUrl;

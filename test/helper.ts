@@ -90,7 +90,10 @@ export interface Harness {
  * A migrated fresh database and a running app on it; everything is closed at teardown.
  * `env` overrides configuration (by variable name).
  */
-export async function harness(t: TeardownHost, opts: { env?: Record<string, string>; clock?: TestClock } = {}): Promise<Harness> {
+export async function harness(
+  t: TeardownHost,
+  opts: { env?: Record<string, string>; clock?: TestClock; routes?: (app: FastifyInstance) => void } = {},
+): Promise<Harness> {
   const connectionString = await freshDatabase(t);
   const config = testConfig(connectionString, opts.env);
   const handle = createDb({ connectionString, max: 10 });
@@ -104,6 +107,8 @@ export async function harness(t: TeardownHost, opts: { env?: Record<string, stri
   });
   const build = async (c: Config, h: DbHandle, clk: Clock) => {
     const a = await buildApp({ config: c, db: h.db, connectionString, clock: clk, logger: false });
+    // Extra routes a test probes the shared machinery with (error handling, auth).
+    opts.routes?.(a);
     apps.push(a);
     await a.ready();
     return a;

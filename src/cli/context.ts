@@ -33,7 +33,7 @@ export function required(value: string | boolean | undefined, name: string, usag
 
 /** Runs `fn` with the database open (embedded Postgres started or attached), logs at warn. */
 export async function withRuntime<T>(fn: (rt: Runtime) => Promise<T>): Promise<T> {
-  const rt = await openRuntime(process.env, { logLevel: process.env.TESSERA_LOG_LEVEL ?? 'warn' });
+  const rt = await openRuntime(process.env, { logLevel: process.env.TESSERA_LOG_LEVEL ?? 'warn', logToStderr: true });
   try {
     return await fn(rt);
   } finally {

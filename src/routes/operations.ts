@@ -34,6 +34,8 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
   app.get(
     '/healthz',
     {
+      // Probes run often and from inside the platform: never rate limited.
+      config: { rateLimit: false },
       schema: {
         tags: ['operations'],
         summary: 'Liveness: the process answers (no dependency is checked)',
@@ -46,6 +48,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
   app.get(
     '/readyz',
     {
+      config: { rateLimit: false },
       schema: {
         tags: ['operations'],
         summary: 'Readiness: database reachable, migrations current, and every feature check passing',

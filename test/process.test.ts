@@ -1,0 +1,144 @@
+// The service as an operator runs it: real processes, real embedded Postgres, real HTTP.
+import t from 'tap';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import net from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { startEmbeddedPostgres } from '../src/db/embedded.js';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const cli = path.join(root, 'dist', 'src', 'cli.js');
+const run = promisify(execFile);
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitReady(port: number, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > until) throw new Error('service did not become ready');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function startServer(env: Record<string, string>): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
+  const child = spawn(process.execPath, [cli, 'serve'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c) => (out += c));
+  child.stderr!.on('data', (c) => (out += c));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { child, exited, output: () => out };
+}
+
+t.test('npm start path: embedded Postgres, CLI bootstrap, graceful stop, data kept across restarts', async (t) => {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'tessera-proc-'));
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  const port = await freePort();
+  const env = {
+    TESSERA_DATA_DIR: dataDir,
+    PORT: String(port),
+    TESSERA_HOST: '127.0.0.1',
+    TESSERA_EMBEDDED_PG_PORT: String(await freePort()),
+    TESSERA_LOG_LEVEL: 'info',
+    DATABASE_URL: '',
+  };
+  const first = startServer(env);
+  t.teardown(() => first.child.kill('SIGKILL'));
+  await waitReady(port);
+  t.match(first.output(), /generated a master key and pepper/, 'first run warns about the generated secrets');
+  t.match(first.output(), /tessera users create/, 'first start explains how to create the first operator');
+
+  // The CLI attaches to the embedded Postgres the server runs.
+  const cliEnv = { ...process.env, ...env };
+  const created = JSON.parse((await run(process.execPath, [cli, 'users', 'create', '--email', 'Ops@Example.com', '--name', 'Ops'], { env: cliEnv })).stdout);
+  t.equal(created.email, 'ops@example.com');
+  const dup = await run(process.execPath, [cli, 'users', 'create', '--email', 'ops@example.com', '--name', 'Again'], { env: cliEnv }).catch((e) => e);
+  t.equal(dup.code, 1);
+  t.match(dup.stderr, /exists already/);
+  const tok = await run(process.execPath, [cli, 'tokens', 'create', '--user', 'ops@example.com', '--scopes', 'api,admin', '--name', 'bootstrap'], { env: cliEnv });
+  const issued = JSON.parse(tok.stdout);
+  t.match(issued.token, /^tsr_pat_/);
+  t.match(tok.stderr, /shown once/);
+  const badScope = await run(process.execPath, [cli, 'tokens', 'create', '--user', 'ops@example.com', '--scopes', 'root'], { env: cliEnv }).catch((e) => e);
+  t.equal(badScope.code, 1);
+  t.match(badScope.stderr, /unknown scope/);
+
+  first.child.kill('SIGTERM');
+  t.equal(await first.exited, 0, 'SIGTERM drains and exits 0');
+  t.match(first.output(), /stopped/);
+  t.notMatch(first.output(), new RegExp(issued.token), 'the token never reached the server log');
+
+  const second = startServer(env);
+  t.teardown(() => second.child.kill('SIGKILL'));
+  await waitReady(port);
+  t.notMatch(second.output(), /generated a master key/, 'the second start reuses the secrets');
+  t.notMatch(second.output(), /no operator token exists yet/, 'the operator token survived the restart');
+  const again = await run(process.execPath, [cli, 'orgs', 'create', '--name', 'Lab', '--owner', 'ops@example.com'], { env: cliEnv });
+  t.match(JSON.parse(again.stdout).owner, /^[0-9a-f-]{36}$/, 'the user created before the restart is still there');
+  second.child.kill('SIGINT');
+  t.equal(await second.exited, 0);
+});
+
+t.test('Postgres going away: readyz 503, requests fail fast with 503, recovery without restart', async (t) => {
+  const pgData = mkdtempSync(path.join(tmpdir(), 'tessera-outage-'));
+  const pg = await startEmbeddedPostgres({ dataDir: pgData, port: await freePort(), ephemeral: true });
+  t.teardown(async () => {
+    await pg.stop();
+    rmSync(pgData, { recursive: true, force: true });
+  });
+  const port = await freePort();
+  const server = startServer({
+    DATABASE_URL: pg.connectionString,
+    TESSERA_MASTER_KEY: randomBytes(32).toString('base64'),
+    TESSERA_PEPPER: randomBytes(32).toString('base64'),
+    PORT: String(port),
+    TESSERA_HOST: '127.0.0.1',
+    TESSERA_LOG_LEVEL: 'warn',
+    TESSERA_DB_CONNECT_TIMEOUT_MS: '1000',
+  });
+  t.teardown(() => server.child.kill('SIGKILL'));
+  await waitReady(port);
+  const auth = { authorization: `Bearer tsr_pat_${'A'.repeat(43)}${'0'.repeat(6)}` };
+
+  const asUser = process.getuid?.() === 0 ? ['-u', 'postgres'] : [];
+  const pgctl = (args: string[]) =>
+    asUser.length ? run('runuser', [...asUser, '--', pg.bin.pg_ctl, ...args]) : run(pg.bin.pg_ctl, args);
+  await pgctl(['stop', '-D', pg.dataDir, '-m', 'immediate', '-w']);
+
+  const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+  t.equal(ready.status, 503, 'not ready while Postgres is down');
+  const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+  t.equal(health.status, 200, 'the process itself is alive');
+  const started = Date.now();
+  const api = await fetch(`http://127.0.0.1:${port}/readyz`, { headers: auth });
+  t.equal(api.status, 503);
+  t.ok(Date.now() - started < 5000, 'fails fast rather than hanging');
+
+  await pgctl(['start', '-D', pg.dataDir, '-w', '-o', `-p ${pg.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=`, '-l', path.join(pg.dataDir, 'restart.log')]);
+  const until = Date.now() + 10_000;
+  let status = 0;
+  while (Date.now() < until) {
+    status = (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
+    if (status === 200) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  t.equal(status, 200, 'ready again without a restart');
+  t.equal(server.child.exitCode, null, 'the process survived the outage');
+});
