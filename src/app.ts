@@ -12,6 +12,7 @@ import { registerErrorHandling } from './errors/handler.js';
 import { loggerOptions } from './log.js';
 import { authPlugin } from './plugins/auth.js';
 import { openapiPlugin } from './plugins/openapi.js';
+import { metricsPlugin } from './plugins/metrics.js';
 import { apiTokenAuthenticator } from './auth/api-token-authenticator.js';
 import { operationsRoutes } from './routes/operations.js';
 import { adminAuditRoutes } from './routes/admin/audit.js';
@@ -95,6 +96,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
   registerErrorHandling(app);
   await app.register(openapiPlugin, { issuer: config.issuer });
+  await app.register(metricsPlugin);
 
   // Tier 2: services.
   await app.register(authPlugin);

@@ -67,3 +67,15 @@ t.test('/docs leads to a rendered API reference and /openapi.yaml serves the con
   t.match(spec.headers['content-type'], /yaml/);
   t.match(spec.body, /^openapi: 3\.1\.0/);
 });
+
+t.test('/metrics exposes Prometheus counters by route pattern, never raw URLs', async (t) => {
+  const h = await harness(t);
+  await h.inject({ method: 'GET', url: '/healthz' });
+  await h.inject({ method: 'GET', url: '/no/such/secretvalue' });
+  const res = await h.inject({ method: 'GET', url: '/metrics' });
+  t.equal(res.statusCode, 200);
+  t.match(res.headers['content-type'], /text\/plain/);
+  t.match(res.body, /tessera_http_requests_total\{method="GET",route="\/healthz",status="200",service="tessera"\} 1/);
+  t.match(res.body, /tessera_http_request_duration_seconds_bucket/);
+  t.notMatch(res.body, /secretvalue/);
+});
