@@ -4,11 +4,10 @@ import t from 'tap';
 import { readFileSync, existsSync } from 'node:fs';
 import { spawn, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import net from 'node:net';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parse } from 'yaml';
-import { freshDatabase } from './helper.js';
+import { freePort, freshDatabase } from './helper.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8');
@@ -69,12 +68,7 @@ t.test('docker-compose.yml: Postgres 16+ with volume and healthcheck; Tessera wa
 
 t.test('the image command and its healthcheck work against a real database', async (t) => {
   const databaseUrl = await freshDatabase(t);
-  const port = await new Promise<number>((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
+  const port = await freePort();
   const ins = instructions(dockerfile);
   const cmd = execForm(ins.filter((i) => i.op === 'CMD').pop()!.args);
   const env = {

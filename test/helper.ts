@@ -1,6 +1,7 @@
 // Test harness: every test file gets its own fresh database (migrated) in the run's Postgres
 // (DATABASE_URL, or the embedded cluster scripts/test.mjs starts), and builds real apps on it.
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import pg from 'pg';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../src/app.js';
@@ -152,3 +153,15 @@ export async function harness(
 
 /** `{ authorization: 'Bearer <token>' }` */
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/** A free loopback TCP port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
