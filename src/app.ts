@@ -14,6 +14,8 @@ import { authPlugin } from './plugins/auth.js';
 import { openapiPlugin } from './plugins/openapi.js';
 import { apiTokenAuthenticator } from './auth/api-token-authenticator.js';
 import { operationsRoutes } from './routes/operations.js';
+import { providerTokenRoutes } from './routes/provider-tokens.js';
+import { organizationRoutes } from './routes/organizations.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -101,6 +103,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // Tier 3: routes.
   await app.register(operationsRoutes);
+  await app.register(providerTokenRoutes);
+  await app.register(organizationRoutes);
 
   app.addHook('onReady', async () => {
     if (app.contractOnly) return;
