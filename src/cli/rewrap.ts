@@ -4,6 +4,19 @@ import type { RewrapResult, RewrapTarget } from '../crypto/rewrap.js';
 import { providerTokensRewrapTarget } from '../providers/rewrap-target.js';
 import { CLI_ACTOR, CliError, flags, print, withRuntime, type Command } from './context.js';
 
+/*
+ * Changing the master key (nothing is unreadable at any step):
+ * 1. Generate a key: `openssl rand -base64 32`.
+ * 2. On every instance set TESSERA_MASTER_KEY=<new> and TESSERA_PREVIOUS_MASTER_KEYS=<old>[,<older>...]
+ *    and roll out: new writes are sealed under the new key, old rows still open with the previous one.
+ * 3. Run `tessera keys rewrap` (same environment; `--dry-run` shows rows per key id). It re-seals in
+ *    short batches, audits each batch, and can be re-run at will; it exits 1 and names the rows it
+ *    could not open (their key is missing from TESSERA_PREVIOUS_MASTER_KEYS).
+ * 4. When it reports `remaining: 0` for every target, drop the old key from
+ *    TESSERA_PREVIOUS_MASTER_KEYS and roll out again. Keep a backup of the old key until backups
+ *    taken before the rewrap have expired.
+ */
+
 /** Everything sealed under the master key. Features that seal data add their target here. */
 export const REWRAP_TARGETS: RewrapTarget[] = [providerTokensRewrapTarget];
 
