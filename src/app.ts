@@ -16,6 +16,8 @@ import { metricsPlugin } from './plugins/metrics.js';
 import { apiTokenAuthenticator } from './auth/api-token-authenticator.js';
 import { operationsRoutes } from './routes/operations.js';
 import { adminAuditRoutes } from './routes/admin/audit.js';
+import { providerTokenRoutes } from './routes/provider-tokens.js';
+import { organizationRoutes } from './routes/organizations.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -105,6 +107,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Tier 3: routes.
   await app.register(operationsRoutes);
   await app.register(adminAuditRoutes);
+  await app.register(providerTokenRoutes);
+  await app.register(organizationRoutes);
 
   app.addHook('onReady', async () => {
     if (app.contractOnly) return;

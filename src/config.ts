@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import path from 'node:path';
+import { providersFromEnv, type ProviderSpec } from './providers/catalog.js';
 
 /** Signing algorithms Tessera can issue JWTs with. */
 export const SIGNING_ALGS = ['EdDSA', 'ES256', 'RS256'] as const;
@@ -54,6 +55,8 @@ export interface Config {
   };
   /** Run migrations when the server starts. */
   readonly migrateOnStart: boolean;
+  /** Quantum providers whose credentials may be stored (TESSERA_PROVIDERS / TESSERA_PROVIDERS_FILE). */
+  readonly providers: readonly ProviderSpec[];
 }
 
 export class ConfigError extends Error {
@@ -208,6 +211,13 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
   const logLevel = env.TESSERA_LOG_LEVEL?.trim() || env.LOG_LEVEL?.trim() || 'info';
   if (!levels.includes(logLevel)) throw new ConfigError(`TESSERA_LOG_LEVEL must be one of ${levels.join(', ')}`);
 
+  let providers: ProviderSpec[];
+  try {
+    providers = providersFromEnv(env);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+
   const config: Config = {
     port,
     host,
@@ -238,6 +248,7 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
       defaultPerIp: int(env, 'TESSERA_RATE_LIMIT_PER_IP', 6000, 1),
     },
     migrateOnStart: bool(env, 'TESSERA_MIGRATE_ON_START', true),
+    providers: Object.freeze(providers),
   };
   return { config: Object.freeze(config), warnings };
 }

@@ -26,7 +26,9 @@ export const REDACT_PATHS = [
   'req.headers.cookie',
   'res.headers["set-cookie"]',
   ...['client_secret', 'clientSecret', 'apiToken', 'api_token', 'access_token', 'refresh_token', 'token', 'secret', 'password',
-    'credential', 'credentials', 'privateKey', 'private_key', 'masterKey', 'pepper', 'authorization']
+    'credential', 'credentials', 'privateKey', 'private_key', 'masterKey', 'pepper', 'authorization',
+    // Quantum provider credentials (src/providers/catalog.ts secretFields).
+    'api_key', 'apiKey', 'secret_access_key', 'session_token', 'body']
     .flatMap((f) => [f, `*.${f}`, `*.*.${f}`]),
   '*.headers.authorization',
   '*.headers["x-access-token"]',

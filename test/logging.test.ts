@@ -17,10 +17,11 @@ function capture() {
 t.test('secret-bearing headers and fields never reach a log line', async (t) => {
   const { log, lines } = capture();
   log.info({ req: { method: 'POST', url: '/oauth/token?client_secret=s3cr3t&x=1', headers: { authorization: 'Bearer AAA', 'x-access-token': 'BBB', cookie: 'c=CCC' } } }, 'r');
-  log.info({ body: { client_secret: 'DDD', apiToken: 'EEE', name: 'ok' } }, 'b');
+  log.info({ input: { client_secret: 'DDD', apiToken: 'EEE', name: 'ok' } }, 'b');
+  log.info({ body: { anything: 'III' } }, 'whole bodies are never logged');
   log.info({ client_secret: 'FFF', token: 'GGG', credential: { secret: 'HHH' } }, 'top');
   const all = lines.join('\n');
-  for (const s of ['s3cr3t', 'AAA', 'BBB', 'CCC', 'DDD', 'EEE', 'FFF', 'GGG', 'HHH']) t.notMatch(all, s, `${s} redacted`);
+  for (const s of ['s3cr3t', 'AAA', 'BBB', 'CCC', 'DDD', 'EEE', 'FFF', 'GGG', 'HHH', 'III']) t.notMatch(all, s, `${s} redacted`);
   t.match(all, /\[redacted\]/);
   t.match(all, /"name":"ok"/, 'ordinary fields stay');
 });

@@ -1,0 +1,108 @@
+import type { Db } from '../db/database.js';
+import { recordAudit, type Actor } from '../db/audit.repository.js';
+import { publishChange } from '../db/notifications.js';
+import { findMembership, upsertMembership } from '../db/organizations.repository.js';
+import { countOwners, deleteMembership, lockOrganization } from '../db/organization-members.repository.js';
+import { findUserById } from '../db/users.repository.js';
+import type { Role } from '../db/tables/identity.js';
+import { ApiError, conflict, forbidden, notFound } from '../errors/api-error.js';
+
+/**
+ * Who changes membership: an operator (scope `admin`, any change) or a user acting through their
+ * own role in the organization (see {@link membershipChangeDenied}).
+ */
+export type MembershipActor = { kind: 'operator'; audit: Actor } | { kind: 'user'; userId: string; audit: Actor };
+
+/**
+ * The role matrix for users managing their own organization. `next` is the new role, or `null`
+ * for removal; `current` the target's role now (`null`: not a member). Returns why the change is
+ * refused, or `null` when it is allowed. The last-owner rule is checked separately (it binds
+ * operators too).
+ *
+ * | actor      | add/change to member or maintainer | grant owner | change/remove an owner | change/remove a maintainer | remove a member | self: step down / leave |
+ * |------------|------------------------------------|-------------|------------------------|----------------------------|-----------------|--------------------------|
+ * | owner      | yes                                | yes         | yes                    | yes                        | yes             | yes                      |
+ * | maintainer | new users and `member`s only       | no          | no                     | only themselves            | yes             | yes                      |
+ * | member     | no                                 | no          | no                     | no                         | no              | leave only               |
+ */
+export function membershipChangeDenied(actorRole: Role, isSelf: boolean, current: Role | null, next: Role | null): string | null {
+  if (actorRole === 'owner') return null;
+  if (next === 'owner') return 'only owners can make someone an owner';
+  if (current === 'owner') return 'only owners can change or remove an owner';
+  if (actorRole === 'maintainer') {
+    if (isSelf) return null; // stepping down to member, or leaving
+    if (current === 'maintainer') return 'only owners can change or remove another maintainer';
+    return null; // a new user or a member: add, promote to maintainer, remove
+  }
+  // member
+  if (isSelf && next === null) return null;
+  return isSelf ? 'members cannot change their own role' : 'members cannot manage other members';
+}
+
+export interface MembershipChange {
+  organizationId: string;
+  userId: string;
+  role: Role | null;
+  previousRole: Role | null;
+}
+
+const lastOwner = () =>
+  conflict('the last owner of an organization cannot be removed or demoted; make another member owner first');
+
+/**
+ * Adds a member, changes a role (`role`), or removes a member (`role: null`), in one
+ * transaction holding the organization's row lock, audited in it. Non-members acting as users
+ * get 404 (no existence leak), refused changes 403, the last-owner rule 409.
+ */
+export async function changeMembership(
+  db: Db,
+  actor: MembershipActor,
+  organizationId: string,
+  targetUserId: string,
+  role: Role | null,
+): Promise<MembershipChange> {
+  return db.transaction().execute(async (trx) => {
+    const org = await lockOrganization(trx, organizationId);
+    if (!org) throw notFound('organization');
+    const current = (await findMembership(trx, organizationId, targetUserId))?.role ?? null;
+    if (actor.kind === 'user') {
+      const own = actor.userId === targetUserId ? current : ((await findMembership(trx, organizationId, actor.userId))?.role ?? null);
+      if (!own) throw notFound('organization');
+      const denied = membershipChangeDenied(own, actor.userId === targetUserId, current, role);
+      if (denied) throw forbidden(denied);
+    }
+    if (role === null) {
+      if (current === null) throw notFound('membership');
+    } else if (current === null && !(await findUserById(trx, targetUserId))) {
+      throw notFound('user');
+    }
+    if (current === role) return { organizationId, userId: targetUserId, role, previousRole: current };
+    if (current === 'owner' && role !== 'owner' && (await countOwners(trx, organizationId)) <= 1) throw lastOwner();
+
+    if (role === null) await deleteMembership(trx, organizationId, targetUserId);
+    else await upsertMembership(trx, organizationId, targetUserId, role);
+    await recordAudit(trx, actor.audit, {
+      action: role === null ? 'membership.remove' : 'membership.set',
+      targetType: 'user',
+      targetId: targetUserId,
+      organizationId,
+      details: { role, previous_role: current, by: actor.kind },
+    });
+    await publishChange(trx, { type: 'membership', id: organizationId, user_id: targetUserId });
+    return { organizationId, userId: targetUserId, role, previousRole: current };
+  });
+}
+
+/** The caller's role in the organization, or 404 when they are not a member (or it does not exist). */
+export async function requireMembership(db: Db, organizationId: string, userId: string): Promise<Role> {
+  const m = await findMembership(db, organizationId, userId);
+  if (!m) throw notFound('organization');
+  return m.role;
+}
+
+/** 403 unless the role may write the organization's provider credentials. */
+export function requireWriter(role: Role): void {
+  if (role !== 'owner' && role !== 'maintainer') {
+    throw new ApiError(403, 'forbidden', 'only owners and maintainers can change the organization\'s provider credentials');
+  }
+}
