@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError } from './config.js';
 import { CliError, type Command } from './cli/context.js';
 import { identityCommands, migrateCommand } from './cli/identity.js';
+import { userStatusCommands } from './cli/users.js';
 import { runServer } from './server.js';
 
 const serveCommand: Command = {
@@ -13,7 +14,7 @@ const serveCommand: Command = {
 };
 
 /** Every operator command; features add theirs here. */
-export const COMMANDS: Command[] = [serveCommand, migrateCommand, ...identityCommands];
+export const COMMANDS: Command[] = [serveCommand, migrateCommand, ...identityCommands, ...userStatusCommands];
 
 function help(): string {
   return ['usage: tessera <command> [options]', '', ...COMMANDS.map((c) => `  ${c.usage}\n      ${c.summary}`)].join('\n');
