@@ -133,6 +133,29 @@ t.test('logout on one instance: 401 on a second instance sharing the database, e
   assertInvalidToken(t, await h.inject({ method: 'GET', url: '/api/users/me', headers: xat(id) }), 'A after logout on B');
 });
 
+t.test('B refuses a logged-out token while the logout notification is still in flight to B', async (t) => {
+  const h = await harness(t);
+  const b = await h.instance();
+  const u = await h.user();
+  const apiToken = await h.apiToken(u);
+  const { id } = (await login(h, apiToken)).json();
+  t.equal((await b.inject({ method: 'GET', url: '/gateway/verify', headers: xat(id) })).statusCode, 200);
+  t.equal((await b.inject({ method: 'GET', url: '/gateway/verify', headers: xat(id) })).statusCode, 200, 'cache hit');
+  // Keep B's LISTEN backend busy: Postgres holds notifications for it until its statement ends,
+  // as a slow network or a loaded listener would.
+  const listener = (b.changes as unknown as { client: pg.Client }).client;
+  const busy = listener.query('select pg_sleep(0.4)');
+  await new Promise((r) => setTimeout(r, 50));
+  let delivered = false;
+  const off = b.changes.on('session', () => (delivered = true));
+  t.equal((await h.inject({ method: 'POST', url: '/api/users/logout', headers: xat(id) })).statusCode, 204);
+  t.notOk(delivered, 'the notification has not reached B yet');
+  assertInvalidToken(t, await b.inject({ method: 'GET', url: '/gateway/verify', headers: xat(id) }), 'B, notification in flight');
+  t.ok(delivered, 'B waited for it');
+  off();
+  await busy;
+});
+
 t.test('cache hits wait for the freshness barrier; a barrier delivers every notification committed before it', async (t) => {
   const h = await harness(t);
   const u = await h.user();
