@@ -1,16 +1,17 @@
 import t from 'tap';
 import pg from 'pg';
+import type { Test } from 'tap';
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { bearer, harness, TestClock } from './helper.js';
-import { publishChange } from '../src/db/notifications.js';
 import { isWellFormedSessionToken } from '../src/auth/session-token.js';
 
-async function login(h: { inject: (o: any) => Promise<any> } | { inject: any }, apiToken: string) {
-  return (h as any).inject({ method: 'POST', url: '/api/users/loginWithToken', payload: { apiToken } });
+async function login(h: { inject(o: InjectOptions): Promise<LightMyRequestResponse> }, apiToken: string) {
+  return h.inject({ method: 'POST', url: '/api/users/loginWithToken', payload: { apiToken } });
 }
 
 const xat = (token: string) => ({ 'x-access-token': token });
 
-function assertInvalidToken(t: Tap.Test, res: { statusCode: number; headers: Record<string, unknown>; json(): any }, what: string) {
+function assertInvalidToken(t: Test, res: LightMyRequestResponse, what: string) {
   t.equal(res.statusCode, 401, `${what}: 401`);
   t.match(String(res.headers['www-authenticate']), /^Bearer .*error="invalid_token"/, `${what}: Bearer challenge`);
   t.equal(res.json().error, 'invalid_token', `${what}: error code`);
@@ -191,7 +192,6 @@ t.test('cache hits wait for the freshness barrier; a barrier delivers every noti
   // Concurrent callers share round trips.
   const results = await Promise.all(Array.from({ length: 100 }, () => h.app.changes.sync()));
   t.ok(results.every(Boolean));
-  void publishChange;
 });
 
 t.test('sessions expire after the TTL; expired rows are pruned', async (t) => {

@@ -34,8 +34,8 @@ export async function suspendUser(
   input: { userId: string; now: Date; actor: Actor },
 ): Promise<{ user: User; tokensRevoked: number; sessionsEnded: number } | undefined> {
   return db.transaction().execute(async (trx) => {
-    // The status update first: it waits for logins holding the user row FOR SHARE, so their
-    // sessions exist (and are revoked below) or they see the user suspended.
+    // A login racing this may leave a session row behind; it is never accepted, because
+    // verification also requires the user active and the API token live.
     const user = await setUserStatus(trx, input.userId, 'suspended');
     if (!user) return undefined;
     const tokens = await revokeApiTokensOfUser(trx, user.id, input.now);

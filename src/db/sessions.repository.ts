@@ -16,9 +16,10 @@ function effectiveExpiry(sliding: { ttlSeconds: number } | null) {
 }
 
 /**
- * The API token with this hash and its owner, locked FOR SHARE so that a concurrent revocation
- * or suspension either waits for the login to commit (and then ends the new session too) or wins
- * (and the login sees the token revoked).
+ * The live API token with this hash and its owner's status. Not locked: a login racing a
+ * revocation or suspension may leave a session row the revocation missed, but such a session is
+ * never accepted, since every verification also requires its API token live and its user active
+ * (and a row lock here would serialise concurrent logins with one token on multixacts).
  */
 export async function lockApiTokenForLogin(db: Q, tokenHash: Buffer) {
   return db
@@ -27,7 +28,6 @@ export async function lockApiTokenForLogin(db: Q, tokenHash: Buffer) {
     .select(['api_tokens.id', 'api_tokens.user_id', 'api_tokens.scopes', 'api_tokens.expires_at', 'users.status as user_status'])
     .where('api_tokens.token_hash', '=', tokenHash)
     .where('api_tokens.revoked_at', 'is', null)
-    .forShare()
     .executeTakeFirst();
 }
 
