@@ -18,6 +18,13 @@ import { operationsRoutes } from './routes/operations.js';
 import { adminAuditRoutes } from './routes/admin/audit.js';
 import { providerTokenRoutes } from './routes/provider-tokens.js';
 import { organizationRoutes } from './routes/organizations.js';
+import { sessionsPlugin } from './plugins/sessions.js';
+import { sessionAuthenticator } from './auth/session-authenticator.js';
+import { loginRoutes } from './routes/login.js';
+import { usersRoutes } from './routes/users.js';
+import { accessTokensRoutes } from './routes/access-tokens.js';
+import { adminUsersRoutes } from './routes/admin-users.js';
+import { gatewayRoutes } from './routes/gateway.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -103,12 +110,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Tier 2: services.
   await app.register(authPlugin);
   app.authenticators.push(apiTokenAuthenticator({ config, db, clock, usage }));
+  await app.register(sessionsPlugin);
+  app.authenticators.push(sessionAuthenticator({ config, db, clock, usage, changes, cache: app.sessionCache }));
 
   // Tier 3: routes.
   await app.register(operationsRoutes);
   await app.register(adminAuditRoutes);
   await app.register(providerTokenRoutes);
   await app.register(organizationRoutes);
+  await app.register(loginRoutes);
+  await app.register(usersRoutes);
+  await app.register(accessTokensRoutes);
+  await app.register(adminUsersRoutes);
+  await app.register(gatewayRoutes);
 
   app.addHook('onReady', async () => {
     if (app.contractOnly) return;

@@ -1,6 +1,9 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../db/database.js';
-import { insertApiToken, type ApiTokenRow } from '../db/api-tokens.repository.js';
+import { insertApiToken, revokeApiTokenOfUser, type ApiTokenRow } from '../db/api-tokens.repository.js';
+import { revokeSessionsOfApiToken } from '../db/sessions.repository.js';
+import { publishChange } from '../db/notifications.js';
+import { recordAudit, type Actor } from '../db/audit.repository.js';
 import { displayPrefix, generateApiToken, hashApiToken } from './api-token.js';
 
 /** Creates an API token and returns it with its row; the token exists nowhere else after this. */
@@ -19,4 +22,27 @@ export async function issueApiToken(
     expiresAt: input.expiresAt,
   });
   return { token, row };
+}
+
+/**
+ * Revokes one of the user's API tokens and every session made from it, in one transaction that
+ * also tells every instance. False when the user has no such live token.
+ */
+export async function revokeApiToken(
+  db: Kysely<Database>,
+  input: { userId: string; tokenId: string; now: Date; actor: Actor },
+): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const row = await revokeApiTokenOfUser(trx, input.userId, input.tokenId, input.now);
+    if (!row) return false;
+    const sessions = await revokeSessionsOfApiToken(trx, row.id, input.now);
+    await publishChange(trx, { type: 'api_token', id: row.id });
+    await recordAudit(trx, input.actor, {
+      action: 'api_token.revoke',
+      targetType: 'api_token',
+      targetId: row.id,
+      details: { user_id: row.user_id, sessions_ended: sessions.length },
+    });
+    return true;
+  });
 }

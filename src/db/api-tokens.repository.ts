@@ -56,3 +56,39 @@ export async function countAdminTokens(db: Q): Promise<number> {
     .executeTakeFirstOrThrow();
   return Number(r.n);
 }
+
+/** The user's live (not revoked) tokens, oldest first. */
+export async function listLiveApiTokens(db: Q, userId: string): Promise<ApiTokenRow[]> {
+  return db
+    .selectFrom('api_tokens')
+    .selectAll()
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute();
+}
+
+/** Revokes one of the user's live tokens; undefined when the user has no such live token. */
+export async function revokeApiTokenOfUser(db: Q, userId: string, id: string, now: Date): Promise<ApiTokenRow | undefined> {
+  return db
+    .updateTable('api_tokens')
+    .set({ revoked_at: now })
+    .where('id', '=', id)
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/** Revokes every live token of a user; returns their ids. */
+export async function revokeApiTokensOfUser(db: Q, userId: string, now: Date): Promise<string[]> {
+  const rows = await db
+    .updateTable('api_tokens')
+    .set({ revoked_at: now })
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .returning('id')
+    .execute();
+  return rows.map((r) => r.id);
+}

@@ -74,6 +74,56 @@ export class ChangeListener {
     void this.connect();
   }
 
+  private barrier: Promise<boolean> | null = null;
+  private nextBarrier: Promise<boolean> | null = null;
+
+  /**
+   * A freshness barrier: resolves `true` once every notification committed before this call has
+   * been handed to the handlers, `false` when that cannot be promised (not listening, or the
+   * round trip failed or took over `timeoutMs`): callers must then not trust their caches.
+   *
+   * How: a round trip on the LISTEN connection. Postgres signals listeners while the notifying
+   * transaction commits (before its client hears of the commit) and delivers pending
+   * notifications at the latest when the listener's next transaction ends, before ReadyForQuery;
+   * pg emits them, in order, before the query resolves. Concurrent callers share round trips:
+   * a call waits for the first round trip that starts after it, so the cost is at most two
+   * round trips of latency and one trivial query per round trip, however many requests wait.
+   */
+  sync(timeoutMs = 1000): Promise<boolean> {
+    if (!this.connected || !this.client) return Promise.resolve(false);
+    if (!this.barrier) {
+      const client = this.client;
+      this.barrier = this.roundTrip(client, timeoutMs).finally(() => {
+        this.barrier = null;
+      });
+      return this.barrier;
+    }
+    // One is in flight, but it started before this call: wait for the next one.
+    this.nextBarrier ??= this.barrier.then(() => {
+      this.nextBarrier = null;
+      return this.sync(timeoutMs);
+    });
+    return this.nextBarrier;
+  }
+
+  private async roundTrip(client: pg.Client, timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const ok = await Promise.race([
+        client.query('select 1').then(() => true),
+        new Promise<boolean>((r) => {
+          timer = setTimeout(() => r(false), timeoutMs);
+          timer.unref();
+        }),
+      ]);
+      return ok && this.client === client && this.connected;
+    } catch {
+      return false;
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  }
+
   private async connect(): Promise<void> {
     if (this.closed) return;
     const client = new pg.Client({ connectionString: this.connectionString, application_name: 'tessera-listener' });

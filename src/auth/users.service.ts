@@ -1,0 +1,63 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/database.js';
+import { publishChange } from '../db/notifications.js';
+import { recordAudit, type Actor } from '../db/audit.repository.js';
+import { createUser, setUserStatus, type User } from '../db/users.repository.js';
+import { revokeApiTokensOfUser } from '../db/api-tokens.repository.js';
+import { revokeSessionsOfUser } from '../db/sessions.repository.js';
+
+export class DuplicateEmailError extends Error {
+  override name = 'DuplicateEmailError';
+}
+
+/** Creates a user (audited). Throws DuplicateEmailError when the email is taken. */
+export async function createUserAudited(db: Kysely<Database>, actor: Actor, input: { email: string; name: string }): Promise<User> {
+  try {
+    return await db.transaction().execute(async (trx) => {
+      const u = await createUser(trx, input);
+      await recordAudit(trx, actor, { action: 'user.create', targetType: 'user', targetId: u.id, details: { email: u.email } });
+      return u;
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code === '23505') throw new DuplicateEmailError(`a user with email ${input.email} exists already`);
+    throw err;
+  }
+}
+
+/**
+ * Suspends a user: status `suspended`, every API token and session revoked, every instance told,
+ * in one transaction. Activating later does not bring tokens back: the user needs new ones.
+ * Returns the user, or undefined when there is none.
+ */
+export async function suspendUser(
+  db: Kysely<Database>,
+  input: { userId: string; now: Date; actor: Actor },
+): Promise<{ user: User; tokensRevoked: number; sessionsEnded: number } | undefined> {
+  return db.transaction().execute(async (trx) => {
+    // A login racing this may leave a session row behind; it is never accepted, because
+    // verification also requires the user active and the API token live.
+    const user = await setUserStatus(trx, input.userId, 'suspended');
+    if (!user) return undefined;
+    const tokens = await revokeApiTokensOfUser(trx, user.id, input.now);
+    const sessionsEnded = await revokeSessionsOfUser(trx, user.id, input.now);
+    await publishChange(trx, { type: 'user', id: user.id });
+    await recordAudit(trx, input.actor, {
+      action: 'user.suspend',
+      targetType: 'user',
+      targetId: user.id,
+      details: { api_tokens_revoked: tokens.length, sessions_ended: sessionsEnded },
+    });
+    return { user, tokensRevoked: tokens.length, sessionsEnded };
+  });
+}
+
+/** Makes a suspended user active again (their old credentials stay revoked). */
+export async function activateUser(db: Kysely<Database>, input: { userId: string; actor: Actor }): Promise<User | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const user = await setUserStatus(trx, input.userId, 'active');
+    if (!user) return undefined;
+    await publishChange(trx, { type: 'user', id: user.id });
+    await recordAudit(trx, input.actor, { action: 'user.activate', targetType: 'user', targetId: user.id });
+    return user;
+  });
+}

@@ -1,0 +1,35 @@
+import { activateUser, suspendUser } from '../auth/users.service.js';
+import { CLI_ACTOR, flags, print, required, withRuntime, type Command } from './context.js';
+import { resolveUser } from './identity.js';
+
+/** Suspending and re-activating users. */
+export const userStatusCommands: Command[] = [
+  {
+    name: 'users suspend',
+    usage: 'tessera users suspend --user USER',
+    summary: "suspend a user (id or email): every API token and session of theirs ends at once, on every instance",
+    async run(argv) {
+      const { values } = flags(argv, { user: { type: 'string' } }, this.usage);
+      const ref = required(values.user, 'user', this.usage);
+      await withRuntime(async ({ handle }) => {
+        const user = await resolveUser(handle.db, ref);
+        const done = await suspendUser(handle.db, { userId: user.id, now: new Date(), actor: CLI_ACTOR });
+        print({ id: user.id, status: done!.user.status, api_tokens_revoked: done!.tokensRevoked, sessions_ended: done!.sessionsEnded });
+      });
+    },
+  },
+  {
+    name: 'users activate',
+    usage: 'tessera users activate --user USER',
+    summary: 'make a suspended user active again (their old tokens stay revoked: create new ones)',
+    async run(argv) {
+      const { values } = flags(argv, { user: { type: 'string' } }, this.usage);
+      const ref = required(values.user, 'user', this.usage);
+      await withRuntime(async ({ handle }) => {
+        const user = await resolveUser(handle.db, ref);
+        const updated = await activateUser(handle.db, { userId: user.id, actor: CLI_ACTOR });
+        print({ id: user.id, status: updated!.status });
+      });
+    },
+  },
+];

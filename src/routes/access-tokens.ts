@@ -1,0 +1,152 @@
+import type { FastifyInstance } from 'fastify';
+import { badRequest, forbidden, notFound } from '../errors/api-error.js';
+import { credentialLabel } from '../auth/principal.js';
+import { API_SCOPES } from '../auth/scopes.js';
+import { issueApiToken, revokeApiToken } from '../auth/api-tokens.service.js';
+import { listLiveApiTokens, type ApiTokenRow } from '../db/api-tokens.repository.js';
+import { recordAudit } from '../db/audit.repository.js';
+import { dateTimeSchema, errorResponses, uuidSchema } from './schemas.js';
+
+const MAX_EXPIRES_IN = 10 * 365 * 86400;
+
+const tokenProperties = {
+  id: uuidSchema,
+  name: { type: 'string' },
+  display_prefix: { type: 'string', description: 'The first characters of the token, to recognise it' },
+  scopes: { type: 'array', items: { type: 'string', enum: [...API_SCOPES] } },
+  created_at: dateTimeSchema,
+  expires_at: { anyOf: [dateTimeSchema, { type: 'null' }] },
+  last_used_at: { anyOf: [dateTimeSchema, { type: 'null' }] },
+} as const;
+const TOKEN_FIELDS = Object.keys(tokenProperties);
+
+/** The list view: never the secret (the schema has no field for it). */
+const tokenSchema = { type: 'object', additionalProperties: false, required: TOKEN_FIELDS, properties: tokenProperties } as const;
+
+function view(r: ApiTokenRow) {
+  return {
+    id: r.id,
+    name: r.name,
+    display_prefix: r.display_prefix,
+    scopes: r.scopes,
+    created_at: r.created_at.toISOString(),
+    expires_at: r.expires_at?.toISOString() ?? null,
+    last_used_at: r.last_used_at?.toISOString() ?? null,
+  };
+}
+
+/** Personal access tokens of the caller. */
+export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
+  const security: Array<Record<string, string[]>> = [{ bearer: [] }, { accessToken: [] }];
+
+  app.post<{ Body: { name: string; scopes: string[]; expires_in?: number } }>(
+    '/api/access-tokens',
+    {
+      preHandler: app.requireAuth('api'),
+      schema: {
+        tags: ['self-service'],
+        summary: 'Create an API token; the token is in this response only',
+        description:
+          'Scopes can only be those the calling credential holds (so `admin` needs a caller with `admin`). ' +
+          '`expires_in` is in seconds; without it the token lives until revoked.',
+        security,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['name', 'scopes'],
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 200 },
+            scopes: { type: 'array', minItems: 1, maxItems: API_SCOPES.length, uniqueItems: true, items: { type: 'string', enum: [...API_SCOPES] } },
+            expires_in: { type: 'integer', minimum: 60, maximum: MAX_EXPIRES_IN },
+          },
+        },
+        response: {
+          201: {
+            type: 'object',
+            additionalProperties: false,
+            required: [...TOKEN_FIELDS, 'token'],
+            properties: { ...tokenProperties, token: { type: 'string', description: 'The API token, shown once' } },
+          },
+          ...errorResponses(400, 401, 403, 413, 415, 429, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const p = request.principal!;
+      const name = request.body.name.trim();
+      if (!name) throw badRequest('name must not be blank');
+      const lacking = request.body.scopes.filter((s) => !p.scopes.includes(s));
+      if (lacking.length) {
+        throw forbidden(`a token cannot grant scopes its creator's credential lacks: ${lacking.join(', ')}`);
+      }
+      const now = app.clock.now();
+      const expiresAt = request.body.expires_in === undefined ? null : new Date(now + request.body.expires_in * 1000);
+      const { token, row } = await app.db.transaction().execute(async (trx) => {
+        const issued = await issueApiToken(trx, app.config.pepper, { userId: p.userId, name, scopes: request.body.scopes, expiresAt });
+        await recordAudit(
+          trx,
+          { userId: p.userId, credential: credentialLabel(p), ip: request.ip, requestId: request.id },
+          { action: 'api_token.create', targetType: 'api_token', targetId: issued.row.id, details: { name, scopes: issued.row.scopes } },
+        );
+        return issued;
+      });
+      reply.code(201).header('cache-control', 'no-store');
+      return { ...view(row), token };
+    },
+  );
+
+  app.get(
+    '/api/access-tokens',
+    {
+      preHandler: app.requireAuth('api'),
+      schema: {
+        tags: ['self-service'],
+        summary: "The caller's live API tokens (never the secret)",
+        security,
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['items'],
+            properties: { items: { type: 'array', items: tokenSchema } },
+          },
+          ...errorResponses(401, 403, 429, 503),
+        },
+      },
+    },
+    async (request) => {
+      const rows = await listLiveApiTokens(app.db, request.principal!.userId);
+      return { items: rows.map(view) };
+    },
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    '/api/access-tokens/:id',
+    {
+      preHandler: app.requireAuth('api'),
+      schema: {
+        tags: ['self-service'],
+        summary: 'Revoke one of your API tokens, and end every session made from it',
+        security,
+        params: { type: 'object', additionalProperties: false, required: ['id'], properties: { id: uuidSchema } },
+        response: {
+          204: { type: 'null', description: 'Revoked' },
+          ...errorResponses(400, 401, 403, 404, 429, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const p = request.principal!;
+      const ok = await revokeApiToken(app.db, {
+        userId: p.userId,
+        tokenId: request.params.id,
+        now: new Date(app.clock.now()),
+        actor: { userId: p.userId, credential: credentialLabel(p), ip: request.ip, requestId: request.id },
+      });
+      if (!ok) throw notFound('API token');
+      // This instance forgets its sessions at once; the others through the notification.
+      app.sessionCache.invalidate('api_token', request.params.id);
+      return reply.code(204).send();
+    },
+  );
+}
