@@ -14,6 +14,10 @@ import { authPlugin } from './plugins/auth.js';
 import { openapiPlugin } from './plugins/openapi.js';
 import { apiTokenAuthenticator } from './auth/api-token-authenticator.js';
 import { operationsRoutes } from './routes/operations.js';
+import { oauthPlugin } from './plugins/oauth.js';
+import { oauthRoutes } from './routes/oauth/index.js';
+import { wellKnownRoutes } from './routes/well-known.js';
+import { sdkKeyRoutes } from './routes/api/sdk-keys.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -98,9 +102,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Tier 2: services.
   await app.register(authPlugin);
   app.authenticators.push(apiTokenAuthenticator({ config, db, clock, usage }));
+  await app.register(oauthPlugin);
 
   // Tier 3: routes.
   await app.register(operationsRoutes);
+  await app.register(oauthRoutes);
+  await app.register(wellKnownRoutes);
+  await app.register(sdkKeyRoutes);
 
   app.addHook('onReady', async () => {
     if (app.contractOnly) return;

@@ -3,9 +3,10 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { IdentityTables } from './tables/identity.js';
 import type { ApiTokenTables } from './tables/api-tokens.js';
+import type { OAuthTables } from './tables/oauth.js';
 
 /** Every table Tessera owns. Each feature declares its tables in `tables/` and joins them here. */
-export interface Database extends IdentityTables, ApiTokenTables {}
+export interface Database extends IdentityTables, ApiTokenTables, OAuthTables {}
 
 export type Db = Kysely<Database>;
 
