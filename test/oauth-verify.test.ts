@@ -19,7 +19,6 @@ t.test('forged and misdirected tokens are refused by the API and by introspectio
   const claims = claimsOf(real);
   const jwks = (await h.inject({ method: 'GET', url: '/.well-known/jwks.json' })).json();
   const publicJwk = jwks.keys[0] as JWK;
-  const now = Math.floor(h.clock.now() / 1000);
 
   const attacker = generateKeyPairSync('ed25519');
   const attackerJwk = attacker.publicKey.export({ format: 'jwk' });

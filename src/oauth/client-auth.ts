@@ -36,12 +36,9 @@ export function extractClientCredentials(
   const postId = body.client_id;
   const postSecret = body.client_secret;
   if (authorization !== undefined) {
+    // A malformed Basic header, a bearer token or another scheme: not client authentication here.
     const m = /^Basic +([A-Za-z0-9+/]+=*) *$/i.exec(authorization);
-    if (!m) {
-      if (/^Basic\b/i.test(authorization)) throw invalidClient();
-      // A bearer token or another scheme is not client authentication here.
-      throw invalidClient();
-    }
+    if (!m) throw invalidClient();
     if (postSecret !== undefined) {
       throw invalidRequest('use one client authentication method: client_secret_basic or client_secret_post, not both');
     }
