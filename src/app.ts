@@ -25,6 +25,10 @@ import { usersRoutes } from './routes/users.js';
 import { accessTokensRoutes } from './routes/access-tokens.js';
 import { adminUsersRoutes } from './routes/admin-users.js';
 import { gatewayRoutes } from './routes/gateway.js';
+import { oauthPlugin } from './plugins/oauth.js';
+import { oauthRoutes } from './routes/oauth/index.js';
+import { wellKnownRoutes } from './routes/well-known.js';
+import { sdkKeyRoutes } from './routes/api/sdk-keys.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -112,6 +116,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.authenticators.push(apiTokenAuthenticator({ config, db, clock, usage }));
   await app.register(sessionsPlugin);
   app.authenticators.push(sessionAuthenticator({ config, db, clock, usage, changes, cache: app.sessionCache }));
+  await app.register(oauthPlugin);
 
   // Tier 3: routes.
   await app.register(operationsRoutes);
@@ -123,6 +128,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(accessTokensRoutes);
   await app.register(adminUsersRoutes);
   await app.register(gatewayRoutes);
+  await app.register(oauthRoutes);
+  await app.register(wellKnownRoutes);
+  await app.register(sdkKeyRoutes);
 
   app.addHook('onReady', async () => {
     if (app.contractOnly) return;

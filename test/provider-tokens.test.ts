@@ -343,7 +343,12 @@ t.test('rewrap moves rows to the new master key; they still resolve; a second ru
   const rotated = { ...h.config, masterKey: newKey, previousMasterKeys: [oldKey] };
 
   const first = await rewrapAll(h.db, rotated, { batchSize: 2 });
-  t.same(first, [{ target: 'provider_tokens', rewrapped: 6, failed: [], remaining: 0 }]);
+  t.same(first, [
+    { target: 'signing_keys', rewrapped: 1, failed: [], remaining: 0 },
+    { target: 'provider_tokens', rewrapped: 6, failed: [], remaining: 0 },
+  ]);
+  const signing = await h.db.selectFrom('signing_keys').select('master_key_id').execute();
+  t.ok(signing.every((k) => k.master_key_id === newKey.id), 'the signing key is re-sealed too');
   const keys = await h.db.selectFrom('provider_tokens').select('key_id').execute();
   t.ok(keys.every((k) => k.key_id === newKey.id), 'every row under the new key id');
   const audit = await h.db.selectFrom('audit_events').selectAll().where('action', '=', 'provider_token.rewrap').execute();
@@ -352,7 +357,14 @@ t.test('rewrap moves rows to the new master key; they still resolve; a second ru
   t.equal(audit[0]!.actor_credential, 'cli');
 
   const second = await rewrapAll(h.db, rotated, { batchSize: 2 });
-  t.same(second, [{ target: 'provider_tokens', rewrapped: 0, failed: [], remaining: 0 }], 'idempotent');
+  t.same(
+    second,
+    [
+      { target: 'signing_keys', rewrapped: 0, failed: [], remaining: 0 },
+      { target: 'provider_tokens', rewrapped: 0, failed: [], remaining: 0 },
+    ],
+    'idempotent',
+  );
 
   // A server configured with the new key only resolves the rewrapped rows.
   const { buildApp } = await import('../src/app.js');
@@ -377,7 +389,7 @@ t.test('rewrap leaves rows it cannot open, reports them, and carries on', async 
   // One row claims a key nobody has any more.
   await h.db.updateTable('provider_tokens').set({ key_id: lost.id }).where('provider', '=', 'iqm').execute();
   const newKey = masterKeyFrom(randomBytes(32).toString('base64'), 'k');
-  const [r] = await rewrapAll(h.db, { masterKey: newKey, previousMasterKeys: [h.config.masterKey] }, { batchSize: 1 });
+  const [r] = await rewrapAll(h.db, { masterKey: newKey, previousMasterKeys: [h.config.masterKey] }, { batchSize: 1, only: ['provider_tokens'] });
   t.equal(r!.rewrapped, 1);
   t.equal(r!.failed.length, 1);
   t.equal(r!.failed[0]!.keyId, lost.id);

@@ -2,6 +2,7 @@ import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import type { RewrapResult, RewrapTarget } from '../crypto/rewrap.js';
 import { providerTokensRewrapTarget } from '../providers/rewrap-target.js';
+import { signingKeysRewrapTarget } from '../keys/rewrap-target.js';
 import { CLI_ACTOR, CliError, flags, print, withRuntime, type Command } from './context.js';
 
 /*
@@ -18,7 +19,7 @@ import { CLI_ACTOR, CliError, flags, print, withRuntime, type Command } from './
  */
 
 /** Everything sealed under the master key. Features that seal data add their target here. */
-export const REWRAP_TARGETS: RewrapTarget[] = [providerTokensRewrapTarget];
+export const REWRAP_TARGETS: RewrapTarget[] = [signingKeysRewrapTarget, providerTokensRewrapTarget];
 
 /** Runs every target (or the named ones); what `tessera keys rewrap` does, callable from tests. */
 export async function rewrapAll(

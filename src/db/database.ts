@@ -5,9 +5,10 @@ import type { IdentityTables } from './tables/identity.js';
 import type { ApiTokenTables } from './tables/api-tokens.js';
 import type { ProviderTokenTables } from './tables/provider-tokens.js';
 import type { SessionTables } from './tables/sessions.js';
+import type { OAuthTables } from './tables/oauth.js';
 
 /** Every table Tessera owns. Each feature declares its tables in `tables/` and joins them here. */
-export interface Database extends IdentityTables, ApiTokenTables, SessionTables, ProviderTokenTables {}
+export interface Database extends IdentityTables, ApiTokenTables, OAuthTables, SessionTables, ProviderTokenTables {}
 
 export type Db = Kysely<Database>;
 

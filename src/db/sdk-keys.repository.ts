@@ -1,0 +1,112 @@
+import { sql, type Kysely, type Selectable, type Transaction, type Updateable } from 'kysely';
+import type { Database } from './database.js';
+import type { SdkKeysTable } from './tables/oauth.js';
+import type { UserStatus } from './tables/identity.js';
+
+export type SdkKeyRow = Selectable<SdkKeysTable>;
+type Q = Kysely<Database> | Transaction<Database>;
+
+/** Most SDK keys a user may hold (the database trigger of migration 0003 enforces the same number). */
+export const SDK_KEYS_PER_USER = 2;
+
+/** SQLSTATE the `sdk_keys_limit` trigger raises. */
+export const SDK_KEY_LIMIT_SQLSTATE = 'TS409';
+
+/** Locks the user's row for the rest of the transaction (serialises key creation per user); false if no such user. */
+export async function lockUser(db: Transaction<Database>, userId: string): Promise<boolean> {
+  const r = await db.selectFrom('users').select('id').where('id', '=', userId).forUpdate().executeTakeFirst();
+  return r !== undefined;
+}
+
+export async function countSdkKeys(db: Q, userId: string): Promise<number> {
+  const r = await db
+    .selectFrom('sdk_keys')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('user_id', '=', userId)
+    .executeTakeFirstOrThrow();
+  return Number(r.n);
+}
+
+export async function insertSdkKey(
+  db: Q,
+  row: { clientId: string; userId: string; name: string; secretHash: Buffer; scopes: string[]; organizationId: string | null },
+): Promise<SdkKeyRow> {
+  return db
+    .insertInto('sdk_keys')
+    .values({
+      client_id: row.clientId,
+      user_id: row.userId,
+      name: row.name,
+      secret_hash: row.secretHash,
+      scopes: row.scopes,
+      organization_id: row.organizationId,
+      last_used_at: null,
+      tokens_valid_after: null,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export async function listSdkKeys(db: Q, userId: string): Promise<SdkKeyRow[]> {
+  return db.selectFrom('sdk_keys').selectAll().where('user_id', '=', userId).orderBy('created_at').orderBy('id').execute();
+}
+
+/** The user's key with this client_id (another user's key is "not found"). */
+export async function findSdkKey(db: Q, userId: string, clientId: string, opts: { forUpdate?: boolean } = {}): Promise<SdkKeyRow | undefined> {
+  let q = db.selectFrom('sdk_keys').selectAll().where('user_id', '=', userId).where('client_id', '=', clientId);
+  if (opts.forUpdate) q = q.forUpdate();
+  return q.executeTakeFirst();
+}
+
+export async function updateSdkKey(
+  db: Q,
+  id: string,
+  set: Pick<Updateable<SdkKeysTable>, 'name' | 'status' | 'tokens_valid_after'>,
+): Promise<SdkKeyRow> {
+  return db
+    .updateTable('sdk_keys')
+    .set({ ...set, updated_at: sql<Date>`now()` })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export async function deleteSdkKey(db: Q, id: string): Promise<void> {
+  await db.deleteFrom('sdk_keys').where('id', '=', id).execute();
+}
+
+/** What client authentication and token verification need to know of a key, in one query. */
+export interface SdkKeyAuthRow {
+  id: string;
+  client_id: string;
+  user_id: string;
+  secret_hash: Buffer;
+  scopes: string[];
+  status: 'enabled' | 'disabled';
+  tokens_valid_after: Date | null;
+  user_status: UserStatus;
+  /** The key's explicit organization, else the owner's only organization, else null. */
+  organization_id: string | null;
+}
+
+export async function findSdkKeyForAuth(db: Q, clientId: string): Promise<SdkKeyAuthRow | undefined> {
+  const row = await db
+    .selectFrom('sdk_keys as k')
+    .innerJoin('users as u', 'u.id', 'k.user_id')
+    .select([
+      'k.id',
+      'k.client_id',
+      'k.user_id',
+      'k.secret_hash',
+      'k.scopes',
+      'k.status',
+      'k.tokens_valid_after',
+      'u.status as user_status',
+      sql<string | null>`coalesce(k.organization_id, (
+        select case when count(*) = 1 then min(m.organization_id::text)::uuid end
+        from memberships m where m.user_id = k.user_id))`.as('organization_id'),
+    ])
+    .where('k.client_id', '=', clientId)
+    .executeTakeFirst();
+  return row as SdkKeyAuthRow | undefined;
+}

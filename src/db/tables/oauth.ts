@@ -1,0 +1,52 @@
+import type { ColumnType, Generated } from 'kysely';
+
+export type SdkKeyStatus = 'enabled' | 'disabled';
+export type SigningKeyState = 'next' | 'active' | 'retired' | 'revoked';
+
+export interface SdkKeysTable {
+  id: Generated<string>;
+  /** `s_<uuid>`, the OAuth client_id. */
+  client_id: string;
+  user_id: string;
+  name: string;
+  /** HMAC-SHA256(pepper, 'sdk_key' \0 secret); the secret itself is never stored. */
+  secret_hash: Buffer;
+  scopes: ColumnType<string[], string[], string[]>;
+  organization_id: string | null;
+  status: ColumnType<SdkKeyStatus, SdkKeyStatus | undefined, SdkKeyStatus>;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+  last_used_at: Date | null;
+  /** Tokens issued (iat) before this instant are rejected. */
+  tokens_valid_after: Date | null;
+}
+
+export interface SigningKeysTable {
+  kid: string;
+  alg: string;
+  state: SigningKeyState;
+  /** Public JWK (kty, crv/x/y or n/e, kid, alg, use). */
+  public_jwk: ColumnType<Record<string, unknown>, string, string>;
+  /** seal(master key, PKCS#8 DER, aad `signing_key:<kid>`). */
+  private_key_ciphertext: Buffer;
+  master_key_id: string;
+  created_at: Generated<Date>;
+  activate_after: Date | null;
+  activated_at: Date | null;
+  retired_at: Date | null;
+  not_after: Date | null;
+  revoked_at: Date | null;
+}
+
+export interface RevokedTokensTable {
+  jti: string;
+  client_id: string | null;
+  expires_at: Date;
+  revoked_at: Generated<Date>;
+}
+
+export interface OAuthTables {
+  sdk_keys: SdkKeysTable;
+  signing_keys: SigningKeysTable;
+  revoked_tokens: RevokedTokensTable;
+}

@@ -1,0 +1,162 @@
+import { randomUUID } from 'node:crypto';
+import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import type { SigningKeyStore } from '../keys/key-store.js';
+import { signCompact } from '../keys/signing-key.js';
+import type { ClientCache, ClientEntry } from './client-cache.js';
+import type { RevokedTokenSet } from './denylist.js';
+
+/**
+ * Claims of a Tessera access token (RFC 9068 §2.2). Nothing else is put in: `sub` is the
+ * client_id (the client acts for itself), `org_id` the organization the key acts in (or null).
+ */
+export interface AccessTokenClaims {
+  iss: string;
+  sub: string;
+  aud: string;
+  exp: number;
+  iat: number;
+  jti: string;
+  client_id: string;
+  scope: string;
+  org_id: string | null;
+}
+
+export interface MintedToken {
+  token: string;
+  claims: AccessTokenClaims;
+}
+
+/** Signs an access token with the active key; header `{alg, kid, typ: 'at+jwt'}`. */
+export function mintAccessToken(
+  keys: SigningKeyStore,
+  input: { issuer: string; audience: string; client: ClientEntry; scopes: readonly string[]; nowMs: number; ttlSeconds: number },
+): MintedToken {
+  const key = keys.signingKey();
+  const iat = Math.floor(input.nowMs / 1000);
+  const claims: AccessTokenClaims = {
+    iss: input.issuer,
+    sub: input.client.clientId,
+    aud: input.audience,
+    exp: iat + input.ttlSeconds,
+    iat,
+    jti: randomUUID(),
+    client_id: input.client.clientId,
+    scope: input.scopes.join(' '),
+    org_id: input.client.organizationId,
+  };
+  return { token: signCompact(key.alg, key.privateKey, key.accessTokenHeader, claims), claims };
+}
+
+/** Why a token was refused (for logs and tests; callers answer "invalid" whatever it is). */
+export type RejectReason =
+  | 'malformed'
+  | 'algorithm'
+  | 'unknown_kid'
+  | 'signature'
+  | 'claims'
+  | 'expired'
+  | 'audience'
+  | 'revoked'
+  | 'client';
+
+export type VerifyResult =
+  | { ok: true; claims: AccessTokenClaims; client: ClientEntry }
+  | { ok: false; reason: RejectReason };
+
+export interface VerifyOptions {
+  /** Required audience; `null` accepts any (introspection answers for every resource server). */
+  audience: string | null;
+}
+
+const fail = (reason: RejectReason): VerifyResult => ({ ok: false, reason });
+
+/**
+ * The one access-token check, used by every Tessera route (through the JWT authenticator) and by
+ * introspection and revocation:
+ * - algorithm allowlist: only the algorithms Tessera signs with, and only the kid's own algorithm;
+ * - the kid looked up among our loaded keys only (`jku`, `x5u`, `jwk` headers are never used);
+ * - `typ` at+jwt, exact `iss`, `aud`, `exp`/`nbf`/`iat` with `clockToleranceSeconds`;
+ * - the jti denylist; the SDK key still exists, is enabled, its owner active, and the token was
+ *   issued after the key's `tokens_valid_after`.
+ */
+export class AccessTokenVerifier {
+  constructor(
+    private readonly deps: {
+      config: Pick<Config, 'issuer' | 'clockToleranceSeconds'>;
+      clock: Clock;
+      keys: SigningKeyStore;
+      clients: ClientCache;
+      revoked: RevokedTokenSet;
+    },
+  ) {}
+
+  async verify(token: string, opts: VerifyOptions): Promise<VerifyResult> {
+    const { config, clock, keys, clients, revoked } = this.deps;
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    try {
+      header = decodeProtectedHeader(token);
+    } catch {
+      return fail('malformed');
+    }
+    if (typeof header.kid !== 'string' || typeof header.alg !== 'string') return fail('malformed');
+    const key = keys.verificationKey(header.kid);
+    if (!key) return fail('unknown_kid');
+    if (header.alg !== key.alg) return fail('algorithm');
+
+    let payload: JWTPayload;
+    try {
+      const result = await jwtVerify(token, key.verifyKey, {
+        algorithms: [key.alg],
+        typ: 'at+jwt',
+        issuer: config.issuer,
+        ...(opts.audience !== null ? { audience: opts.audience } : {}),
+        clockTolerance: config.clockToleranceSeconds,
+        currentDate: new Date(clock.now()),
+        requiredClaims: ['exp', 'iat', 'jti', 'sub', 'client_id', 'scope'],
+      });
+      payload = result.payload;
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) return fail('expired');
+      if (err instanceof joseErrors.JWSSignatureVerificationFailed) return fail('signature');
+      if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'aud') return fail('audience');
+      if (err instanceof joseErrors.JOSEAlgNotAllowed) return fail('algorithm');
+      return fail(err instanceof joseErrors.JOSEError ? 'claims' : 'malformed');
+    }
+    const nowS = clock.now() / 1000;
+    if (
+      typeof payload.iat !== 'number' ||
+      payload.iat > nowS + config.clockToleranceSeconds ||
+      typeof payload.jti !== 'string' ||
+      typeof payload.client_id !== 'string' ||
+      payload.sub !== payload.client_id ||
+      typeof payload.scope !== 'string' ||
+      typeof payload.aud !== 'string'
+    ) {
+      return fail('claims');
+    }
+    if (revoked.has(payload.jti)) return fail('revoked');
+    const client = await clients.get(payload.client_id);
+    if (!client || client.status !== 'enabled' || client.userStatus !== 'active') return fail('client');
+    if (payload.iat * 1000 < client.tokensValidAfterMs) return fail('revoked');
+    const claims: AccessTokenClaims = {
+      iss: payload.iss!,
+      sub: payload.sub!,
+      aud: payload.aud,
+      exp: payload.exp!,
+      iat: payload.iat,
+      jti: payload.jti,
+      client_id: payload.client_id,
+      scope: payload.scope,
+      org_id: typeof payload.org_id === 'string' ? payload.org_id : null,
+    };
+    return { ok: true, claims, client };
+  }
+}
+
+/** A token shaped like a JWS compact serialisation (two dots). */
+export function looksLikeJwt(token: string): boolean {
+  const first = token.indexOf('.');
+  return first > 0 && token.indexOf('.', first + 1) > first && token.split('.').length === 3;
+}

@@ -1,0 +1,68 @@
+import { invalidTarget } from '../../errors/oauth-error.js';
+import type { SigningKeyStore } from '../../keys/key-store.js';
+import { mintAccessToken } from '../access-token.js';
+import type { ClientEntry } from '../client-cache.js';
+import { grantedScopes } from '../scopes.js';
+
+export const GRANT_TYPE = 'client_credentials';
+
+/** Parameters this grant reads (RFC 6749 §4.4.2, RFC 8707 `resource`, and `audience`). */
+export interface ClientCredentialsParams {
+  scope?: string;
+  audience?: string;
+  resource?: string;
+}
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  scope: string;
+}
+
+/** RFC 8707 §2: an absolute URI without a fragment. */
+function isResourceIndicator(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return !u.hash && v.length <= 2048 && /^[a-z][a-z0-9+.-]*:/i.test(v) && !v.includes('#');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The audience of the token: `resource` (RFC 8707) or `audience`, else Tessera itself (the
+ * issuer). Both at once must agree.
+ */
+export function resolveAudience(params: ClientCredentialsParams, issuer: string): string {
+  const { resource, audience } = params;
+  if (resource !== undefined && !isResourceIndicator(resource)) {
+    throw invalidTarget('resource must be an absolute URI without a fragment');
+  }
+  if (audience !== undefined && (audience === '' || audience.length > 2048)) {
+    throw invalidTarget('audience must be a non-empty string');
+  }
+  if (resource !== undefined && audience !== undefined && resource !== audience) {
+    throw invalidTarget('resource and audience name different targets; send one');
+  }
+  return resource ?? audience ?? issuer;
+}
+
+/** RFC 6749 §4.4: a client that authenticated gets a token for itself. */
+export function clientCredentialsGrant(
+  params: ClientCredentialsParams,
+  client: ClientEntry,
+  deps: { keys: SigningKeyStore; issuer: string; ttlSeconds: number; nowMs: number },
+): TokenResponse {
+  const scopes = grantedScopes(params.scope, client.scopes);
+  const audience = resolveAudience(params, deps.issuer);
+  const { token } = mintAccessToken(deps.keys, {
+    issuer: deps.issuer,
+    audience,
+    client,
+    scopes,
+    nowMs: deps.nowMs,
+    ttlSeconds: deps.ttlSeconds,
+  });
+  return { access_token: token, token_type: 'Bearer', expires_in: deps.ttlSeconds, scope: scopes.join(' ') };
+}

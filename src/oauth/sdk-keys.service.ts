@@ -1,0 +1,130 @@
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/database.js';
+import { recordAudit, type Actor } from '../db/audit.repository.js';
+import { publishChange } from '../db/notifications.js';
+import { findMembership } from '../db/organizations.repository.js';
+import {
+  countSdkKeys,
+  deleteSdkKey,
+  findSdkKey,
+  insertSdkKey,
+  lockUser,
+  SDK_KEY_LIMIT_SQLSTATE,
+  SDK_KEYS_PER_USER,
+  updateSdkKey,
+  type SdkKeyRow,
+} from '../db/sdk-keys.repository.js';
+import { conflict, forbidden, notFound } from '../errors/api-error.js';
+import { hashSecret, randomSecret } from '../crypto/secrets.js';
+
+/** Change-event type for SDK keys (id = client_id). */
+export const SDK_KEY_EVENT = 'sdk_key';
+export const SDK_KEY_PURPOSE = 'sdk_key';
+
+export interface SdkKeyDeps {
+  db: Db;
+  pepper: Buffer;
+  clock: Clock;
+}
+
+const limitReached = () =>
+  conflict(`a user may hold at most ${SDK_KEYS_PER_USER} SDK keys; delete one before creating another`, {
+    limit: SDK_KEYS_PER_USER,
+  });
+
+/**
+ * Creates an SDK key and returns its secret (the only time it exists outside the caller).
+ * The owner's row is locked first, so concurrent creations for one user count one after the
+ * other; the `sdk_keys_limit` trigger holds the same line for any other writer.
+ */
+export async function createSdkKey(
+  deps: SdkKeyDeps,
+  actor: Actor,
+  input: { userId: string; name: string; scopes: string[]; organizationId: string | null },
+): Promise<{ row: SdkKeyRow; secret: string }> {
+  const secret = randomSecret();
+  const clientId = `s_${randomUUID()}`;
+  try {
+    return await deps.db.transaction().execute(async (trx) => {
+      if (!(await lockUser(trx, input.userId))) throw notFound('user');
+      if (input.organizationId && !(await findMembership(trx, input.organizationId, input.userId))) {
+        throw forbidden('you are not a member of that organization');
+      }
+      if ((await countSdkKeys(trx, input.userId)) >= SDK_KEYS_PER_USER) throw limitReached();
+      const row = await insertSdkKey(trx, {
+        clientId,
+        userId: input.userId,
+        name: input.name,
+        secretHash: hashSecret(deps.pepper, secret, SDK_KEY_PURPOSE),
+        scopes: input.scopes,
+        organizationId: input.organizationId,
+      });
+      await recordAudit(trx, actor, {
+        action: 'sdk_key.create',
+        targetType: 'sdk_key',
+        targetId: clientId,
+        organizationId: input.organizationId,
+        details: { name: input.name, scopes: input.scopes },
+      });
+      await publishChange(trx, { type: SDK_KEY_EVENT, id: clientId });
+      return { row, secret };
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code === SDK_KEY_LIMIT_SQLSTATE) throw limitReached();
+    throw err;
+  }
+}
+
+/**
+ * Renames, enables or disables a key. Disabling stamps `tokens_valid_after`, so every token the
+ * key issued so far fails everywhere (and keeps failing after a later enable).
+ */
+export async function updateSdkKeyFor(
+  deps: SdkKeyDeps,
+  actor: Actor,
+  userId: string,
+  clientId: string,
+  change: { name?: string; status?: 'enabled' | 'disabled' },
+): Promise<SdkKeyRow> {
+  return deps.db.transaction().execute(async (trx) => {
+    const key = await findSdkKey(trx, userId, clientId, { forUpdate: true });
+    if (!key) throw notFound('SDK key');
+    const set: Parameters<typeof updateSdkKey>[2] = {};
+    const actions: Array<[string, Record<string, unknown>]> = [];
+    if (change.name !== undefined && change.name !== key.name) {
+      set.name = change.name;
+      actions.push(['sdk_key.rename', { from: key.name, to: change.name }]);
+    }
+    if (change.status !== undefined && change.status !== key.status) {
+      set.status = change.status;
+      if (change.status === 'disabled') set.tokens_valid_after = new Date(deps.clock.now());
+      actions.push([change.status === 'disabled' ? 'sdk_key.disable' : 'sdk_key.enable', {}]);
+    }
+    if (actions.length === 0) return key;
+    const row = await updateSdkKey(trx, key.id, set);
+    for (const [action, details] of actions) {
+      await recordAudit(trx, actor, { action, targetType: 'sdk_key', targetId: clientId, organizationId: key.organization_id, details });
+    }
+    await publishChange(trx, { type: SDK_KEY_EVENT, id: clientId });
+    return row;
+  });
+}
+
+/** Deletes a key: its tokens fail at once (the key no longer exists for the verifier). */
+export async function deleteSdkKeyFor(deps: SdkKeyDeps, actor: Actor, userId: string, clientId: string): Promise<void> {
+  await deps.db.transaction().execute(async (trx) => {
+    const key = await findSdkKey(trx, userId, clientId, { forUpdate: true });
+    if (!key) throw notFound('SDK key');
+    await deleteSdkKey(trx, key.id);
+    await recordAudit(trx, actor, {
+      action: 'sdk_key.delete',
+      targetType: 'sdk_key',
+      targetId: clientId,
+      organizationId: key.organization_id,
+      details: { name: key.name },
+    });
+    await publishChange(trx, { type: SDK_KEY_EVENT, id: clientId });
+  });
+}
+

@@ -1,0 +1,94 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest, preValidationAsyncHookHandler } from 'fastify';
+import { OAuthError, invalidClient, invalidRequest } from '../../errors/oauth-error.js';
+import { extractClientCredentials } from '../../oauth/client-auth.js';
+import type { ClientEntry } from '../../oauth/client-cache.js';
+
+/** Largest OAuth request body accepted (form parameters only). */
+export const OAUTH_BODY_LIMIT = 16 * 1024;
+
+export type FormBody = Record<string, string | undefined>;
+
+/**
+ * Before validation, on every OAuth endpoint: parameters only in an
+ * application/x-www-form-urlencoded body (never in the URL: RFC 6749 §2.3.1, §3.2), each at most
+ * once (§3.1: "Request and response parameters MUST NOT be included more than once").
+ */
+export const formOnly: preValidationAsyncHookHandler = async function formOnly(request) {
+  const q = request.url.indexOf('?');
+  if (q >= 0 && request.url.length > q + 1) {
+    throw invalidRequest('send parameters in the request body, never in the URL');
+  }
+  const type = request.headers['content-type'] ?? '';
+  if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(type)) {
+    throw invalidRequest('send parameters as application/x-www-form-urlencoded');
+  }
+  const body = (request.body ?? {}) as Record<string, unknown>;
+  for (const [name, value] of Object.entries(body)) {
+    if (Array.isArray(value)) throw invalidRequest(`parameter ${name} was sent more than once`);
+  }
+  if (request.body == null) request.body = {};
+};
+
+/** RFC 6749 §5.1: token responses (and everything else secret-bearing) must not be cached. */
+export function noStore(reply: FastifyReply): FastifyReply {
+  return reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+}
+
+type Limiter = NonNullable<ReturnType<FastifyInstance['createRateLimit']>>;
+
+export interface OAuthRouteContext {
+  /** Authenticates the SDK key the request carries (Basic or body), counting failures per IP. */
+  authenticateClient(request: FastifyRequest, opts?: { required?: boolean }): Promise<ClientEntry | null>;
+  /** Counts a token request against the client's own limit (429 past it). */
+  limitClient(request: FastifyRequest, clientId: string): Promise<void>;
+}
+
+function tooMany(ttlInSeconds: number, what: string): OAuthError {
+  const s = String(Math.max(1, ttlInSeconds));
+  return new OAuthError(429, 'temporarily_unavailable', `${what}; retry in ${s} s`, { 'retry-after': s });
+}
+
+/**
+ * Per-app helpers of the OAuth routes. Rate limits (when `config.rateLimit.enabled`): failed
+ * client authentications per IP (checked before any work, counted on failure) and token
+ * requests per client. Per-IP request limits are route config, applied before the body is read.
+ */
+export function oauthRouteContext(app: FastifyInstance): OAuthRouteContext {
+  const limits = app.config.rateLimit;
+  const clientOf = new WeakMap<FastifyRequest, string>();
+  let failed: Limiter | null = null;
+  let perClient: Limiter | null = null;
+  if (limits.enabled && typeof app.createRateLimit === 'function') {
+    failed = app.createRateLimit({ max: limits.failedAuthPerIp, timeWindow: 60_000, keyGenerator: (r) => `oauth-fail:${r.ip}` });
+    perClient = app.createRateLimit({
+      max: limits.tokenPerClient,
+      timeWindow: 60_000,
+      keyGenerator: (r) => `oauth-client:${clientOf.get(r) ?? ''}`,
+    });
+  }
+  return {
+    async authenticateClient(request, opts = {}) {
+      if (failed) {
+        const r = await failed(request, { increment: false });
+        if (!r.isAllowed && r.remaining === 0) throw tooMany(r.ttlInSeconds, 'too many failed client authentications');
+      }
+      try {
+        const creds = extractClientCredentials(request.headers.authorization, request.body as FormBody);
+        if (!creds) {
+          if (opts.required === false) return null;
+          throw invalidClient();
+        }
+        return await app.oauth.authenticateClient(creds);
+      } catch (err) {
+        if (failed && err instanceof OAuthError && err.error === 'invalid_client') await failed(request);
+        throw err;
+      }
+    },
+    async limitClient(request, clientId) {
+      if (!perClient) return;
+      clientOf.set(request, clientId);
+      const r = await perClient(request);
+      if (!r.isAllowed && r.isExceeded) throw tooMany(r.ttlInSeconds, 'too many token requests for this client');
+    },
+  };
+}
