@@ -23,7 +23,7 @@ t.test('create -> the token once; list never shows it; it works as a bearer cred
 
   const list = await h.inject({ method: 'GET', url: '/api/access-tokens', headers: bearer(created.token) });
   t.equal(list.statusCode, 200);
-  const items = list.json().items;
+  const items = list.json().access_tokens;
   t.equal(items.length, 2);
   t.notOk(list.body.includes(created.token.slice(12)), 'no secret in the list');
   for (const it of items) t.same(Object.keys(it).sort(), ['created_at', 'display_prefix', 'expires_at', 'id', 'last_used_at', 'name', 'scopes']);
@@ -82,8 +82,8 @@ t.test('delete: only your own tokens (others 404); revoked tokens stop working',
   const a1 = await h.apiToken(alice);
   const a2 = await h.apiToken(alice);
   const b1 = await h.apiToken(bob);
-  const aliceItems = (await h.inject({ method: 'GET', url: '/api/access-tokens', headers: bearer(a1) })).json().items;
-  const bobItems = (await h.inject({ method: 'GET', url: '/api/access-tokens', headers: bearer(b1) })).json().items;
+  const aliceItems = (await h.inject({ method: 'GET', url: '/api/access-tokens', headers: bearer(a1) })).json().access_tokens;
+  const bobItems = (await h.inject({ method: 'GET', url: '/api/access-tokens', headers: bearer(b1) })).json().access_tokens;
   t.equal(aliceItems.length, 2);
   t.equal(bobItems.length, 1, 'each sees only their own');
 
@@ -98,7 +98,7 @@ t.test('delete: only your own tokens (others 404); revoked tokens stop working',
   t.match(gone.headers['www-authenticate'], /error="invalid_token"/);
   t.equal((await h.inject({ method: 'DELETE', url: `/api/access-tokens/${aliceItems[1].id}`, headers: bearer(a1) })).statusCode, 404, 'twice');
   t.equal((await h.inject({ method: 'DELETE', url: '/api/access-tokens/not-a-uuid', headers: bearer(a1) })).statusCode, 400);
-  t.equal((await h.inject({ method: 'GET', url: '/api/access-tokens', headers: bearer(a1) })).json().items.length, 1, 'revoked not listed');
+  t.equal((await h.inject({ method: 'GET', url: '/api/access-tokens', headers: bearer(a1) })).json().access_tokens.length, 1, 'revoked not listed');
 });
 
 t.test('/api/users/me and organization discovery', async (t) => {
@@ -113,7 +113,7 @@ t.test('/api/users/me and organization discovery', async (t) => {
   t.equal(me.statusCode, 200);
   t.match(me.json(), { id: u.id, email: u.email, name: 'Ada', status: 'active', credential: { kind: 'api_token', scopes: ['api'], expires_at: null } });
   const orgs = await h.inject({ method: 'GET', url: '/api/users/me/organizations', headers: bearer(tok) });
-  t.same(orgs.json(), { items: [{ id: o1.id, name: 'Lab One', role: 'owner' }, { id: o2.id, name: 'Lab Two', role: 'member' }] });
+  t.same(orgs.json(), { organizations: [{ id: o1.id, name: 'Lab One', role: 'owner' }, { id: o2.id, name: 'Lab Two', role: 'member' }] });
   const noAuth = await h.inject({ method: 'GET', url: '/api/users/me' });
   t.equal(noAuth.statusCode, 401);
   t.equal(noAuth.headers['www-authenticate'], 'Bearer realm="tessera"');
@@ -131,11 +131,11 @@ t.test('admin users API: create, list, get, suspend, activate (scope admin)', as
   t.equal((await h.inject({ method: 'POST', url: '/admin/users', headers: bearer(tok), payload: { email: 'nope', name: 'x' } })).statusCode, 400);
 
   const page1 = await h.inject({ method: 'GET', url: '/admin/users?limit=1', headers: bearer(tok) });
-  t.equal(page1.json().items.length, 1);
+  t.equal(page1.json().users.length, 1);
   t.ok(page1.json().next_after);
   const page2 = await h.inject({ method: 'GET', url: `/admin/users?limit=1&after=${page1.json().next_after}`, headers: bearer(tok) });
-  t.equal(page2.json().items.length, 1);
-  t.not(page2.json().items[0].id, page1.json().items[0].id);
+  t.equal(page2.json().users.length, 1);
+  t.not(page2.json().users[0].id, page1.json().users[0].id);
 
   const id = created.json().id;
   t.equal((await h.inject({ method: 'GET', url: `/admin/users/${id}`, headers: bearer(tok) })).json().email, 'new@example.com');

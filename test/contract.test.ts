@@ -51,3 +51,11 @@ t.test('every operation has a summary, a tag and a success response', async (t) 
     }
   }
 });
+
+t.test('every tag an operation uses is declared with a description', async (t) => {
+  const spec = parse(committed) as { tags: Array<{ name: string; description?: string }>; paths: Record<string, Record<string, { tags?: string[] }>> };
+  const declared = new Map(spec.tags.map((x) => [x.name, x.description]));
+  for (const [path, item] of Object.entries(spec.paths)) {
+    for (const m of METHODS) for (const tag of item[m]?.tags ?? []) t.ok(declared.get(tag), `${m} ${path}: tag ${tag} declared`);
+  }
+});

@@ -243,7 +243,7 @@ t.test('revoking the API token ends its sessions on every instance; other sessio
   const s2 = (await login(h, tokA)).json().id;
   const other = (await login(h, tokB)).json().id;
   for (const s of [s1, s2, other]) t.equal((await b.inject({ method: 'GET', url: '/gateway/verify', headers: xat(s) })).statusCode, 200);
-  const list = (await h.inject({ method: 'GET', url: '/api/access-tokens', headers: xat(other) })).json().items;
+  const list = (await h.inject({ method: 'GET', url: '/api/access-tokens', headers: xat(other) })).json().access_tokens;
   const idA = list[0].id;
   t.equal((await h.inject({ method: 'DELETE', url: `/api/access-tokens/${idA}`, headers: xat(other) })).statusCode, 204);
   for (const s of [s1, s2]) {

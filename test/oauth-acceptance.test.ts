@@ -1,22 +1,10 @@
 // Acceptance: a third-party OAuth client (oauth4webapi) and a gateway-style verifier
 // (jose.createRemoteJWKSet) talk to Tessera over real HTTP.
 import t from 'tap';
-import net from 'node:net';
 import * as oauth from 'oauth4webapi';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
-import { harness } from './helper.js';
+import { freePort, harness } from './helper.js';
 import { createSdkKey } from './oauth-helper.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 t.test('oauth4webapi discovers Tessera, gets tokens both ways, introspects and revokes; jose verifies via the JWKS', async (t) => {
   const port = await freePort();

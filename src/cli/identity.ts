@@ -2,6 +2,7 @@ import { migrateToLatest } from '../db/migrate.js';
 import { createUser, findUserByEmail, findUserById } from '../db/users.repository.js';
 import { createOrganization, findOrganization, ROLES, upsertMembership } from '../db/organizations.repository.js';
 import { recordAudit } from '../db/audit.repository.js';
+import { publishChange } from '../db/notifications.js';
 import { issueApiToken } from '../auth/api-tokens.service.js';
 import { API_SCOPES, isApiScope } from '../auth/scopes.js';
 import type { Role } from '../db/tables/identity.js';
@@ -98,6 +99,7 @@ export const identityCommands: Command[] = [
         if (!(await findOrganization(handle.db, orgId))) throw new CliError(`no organization ${orgId}`);
         const m = await handle.db.transaction().execute(async (trx) => {
           const membership = await upsertMembership(trx, orgId, user.id, role);
+          await publishChange(trx, { type: 'membership', id: orgId, user_id: user.id });
           await recordAudit(trx, CLI_ACTOR, {
             action: 'membership.set', targetType: 'user', targetId: user.id, organizationId: orgId, details: { role },
           });

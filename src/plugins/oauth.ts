@@ -98,6 +98,11 @@ export const oauthPlugin = fp(
       if (typeof e.id === 'string') clients.invalidateUser(e.id);
       else clients.clear();
     });
+    // A membership change can change the org_id a key's tokens carry.
+    app.changes.on('membership', (e) => {
+      if (typeof e.user_id === 'string') clients.invalidateUser(e.user_id);
+      else clients.clear();
+    });
     app.changes.on(REVOKED_TOKEN, (e) => {
       if (typeof e.id === 'string' && typeof e.exp === 'number') revoked.add(e.id, e.exp * 1000 + toleranceMs);
     });

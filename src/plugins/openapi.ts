@@ -34,6 +34,8 @@ export const openapiPlugin = fp(
           { name: 'discovery', description: 'Metadata and keys (RFC 8414, RFC 7517)' },
           { name: 'login', description: 'API-token login (IBM Quantum compatible)' },
           { name: 'self-service', description: 'A user managing their own credentials' },
+          { name: 'provider-tokens', description: 'Provider access tokens ("bring your own token"), user and organization level' },
+          { name: 'organizations', description: 'Organization membership, managed by owners and maintainers' },
           { name: 'admin', description: 'Operators (scope admin)' },
           { name: 'gateway', description: 'Forward-auth for gateways' },
           { name: 'operations', description: 'Health, readiness, metrics, contract' },

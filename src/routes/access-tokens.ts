@@ -107,8 +107,8 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
           200: {
             type: 'object',
             additionalProperties: false,
-            required: ['items'],
-            properties: { items: { type: 'array', items: tokenSchema } },
+            required: ['access_tokens'],
+            properties: { access_tokens: { type: 'array', items: tokenSchema } },
           },
           ...errorResponses(401, 403, 429, 503),
         },
@@ -116,7 +116,7 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const rows = await listLiveApiTokens(app.db, request.principal!.userId);
-      return { items: rows.map(view) };
+      return { access_tokens: rows.map(view) };
     },
   );
 

@@ -36,8 +36,8 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
           200: {
             type: 'object',
             additionalProperties: false,
-            required: ['items', 'next_after'],
-            properties: { items: { type: 'array', items: userSchema }, next_after: { anyOf: [uuidSchema, { type: 'null' }] } },
+            required: ['users', 'next_after'],
+            properties: { users: { type: 'array', items: userSchema }, next_after: { anyOf: [uuidSchema, { type: 'null' }] } },
           },
           ...errorResponses(400, 401, 403, 429, 503),
         },
@@ -46,7 +46,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
     async (request) => {
       const limit = request.query.limit ?? 100;
       const users = await listUsers(app.db, { limit, after: request.query.after });
-      return { items: users.map(userView), next_after: users.length === limit ? users[users.length - 1]!.id : null };
+      return { users: users.map(userView), next_after: users.length === limit ? users[users.length - 1]!.id : null };
     },
   );
 

@@ -83,9 +83,9 @@ export async function usersRoutes(app: FastifyInstance): Promise<void> {
           200: {
             type: 'object',
             additionalProperties: false,
-            required: ['items'],
+            required: ['organizations'],
             properties: {
-              items: {
+              organizations: {
                 type: 'array',
                 items: {
                   type: 'object',
@@ -106,7 +106,7 @@ export async function usersRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const orgs = await organizationsOfUser(app.db, request.principal!.userId);
-      return { items: orgs.map((o) => ({ id: o.id, name: o.name, role: o.role })) };
+      return { organizations: orgs.map((o) => ({ id: o.id, name: o.name, role: o.role })) };
     },
   );
 }
