@@ -104,7 +104,10 @@ t.test('Postgres going away: readyz 503, requests fail fast with 503, recovery w
   });
   t.teardown(() => server.child.kill('SIGKILL'));
   await waitReady(port);
-  const auth = { authorization: `Bearer tsr_pat_${'A'.repeat(43)}${'0'.repeat(6)}` };
+  // A well-formed API token (right checksum), so answering needs the database.
+  const { generateApiToken } = await import('../src/auth/api-token.js');
+  const auth = { authorization: `Bearer ${generateApiToken()}` };
+  t.equal((await fetch(`http://127.0.0.1:${port}/api/users/me`, { headers: auth })).status, 401, 'unknown token while the database is up');
 
   const asUser = process.getuid?.() === 0 ? ['-u', 'postgres'] : [];
   const pgctl = (args: string[]) =>
@@ -116,8 +119,10 @@ t.test('Postgres going away: readyz 503, requests fail fast with 503, recovery w
   const health = await fetch(`http://127.0.0.1:${port}/healthz`);
   t.equal(health.status, 200, 'the process itself is alive');
   const started = Date.now();
-  const api = await fetch(`http://127.0.0.1:${port}/readyz`, { headers: auth });
-  t.equal(api.status, 503);
+  const api = await fetch(`http://127.0.0.1:${port}/api/users/me`, { headers: auth });
+  t.equal(api.status, 503, 'an API request that needs the database gets 503');
+  t.equal((await api.json()).error, 'service_unavailable');
+  t.equal(api.headers.get('retry-after'), '1');
   t.ok(Date.now() - started < 5000, 'fails fast rather than hanging');
 
   await pgctl(['start', '-D', pg.dataDir, '-w', '-o', `-p ${pg.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=`, '-l', path.join(pg.dataDir, 'restart.log')]);
@@ -129,5 +134,6 @@ t.test('Postgres going away: readyz 503, requests fail fast with 503, recovery w
     await new Promise((r) => setTimeout(r, 200));
   }
   t.equal(status, 200, 'ready again without a restart');
+  t.equal((await fetch(`http://127.0.0.1:${port}/api/users/me`, { headers: auth })).status, 401, 'API answers again');
   t.equal(server.child.exitCode, null, 'the process survived the outage');
 });
