@@ -5,7 +5,7 @@ import { CLI_ACTOR, CliError, flags, print, withRuntime, type Command } from './
 /**
  * Fault injection for the crash tests: with TESSERA_KEYS_PAUSE_AT=<step>:<commit|done> the command
  * stops at that point (inside the step's transaction for `commit`, after it for `done`), says so on
- * stderr and waits to be killed. Unset in normal use.
+ * stderr and waits to be killed, or for SIGUSR2 to carry on. Unset in normal use.
  */
 function pauseHook(): ((point: string) => Promise<void>) | undefined {
   const at = process.env.TESSERA_KEYS_PAUSE_AT?.trim();
@@ -13,7 +13,13 @@ function pauseHook(): ((point: string) => Promise<void>) | undefined {
   return async (point) => {
     if (point !== at) return;
     process.stderr.write(`tessera: paused at ${point}\n`);
-    await new Promise(() => setInterval(() => undefined, 60_000));
+    await new Promise<void>((resolve) => {
+      const keepAlive = setInterval(() => undefined, 60_000);
+      process.once('SIGUSR2', () => {
+        clearInterval(keepAlive);
+        resolve();
+      });
+    });
   };
 }
 
