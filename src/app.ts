@@ -29,6 +29,8 @@ import { oauthPlugin } from './plugins/oauth.js';
 import { oauthRoutes } from './routes/oauth/index.js';
 import { wellKnownRoutes } from './routes/well-known.js';
 import { sdkKeyRoutes } from './routes/api/sdk-keys.js';
+import { keyRotationPlugin } from './plugins/key-rotation.js';
+import { adminKeysRoutes } from './routes/admin/keys.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -117,6 +119,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(sessionsPlugin);
   app.authenticators.push(sessionAuthenticator({ config, db, clock, usage, changes, cache: app.sessionCache }));
   await app.register(oauthPlugin);
+  await app.register(keyRotationPlugin);
 
   // Tier 3: routes.
   await app.register(operationsRoutes);
@@ -131,6 +134,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(oauthRoutes);
   await app.register(wellKnownRoutes);
   await app.register(sdkKeyRoutes);
+  await app.register(adminKeysRoutes);
 
   app.addHook('onReady', async () => {
     if (app.contractOnly) return;

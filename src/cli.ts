@@ -4,6 +4,7 @@ import { ConfigError } from './config.js';
 import { CliError, type Command } from './cli/context.js';
 import { identityCommands, migrateCommand } from './cli/identity.js';
 import { rewrapCommand } from './cli/rewrap.js';
+import { keyCommands } from './cli/keys.js';
 import { userStatusCommands } from './cli/users.js';
 import { runServer } from './server.js';
 
@@ -15,7 +16,7 @@ const serveCommand: Command = {
 };
 
 /** Every operator command; features add theirs here. */
-export const COMMANDS: Command[] = [serveCommand, migrateCommand, ...identityCommands, ...userStatusCommands, rewrapCommand];
+export const COMMANDS: Command[] = [serveCommand, migrateCommand, ...identityCommands, ...userStatusCommands, rewrapCommand, ...keyCommands];
 
 function help(): string {
   return ['usage: tessera <command> [options]', '', ...COMMANDS.map((c) => `  ${c.usage}\n      ${c.summary}`)].join('\n');

@@ -38,6 +38,8 @@ export interface Config {
   readonly keyRotationPeriodSeconds: number;
   readonly keyPrepublishSeconds: number;
   readonly jwksMaxAgeSeconds: number;
+  /** How often each instance runs the signing-key job (rotation steps under a lock) and reloads its keys. */
+  readonly keyCheckIntervalSeconds: number;
   /** Clock tolerance when verifying tokens (seconds). */
   readonly clockToleranceSeconds: number;
   /** `true`, a hop count, or a list of trusted proxy addresses/CIDRs; `false` ignores X-Forwarded-*. */
@@ -207,6 +209,14 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
         'or verifiers with a cached JWKS would meet tokens signed by a key they have not seen',
     );
   }
+  const keyRotationPeriodSeconds = duration(env, 'TESSERA_KEY_ROTATION_PERIOD', 30 * 86400);
+  if (keyRotationPeriodSeconds <= keyPrepublishSeconds) {
+    throw new ConfigError(
+      `TESSERA_KEY_ROTATION_PERIOD (${keyRotationPeriodSeconds}s) must be longer than TESSERA_KEY_PREPUBLISH (${keyPrepublishSeconds}s)`,
+    );
+  }
+  const keyCheckIntervalSeconds = duration(env, 'TESSERA_KEY_CHECK_INTERVAL', 30);
+  if (keyCheckIntervalSeconds > 3600) throw new ConfigError('TESSERA_KEY_CHECK_INTERVAL must be at most 1h');
   const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
   const logLevel = env.TESSERA_LOG_LEVEL?.trim() || env.LOG_LEVEL?.trim() || 'info';
   if (!levels.includes(logLevel)) throw new ConfigError(`TESSERA_LOG_LEVEL must be one of ${levels.join(', ')}`);
@@ -235,9 +245,10 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
     sessionTtlSeconds: duration(env, 'TESSERA_SESSION_TTL', 3600),
     sessionSliding: bool(env, 'TESSERA_SESSION_SLIDING', false),
     signingAlg,
-    keyRotationPeriodSeconds: duration(env, 'TESSERA_KEY_ROTATION_PERIOD', 30 * 86400),
+    keyRotationPeriodSeconds,
     keyPrepublishSeconds,
     jwksMaxAgeSeconds,
+    keyCheckIntervalSeconds,
     clockToleranceSeconds: duration(env, 'TESSERA_CLOCK_TOLERANCE', 30),
     trustProxy: parseTrustProxy(env.TESSERA_TRUST_PROXY),
     rateLimit: {

@@ -33,6 +33,8 @@ t.test('each bad value fails loudly, naming the variable', async (t) => {
     [{ TESSERA_SIGNING_ALG: 'HS256' }, /TESSERA_SIGNING_ALG must be one of EdDSA, ES256, RS256/],
     [{ TESSERA_ACCESS_TOKEN_TTL: 'forever' }, /TESSERA_ACCESS_TOKEN_TTL must be a duration/],
     [{ TESSERA_KEY_PREPUBLISH: '60', TESSERA_JWKS_MAX_AGE: '300' }, /TESSERA_KEY_PREPUBLISH .* must be longer than TESSERA_JWKS_MAX_AGE/],
+    [{ TESSERA_KEY_ROTATION_PERIOD: '1h', TESSERA_KEY_PREPUBLISH: '1h' }, /TESSERA_KEY_ROTATION_PERIOD .* must be longer than TESSERA_KEY_PREPUBLISH/],
+    [{ TESSERA_KEY_CHECK_INTERVAL: '2h' }, /TESSERA_KEY_CHECK_INTERVAL must be at most 1h/],
     [{ TESSERA_LOG_LEVEL: 'loud' }, /TESSERA_LOG_LEVEL must be one of/],
     [{ TESSERA_RATE_LIMIT: 'maybe' }, /TESSERA_RATE_LIMIT must be true or false/],
   ];

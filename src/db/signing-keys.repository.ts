@@ -81,3 +81,39 @@ export async function replacePrivateKeyCiphertext(db: Q, kid: string, fromKeyId:
     .executeTakeFirst();
   return Number(r.numUpdatedRows) === 1;
 }
+
+/** Every key row, whatever its state (operators' list), oldest first. */
+export async function listAllSigningKeys(db: Q): Promise<SigningKeyRow[]> {
+  return listSigningKeys(db, ['next', 'active', 'retired', 'revoked']);
+}
+
+export async function findSigningKey(db: Q, kid: string): Promise<SigningKeyRow | undefined> {
+  return db.selectFrom('signing_keys').selectAll().where('kid', '=', kid).executeTakeFirst();
+}
+
+/** Moves a key from one state to another (no-op and `undefined` when it is not in `from` any more). */
+export async function setSigningKeyState(
+  db: Q,
+  kid: string,
+  from: SigningKeyState,
+  patch: Partial<Pick<SigningKeyRow, 'state' | 'activate_after' | 'activated_at' | 'retired_at' | 'not_after' | 'revoked_at'>>,
+): Promise<SigningKeyRow | undefined> {
+  return db
+    .updateTable('signing_keys')
+    .set(patch)
+    .where('kid', '=', kid)
+    .where('state', '=', from)
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/** Deletes retired and revoked keys whose `not_after` has passed; returns what was removed. */
+export async function deleteExpiredSigningKeys(db: Q, now: Date): Promise<Array<Pick<SigningKeyRow, 'kid' | 'state' | 'alg'>>> {
+  return db
+    .deleteFrom('signing_keys')
+    .where('state', 'in', ['retired', 'revoked'])
+    .where('not_after', 'is not', null)
+    .where('not_after', '<=', now)
+    .returning(['kid', 'state', 'alg'])
+    .execute();
+}

@@ -53,6 +53,7 @@ export class SigningKeyStore {
   private jwksCache: Jwks = jwksOf([]);
   private loading: Promise<void> | null = null;
   private again = false;
+  private reloadError: string | null = null;
 
   constructor(
     private readonly deps: { db: Db; config: Config; clock: Clock; log: Pick<Logger, 'info' | 'warn' | 'error'> },
@@ -95,7 +96,13 @@ export class SigningKeyStore {
       try {
         do {
           this.again = false;
-          await this.loadOnce();
+          try {
+            await this.loadOnce();
+            this.reloadError = null;
+          } catch (err) {
+            this.reloadError = (err as Error).message;
+            throw err;
+          }
         } while (this.again);
       } finally {
         this.loading = null;
@@ -168,6 +175,16 @@ export class SigningKeyStore {
   /** Algorithms of the keys held (the verifier's allowlist is narrower still: the kid's own alg). */
   algorithms(): SigningAlg[] {
     return [...new Set([...this.byKid.values()].map((k) => k.alg))];
+  }
+
+  /** Why the last reload failed (the keys held before it stay in use), or null. */
+  lastReloadError(): string | null {
+    return this.reloadError;
+  }
+
+  /** Every key held (next, active, retired). */
+  loaded(): LoadedKey[] {
+    return [...this.byKid.values()];
   }
 
   hasActiveKey(): boolean {
