@@ -121,7 +121,7 @@ t.test('Postgres going away: readyz 503, requests fail fast with 503, recovery w
   const started = Date.now();
   const api = await fetch(`http://127.0.0.1:${port}/api/users/me`, { headers: auth });
   t.equal(api.status, 503, 'an API request that needs the database gets 503');
-  t.equal((await api.json()).error, 'service_unavailable');
+  t.equal(((await api.json()) as { error: string }).error, 'service_unavailable');
   t.equal(api.headers.get('retry-after'), '1');
   t.ok(Date.now() - started < 5000, 'fails fast rather than hanging');
 
