@@ -167,6 +167,10 @@ export async function discover(t: Transport, issuer: string): Promise<ServerMeta
 /** Runs `fn` once for every group of concurrent callers (single flight). */
 export class SingleFlight<T> {
   private inFlight: Promise<T> | null = null;
+  /** The call in progress, if any. */
+  get current(): Promise<T> | null {
+    return this.inFlight;
+  }
   run(fn: () => Promise<T>): Promise<T> {
     if (!this.inFlight) {
       this.inFlight = fn().finally(() => {

@@ -187,9 +187,11 @@ class RemoteKeySet {
       return await this.local!(header, token);
     } catch (err) {
       if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw err;
-      if (this.t.now() - this.lastFetch < this.o.cooldownMs) throw err;
+      // A fetch under way may bring the key: wait for it. Else refetch, at most once per cooldown.
+      const pending = this.flight.current;
+      if (!pending && this.t.now() - this.lastFetch < this.o.cooldownMs) throw err;
       try {
-        await this.refresh();
+        await (pending ?? this.refresh());
       } catch (e) {
         throw fail('unavailable', 'cannot fetch the signing keys', e);
       }
