@@ -17,8 +17,14 @@ export interface Command {
 
 export const CLI_ACTOR: Actor = { userId: null, credential: 'cli' };
 
+type FlagsConfig<T> = { args: string[]; options: T; allowPositionals: true; strict: true };
+
 /** Parses `--flag value` options; unknown flags are an error naming them. */
-export function flags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
+export function flags<T extends NonNullable<ParseArgsConfig['options']>>(
+  argv: string[],
+  options: T,
+  usage: string,
+): ReturnType<typeof parseArgs<FlagsConfig<T>>> {
   try {
     return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (err) {

@@ -1,0 +1,223 @@
+import { resolveCredentials, type CredentialOptions } from './credentials.js';
+import { TesseraConfigError, TesseraOAuthError } from './errors.js';
+import {
+  discover,
+  errorFromResponse,
+  getJson,
+  normaliseIssuer,
+  requestWithRetry,
+  SingleFlight,
+  transport,
+  type FetchLike,
+  type ServerMetadata,
+  type Transport,
+  type TransportOptions,
+} from './http.js';
+
+export interface ClientCredentialsOptions extends CredentialOptions, TransportOptions {
+  /** Tessera's base URL (its issuer). Default: the key file's `issuer`, else `TESSERA_URL`. */
+  issuer?: string;
+  /** Scopes to ask for (default: every scope of the SDK key). */
+  scope?: string | readonly string[];
+  /** Audience (resource server) of the tokens (default: Tessera itself). */
+  audience?: string;
+  /** Organization the SDK works in (default: `TESSERA_ORGANIZATION_ID`, else discovered). */
+  organizationId?: string;
+  /** Renew a cached token when it expires within this many ms (default 30000). */
+  refreshWindowMs?: number;
+}
+
+/** A token as cached: `expiresAt` in ms on the client's clock. */
+export interface AccessToken {
+  accessToken: string;
+  tokenType: string;
+  scope: string;
+  expiresIn: number;
+  expiresAt: number;
+}
+
+/** RFC 6749 §2.3.1: id and secret form-urlencoded, then base64. */
+function basicAuth(id: string, secret: string): string {
+  const enc = (s: string) => encodeURIComponent(s).replace(/%20/g, '+');
+  return `Basic ${Buffer.from(`${enc(id)}:${enc(secret)}`).toString('base64')}`;
+}
+
+function claimsOf(jwt: string): Record<string, unknown> {
+  try {
+    return JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * An SDK key trading itself for access tokens (`client_credentials`). The token endpoint comes from
+ * discovery; the token is cached in memory and renewed when it expires within `refreshWindowMs`;
+ * concurrent callers share one request; transient failures (network, 5xx, 429) are retried with
+ * backoff, while a refused key (`invalid_client`, `invalid_scope`, ...) throws `TesseraOAuthError` at once.
+ */
+export class ClientCredentials {
+  readonly clientId: string;
+  readonly issuer: string;
+  private readonly secret: string;
+  private readonly t: Transport;
+  private readonly scope: string | undefined;
+  private readonly audience: string | undefined;
+  private readonly refreshWindowMs: number;
+  private readonly env: Record<string, string | undefined>;
+  private readonly explicitOrg: string | undefined;
+  private cached: AccessToken | null = null;
+  private md: Promise<ServerMetadata> | null = null;
+  private org: Promise<string | null> | null = null;
+  private readonly tokenFlight = new SingleFlight<AccessToken>();
+
+  constructor(options: ClientCredentialsOptions = {}) {
+    const creds = resolveCredentials(options);
+    this.env = options.env ?? process.env;
+    const issuer = options.issuer ?? creds.issuer ?? this.env.TESSERA_URL;
+    if (!issuer) throw new TesseraConfigError('no Tessera URL: pass issuer, put "issuer" in the key file, or set TESSERA_URL');
+    this.issuer = normaliseIssuer(issuer);
+    this.clientId = creds.clientId;
+    this.secret = creds.clientSecret;
+    this.t = transport(options);
+    this.scope = typeof options.scope === 'string' ? options.scope : options.scope?.join(' ');
+    this.audience = options.audience;
+    this.refreshWindowMs = options.refreshWindowMs ?? 30_000;
+    this.explicitOrg = options.organizationId;
+  }
+
+  /** Authorization server metadata (RFC 8414), fetched once. */
+  metadata(): Promise<ServerMetadata> {
+    if (!this.md) {
+      this.md = discover(this.t, this.issuer);
+      this.md.catch(() => {
+        this.md = null;
+      });
+    }
+    return this.md;
+  }
+
+  /** A valid access token (JWT). */
+  async getToken(): Promise<string> {
+    return (await this.getAccessToken()).accessToken;
+  }
+
+  /** The cached token, renewed first when it expires within the refresh window. */
+  async getAccessToken(): Promise<AccessToken> {
+    const c = this.cached;
+    if (c && c.expiresAt - this.t.now() > this.refreshWindowMs) return c;
+    return this.tokenFlight.run(() => this.requestToken());
+  }
+
+  /** Forgets the cached token (after a resource server refused it, say). */
+  invalidate(): void {
+    this.cached = null;
+  }
+
+  private async requestToken(): Promise<AccessToken> {
+    const { token_endpoint } = await this.metadata();
+    const body = new URLSearchParams({ grant_type: 'client_credentials' });
+    if (this.scope) body.set('scope', this.scope);
+    if (this.audience) body.set('audience', this.audience);
+    const started = this.t.now();
+    const res = await requestWithRetry(this.t, token_endpoint, {
+      method: 'POST',
+      headers: {
+        authorization: basicAuth(this.clientId, this.secret),
+        'content-type': 'application/x-www-form-urlencoded',
+        accept: 'application/json',
+      },
+      body: body.toString(),
+    });
+    if (!res.ok) throw await errorFromResponse(res);
+    const json = (await res.json()) as Record<string, unknown>;
+    if (typeof json.access_token !== 'string' || typeof json.expires_in !== 'number') {
+      throw new TesseraOAuthError('invalid_response', res.status, 'the token response lacks access_token or expires_in', false);
+    }
+    const token: AccessToken = {
+      accessToken: json.access_token,
+      tokenType: typeof json.token_type === 'string' ? json.token_type : 'Bearer',
+      scope: typeof json.scope === 'string' ? json.scope : '',
+      expiresIn: json.expires_in,
+      expiresAt: started + json.expires_in * 1000,
+    };
+    this.cached = token;
+    return token;
+  }
+
+  /**
+   * The organization the SDK works in: `organizationId` option, else `TESSERA_ORGANIZATION_ID`, else
+   * the `org_id` the SDK key's tokens carry, else discovered through `GET /api/users/me/organizations`
+   * (the first one, with a warning when there are several; null when none). Resolved once.
+   */
+  organizationId(): Promise<string | null> {
+    if (!this.org) {
+      this.org = this.resolveOrganization();
+      this.org.catch(() => {
+        this.org = null;
+      });
+    }
+    return this.org;
+  }
+
+  private async resolveOrganization(): Promise<string | null> {
+    if (this.explicitOrg) return this.explicitOrg;
+    const fromEnv = this.env.TESSERA_ORGANIZATION_ID;
+    if (fromEnv) return fromEnv;
+    const token = await this.getToken();
+    const bound = claimsOf(token).org_id;
+    if (typeof bound === 'string' && bound) return bound;
+    const { items } = await getJson<{ items: Array<{ id: string; name: string }> }>(
+      this.t,
+      `${this.issuer}/api/users/me/organizations`,
+      { authorization: `Bearer ${token}` },
+    );
+    if (items.length === 0) return null;
+    const chosen = items[0]!;
+    if (items.length > 1) {
+      this.t.logger.warn(
+        `Tessera: the SDK key's owner belongs to ${items.length} organizations; using ${chosen.id} (${chosen.name}). ` +
+          'Set TESSERA_ORGANIZATION_ID or pass organizationId to choose.',
+      );
+    }
+    return chosen.id;
+  }
+}
+
+/**
+ * Bearer authentication for outgoing requests with a `ClientCredentials` token: `headers()` for any
+ * HTTP client, or `fetch()` which adds the header and, when the server answers 401, renews the
+ * token once and replays the request (when the challenge says `invalid_token` and the body can be
+ * replayed).
+ */
+export class ClientCredentialsAuth {
+  readonly credentials: ClientCredentials;
+  private readonly baseFetch: FetchLike;
+
+  constructor(credentials: ClientCredentials | ClientCredentialsOptions = {}) {
+    this.credentials = credentials instanceof ClientCredentials ? credentials : new ClientCredentials(credentials);
+    const f = credentials instanceof ClientCredentials ? undefined : credentials.fetch;
+    this.baseFetch = f ?? ((input, init) => fetch(input, init));
+  }
+
+  /** `{ authorization: 'Bearer <token>' }` */
+  async headers(): Promise<{ authorization: string }> {
+    return { authorization: `Bearer ${await this.credentials.getToken()}` };
+  }
+
+  /** `fetch` with the Authorization header added. */
+  fetch = async (input: string | URL, init: RequestInit = {}): Promise<Response> => {
+    const send = async () => {
+      const headers = new Headers(init.headers);
+      headers.set('authorization', `Bearer ${await this.credentials.getToken()}`);
+      return this.baseFetch(input, { ...init, headers });
+    };
+    const res = await send();
+    const replayable = init.body === undefined || init.body === null || typeof init.body === 'string' || init.body instanceof URLSearchParams;
+    const challenge = res.headers.get('www-authenticate') ?? '';
+    if (res.status !== 401 || !replayable || !/invalid_token/.test(challenge)) return res;
+    await res.body?.cancel().catch(() => undefined);
+    this.credentials.invalidate();
+    return send();
+  };
+}

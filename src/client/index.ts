@@ -1,0 +1,25 @@
+// Tessera's client SDK: `import { ClientCredentials, createVerifier } from 'tessera/client'`.
+// Depends on jose and Node built-ins only (the Fastify plugin is 'tessera/client/fastify').
+export { ClientCredentials, ClientCredentialsAuth, type AccessToken, type ClientCredentialsOptions } from './client-credentials.js';
+export { resolveCredentials, type CredentialOptions, type SdkCredentials } from './credentials.js';
+export {
+  PERMANENT_OAUTH_ERRORS,
+  TesseraConfigError,
+  TesseraError,
+  TesseraNetworkError,
+  TesseraOAuthError,
+  TesseraVerifyError,
+  type VerifyFailureReason,
+} from './errors.js';
+export { type ClientLogger, type FetchLike, type RetryOptions, type ServerMetadata, type TransportOptions } from './http.js';
+export { TokenLogin, type Session, type TokenLoginOptions } from './token-login.js';
+export {
+  createVerifier,
+  extractToken,
+  TESSERA_ALGORITHMS,
+  type RemoteCheckOptions,
+  type VerifiedToken,
+  type VerifierOptions,
+  type Verifier,
+  type VerifyCallOptions,
+} from './verifier.js';

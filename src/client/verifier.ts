@@ -1,0 +1,409 @@
+import { createHash } from 'node:crypto';
+import {
+  createLocalJWKSet,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  type JSONWebKeySet,
+  type JWSHeaderParameters,
+  type JWTPayload,
+  type FlattenedJWSInput,
+} from 'jose';
+import type { ClientCredentials } from './client-credentials.js';
+import { TesseraError, TesseraVerifyError, type VerifyFailureReason } from './errors.js';
+import { normaliseIssuer, requestWithRetry, SingleFlight, transport, type Transport, type TransportOptions } from './http.js';
+
+/** Algorithms Tessera signs with. */
+export const TESSERA_ALGORITHMS = ['EdDSA', 'ES256', 'RS256'] as const;
+
+export interface RemoteCheckOptions {
+  /**
+   * Which JWT access tokens are also checked with Tessera (revocation, disabled SDK keys): `true`
+   * for all, or a predicate over the verified claims. Default: none. Opaque tokens (session tokens
+   * `tsr_ses_...`, API tokens) are always checked remotely, as nothing else can verify them.
+   */
+  jwt?: boolean | ((claims: JWTPayload) => boolean);
+  /**
+   * `gateway`: `GET /gateway/verify` with the token itself (no credentials; JWTs only when their
+   * audience is Tessera). `introspection`: `POST /oauth/introspect` with `introspectionAuth` as bearer
+   * (scope `introspect`; any audience). Default: introspection when `introspectionAuth` is given.
+   */
+  method?: 'gateway' | 'introspection';
+  /** The bearer the verifier introspects with: an SDK key holding scope `introspect`, or a function. */
+  introspectionAuth?: ClientCredentials | (() => Promise<string>);
+  /** How long a remote answer is reused, in ms (default 5000; never past the token's expiry). */
+  cacheTtlMs?: number;
+  /** Most answers kept (default 10000; the oldest go first). */
+  maxCacheEntries?: number;
+}
+
+export interface VerifierOptions extends TransportOptions {
+  /** Tessera's issuer URL: the exact `iss` required. */
+  issuer: string;
+  /** The audience (or audiences) this resource server accepts: tokens for anyone else are refused. */
+  audience: string | readonly string[];
+  /** JWS algorithms accepted (default EdDSA, ES256, RS256). `none` and HMAC never are. */
+  algorithms?: readonly string[];
+  /** The JWKS URL (default `<issuer>/.well-known/jwks.json`). */
+  jwksUri?: string;
+  /** Skew tolerated on exp/nbf/iat, in seconds (default 30). */
+  clockToleranceSeconds?: number;
+  /** Least time between two JWKS fetches caused by unknown kids, in ms (default 30000). */
+  jwksCooldownMs?: number;
+  /** JWKS cache lifetime when the response has no `Cache-Control: max-age` (default 300000 ms); at most `jwksMaxCacheMs`. */
+  jwksDefaultMaxAgeMs?: number;
+  /** Upper bound on the JWKS cache lifetime, whatever Cache-Control says (default 3600000 ms). */
+  jwksMaxCacheMs?: number;
+  /** Revocation checks through Tessera. */
+  remote?: RemoteCheckOptions;
+  /** Accept opaque tokens (session and API tokens) by asking Tessera (default true). */
+  opaqueTokens?: boolean;
+}
+
+/** What a verified token says about the caller. */
+export interface VerifiedToken {
+  /** `jwt` (an SDK key's access token), or the kind Tessera reports for an opaque token. */
+  kind: 'jwt' | 'session' | 'api_token' | 'client' | 'opaque';
+  /** `sub`: the client_id for JWTs, the user id for opaque tokens. */
+  subject: string;
+  /** The owning user when known (opaque tokens; JWTs checked by introspection). */
+  userId: string | null;
+  clientId: string | null;
+  scopes: string[];
+  organizationId: string | null;
+  /** Expiry in seconds since the epoch, when known. */
+  expiresAt: number | null;
+  /** The JWT claims (null for opaque tokens). */
+  claims: JWTPayload | null;
+  /** True when Tessera itself confirmed the token is live. */
+  checkedRemotely: boolean;
+}
+
+export interface VerifyCallOptions {
+  /** Scopes the token must hold (all of them), else `insufficient_scope`. */
+  scopes?: readonly string[];
+}
+
+export interface Verifier {
+  /** Verifies a bearer token; throws `TesseraVerifyError`. */
+  verify(token: string, options?: VerifyCallOptions): Promise<VerifiedToken>;
+  /** Verifies the token of an incoming request (`Authorization: Bearer` or `x-access-token`). */
+  verifyRequest(headers: Record<string, string | string[] | undefined>, options?: VerifyCallOptions): Promise<VerifiedToken>;
+  /** Forgets cached keys and remote answers. */
+  clearCaches(): void;
+}
+
+const fail = (reason: VerifyFailureReason, message: string, cause?: unknown) =>
+  new TesseraVerifyError(reason === 'unavailable' ? 'temporarily_unavailable' : 'invalid_token', reason, message, [], { cause });
+
+/** The bearer credential of a request: `Authorization: Bearer`, else `x-access-token`; null when none. */
+export function extractToken(headers: Record<string, string | string[] | undefined>): string | null {
+  const auth = headers.authorization;
+  if (typeof auth === 'string' && auth !== '') {
+    const m = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(auth);
+    if (!m) throw fail('malformed', 'the Authorization header is not a Bearer credential');
+    return m[1]!;
+  }
+  const x = headers['x-access-token'];
+  if (typeof x === 'string' && x !== '') return x.trim();
+  return null;
+}
+
+function looksLikeJwt(token: string): boolean {
+  return token.split('.').length === 3;
+}
+
+/** `max-age` of a Cache-Control header in ms, or null (`no-store`/`no-cache` count as 0). */
+function maxAgeMs(cacheControl: string | null): number | null {
+  if (!cacheControl) return null;
+  if (/(^|,)\s*(no-store|no-cache)\s*(,|$)/i.test(cacheControl)) return 0;
+  const m = /(?:^|,)\s*max-age\s*=\s*"?(\d+)"?/i.exec(cacheControl);
+  return m ? Number(m[1]) * 1000 : null;
+}
+
+/**
+ * The remote JWKS, cached for its `Cache-Control: max-age` (bounded below by the cooldown and
+ * above by `maxCacheMs`), revalidated with `If-None-Match`; an unknown kid refetches it, at most
+ * once per cooldown. When a refresh fails, the keys already held go on being used.
+ */
+class RemoteKeySet {
+  private jwks: JSONWebKeySet | null = null;
+  private local: ReturnType<typeof createLocalJWKSet> | null = null;
+  private etag: string | null = null;
+  private expiresAt = 0;
+  private lastFetch = Number.NEGATIVE_INFINITY;
+  private readonly flight = new SingleFlight<void>();
+
+  constructor(
+    private readonly t: Transport,
+    private readonly uri: string,
+    private readonly o: { cooldownMs: number; defaultMaxAgeMs: number; maxCacheMs: number },
+  ) {}
+
+  clear(): void {
+    this.jwks = null;
+    this.local = null;
+    this.etag = null;
+    this.expiresAt = 0;
+    this.lastFetch = Number.NEGATIVE_INFINITY;
+  }
+
+  private refresh(): Promise<void> {
+    return this.flight.run(async () => {
+      this.lastFetch = this.t.now();
+      const headers: Record<string, string> = { accept: 'application/json' };
+      if (this.etag && this.jwks) headers['if-none-match'] = this.etag;
+      const res = await requestWithRetry(this.t, this.uri, { method: 'GET', headers });
+      const ttl = (age: number | null) =>
+        Math.min(this.o.maxCacheMs, Math.max(this.o.cooldownMs, age ?? this.o.defaultMaxAgeMs));
+      if (res.status === 304 && this.jwks) {
+        this.expiresAt = this.t.now() + ttl(maxAgeMs(res.headers.get('cache-control')));
+        return;
+      }
+      if (!res.ok) {
+        await res.body?.cancel().catch(() => undefined);
+        throw new TesseraError(`JWKS ${this.uri} answered ${res.status}`);
+      }
+      const body = (await res.json()) as JSONWebKeySet;
+      const local = createLocalJWKSet(body); // validates the shape
+      this.jwks = body;
+      this.local = local;
+      this.etag = res.headers.get('etag');
+      this.expiresAt = this.t.now() + ttl(maxAgeMs(res.headers.get('cache-control')));
+    });
+  }
+
+  /** The key for a JWS header; refreshes an expired set and refetches on an unknown kid. */
+  async key(header: JWSHeaderParameters, token: FlattenedJWSInput) {
+    if (!this.local || this.t.now() >= this.expiresAt) {
+      try {
+        await this.refresh();
+      } catch (err) {
+        if (!this.local) throw fail('unavailable', 'cannot fetch the signing keys', err);
+        this.t.logger.warn(`Tessera verifier: JWKS refresh failed, using the keys held: ${(err as Error).message}`);
+      }
+    }
+    try {
+      return await this.local!(header, token);
+    } catch (err) {
+      if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw err;
+      // A fetch under way may bring the key: wait for it. Else refetch, at most once per cooldown.
+      const pending = this.flight.current;
+      if (!pending && this.t.now() - this.lastFetch < this.o.cooldownMs) throw err;
+      try {
+        await (pending ?? this.refresh());
+      } catch (e) {
+        throw fail('unavailable', 'cannot fetch the signing keys', e);
+      }
+      return this.local!(header, token);
+    }
+  }
+}
+
+interface CacheEntry {
+  expiresAt: number;
+  result: VerifiedToken | TesseraVerifyError;
+}
+
+/**
+ * A verifier for gateways and resource servers: JWT access tokens are checked locally against
+ * Tessera's JWKS (alg allowlist, `typ: at+jwt`, exact `iss`, `aud`, `exp`/`nbf`/`iat`); opaque
+ * tokens, and JWTs chosen by `remote.jwt`, are confirmed with Tessera (`/gateway/verify` or
+ * introspection), answers cached briefly.
+ */
+export function createVerifier(options: VerifierOptions): Verifier {
+  const t = transport({ ...options, retry: { maxRetries: 1, ...options.retry } });
+  const issuer = normaliseIssuer(options.issuer);
+  const audiences = typeof options.audience === 'string' ? [options.audience] : [...options.audience];
+  if (audiences.length === 0 || audiences.some((a) => !a)) throw new TesseraError('audience is required');
+  const algorithms = [...(options.algorithms ?? TESSERA_ALGORITHMS)];
+  if (algorithms.some((a) => a === 'none' || /^HS/.test(a))) throw new TesseraError('none and HMAC algorithms cannot be allowed');
+  const tolerance = options.clockToleranceSeconds ?? 30;
+  const keys = new RemoteKeySet(t, options.jwksUri ?? `${issuer}/.well-known/jwks.json`, {
+    cooldownMs: options.jwksCooldownMs ?? 30_000,
+    defaultMaxAgeMs: options.jwksDefaultMaxAgeMs ?? 300_000,
+    maxCacheMs: options.jwksMaxCacheMs ?? 3_600_000,
+  });
+  const remote = options.remote ?? {};
+  const method = remote.method ?? (remote.introspectionAuth ? 'introspection' : 'gateway');
+  if (method === 'introspection' && !remote.introspectionAuth) throw new TesseraError('remote.method introspection needs remote.introspectionAuth');
+  const cacheTtlMs = remote.cacheTtlMs ?? 5_000;
+  const maxEntries = remote.maxCacheEntries ?? 10_000;
+  const opaque = options.opaqueTokens ?? true;
+  const cache = new Map<string, CacheEntry>();
+  const flights = new Map<string, Promise<VerifiedToken>>();
+
+  async function introspectionBearer(): Promise<string> {
+    const a = remote.introspectionAuth!;
+    return typeof a === 'function' ? a() : a.getToken();
+  }
+
+  async function askTessera(token: string): Promise<VerifiedToken> {
+    let res: Response;
+    try {
+      if (method === 'gateway') {
+        res = await requestWithRetry(t, `${issuer}/gateway/verify`, { method: 'GET', headers: { authorization: `Bearer ${token}` } });
+      } else {
+        res = await requestWithRetry(t, `${issuer}/oauth/introspect`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${await introspectionBearer()}`,
+            'content-type': 'application/x-www-form-urlencoded',
+            accept: 'application/json',
+          },
+          body: new URLSearchParams({ token }).toString(),
+        });
+      }
+    } catch (err) {
+      throw fail('unavailable', 'cannot reach Tessera to check the token', err);
+    }
+    if (method === 'gateway') {
+      await res.body?.cancel().catch(() => undefined);
+      if (res.status === 401) throw fail('revoked', 'the token is invalid, expired or revoked');
+      if (res.status !== 200) throw fail('unavailable', `Tessera answered ${res.status} to the token check`);
+      const h = (n: string) => res.headers.get(n) ?? '';
+      return {
+        kind: 'opaque',
+        subject: h('x-tessera-subject'),
+        userId: h('x-tessera-subject') || null,
+        clientId: h('x-tessera-client-id') || null,
+        scopes: h('x-tessera-scopes').split(' ').filter(Boolean),
+        organizationId: h('x-tessera-org-id') || null,
+        expiresAt: null,
+        claims: null,
+        checkedRemotely: true,
+      };
+    }
+    if (res.status !== 200) {
+      await res.body?.cancel().catch(() => undefined);
+      throw fail('unavailable', `Tessera answered ${res.status} to the introspection`);
+    }
+    const body = (await res.json()) as Record<string, unknown>;
+    if (body.active !== true) throw fail('revoked', 'the token is invalid, expired or revoked');
+    const str = (v: unknown) => (typeof v === 'string' && v ? v : null);
+    const kind = body.credential_kind;
+    return {
+      kind: kind === 'session' || kind === 'api_token' || kind === 'client' ? kind : 'opaque',
+      subject: str(body.sub) ?? '',
+      userId: str(body.user_id),
+      clientId: str(body.client_id),
+      scopes: (str(body.scope) ?? '').split(' ').filter(Boolean),
+      organizationId: str(body.org_id),
+      expiresAt: typeof body.exp === 'number' ? body.exp : null,
+      claims: null,
+      checkedRemotely: true,
+    };
+  }
+
+  /** A remote answer, cached for `cacheTtlMs` (failures to reach Tessera are not cached). */
+  async function remoteCheck(token: string, expSeconds: number | null): Promise<VerifiedToken> {
+    const key = createHash('sha256').update(token).digest('base64url');
+    const now = t.now();
+    const hit = cache.get(key);
+    if (hit && hit.expiresAt > now) {
+      if (hit.result instanceof TesseraVerifyError) throw hit.result;
+      return hit.result;
+    }
+    const pending = flights.get(key);
+    if (pending) return pending;
+    const p = (async () => {
+      let result: VerifiedToken | TesseraVerifyError;
+      try {
+        result = await askTessera(token);
+      } catch (err) {
+        if (!(err instanceof TesseraVerifyError) || err.code === 'temporarily_unavailable') throw err;
+        result = err;
+      }
+      let until = t.now() + cacheTtlMs;
+      if (expSeconds !== null) until = Math.min(until, expSeconds * 1000);
+      if (cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
+      cache.delete(key);
+      cache.set(key, { expiresAt: until, result });
+      if (result instanceof TesseraVerifyError) throw result;
+      return result;
+    })().finally(() => flights.delete(key));
+    flights.set(key, p);
+    return p;
+  }
+
+  async function verifyJwt(token: string): Promise<VerifiedToken> {
+    let header: JWSHeaderParameters;
+    try {
+      header = decodeProtectedHeader(token);
+    } catch (err) {
+      throw fail('malformed', 'the token is not a JWS', err);
+    }
+    if (typeof header.alg !== 'string' || !algorithms.includes(header.alg)) {
+      throw fail('algorithm', `algorithm ${String(header.alg)} is not accepted`);
+    }
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, (h, tok) => keys.key(h, tok), {
+        algorithms,
+        typ: 'at+jwt',
+        issuer,
+        audience: audiences,
+        clockTolerance: tolerance,
+        currentDate: new Date(t.now()),
+        requiredClaims: ['exp', 'iat', 'sub', 'jti', 'client_id'],
+      }));
+    } catch (err) {
+      if (err instanceof TesseraVerifyError) throw err;
+      if (err instanceof joseErrors.JWTExpired) throw fail('expired', 'the token has expired', err);
+      if (err instanceof joseErrors.JWKSNoMatchingKey) throw fail('unknown_kid', 'the token is signed by an unknown key', err);
+      if (err instanceof joseErrors.JOSEAlgNotAllowed) throw fail('algorithm', 'the token algorithm is not accepted', err);
+      if (err instanceof joseErrors.JWSSignatureVerificationFailed) throw fail('signature', 'the token signature is invalid', err);
+      if (err instanceof joseErrors.JWTClaimValidationFailed) {
+        const reason = err.claim === 'aud' ? 'audience' : err.claim === 'iss' ? 'issuer' : err.claim === 'typ' ? 'type' : 'claims';
+        throw fail(reason, `the token ${err.claim} claim is not acceptable`, err);
+      }
+      throw fail('malformed', 'the token is malformed', err);
+    }
+    if (typeof payload.iat === 'number' && payload.iat > t.now() / 1000 + tolerance) {
+      throw fail('claims', 'the token was issued in the future');
+    }
+    const base: VerifiedToken = {
+      kind: 'jwt',
+      subject: payload.sub!,
+      userId: null,
+      clientId: typeof payload.client_id === 'string' ? payload.client_id : null,
+      scopes: typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [],
+      organizationId: typeof payload.org_id === 'string' ? payload.org_id : null,
+      expiresAt: payload.exp!,
+      claims: payload,
+      checkedRemotely: false,
+    };
+    const check = remote.jwt === true || (typeof remote.jwt === 'function' && remote.jwt(payload));
+    if (!check) return base;
+    const confirmed = await remoteCheck(token, payload.exp!);
+    return { ...base, userId: confirmed.userId, checkedRemotely: true };
+  }
+
+  async function verify(token: string, call: VerifyCallOptions = {}): Promise<VerifiedToken> {
+    if (!token) throw fail('missing', 'no bearer token');
+    if (token.length > 8192) throw fail('malformed', 'the token is too long');
+    let result: VerifiedToken;
+    if (looksLikeJwt(token)) result = await verifyJwt(token);
+    else if (opaque && /^[A-Za-z0-9\-._~+/]+=*$/.test(token)) result = await remoteCheck(token, null);
+    else throw fail('malformed', 'the token is not a JWT');
+    const required = call.scopes ?? [];
+    const missing = required.filter((s) => !result.scopes.includes(s));
+    if (missing.length > 0) {
+      throw new TesseraVerifyError('insufficient_scope', 'scope', `this request needs scope: ${required.join(' ')}`, required);
+    }
+    return result;
+  }
+
+  return {
+    verify,
+    async verifyRequest(headers, call) {
+      const token = extractToken(headers);
+      if (!token) throw fail('missing', 'no bearer token');
+      return verify(token, call);
+    },
+    clearCaches() {
+      keys.clear();
+      cache.clear();
+    },
+  };
+}
