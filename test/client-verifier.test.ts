@@ -8,10 +8,6 @@ import { generateKeyPair, SignJWT } from 'jose';
 import Fastify from 'fastify';
 import { ClientCredentials, createVerifier, TesseraVerifyError, TokenLogin, type Verifier } from '../src/client/index.js';
 import { tesseraAuth } from '../src/client/fastify.js';
-import { generateSigningKey } from '../src/keys/signing-key.js';
-import { insertSigningKey } from '../src/db/signing-keys.repository.js';
-import { publishChange } from '../src/db/notifications.js';
-import { SIGNING_KEYS_CHANGED } from '../src/keys/key-store.js';
 import { freePort, type Harness } from './helper.js';
 import { basic, createSdkKey, getToken, headerOf, oauthPost } from './oauth-helper.js';
 import { liveTessera, ManualClock } from './client-helper.js';
@@ -29,31 +25,31 @@ async function refusal(v: Verifier, token: string, opts?: { scopes?: string[] })
   throw new Error('the token was accepted');
 }
 
-/** A new active signing key (the old one retired, still published), as rotation does. */
-async function rotate(h: Harness): Promise<string> {
-  const key = await generateSigningKey(h.config.signingAlg, h.config.masterKey);
-  const now = new Date(h.clock.now());
-  await h.db.transaction().execute(async (trx) => {
-    await trx.updateTable('signing_keys').set({ state: 'retired', retired_at: now }).where('state', '=', 'active').execute();
-    await insertSigningKey(trx, { ...key, state: 'active', activateAfter: now, activatedAt: now });
-    await publishChange(trx, { type: SIGNING_KEYS_CHANGED, id: key.kid, state: 'active' });
-  });
-  await h.app.oauth.keys.reload();
-  return key.kid;
+/** An operator token for the admin keys API. */
+async function adminToken(h: Harness): Promise<string> {
+  return h.apiToken(await h.user(), ['admin']);
 }
 
-/**
- * Emergency revocation of a key through the database and key store (the admin API,
- * POST /admin/keys/{kid}/revoke, lands on another branch): unpublished at once, a new key signs.
- */
-async function revokeKey(h: Harness, kid: string): Promise<void> {
-  const now = new Date(h.clock.now());
-  await h.db.transaction().execute(async (trx) => {
-    await trx.updateTable('signing_keys').set({ state: 'revoked', revoked_at: now }).where('kid', '=', kid).execute();
-    await publishChange(trx, { type: SIGNING_KEYS_CHANGED, id: kid, state: 'revoked' });
+/** Immediate rotation through the admin API: a new key signs at once, the old one is retired (still published). */
+async function rotate(h: Harness): Promise<string> {
+  const res = await h.inject({
+    method: 'POST',
+    url: '/admin/keys/rotate',
+    headers: { authorization: `Bearer ${await adminToken(h)}` },
+    payload: { immediate: true },
   });
-  await h.app.oauth.keys.ensureActiveKey();
-  await h.app.oauth.keys.reload();
+  if (res.statusCode !== 200) throw new Error(`rotate: ${res.statusCode} ${res.body}`);
+  return (res.json() as { key: { kid: string } }).key.kid;
+}
+
+/** Emergency revocation through the admin API: unpublished at once, a new key signs. */
+async function revokeKey(h: Harness, kid: string): Promise<void> {
+  const res = await h.inject({
+    method: 'POST',
+    url: `/admin/keys/${kid}/revoke`,
+    headers: { authorization: `Bearer ${await adminToken(h)}` },
+  });
+  if (res.statusCode !== 200) throw new Error(`revoke: ${res.statusCode} ${res.body}`);
 }
 
 t.test('verifier: accepts a fresh token, refuses wrong audience, expiry, alg none, HMAC, forgeries; unknown-kid refetch has a floor', async (t) => {

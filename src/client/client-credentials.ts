@@ -167,7 +167,7 @@ export class ClientCredentials {
     const token = await this.getToken();
     const bound = claimsOf(token).org_id;
     if (typeof bound === 'string' && bound) return bound;
-    const { items } = await getJson<{ items: Array<{ id: string; name: string }> }>(
+    const { organizations: items } = await getJson<{ organizations: Array<{ id: string; name: string }> }>(
       this.t,
       `${this.issuer}/api/users/me/organizations`,
       { authorization: `Bearer ${token}` },
