@@ -2,6 +2,8 @@
 // that need Postgres get a fast 503 with Retry-After; the event loop stays free (/healthz answers,
 // cached clients still get tokens); everything works again once the connections come back.
 import t from 'tap';
+import { sql } from 'kysely';
+import { isDatabaseUnavailable } from '../src/errors/handler.js';
 import { buildApp } from '../src/app.js';
 import { createDb } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
@@ -83,4 +85,27 @@ t.test('a pool held by slow queries: fast 503s, responsive event loop, /healthz 
   const again = await fetch(`${url}/api/users/me`, { headers: { authorization: `Bearer ${apiToken}` } });
   t.equal(again.status, 200, 'works again once the connections are back');
   t.equal((await fetch(`${url}/readyz`)).status, 200);
+});
+
+t.test('a checked-out connection whose server goes away fails its next query; the process does not crash', async (t) => {
+  const connectionString = await freshDatabase(t);
+  const handle = createDb({ connectionString, max: 2 });
+  const killer = createDb({ connectionString, max: 1 });
+  t.teardown(async () => {
+    await handle.close();
+    await killer.close();
+  });
+  // As Kysely holds a client between the statements of a transaction.
+  const client = await handle.pool.connect();
+  const { rows } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
+  await sql`select pg_terminate_backend(${rows[0]!.pid})`.execute(killer.db);
+  // The server's FATAL and the closed socket arrive as an 'error' event on a client the pool does
+  // not watch while checked out: without a listener of our own it is an uncaught exception.
+  await new Promise((r) => setTimeout(r, 300));
+  const failed = await client.query('select 1').then(() => null, (err: Error) => err);
+  t.ok(failed, 'the broken client fails its next query');
+  t.ok(isDatabaseUnavailable(failed), 'as "database unavailable" (a 503)');
+  client.release();
+  const again = await sql<{ one: number }>`select 1 as one`.execute(handle.db);
+  t.equal(again.rows[0]!.one, 1, 'the pool dropped the broken client and serves with a new one');
 });

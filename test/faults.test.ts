@@ -26,23 +26,35 @@ interface Server {
   child: ChildProcess;
   exited: Promise<number | null>;
   url: string;
+  output(): string;
 }
 
 function startServer(env: Record<string, string>, port: number): Server {
-  const child = spawn(process.execPath, [cli, 'serve'], { env: { ...process.env, ...env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'ignore'] });
+  const child = spawn(process.execPath, [cli, 'serve'], { env: { ...process.env, ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (c: Buffer) => {
+    out = (out + c.toString()).slice(-20_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  return { port, child, exited, url: `http://127.0.0.1:${port}` };
+  return { port, child, exited, url: `http://127.0.0.1:${port}`, output: () => out };
 }
 
 async function waitReady(s: Server, timeoutMs = 30_000): Promise<number> {
   const started = Date.now();
+  let last = '';
   for (;;) {
     try {
-      if ((await fetch(`${s.url}/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200) return Date.now() - started;
-    } catch {
-      // not there yet
+      const res = await fetch(`${s.url}/readyz`, { signal: AbortSignal.timeout(3000) });
+      last = `${res.status} ${await res.text()}`;
+      if (res.status === 200) return Date.now() - started;
+    } catch (err) {
+      last = (err as Error).message;
     }
-    if (Date.now() - started > timeoutMs) throw new Error(`${s.url} did not become ready`);
+    if (Date.now() - started > timeoutMs) {
+      throw new Error(`${s.url} did not become ready: ${last}; exit code ${s.child.exitCode}; output:\n${s.output().slice(-3000)}`);
+    }
     await sleep(50);
   }
 }
@@ -60,7 +72,7 @@ async function cluster(t: Test) {
     TESSERA_PEPPER: randomBytes(32).toString('base64'),
     TESSERA_ISSUER: 'http://tessera.test',
     TESSERA_HOST: '127.0.0.1',
-    TESSERA_LOG_LEVEL: 'silent',
+    TESSERA_LOG_LEVEL: 'warn',
     TESSERA_RATE_LIMIT: 'false',
     TESSERA_DB_CONNECT_TIMEOUT_MS: '1000',
   };
