@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import formbody from '@fastify/formbody';
 import rateLimit from '@fastify/rate-limit';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './clock.js';
@@ -9,6 +8,7 @@ import { ChangeListener } from './db/notifications.js';
 import { UsageStamps } from './db/usage-stamps.js';
 import { ApiError } from './errors/api-error.js';
 import { registerErrorHandling } from './errors/handler.js';
+import { registerFormParser } from './plugins/form.js';
 import { loggerOptions } from './log.js';
 import { authPlugin } from './plugins/auth.js';
 import { openapiPlugin } from './plugins/openapi.js';
@@ -61,6 +61,31 @@ export interface AppDeps {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /**
+ * Requests the HTTP parser refuses (headers over 16 KiB, bytes no header may hold, broken framing)
+ * never reach a route, so which error format applies is unknown: the body carries `error` (a code
+ * valid in both formats) with both `error_description` (RFC 6749) and `message` (the API's).
+ */
+function clientErrorHandler(err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, text] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout']
+        : [400, 'Bad Request'];
+  const description =
+    status === 431 ? 'the request headers exceed 16 KiB' : status === 408 ? 'the request took too long to arrive' : 'malformed HTTP request';
+  const body = JSON.stringify({ error: 'invalid_request', error_description: description, message: description });
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/**
  * Builds the Tessera application: plugins in tiers (transport, then services, then routes), every
  * dependency injected. The caller owns `db` and closes it after `app.close()`; the app owns what
  * it starts (change listener, usage stamps).
@@ -80,6 +105,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ajv: { customOptions: { removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    clientErrorHandler,
   };
   const app = Fastify(options);
 
@@ -97,7 +123,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
-  await app.register(formbody, { bodyLimit: 16 * 1024 });
+  registerFormParser(app, 16 * 1024);
   if (config.rateLimit.enabled) {
     await app.register(rateLimit, {
       global: true,

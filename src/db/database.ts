@@ -52,6 +52,16 @@ export function createDb(opts: CreateDbOptions): DbHandle {
   pool.on('error', (err) => {
     opts.log?.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'idle database connection failed');
   });
+  // pg-pool listens for errors only while a client is idle. A client checked out (between the
+  // statements of a transaction, or just acquired) whose server goes away (`pg_ctl restart`, a
+  // failover) emits 'error' with no listener, and an unhandled 'error' event ends the process.
+  // A listener for the client's whole life: the failure then surfaces as the next query's error
+  // (a 503), and the pool discards the broken client on release.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => {
+      opts.log?.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'database connection failed while in use');
+    });
+  });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   let closed = false;
   return {

@@ -29,6 +29,17 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
     const pending = await pendingMigrations(app.db);
     return pending.length ? `pending migrations: ${pending.join(', ')}` : null;
   });
+  // An instance whose clock is off by more than the tolerance mints tokens the others refuse (iat
+  // in their future) and refuses theirs: it takes itself out of rotation instead. Postgres's clock
+  // is the reference every instance shares.
+  app.readinessChecks.set('clock', async () => {
+    const r = await sql<{ ms: number }>`select (extract(epoch from clock_timestamp()) * 1000)::float8 as ms`.execute(app.db);
+    const skewS = (app.clock.now() - Number(r.rows[0]!.ms)) / 1000;
+    const tolerance = app.config.clockToleranceSeconds;
+    return Math.abs(skewS) > tolerance
+      ? `clock is ${Math.round(skewS)} s off the database's (tolerance ${tolerance} s, TESSERA_CLOCK_TOLERANCE)`
+      : null;
+  });
   app.readinessChecks.set('change_listener', async () => (app.changes.isConnected ? null : 'not listening for changes'));
 
   app.get(

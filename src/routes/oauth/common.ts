@@ -23,11 +23,18 @@ export const formOnly: preValidationAsyncHookHandler = async function formOnly(r
     throw invalidRequest('send parameters as application/x-www-form-urlencoded');
   }
   const body = (request.body ?? {}) as Record<string, unknown>;
+  const kept: Record<string, string> = {};
   for (const [name, value] of Object.entries(body)) {
-    if (Array.isArray(value)) throw invalidRequest(`parameter ${name} was sent more than once`);
+    // Appendix A: param-name = 1*name-char (ALPHA / DIGIT / "-" / "." / "_"). `scope[a]`, `a b`, NUL, ... are not names.
+    if (!PARAM_NAME.test(name)) throw invalidRequest('malformed parameter name: letters, digits, "-", "." and "_" only');
+    if (Array.isArray(value)) throw invalidRequest(`parameter ${name.slice(0, 64)} was sent more than once`);
+    // §3.1: "Parameters sent without a value MUST be treated as if they were omitted from the request."
+    if (typeof value === 'string' && value !== '') kept[name] = value;
   }
-  if (request.body == null) request.body = {};
+  request.body = kept;
 };
+
+const PARAM_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** RFC 6749 §5.1: token responses (and everything else secret-bearing) must not be cached. */
 export function noStore(reply: FastifyReply): FastifyReply {
