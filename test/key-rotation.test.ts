@@ -268,8 +268,14 @@ t.test('concurrent rotations on two instances make one new key', async (t) => {
   const admin = await h.apiToken(await h.user(), ['admin']);
   for (const immediate of [true, false]) {
     const before = Object.keys(await states(h)).length;
+    // The operator saw this key active; every racing request rotates away from it, however the
+    // requests happen to be scheduled (without the precondition a request that starts after another
+    // finished is simply a second rotation).
+    const seen = (await h.db.selectFrom('signing_keys').select('kid').where('state', '=', 'active').executeTakeFirstOrThrow()).kid;
     const answers = await Promise.all(
-      [h.app, b, h.app, b].map((app) => app.inject({ method: 'POST', url: '/admin/keys/rotate', headers: bearer(admin), payload: { immediate } })),
+      [h.app, b, h.app, b].map((app) =>
+        app.inject({ method: 'POST', url: '/admin/keys/rotate', headers: bearer(admin), payload: { immediate, if_active_kid: seen } }),
+      ),
     );
     t.ok(answers.every((a) => a.statusCode === 200));
     const kids = new Set(answers.map((a) => a.json().key.kid));
@@ -282,9 +288,10 @@ t.test('concurrent rotations on two instances make one new key', async (t) => {
     }
   }
   // And through the lifecycle directly, racing with the scheduled job.
+  const seen = (await h.db.selectFrom('signing_keys').select('kid').where('state', '=', 'active').executeTakeFirstOrThrow()).kid;
   const admins = await Promise.all([
-    h.app.keyRotation.lifecycle.rotate({ userId: null, credential: 'cli' }, { immediate: true }),
-    b.keyRotation.lifecycle.rotate({ userId: null, credential: 'cli' }, { immediate: true }),
+    h.app.keyRotation.lifecycle.rotate({ userId: null, credential: 'cli' }, { immediate: true, ifActiveKid: seen }),
+    b.keyRotation.lifecycle.rotate({ userId: null, credential: 'cli' }, { immediate: true, ifActiveKid: seen }),
     h.app.keyRotation.runOnce(),
     b.keyRotation.runOnce(),
   ]);

@@ -302,8 +302,10 @@ export class SigningKeyLifecycle {
    * Concurrent rotations make one new key: the caller's view of the active kid is taken first, and a
    * rotation that finds, under the lock, that another one already replaced that key does nothing more.
    */
-  async rotate(actor: Actor, opts: { immediate?: boolean } = {}): Promise<RotateResult> {
-    const observed = (await findActiveSigningKey(this.deps.db))?.kid ?? null;
+  async rotate(actor: Actor, opts: { immediate?: boolean; ifActiveKid?: string } = {}): Promise<RotateResult> {
+    // The key this rotation replaces: the caller's precondition when given (so retries and racing
+    // requests rotate once however they are scheduled), else the active key as this call first sees it.
+    const observed = opts.ifActiveKid ?? (await findActiveSigningKey(this.deps.db))?.kid ?? null;
     const kind: RotationKind = opts.immediate ? 'immediate' : 'manual';
     const first = await this.step('rotate', async (trx, events) => {
       const active = await findActiveSigningKey(trx);

@@ -86,7 +86,7 @@ export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
     },
   );
 
-  app.post<{ Body: { immediate?: boolean } | undefined }>(
+  app.post<{ Body: { immediate?: boolean; if_active_kid?: string } | undefined }>(
     '/admin/keys/rotate',
     {
       // The body is optional: none means `{}`.
@@ -101,12 +101,16 @@ export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
           'Without `immediate` a new `next` key is published now and starts signing after the pre-publication window ' +
           '(an already waiting `next` key is returned instead). With `immediate: true` the new key signs at once and the ' +
           'answer carries a `warning`: verifiers holding an older cached JWKS may reject its tokens until their cache expires. ' +
-          'Concurrent rotations make one new key (`outcome: concurrent` for the ones that lost).',
+          'Concurrent rotations make one new key (`outcome: concurrent` for the ones that lost). Send `if_active_kid` ' +
+          '(the active kid you saw) to rotate only if that key still signs: retries and racing requests then rotate once.',
         security,
         body: {
           type: 'object',
           additionalProperties: false,
-          properties: { immediate: { type: 'boolean', default: false } },
+          properties: {
+            immediate: { type: 'boolean', default: false },
+            if_active_kid: { type: 'string', minLength: 1, maxLength: 200 },
+          },
         },
         response: {
           200: {
@@ -124,7 +128,11 @@ export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
         },
       },
     },
-    async (request) => app.keyRotation.lifecycle.rotate(requestActor(request), { immediate: request.body?.immediate === true }),
+    async (request) =>
+      app.keyRotation.lifecycle.rotate(requestActor(request), {
+        immediate: request.body?.immediate === true,
+        ...(request.body?.if_active_kid !== undefined && { ifActiveKid: request.body.if_active_kid }),
+      }),
   );
 
   app.post<{ Params: { kid: string } }>(
