@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
-import { createSessionFromApiToken, revokeSessionByHash, type SessionRow } from '../db/sessions.repository.js';
+import { createSessionFromApiToken, revokeSessionByHash, type NewSession } from '../db/sessions.repository.js';
 import { hashApiToken, isWellFormedApiToken } from './api-token.js';
 import { generateSessionToken, hashSessionToken } from './session-token.js';
 
@@ -18,7 +18,7 @@ export async function loginWithApiToken(
   db: Db,
   config: Config,
   input: { apiToken: string; now: Date; ip: string | null; requestId: string | null },
-): Promise<{ token: string; session: SessionRow } | null> {
+): Promise<{ token: string; session: NewSession } | null> {
   if (!isWellFormedApiToken(input.apiToken)) return null;
   const token = generateSessionToken();
   // One statement: check the API token, insert the session, audit it (see the repository).

@@ -7,8 +7,9 @@ import { changeNotifySql } from './notifications.js';
 export type SessionRow = Selectable<SessionsTable>;
 type Q = Kysely<Database> | Transaction<Database>;
 
-/** Every column of `sessions`, spelled out (prepared statements must not use `*`). */
-const SESSION_COLUMNS = 'id, token_hash, user_id, api_token_id, scopes, created_at, expires_at, last_used_at, revoked_at, ip';
+/** What a login returns of the new session (spelled out: prepared statements must not use `*`). */
+export type NewSession = Pick<SessionRow, 'id' | 'user_id' | 'api_token_id' | 'created_at' | 'expires_at'>;
+const NEW_SESSION_COLUMNS = 'id, user_id, api_token_id, created_at, expires_at';
 
 /**
  * The effective expiry of a session row as SQL: `expires_at`, or with sliding sessions also
@@ -34,7 +35,7 @@ function effectiveExpiry(sliding: { ttlSeconds: number } | null) {
 export async function createSessionFromApiToken(
   db: Q,
   row: { apiTokenHash: Buffer; tokenHash: Buffer; now: Date; expiresAt: Date; ip: string | null; requestId: string | null },
-): Promise<SessionRow | undefined> {
+): Promise<NewSession | undefined> {
   const audit = auditInsertFrom(
     's',
     { userId: sql`s.user_id`, credential: sql`'api_token:' || s.api_token_id`, ip: row.ip, requestId: row.requestId },
@@ -52,7 +53,7 @@ export async function createSessionFromApiToken(
   // done after the login (a logout, any other change) flushes the WAL past the login's record,
   // so a session that was used to change something, or that was logged out, is never lost.
   const asyncCommit = db.isTransaction ? sql`` : sql`, c as (select set_config('synchronous_commit', 'off', true))`;
-  const r = await sql<SessionRow>`${sql.raw(preparedMarker('session_login'))}
+  const r = await sql<NewSession>`${sql.raw(preparedMarker('session_login'))}
     with t as (
       select api_tokens.id, api_tokens.user_id, api_tokens.scopes
       from api_tokens join users on users.id = api_tokens.user_id
@@ -63,9 +64,9 @@ export async function createSessionFromApiToken(
     ), s as (
       insert into sessions (token_hash, user_id, api_token_id, scopes, created_at, expires_at, last_used_at, revoked_at, ip)
       select ${row.tokenHash}, t.user_id, t.id, t.scopes, ${row.now}, ${row.expiresAt}, null, null, ${row.ip} from t
-      returning ${sql.raw(SESSION_COLUMNS)}
+      returning ${sql.raw(NEW_SESSION_COLUMNS)}, scopes
     ), a as (${audit})${asyncCommit}
-    select ${sql.raw(SESSION_COLUMNS)} from s${db.isTransaction ? sql`` : sql`, c`}`.execute(db);
+    select ${sql.raw(NEW_SESSION_COLUMNS)} from s${db.isTransaction ? sql`` : sql`, c`}`.execute(db);
   return r.rows[0];
 }
 
