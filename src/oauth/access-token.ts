@@ -29,10 +29,10 @@ export interface MintedToken {
 }
 
 /** Signs an access token with the active key; header `{alg, kid, typ: 'at+jwt'}`. */
-export function mintAccessToken(
+export async function mintAccessToken(
   keys: SigningKeyStore,
   input: { issuer: string; audience: string; client: ClientEntry; scopes: readonly string[]; nowMs: number; ttlSeconds: number },
-): MintedToken {
+): Promise<MintedToken> {
   const key = keys.signingKey();
   const iat = Math.floor(input.nowMs / 1000);
   const claims: AccessTokenClaims = {
@@ -46,7 +46,7 @@ export function mintAccessToken(
     scope: input.scopes.join(' '),
     org_id: input.client.organizationId,
   };
-  return { token: signCompact(key.alg, key.privateKey, key.accessTokenHeader, claims), claims };
+  return { token: await signCompact(key.alg, key.privateKey, key.accessTokenHeader, claims), claims };
 }
 
 /** Why a token was refused (for logs and tests; callers answer "invalid" whatever it is). */
