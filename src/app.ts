@@ -9,7 +9,7 @@ import { UsageStamps } from './db/usage-stamps.js';
 import { ApiError } from './errors/api-error.js';
 import { registerErrorHandling } from './errors/handler.js';
 import { registerFormParser } from './plugins/form.js';
-import { loggerOptions } from './log.js';
+import { lazyChildLoggerFactory, loggerOptions } from './log.js';
 import { authPlugin } from './plugins/auth.js';
 import { openapiPlugin } from './plugins/openapi.js';
 import { metricsPlugin } from './plugins/metrics.js';
@@ -95,6 +95,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const clock = deps.clock ?? systemClock;
   const options: FastifyServerOptions = {
     logger: deps.logger === false ? false : loggerOptions(config.logLevel),
+    ...(deps.logger === false ? {} : { childLoggerFactory: lazyChildLoggerFactory }),
     trustProxy: config.trustProxy as FastifyServerOptions["trustProxy"],
     bodyLimit: 64 * 1024,
     requestIdHeader: false,

@@ -114,3 +114,27 @@ t.test('a revoked signing key\'s tokens fail at once; retired keys still verify'
   const after = (await h.inject({ method: 'GET', url: '/.well-known/jwks.json' })).json();
   t.same(after.keys.map((k: { kid: string }) => k.kid), [h.app.oauth.keys.signingKey().kid]);
 });
+
+t.test('a token verified before is checked again against audience, clock, denylist and client on every call', async (t) => {
+  const h = await harness(t);
+  const user = await h.user();
+  const apiToken = await h.apiToken(user, ['api']);
+  const created = await h.inject({ method: 'POST', url: '/api/sdk-keys', headers: bearer(apiToken), payload: { name: 'memo' } });
+  const key = created.json();
+  const token = await getToken(h, key);
+  const v = h.app.oauth.verifier;
+  t.equal((await v.verify(token, { audience: h.config.issuer })).ok, true, 'first verification');
+  t.equal((await v.verify(token, { audience: h.config.issuer })).ok, true, 'again');
+  t.same(await v.verify(token, { audience: 'https://other.example' }), { ok: false, reason: 'audience' });
+  t.equal((await v.verify(token, { audience: null })).ok, true, 'any audience (introspection)');
+  const { exp } = claimsOf(token) as { exp: number };
+  const back = h.clock.ms;
+  h.clock.ms = (exp + h.config.clockToleranceSeconds) * 1000;
+  t.same(await v.verify(token, { audience: h.config.issuer }), { ok: false, reason: 'expired' });
+  h.clock.ms = back;
+  t.equal((await v.verify(token, { audience: h.config.issuer })).ok, true, 'valid again at the earlier time');
+  // Disabling the SDK key ends its tokens at once, memo or not.
+  const off = await h.inject({ method: 'PATCH', url: `/api/sdk-keys/${key.client_id}`, headers: bearer(apiToken), payload: { status: 'disabled' } });
+  t.equal(off.statusCode, 200);
+  t.same(await v.verify(token, { audience: h.config.issuer }), { ok: false, reason: 'client' });
+});

@@ -1,4 +1,4 @@
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Selectable, type Transaction } from 'kysely';
 import type { Database } from './database.js';
 import type { AuditEventsTable } from './tables/identity.js';
 
@@ -39,6 +39,24 @@ export async function recordAudit(db: Q, actor: Actor, entry: AuditEntry): Promi
       details: JSON.stringify(entry.details ?? {}),
     })
     .execute();
+}
+
+/**
+ * The same audit row as {@link recordAudit}, as the body of a data-modifying CTE: one row per row
+ * of the CTE `source` (`insert into audit_events ... select ... from source`). For hot paths that
+ * make a change and its audit row in a single statement (one round trip, one implicit
+ * transaction); the expressions may refer to the columns of `source`.
+ */
+export function auditInsertFrom(
+  source: string,
+  actor: { userId: RawBuilder<string | null>; credential: RawBuilder<string>; ip: string | null; requestId: string | null },
+  entry: { action: string; targetType: string; targetId: RawBuilder<string>; details?: RawBuilder<unknown> },
+): RawBuilder<unknown> {
+  return sql`insert into audit_events
+      (actor_user_id, actor_credential, action, target_type, target_id, organization_id, ip, request_id, details)
+    select ${actor.userId}, ${actor.credential}, ${entry.action}, ${entry.targetType}, ${entry.targetId}, null,
+      ${actor.ip}, ${actor.requestId}, ${entry.details ?? sql`'{}'::jsonb`}
+    from ${sql.table(source)}`;
 }
 
 export interface AuditQuery {

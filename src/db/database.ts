@@ -28,6 +28,43 @@ const types = {
       : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
 
+/**
+ * Marks a hot statement to be prepared once per connection and then executed by name (Bind +
+ * Execute only: no parse, and Postgres' plan cache instead of planning every call). Put
+ * `sql.raw(preparedMarker('name'))` first in the statement text; the statement must not use `*` (a prepared
+ * statement's result columns cannot change under a migration).
+ */
+export function preparedMarker(name: string): string {
+  if (!/^[a-z0-9_.]+$/.test(name)) throw new Error(`bad prepared statement name: ${name}`);
+  return `/* prepare:${name} */ `;
+}
+
+const PREPARED = /^\/\* prepare:([a-z0-9_.]+) \*\/ /;
+
+/**
+ * pg's client, preparing statements that start with {@link preparedMarker}. The name sent to
+ * Postgres includes a number per distinct text, so two texts under one marker (e.g. two
+ * configurations in one process) never clash on a connection.
+ */
+class PreparingClient extends pg.Client {
+  private static readonly names = new Map<string, string>();
+
+  override query(config: unknown, values?: unknown, callback?: unknown): any {
+    if (typeof config === 'string' && Array.isArray(values) && config.startsWith('/* prepare:')) {
+      let name = PreparingClient.names.get(config);
+      if (name === undefined) {
+        const m = PREPARED.exec(config);
+        if (m && PreparingClient.names.size < 1000) {
+          name = `${m[1]}#${PreparingClient.names.size}`;
+          PreparingClient.names.set(config, name);
+        }
+      }
+      if (name !== undefined) return (super.query as any)({ name, text: config, values }, callback);
+    }
+    return (super.query as any)(config, values, callback);
+  }
+}
+
 export interface CreateDbOptions {
   connectionString: string;
   max?: number;
@@ -48,6 +85,7 @@ export function createDb(opts: CreateDbOptions): DbHandle {
     idleTimeoutMillis: 30_000,
     application_name: opts.applicationName ?? 'tessera',
     types,
+    Client: PreparingClient,
   });
   pool.on('error', (err) => {
     opts.log?.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'idle database connection failed');

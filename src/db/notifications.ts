@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 
@@ -22,6 +22,15 @@ export interface ChangeEvent {
  */
 export async function publishChange(db: Kysely<any>, event: ChangeEvent): Promise<void> {
   await sql`select pg_notify(${CHANNEL}, ${JSON.stringify(event)})`.execute(db);
+}
+
+/**
+ * {@link publishChange} as an SQL expression, for a statement that makes the change itself (a
+ * data-modifying CTE): `idExpr` is the changed row's id column. The notification is sent if and
+ * when the statement's transaction commits, exactly as with publishChange.
+ */
+export function changeNotifySql(type: string, idExpr: RawBuilder<string>): RawBuilder<unknown> {
+  return sql`pg_notify(${CHANNEL}, json_build_object('type', ${type}::text, 'id', ${idExpr})::text)`;
 }
 
 export type ChangeHandler = (event: ChangeEvent) => void;

@@ -1,9 +1,15 @@
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import type { Database } from './database.js';
+import { preparedMarker, type Database } from './database.js';
 import type { SessionsTable } from './tables/sessions.js';
+import { auditInsertFrom } from './audit.repository.js';
+import { changeNotifySql } from './notifications.js';
 
 export type SessionRow = Selectable<SessionsTable>;
 type Q = Kysely<Database> | Transaction<Database>;
+
+/** What a login returns of the new session (spelled out: prepared statements must not use `*`). */
+export type NewSession = Pick<SessionRow, 'id' | 'user_id' | 'api_token_id' | 'created_at' | 'expires_at'>;
+const NEW_SESSION_COLUMNS = 'id, user_id, api_token_id, created_at, expires_at';
 
 /**
  * The effective expiry of a session row as SQL: `expires_at`, or with sliding sessions also
@@ -16,40 +22,52 @@ function effectiveExpiry(sliding: { ttlSeconds: number } | null) {
 }
 
 /**
- * The live API token with this hash and its owner's status. Not locked: a login racing a
- * revocation or suspension may leave a session row the revocation missed, but such a session is
- * never accepted, since every verification also requires its API token live and its user active
- * (and a row lock here would serialise concurrent logins with one token on multixacts).
+ * loginWithToken in one statement (one round trip, one implicit transaction): finds the live API
+ * token with this hash whose user is active and which has not expired at `now`, inserts the
+ * session with that token's scopes, and writes the `session.create` audit row. Returns the new
+ * session, or undefined when the API token does not qualify (nothing is written then).
+ *
+ * The API token is not locked: a login racing a revocation or suspension may leave a session row
+ * the revocation missed, but such a session is never accepted, since every verification also
+ * requires its API token live and its user active (and a row lock here would serialise
+ * concurrent logins with one token on multixacts).
  */
-export async function lockApiTokenForLogin(db: Q, tokenHash: Buffer) {
-  return db
-    .selectFrom('api_tokens')
-    .innerJoin('users', 'users.id', 'api_tokens.user_id')
-    .select(['api_tokens.id', 'api_tokens.user_id', 'api_tokens.scopes', 'api_tokens.expires_at', 'users.status as user_status'])
-    .where('api_tokens.token_hash', '=', tokenHash)
-    .where('api_tokens.revoked_at', 'is', null)
-    .executeTakeFirst();
-}
-
-export async function insertSession(
+export async function createSessionFromApiToken(
   db: Q,
-  row: { tokenHash: Buffer; userId: string; apiTokenId: string; scopes: string[]; createdAt: Date; expiresAt: Date; ip: string | null },
-): Promise<SessionRow> {
-  return db
-    .insertInto('sessions')
-    .values({
-      token_hash: row.tokenHash,
-      user_id: row.userId,
-      api_token_id: row.apiTokenId,
-      scopes: row.scopes,
-      created_at: row.createdAt,
-      expires_at: row.expiresAt,
-      last_used_at: null,
-      revoked_at: null,
-      ip: row.ip,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
+  row: { apiTokenHash: Buffer; tokenHash: Buffer; now: Date; expiresAt: Date; ip: string | null; requestId: string | null },
+): Promise<NewSession | undefined> {
+  const audit = auditInsertFrom(
+    's',
+    { userId: sql`s.user_id`, credential: sql`'api_token:' || s.api_token_id`, ip: row.ip, requestId: row.requestId },
+    {
+      action: 'session.create',
+      targetType: 'session',
+      targetId: sql`s.id::text`,
+      details: sql`jsonb_build_object('api_token_id', s.api_token_id, 'scopes', to_jsonb(s.scopes))`,
+    },
+  );
+  // Its own transaction only (never inside a caller's): the commit of a login does not wait for
+  // the WAL flush (synchronous_commit off for this transaction alone). A crash can then lose the
+  // last few hundred ms of logins (session row and its audit row together, never one of them):
+  // their tokens answer 401 after the restart and the client logs in again. Anything durable
+  // done after the login (a logout, any other change) flushes the WAL past the login's record,
+  // so a session that was used to change something, or that was logged out, is never lost.
+  const asyncCommit = db.isTransaction ? sql`` : sql`, c as (select set_config('synchronous_commit', 'off', true))`;
+  const r = await sql<NewSession>`${sql.raw(preparedMarker('session_login'))}
+    with t as (
+      select api_tokens.id, api_tokens.user_id, api_tokens.scopes
+      from api_tokens join users on users.id = api_tokens.user_id
+      where api_tokens.token_hash = ${row.apiTokenHash}
+        and api_tokens.revoked_at is null
+        and (api_tokens.expires_at is null or api_tokens.expires_at > ${row.now})
+        and users.status = 'active'
+    ), s as (
+      insert into sessions (token_hash, user_id, api_token_id, scopes, created_at, expires_at, last_used_at, revoked_at, ip)
+      select ${row.tokenHash}, t.user_id, t.id, t.scopes, ${row.now}, ${row.expiresAt}, null, null, ${row.ip} from t
+      returning ${sql.raw(NEW_SESSION_COLUMNS)}, scopes
+    ), a as (${audit})${asyncCommit}
+    select ${sql.raw(NEW_SESSION_COLUMNS)} from s${db.isTransaction ? sql`` : sql`, c`}`.execute(db);
+  return r.rows[0];
 }
 
 /**
@@ -79,16 +97,30 @@ export async function findLiveSessionByHash(db: Q, tokenHash: Buffer, now: Date,
     .executeTakeFirst();
 }
 
-/** Logout: revokes the live, unexpired session with this hash; undefined when there is none. */
-export async function revokeSessionByHash(db: Q, tokenHash: Buffer, now: Date, sliding: { ttlSeconds: number } | null) {
-  return db
-    .updateTable('sessions')
-    .set({ revoked_at: now })
-    .where('token_hash', '=', tokenHash)
-    .where('revoked_at', 'is', null)
-    .where(effectiveExpiry(sliding), '>', now)
-    .returning(['id', 'user_id', 'api_token_id'])
-    .executeTakeFirst();
+/**
+ * Logout in one statement (one round trip, one implicit transaction, committed durably before it
+ * returns): revokes the live, unexpired session with this hash, writes the `session.logout` audit
+ * row and notifies every instance (`session` change event, sent on commit). Undefined when there
+ * is no such session (nothing is written then).
+ */
+export async function revokeSessionByHash(
+  db: Q,
+  input: { tokenHash: Buffer; now: Date; sliding: { ttlSeconds: number } | null; ip: string | null; requestId: string | null },
+) {
+  const audit = auditInsertFrom(
+    's',
+    { userId: sql`s.user_id`, credential: sql`'session:' || s.id`, ip: input.ip, requestId: input.requestId },
+    { action: 'session.logout', targetType: 'session', targetId: sql`s.id::text` },
+  );
+  const r = await sql<{ id: string; user_id: string; api_token_id: string }>`${sql.raw(preparedMarker('session_logout'))}
+    with s as (
+      update sessions set revoked_at = ${input.now}
+      where token_hash = ${input.tokenHash} and revoked_at is null and ${effectiveExpiry(input.sliding)} > ${input.now}
+      returning id, user_id, api_token_id
+    ), a as (${audit})
+    select s.id, s.user_id, s.api_token_id, ${changeNotifySql('session', sql`s.id`)} as notified from s`.execute(db);
+  const row = r.rows[0];
+  return row && { id: row.id, user_id: row.user_id, api_token_id: row.api_token_id };
 }
 
 /** Ends every live session made from one API token; returns their ids. */

@@ -72,23 +72,23 @@ export function publicKeyObject(jwk: JWK): KeyObject {
 }
 
 /**
- * Compact JWS over `header` and `payload` with node:crypto (synchronous, no WebCrypto round trip:
- * this is the token endpoint's hot path).
+ * Compact JWS over `header` and `payload` with node:crypto. The signature is computed on libuv's
+ * thread pool (node:crypto's callback form): signing is a third of a token request's CPU, and off
+ * the event loop it runs on the second core while the loop parses and answers other requests (the
+ * synchronous form capped /oauth/token at 0.8x the reference server at the same CPU per request).
  */
-export function signCompact(alg: SigningAlg, privateKey: KeyObject, headerB64: string, payload: object): string {
+export function signCompact(alg: SigningAlg, privateKey: KeyObject, headerB64: string, payload: object): Promise<string> {
   const input = `${headerB64}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
   const data = Buffer.from(input);
-  let sig: Buffer;
-  switch (alg) {
-    case 'EdDSA':
-      sig = nodeSign(null, data, privateKey);
-      break;
-    case 'ES256':
-      sig = nodeSign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' });
-      break;
-    case 'RS256':
-      sig = nodeSign('sha256', data, privateKey);
-      break;
-  }
-  return `${input}.${sig.toString('base64url')}`;
+  return new Promise((resolve, reject) => {
+    const done = (err: Error | null, sig: Buffer) => (err ? reject(err) : resolve(`${input}.${sig.toString('base64url')}`));
+    switch (alg) {
+      case 'EdDSA':
+        return nodeSign(null, data, privateKey, done);
+      case 'ES256':
+        return nodeSign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' }, done);
+      case 'RS256':
+        return nodeSign('sha256', data, privateKey, done);
+    }
+  });
 }

@@ -29,10 +29,10 @@ export interface MintedToken {
 }
 
 /** Signs an access token with the active key; header `{alg, kid, typ: 'at+jwt'}`. */
-export function mintAccessToken(
+export async function mintAccessToken(
   keys: SigningKeyStore,
   input: { issuer: string; audience: string; client: ClientEntry; scopes: readonly string[]; nowMs: number; ttlSeconds: number },
-): MintedToken {
+): Promise<MintedToken> {
   const key = keys.signingKey();
   const iat = Math.floor(input.nowMs / 1000);
   const claims: AccessTokenClaims = {
@@ -46,7 +46,7 @@ export function mintAccessToken(
     scope: input.scopes.join(' '),
     org_id: input.client.organizationId,
   };
-  return { token: signCompact(key.alg, key.privateKey, key.accessTokenHeader, claims), claims };
+  return { token: await signCompact(key.alg, key.privateKey, key.accessTokenHeader, claims), claims };
 }
 
 /** Why a token was refused (for logs and tests; callers answer "invalid" whatever it is). */
@@ -82,6 +82,16 @@ const fail = (reason: RejectReason): VerifyResult => ({ ok: false, reason });
  *   issued after the key's `tokens_valid_after`.
  */
 export class AccessTokenVerifier {
+  /**
+   * Tokens whose signature and fixed claims (typ, iss, required claims) jose has already checked,
+   * by their exact compact serialisation: a gateway sees the same token many times until it
+   * expires, and the signature check is most of the cost of a verification. A hit is trusted only
+   * while its kid is still among the loaded keys; time claims, audience, the denylist and the
+   * client are checked on every call as on a miss.
+   */
+  private readonly checked = new Map<string, { kid: string; payload: JWTPayload }>();
+  private static readonly MAX_CHECKED = 10_000;
+
   constructor(
     private readonly deps: {
       config: Pick<Config, 'issuer' | 'clockToleranceSeconds'>;
@@ -106,7 +116,19 @@ export class AccessTokenVerifier {
     if (header.alg !== key.alg) return fail('algorithm');
 
     let payload: JWTPayload;
-    try {
+    const hit = this.checked.get(token);
+    if (hit && hit.kid === header.kid) {
+      payload = hit.payload;
+      // What jose checks against the audience and the clock, again (its order, rules and outcomes).
+      if (opts.audience !== null) {
+        const aud = payload.aud;
+        if (!(aud === opts.audience || (Array.isArray(aud) && aud.includes(opts.audience)))) return fail('audience');
+      }
+      const now = Math.floor(clock.now() / 1000);
+      const tolerance = config.clockToleranceSeconds;
+      if (typeof payload.nbf === 'number' && payload.nbf > now + tolerance) return fail('claims');
+      if (typeof payload.exp === 'number' && payload.exp <= now - tolerance) return fail('expired');
+    } else try {
       const result = await jwtVerify(token, key.verifyKey, {
         algorithms: [key.alg],
         typ: 'at+jwt',
@@ -117,6 +139,8 @@ export class AccessTokenVerifier {
         requiredClaims: ['exp', 'iat', 'jti', 'sub', 'client_id', 'scope'],
       });
       payload = result.payload;
+      if (this.checked.size >= AccessTokenVerifier.MAX_CHECKED) this.checked.clear();
+      this.checked.set(token, { kid: header.kid, payload });
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) return fail('expired');
       if (err instanceof joseErrors.JWSSignatureVerificationFailed) return fail('signature');

@@ -49,14 +49,14 @@ export function resolveAudience(params: ClientCredentialsParams, issuer: string)
 }
 
 /** RFC 6749 §4.4: a client that authenticated gets a token for itself. */
-export function clientCredentialsGrant(
+export async function clientCredentialsGrant(
   params: ClientCredentialsParams,
   client: ClientEntry,
   deps: { keys: SigningKeyStore; issuer: string; ttlSeconds: number; nowMs: number },
-): TokenResponse {
+): Promise<TokenResponse> {
   const scopes = grantedScopes(params.scope, client.scopes);
   const audience = resolveAudience(params, deps.issuer);
-  const { token } = mintAccessToken(deps.keys, {
+  const { token } = await mintAccessToken(deps.keys, {
     issuer: deps.issuer,
     audience,
     client,

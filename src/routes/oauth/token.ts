@@ -61,7 +61,7 @@ export async function tokenRoute(app: FastifyInstance, ctx: OAuthRouteContext): 
       }
       await ctx.limitClient(request, client.clientId);
       const now = app.clock.now();
-      const response = clientCredentialsGrant(
+      const response = await clientCredentialsGrant(
         { scope: body.scope, audience: body.audience, resource: body.resource },
         client,
         { keys: app.oauth.keys, issuer: app.config.issuer, ttlSeconds: app.config.accessTokenTtlSeconds, nowMs: now },
