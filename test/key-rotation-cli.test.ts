@@ -127,10 +127,12 @@ t.test('two CLI processes rotating at once make one new key', async (t) => {
   const k0 = (await actives(h))[0]!.kid;
 
   // Immediate, no key waiting: one new key signs; the other process sees it did.
+  // Which process wins is up to the scheduler (immediate rotation is two steps under the lock);
+  // what must hold is that exactly one activates and both name the same new key.
   let [a, b] = await racePair(h, ['keys', 'rotate', '--immediate']);
-  t.equal(a.outcome, 'activated');
-  t.match(a.stderr, /warning: pre-publication skipped/);
-  t.equal(b.outcome, 'concurrent');
+  t.same([a.outcome, b.outcome].sort(), ['activated', 'concurrent']);
+  const winner = a.outcome === 'activated' ? a : b;
+  t.match(winner.stderr, /warning: pre-publication skipped/);
   t.equal(b.key.kid, a.key.kid, 'both name the new key');
   t.same((await rows(h)).map((r) => [r.kid, r.state]), [[k0, 'retired'], [a.key.kid, 'active']]);
 
