@@ -46,13 +46,7 @@ export async function createSessionFromApiToken(
       details: sql`jsonb_build_object('api_token_id', s.api_token_id, 'scopes', to_jsonb(s.scopes))`,
     },
   );
-  // Its own transaction only (never inside a caller's): the commit of a login does not wait for
-  // the WAL flush (synchronous_commit off for this transaction alone). A crash can then lose the
-  // last few hundred ms of logins (session row and its audit row together, never one of them):
-  // their tokens answer 401 after the restart and the client logs in again. Anything durable
-  // done after the login (a logout, any other change) flushes the WAL past the login's record,
-  // so a session that was used to change something, or that was logged out, is never lost.
-  const asyncCommit = db.isTransaction ? sql`` : sql`, c as (select set_config('synchronous_commit', 'off', true))`;
+  // A login commits durably like every other write: an acknowledged session survives a Postgres crash.
   const r = await sql<NewSession>`${sql.raw(preparedMarker('session_login'))}
     with t as (
       select api_tokens.id, api_tokens.user_id, api_tokens.scopes
@@ -65,8 +59,8 @@ export async function createSessionFromApiToken(
       insert into sessions (token_hash, user_id, api_token_id, scopes, created_at, expires_at, last_used_at, revoked_at, ip)
       select ${row.tokenHash}, t.user_id, t.id, t.scopes, ${row.now}, ${row.expiresAt}, null, null, ${row.ip} from t
       returning ${sql.raw(NEW_SESSION_COLUMNS)}, scopes
-    ), a as (${audit})${asyncCommit}
-    select ${sql.raw(NEW_SESSION_COLUMNS)} from s${db.isTransaction ? sql`` : sql`, c`}`.execute(db);
+    ), a as (${audit})
+    select ${sql.raw(NEW_SESSION_COLUMNS)} from s`.execute(db);
   return r.rows[0];
 }
 
