@@ -66,3 +66,25 @@ export function crc32(s: string): number {
   for (const b of Buffer.from(s, 'utf8')) c = CRC_TABLE[(c ^ b) & 0xff]! ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
 }
+
+/**
+ * A family of prefixed, checksummed bearer tokens: `<prefix><43 base62 chars: 256 random bits><6 chars:
+ * CRC-32 of the body>`. Secret scanners recognise the prefix; the checksum lets a mistyped or made-up
+ * token be refused without a database look-up.
+ */
+export function checksummedTokens(prefix: string) {
+  const re = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}([0-9A-Za-z]{43})([0-9A-Za-z]{6})$`);
+  return {
+    prefix,
+    generate(): string {
+      const body = randomBase62(256);
+      if (body.length !== 43) throw new Error('unexpected token body length');
+      return `${prefix}${body}${base62u32(crc32(body))}`;
+    },
+    /** Shape and checksum check; true only for a well-formed token of this family. */
+    isWellFormed(token: string): boolean {
+      const m = re.exec(token);
+      return !!m && base62u32(crc32(m[1]!)) === m[2];
+    },
+  };
+}
