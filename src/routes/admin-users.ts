@@ -4,7 +4,7 @@ import { credentialLabel } from '../auth/principal.js';
 import type { Actor } from '../db/audit.repository.js';
 import { findUserById, listUsers } from '../db/users.repository.js';
 import { activateUser, createUserAudited, DuplicateEmailError, suspendUser } from '../auth/users.service.js';
-import { errorResponses, uuidSchema } from './schemas.js';
+import { errorResponses, nextAfterSchema, pageQuerySchema, uuidSchema } from './schemas.js';
 import { userSchema, userView } from './users.js';
 
 function actorOf(request: FastifyRequest): Actor {
@@ -27,17 +27,13 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
         tags: ['admin'],
         summary: 'List users, by id (page with `after` = the last id seen)',
         security,
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 }, after: uuidSchema },
-        },
+        querystring: pageQuerySchema,
         response: {
           200: {
             type: 'object',
             additionalProperties: false,
             required: ['users', 'next_after'],
-            properties: { users: { type: 'array', items: userSchema }, next_after: { anyOf: [uuidSchema, { type: 'null' }] } },
+            properties: { users: { type: 'array', items: userSchema }, next_after: nextAfterSchema },
           },
           ...errorResponses(400, 401, 403, 429, 503),
         },

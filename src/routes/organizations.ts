@@ -7,7 +7,7 @@ import { findUserById } from '../db/users.repository.js';
 import type { Role } from '../db/tables/identity.js';
 import { notFound } from '../errors/api-error.js';
 import { changeMembership, requireMembership, type MembershipActor } from '../organizations/members.service.js';
-import { dateTimeSchema, errorResponses, uuidSchema } from './schemas.js';
+import { dateTimeSchema, errorResponses, nextAfterSchema, pageQuerySchema, uuidSchema } from './schemas.js';
 
 const roleSchema = { type: 'string', enum: ['owner', 'maintainer', 'member'] } as const;
 
@@ -176,17 +176,13 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ['admin'],
         summary: 'List organizations (by id; page with ?after=<last id>)',
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 }, after: uuidSchema },
-        },
+        querystring: pageQuerySchema,
         response: {
           200: {
             type: 'object',
             additionalProperties: false,
             required: ['organizations', 'next_after'],
-            properties: { organizations: { type: 'array', items: organization }, next_after: { ...uuidSchema, type: ['string', 'null'] } },
+            properties: { organizations: { type: 'array', items: organization }, next_after: nextAfterSchema },
           },
           ...errorResponses(400, 401, 403),
         },

@@ -46,3 +46,13 @@ export function oauthErrorResponses(...statuses: number[]): Record<number, unkno
 
 export const uuidSchema = { type: 'string', format: 'uuid' } as const;
 export const dateTimeSchema = { type: 'string', format: 'date-time' } as const;
+
+/** Id-ordered paging: `?limit=` (1-500, default 100) and `?after=` the last id seen. */
+export const pageQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 }, after: uuidSchema },
+} as const;
+
+/** The `after` of the next page, or null on the last one. */
+export const nextAfterSchema = { anyOf: [uuidSchema, { type: 'null' }] } as const;
