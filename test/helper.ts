@@ -165,3 +165,18 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/** Counts connections taken from the harness's pool from now on (restored at teardown). */
+export function countPoolConnections(t: TeardownHost, h: Pick<Harness, 'handle'>): () => number {
+  let connections = 0;
+  const pool = h.handle.pool as unknown as { connect: (...a: unknown[]) => unknown };
+  const connect = pool.connect.bind(pool);
+  pool.connect = (...args: unknown[]) => {
+    connections++;
+    return connect(...args);
+  };
+  t.teardown(() => {
+    pool.connect = connect;
+  });
+  return () => connections;
+}

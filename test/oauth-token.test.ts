@@ -1,5 +1,5 @@
 import t from 'tap';
-import { bearer, harness } from './helper.js';
+import { bearer, countPoolConnections, harness } from './helper.js';
 import { basic, claimsOf, createSdkKey, FORM, getToken, headerOf, oauthPost } from './oauth-helper.js';
 
 const CC = { grant_type: 'client_credentials' };
@@ -185,19 +185,9 @@ t.test('a cached client is authenticated without Postgres, and last_used_at is s
   await new Promise((r) => setTimeout(r, 300));
   await getToken(h, key);
   // From here on, token requests take no database connection at all.
-  let connections = 0;
-  const pool = h.handle.pool as unknown as { connect: (...a: unknown[]) => unknown };
-  const connect = pool.connect.bind(pool);
-  pool.connect = (...args: unknown[]) => {
-    connections++;
-    return connect(...args);
-  };
-  t.teardown(() => {
-    pool.connect = connect;
-  });
+  const connections = countPoolConnections(t, h);
   for (let i = 0; i < 20; i++) await getToken(h, key);
-  t.equal(connections, 0, 'no connection taken for a cached client');
-  pool.connect = connect;
+  t.equal(connections(), 0, 'no connection taken for a cached client');
   await h.app.usage.flush();
   const row = await h.db.selectFrom('sdk_keys').select('last_used_at').where('client_id', '=', key.client_id).executeTakeFirstOrThrow();
   t.ok(row.last_used_at, 'last_used_at stamped by the batch');
