@@ -2,9 +2,11 @@ import type { Authenticator } from '../plugins/auth.js';
 import type { Config } from '../config.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
-import type { UsageStamps } from '../db/usage-stamps.js';
+import { USAGE_EVERY_MS, type UsageStamps, type UsageTarget } from '../db/usage-stamps.js';
 import { findApiTokenByHash } from '../db/api-tokens.repository.js';
 import { API_TOKEN_PREFIX, hashApiToken, isWellFormedApiToken } from './api-token.js';
+
+const API_TOKEN_USAGE: UsageTarget = { table: 'api_tokens', keyColumn: 'id', keyType: 'uuid', everyMs: USAGE_EVERY_MS };
 
 /** Personal access tokens as bearer credentials, with the scopes they were created with. */
 export function apiTokenAuthenticator(deps: { config: Config; db: Db; clock: Clock; usage: UsageStamps }): Authenticator {
@@ -17,7 +19,7 @@ export function apiTokenAuthenticator(deps: { config: Config; db: Db; clock: Clo
       const now = deps.clock.now();
       if (!row || row.user_status !== 'active') return null;
       if (row.expires_at && row.expires_at.getTime() <= now) return null;
-      deps.usage.touch('api_tokens', 'id', row.id, new Date(now));
+      deps.usage.touch(API_TOKEN_USAGE, row.id, new Date(now));
       return {
         kind: 'api_token',
         userId: row.user_id,

@@ -2,7 +2,7 @@ import type { Authenticator } from '../plugins/auth.js';
 import type { Config } from '../config.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
-import type { UsageStamps } from '../db/usage-stamps.js';
+import { USAGE_EVERY_MS, type UsageStamps, type UsageTarget } from '../db/usage-stamps.js';
 import type { ChangeListener } from '../db/notifications.js';
 import { findLiveSessionByHash } from '../db/sessions.repository.js';
 import type { Principal } from './principal.js';
@@ -33,6 +33,8 @@ export function sessionAuthenticator(deps: SessionAuthenticatorDeps): Authentica
   const { config, db, clock, usage, changes, cache } = deps;
   const ttlMs = config.sessionTtlSeconds * 1000;
   const sliding = slidingOf(config);
+  // With sliding sessions other instances read the idle clock from last_used_at: keep it within a 60th of the TTL.
+  const usageTarget: UsageTarget = { table: 'sessions', keyColumn: 'id', keyType: 'uuid', everyMs: Math.min(USAGE_EVERY_MS, ttlMs / 60) };
 
   const principalOf = (e: CachedSession): Principal => ({
     kind: 'session',
@@ -75,7 +77,7 @@ export function sessionAuthenticator(deps: SessionAuthenticatorDeps): Authentica
         return null;
       }
       if (sliding) entry.expiresAt = Math.max(entry.expiresAt, now + ttlMs);
-      usage.touch('sessions', 'id', entry.sessionId, new Date(now));
+      usage.touch(usageTarget, entry.sessionId, new Date(now));
       return principalOf(entry);
     },
   };

@@ -3,12 +3,44 @@ import type { Logger } from 'pino';
 import type { Db } from './database.js';
 
 /**
+ * A column whose rows get `last_used_at` stamps. Tables, columns and types are ours, never input.
+ * `everyMs` is how stale a stored stamp may be: a row is written again only once its last written
+ * stamp is that old, so a busy credential costs one row update per `everyMs`, not one per flush.
+ */
+export interface UsageTarget {
+  readonly table: string;
+  readonly keyColumn: string;
+  /** SQL type of `keyColumn`: the ids are sent as an array of it, so the match uses the column's index. */
+  readonly keyType: 'uuid' | 'text';
+  readonly everyMs: number;
+}
+
+/** How stale a credential's stored `last_used_at` may be unless its target says otherwise. */
+export const USAGE_EVERY_MS = 60_000;
+
+/** Most rows one UPDATE stamps: a flush of many ids is several short statements, not one long one. */
+export const FLUSH_CHUNK = 1000;
+
+/** Most remembered "written at" times; past it they are forgotten (rows are then stamped more often, never less). */
+const MAX_REMEMBERED = 200_000;
+
+interface Pending {
+  target: UsageTarget;
+  ids: Map<string, number>;
+}
+
+/**
  * Batches `last_used_at` stamps so the hot path never writes: `touch()` records in memory, and
- * every few seconds one UPDATE per table stamps all ids used since. A stamp may be lost if the
- * process dies before a flush; it is a hint for people, not a security record.
+ * every few seconds a flush stamps the ids used since, in sorted chunks of at most `FLUSH_CHUNK`
+ * rows per UPDATE. An id whose stamp was written less than its target's `everyMs` ago is not
+ * stamped again. A stamp may be lost if the process dies before a flush or a flush fails; it is a
+ * hint for people (and, for sliding sessions, the idle clock other instances read), never a
+ * security record.
  */
 export class UsageStamps {
-  private pending = new Map<string, Map<string, Date>>();
+  private pending = new Map<UsageTarget, Pending>();
+  /** Per target: id -> epoch ms of the stamp last written. */
+  private written = new Map<UsageTarget, Map<string, number>>();
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
 
@@ -23,37 +55,65 @@ export class UsageStamps {
     this.timer.unref();
   }
 
-  /** Marks `id` (a value of `keyColumn` in `table`) as used at `at`. Tables and columns are ours, never input. */
-  touch(table: string, keyColumn: string, id: string, at: Date): void {
-    const k = `${table}\0${keyColumn}`;
-    let m = this.pending.get(k);
-    if (!m) this.pending.set(k, (m = new Map()));
-    m.set(id, at);
+  /** Marks `id` (a value of the target's key column) as used at `at`. */
+  touch(target: UsageTarget, id: string, at: Date): void {
+    const ms = at.getTime();
+    const last = this.written.get(target)?.get(id);
+    if (last !== undefined && ms - last < target.everyMs && ms >= last) return;
+    let p = this.pending.get(target);
+    if (!p) this.pending.set(target, (p = { target, ids: new Map() }));
+    const prev = p.ids.get(id);
+    if (prev === undefined || ms > prev) p.ids.set(id, ms);
   }
 
+  /** Writes what is pending now; concurrent calls share one flush. */
   async flush(): Promise<void> {
     if (this.flushing) return this.flushing;
     const batch = this.pending;
     if (batch.size === 0) return;
     this.pending = new Map();
     this.flushing = (async () => {
-      for (const [k, ids] of batch) {
-        const [table, col] = k.split('\0') as [string, string];
-        const keys = [...ids.keys()];
-        const times = keys.map((id) => ids.get(id)!.toISOString());
-        try {
-          await sql`
-            update ${sql.table(table)} as t set last_used_at = greatest(coalesce(t.last_used_at, u.at), u.at)
-            from unnest(${keys}::text[], ${times}::timestamptz[]) as u(key, at)
-            where t.${sql.ref(col)}::text = u.key`.execute(this.db);
-        } catch (err) {
-          this.log.warn({ err: { message: (err as Error).message }, table }, 'could not record last-used times');
+      for (const { target, ids } of batch.values()) {
+        const keys = [...ids.keys()].sort();
+        for (let i = 0; i < keys.length; i += FLUSH_CHUNK) {
+          const chunk = keys.slice(i, i + FLUSH_CHUNK);
+          try {
+            await this.write(target, chunk, ids);
+            this.remember(target, chunk, ids);
+          } catch (err) {
+            this.log.warn({ err: { message: (err as Error).message }, table: target.table }, 'could not record last-used times');
+          }
         }
+        this.forgetOld(target);
       }
     })().finally(() => {
       this.flushing = null;
     });
     return this.flushing;
+  }
+
+  private async write(target: UsageTarget, keys: string[], ids: Map<string, number>): Promise<void> {
+    const times = keys.map((id) => new Date(ids.get(id)!).toISOString());
+    await sql`
+      update ${sql.table(target.table)} as t set last_used_at = greatest(coalesce(t.last_used_at, u.at), u.at)
+      from unnest(${keys}::${sql.raw(target.keyType)}[], ${times}::timestamptz[]) as u(key, at)
+      where t.${sql.ref(target.keyColumn)} = u.key`.execute(this.db);
+  }
+
+  private remember(target: UsageTarget, keys: string[], ids: Map<string, number>): void {
+    let w = this.written.get(target);
+    if (!w) this.written.set(target, (w = new Map()));
+    for (const id of keys) w.set(id, ids.get(id)!);
+  }
+
+  /** Drops remembered stamps that suppress nothing any more (older than everyMs); bounds the memory. */
+  private forgetOld(target: UsageTarget): void {
+    const w = this.written.get(target);
+    if (!w) return;
+    let newest = 0;
+    for (const ms of w.values()) if (ms > newest) newest = ms;
+    for (const [id, ms] of w) if (newest - ms >= target.everyMs) w.delete(id);
+    if (w.size > MAX_REMEMBERED) w.clear();
   }
 
   async close(): Promise<void> {

@@ -13,9 +13,11 @@ import {
   type ProviderTokenOwner,
   type ProviderTokenRow,
 } from '../db/provider-tokens.repository.js';
-import type { UsageStamps } from '../db/usage-stamps.js';
+import { USAGE_EVERY_MS, type UsageStamps, type UsageTarget } from '../db/usage-stamps.js';
 import { ApiError, badRequest, conflict, notFound } from '../errors/api-error.js';
 import type { ProviderRegistry } from './registry.js';
+
+const PROVIDER_TOKEN_USAGE: UsageTarget = { table: 'provider_tokens', keyColumn: 'id', keyType: 'uuid', everyMs: USAGE_EVERY_MS };
 
 export interface ProviderTokenDeps {
   db: Db;
@@ -212,7 +214,7 @@ export async function resolveProviderToken(
     organizationId: a.organizationId,
     details: { ...a.details, provider, source: owner.type },
   });
-  deps.usage.touch('provider_tokens', 'id', row.id, now);
+  deps.usage.touch(PROVIDER_TOKEN_USAGE, row.id, now);
   return {
     provider,
     source: owner.type,

@@ -1,8 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { invalidRequest, unsupportedGrantType } from '../../errors/oauth-error.js';
 import { clientCredentialsGrant, GRANT_TYPE } from '../../oauth/grants/client-credentials.js';
+import { USAGE_EVERY_MS, type UsageTarget } from '../../db/usage-stamps.js';
 import { oauthErrorResponses } from '../schemas.js';
 import { formOnly, noStore, OAUTH_BODY_LIMIT, type FormBody, type OAuthRouteContext } from './common.js';
+
+const SDK_KEY_USAGE: UsageTarget = { table: 'sdk_keys', keyColumn: 'client_id', keyType: 'text', everyMs: USAGE_EVERY_MS };
 
 const tokenBody = {
   type: 'object',
@@ -66,7 +69,7 @@ export async function tokenRoute(app: FastifyInstance, ctx: OAuthRouteContext): 
         client,
         { keys: app.oauth.keys, issuer: app.config.issuer, ttlSeconds: app.config.accessTokenTtlSeconds, nowMs: now },
       );
-      app.usage.touch('sdk_keys', 'client_id', client.clientId, new Date(now));
+      app.usage.touch(SDK_KEY_USAGE, client.clientId, new Date(now));
       return noStore(reply).send(response);
     },
   );
