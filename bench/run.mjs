@@ -211,6 +211,8 @@ async function tesseraFixtures(ports, env, wantMany, clientCount) {
       }
       return { client_id: res.json.client_id, client_secret: res.json.client_secret };
     });
+    // With --keep, the credentials stay beside the data for `bench/tools/load.mjs token <port> @<file>`.
+    if (opts.keep) writeFileSync(path.join(work, 'tessera-keys.json'), JSON.stringify(t.manyKeys.map((k) => basic(k.client_id, k.client_secret))));
     t.bulkUsers = users;
     t.bulkSeconds = ((Date.now() - started) / 1000).toFixed(1);
     log(`  made in ${t.bulkSeconds} s`);

@@ -87,6 +87,9 @@ export interface Harness {
   apiToken(user: User, scopes?: string[]): Promise<string>;
 }
 
+/** The database handle (pool) each harness instance runs on. */
+export const handleOf = new WeakMap<FastifyInstance, DbHandle>();
+
 /**
  * A migrated fresh database and a running app on it; everything is closed at teardown.
  * `env` overrides configuration (by variable name).
@@ -108,6 +111,7 @@ export async function harness(
   });
   const build = async (c: Config, h: DbHandle, clk: Clock) => {
     const a = await buildApp({ config: c, db: h.db, connectionString, clock: clk, logger: false });
+    handleOf.set(a, h);
     // Extra routes a test probes the shared machinery with (error handling, auth).
     opts.routes?.(a);
     apps.push(a);

@@ -3,6 +3,8 @@
 //   node bench/tools/load.mjs pairs   <port> <apiToken>           [connections=50] [seconds=10]
 //   node bench/tools/load.mjs verify  <port> <bearer JWT or tsr_ses_ token> [connections] [seconds]
 //   node bench/tools/load.mjs token   <port> <'Basic ...' header> [connections] [seconds]
+//   node bench/tools/load.mjs token   <port> @<file>     (a JSON list of 'Basic ...' headers, taken round-robin;
+//                                       `npm run bench -- --keep` leaves one as <work>/tessera-keys.json)
 // Prints one JSON line; with TESSERA_PID set, also the server's CPU ms per request (or pair) from
 // /proc/<pid>/stat (Postgres: sum /proc of the postmaster and its children the same way).
 import { readFileSync } from 'node:fs';
@@ -12,6 +14,14 @@ const [kind, port, cred, conc = '50', secs = '10'] = process.argv.slice(2);
 if (!kind || !port || !cred) {
   console.error('usage: node bench/tools/load.mjs pairs|verify|token <port> <credential> [connections] [seconds]');
   process.exit(2);
+}
+function roundRobin(headers) {
+  let next = 0;
+  return (req) => {
+    const authorization = headers[next];
+    next = (next + 1) % headers.length;
+    return { ...req, headers: { ...req.headers, authorization } };
+  };
 }
 let pairs = 0;
 let bad = 0;
@@ -35,7 +45,13 @@ const requests = {
     { method: 'GET', path: '/gateway/verify', headers: cred.startsWith('tsr_ses_') ? { 'x-access-token': cred } : { authorization: `Bearer ${cred}` } },
   ],
   token: [
-    { method: 'POST', path: '/oauth/token', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: cred }, body: 'grant_type=client_credentials' },
+    {
+      method: 'POST',
+      path: '/oauth/token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: cred.startsWith('@') ? 'Basic Og==' : cred },
+      body: 'grant_type=client_credentials',
+      ...(cred.startsWith('@') ? { setupRequest: roundRobin(JSON.parse(readFileSync(cred.slice(1), 'utf8'))) } : {}),
+    },
   ],
 }[kind];
 const pid = process.env.TESSERA_PID;

@@ -89,8 +89,9 @@ export interface SdkKeyAuthRow {
   organization_id: string | null;
 }
 
-export async function findSdkKeyForAuth(db: Q, clientId: string): Promise<SdkKeyAuthRow | undefined> {
-  const row = await db
+/** What authenticating a client needs of its key and owner, for the keys `where` picks. */
+function authRows(db: Q) {
+  return db
     .selectFrom('sdk_keys as k')
     .innerJoin('users as u', 'u.id', 'k.user_id')
     .select([
@@ -105,8 +106,22 @@ export async function findSdkKeyForAuth(db: Q, clientId: string): Promise<SdkKey
       sql<string | null>`coalesce(k.organization_id, (
         select case when count(*) = 1 then min(m.organization_id::text)::uuid end
         from memberships m where m.user_id = k.user_id))`.as('organization_id'),
-    ])
-    .where('k.client_id', '=', clientId)
-    .executeTakeFirst();
-  return row as SdkKeyAuthRow | undefined;
+    ]);
+}
+
+/** The keys with these client_ids (those that exist), in one statement. */
+export async function findSdkKeysForAuth(db: Q, clientIds: readonly string[]): Promise<SdkKeyAuthRow[]> {
+  if (clientIds.length === 0) return [];
+  return (await authRows(db)
+    .where(sql<boolean>`k.client_id = any(${[...clientIds]}::text[])`)
+    .execute()) as SdkKeyAuthRow[];
+}
+
+/** Up to `limit` keys, the most recently used first (never-used ones last, newest first). */
+export async function recentSdkKeysForAuth(db: Q, limit: number): Promise<SdkKeyAuthRow[]> {
+  return (await authRows(db)
+    .orderBy(sql`k.last_used_at desc nulls last`)
+    .orderBy('k.created_at', 'desc')
+    .limit(limit)
+    .execute()) as SdkKeyAuthRow[];
 }

@@ -20,11 +20,24 @@ export interface ClientCacheOptions {
   ttlMs?: number;
   /** Most entries held; past it the cache starts over (unknown ids cannot grow it without bound). */
   maxEntries?: number;
+  /** Most client_ids one look-up statement asks for. */
+  maxBatch?: number;
+}
+
+/** How the cache reads Postgres: the keys with these client_ids, and the most recently used keys. */
+export interface ClientLoader {
+  byClientIds(clientIds: readonly string[]): Promise<SdkKeyAuthRow[]>;
+  recent(limit: number): Promise<SdkKeyAuthRow[]>;
 }
 
 interface Slot {
   value: ClientEntry | null;
   expiresAt: number;
+}
+
+interface Waiter {
+  resolve(row: SdkKeyAuthRow | undefined): void;
+  reject(err: unknown): void;
 }
 
 /**
@@ -33,21 +46,29 @@ interface Slot {
  * database twice. Entries are dropped by change events (`sdk_key` for a key, `user` for an owner),
  * and everything on a listener reset; a generation counter keeps a load that raced an
  * invalidation from caching what it read before it.
+ *
+ * Misses are batched: the ids missed while the event loop handles one round of I/O are read with
+ * one statement, so a burst of first requests (new clients, a restarted instance) costs a few
+ * round trips, not one each. `warm()` fills the cache with the most recently used keys, in one
+ * statement, at start and after a reset.
  */
 export class ClientCache {
   private slots = new Map<string, Slot>();
   private inflight = new Map<string, Promise<ClientEntry | null>>();
+  private queued = new Map<string, Waiter>();
   private generation = 0;
   private readonly ttlMs: number;
   private readonly maxEntries: number;
+  private readonly maxBatch: number;
 
   constructor(
-    private readonly load: (clientId: string) => Promise<SdkKeyAuthRow | undefined>,
+    private readonly loader: ClientLoader,
     private readonly clock: Clock,
     opts: ClientCacheOptions = {},
   ) {
     this.ttlMs = opts.ttlMs ?? 5 * 60_000;
     this.maxEntries = opts.maxEntries ?? 100_000;
+    this.maxBatch = opts.maxBatch ?? 500;
   }
 
   /** The key with this client_id, or null if there is none. */
@@ -57,19 +78,34 @@ export class ClientCache {
     let p = this.inflight.get(clientId);
     if (!p) {
       const gen = this.generation;
-      p = this.load(clientId)
+      p = this.enqueue(clientId)
         .then((row) => {
           const value = row ? toEntry(row) : null;
-          if (gen === this.generation) {
-            if (this.slots.size >= this.maxEntries) this.slots.clear();
-            this.slots.set(clientId, { value, expiresAt: this.clock.now() + this.ttlMs });
-          }
+          if (gen === this.generation) this.put(clientId, value);
           return value;
         })
         .finally(() => this.inflight.delete(clientId));
       this.inflight.set(clientId, p);
     }
     return p;
+  }
+
+  /**
+   * Loads up to `limit` of the most recently used keys (half the capacity by default) into the
+   * cache, keeping entries already there. Nothing is kept if an invalidation raced the read.
+   * Returns how many entries were added.
+   */
+  async warm(limit = Math.floor(this.maxEntries / 2)): Promise<number> {
+    const gen = this.generation;
+    const rows = await this.loader.recent(Math.min(limit, this.maxEntries));
+    if (gen !== this.generation) return 0;
+    let added = 0;
+    for (const row of rows) {
+      if (this.slots.has(row.client_id)) continue;
+      this.put(row.client_id, toEntry(row));
+      added++;
+    }
+    return added;
   }
 
   invalidate(clientId: string): void {
@@ -89,6 +125,37 @@ export class ClientCache {
 
   get size(): number {
     return this.slots.size;
+  }
+
+  private put(clientId: string, value: ClientEntry | null): void {
+    if (this.slots.size >= this.maxEntries) this.slots.clear();
+    this.slots.set(clientId, { value, expiresAt: this.clock.now() + this.ttlMs });
+  }
+
+  /** Queues a look-up; the queue is read after the current round of I/O callbacks. */
+  private enqueue(clientId: string): Promise<SdkKeyAuthRow | undefined> {
+    return new Promise((resolve, reject) => {
+      if (this.queued.size === 0) setImmediate(() => this.drain());
+      this.queued.set(clientId, { resolve, reject });
+    });
+  }
+
+  private drain(): void {
+    const batch = this.queued;
+    this.queued = new Map();
+    const ids = [...batch.keys()];
+    for (let i = 0; i < ids.length; i += this.maxBatch) {
+      const chunk = ids.slice(i, i + this.maxBatch);
+      this.loader.byClientIds(chunk).then(
+        (rows) => {
+          const found = new Map(rows.map((r) => [r.client_id, r]));
+          for (const id of chunk) batch.get(id)!.resolve(found.get(id));
+        },
+        (err) => {
+          for (const id of chunk) batch.get(id)!.reject(err);
+        },
+      );
+    }
   }
 }
 

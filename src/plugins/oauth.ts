@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { findSdkKeyForAuth } from '../db/sdk-keys.repository.js';
+import { findSdkKeysForAuth, recentSdkKeysForAuth } from '../db/sdk-keys.repository.js';
 import { listLiveRevokedTokens, pruneRevokedTokens } from '../db/revoked-tokens.repository.js';
 import { hashSecret, safeEqual } from '../crypto/secrets.js';
 import { SIGNING_KEYS_CHANGED, SigningKeyStore } from '../keys/key-store.js';
@@ -45,7 +45,14 @@ export const oauthPlugin = fp(
   async function oauthPlugin(app: FastifyInstance) {
     const { config, db, clock } = app;
     const keys = new SigningKeyStore({ db, config, clock, log: app.log });
-    const clients = new ClientCache((clientId) => findSdkKeyForAuth(db, clientId), clock);
+    const clients = new ClientCache(
+      { byClientIds: (ids) => findSdkKeysForAuth(db, ids), recent: (limit) => recentSdkKeysForAuth(db, limit) },
+      clock,
+    );
+    // Fills the SDK-key cache in the background, so a (re)started instance does not send every
+    // client's first request to Postgres; requests meanwhile load their own keys as before.
+    const warmClients = () =>
+      clients.warm().catch((err) => app.log.warn({ err: { message: (err as Error).message } }, 'could not preload SDK keys'));
     const revoked = new RevokedTokenSet();
     const verifier = new AccessTokenVerifier({ config, clock, keys, clients, revoked });
     const toleranceMs = config.clockToleranceSeconds * 1000;
@@ -111,6 +118,7 @@ export const oauthPlugin = fp(
     });
     app.changes.onReset(() => {
       clients.clear();
+      void warmClients();
       keys.reload().catch((err) => app.log.error({ err }, 'could not reload signing keys'));
       reloadRevoked().catch((err) => app.log.warn({ err: { message: (err as Error).message } }, 'could not reload revoked tokens'));
     });
