@@ -216,6 +216,9 @@ async function tesseraFixtures(ports, env, wantMany, clientCount) {
     t.bulkUsers = users;
     t.bulkSeconds = ((Date.now() - started) / 1000).toFixed(1);
     log(`  made in ${t.bulkSeconds} s`);
+    log('Tessera fixtures: VACUUM (ANALYZE), as pgbench does before measuring');
+    await runNode([path.join(ROOT, 'bench/tessera-fixtures.mjs'), '--vacuum'], { env, cwd: ROOT, timeoutMs: 600_000 });
+    t.vacuumed = true;
   }
 
   // Sessions.
@@ -495,7 +498,8 @@ async function main() {
       (t.manyKeys
         ? `for the round-robin scenario ${t.bulkUsers.toLocaleString('en-US')} users with an API token each, made by bench/tessera-fixtures.mjs through Tessera's own ` +
           `repository/service code straight against the database (audit events included), then ${t.manyKeys.length.toLocaleString('en-US')} SDK keys ` +
-          `(2 per user, the limit) through POST /api/sdk-keys in ${t.bulkSeconds} s.`
+          `(2 per user, the limit) through POST /api/sdk-keys in ${t.bulkSeconds} s` +
+          (t.vacuumed ? '; then VACUUM (ANALYZE) on its database, as pgbench does before it measures.' : '.')
         : 'no round-robin fixture this run (scenario not selected, or SDK keys not available on this build).'),
     `oidc-provider ${readJson('node_modules/oidc-provider/package.json').version} (bench/servers/peer.mjs): ${opts.clients.toLocaleString('en-US')} static confidential clients ` +
       '(client_secret_basic), clientCredentials + introspection + resourceIndicators, access tokens for the resource urn:bench:api as JWT signed EdDSA (Ed25519), ' +

@@ -7,7 +7,11 @@
 // The SDK keys themselves are then made through the HTTP API by bench/run.mjs (2 per user).
 // Also reports the Postgres settings that matter for durability, for the results header.
 //
+// With --vacuum it only runs VACUUM (ANALYZE), as pgbench does before it measures: once the SDK keys are made,
+// so autovacuum's pass over the freshly loaded tables does not land in the first measured run.
+//
 // usage: node bench/tessera-fixtures.mjs --users N --out FILE   (env: the bench's TESSERA_* variables)
+//        node bench/tessera-fixtures.mjs --vacuum
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
@@ -16,11 +20,15 @@ import { createUser } from '../dist/src/db/users.repository.js';
 import { issueApiToken } from '../dist/src/auth/api-tokens.service.js';
 import { recordAudit } from '../dist/src/db/audit.repository.js';
 
-const { values } = parseArgs({ options: { users: { type: 'string', default: '0' }, out: { type: 'string' } } });
+const { values } = parseArgs({ options: { users: { type: 'string', default: '0' }, out: { type: 'string' }, vacuum: { type: 'boolean' } } });
 const count = Number(values.users);
 const rt = await openRuntime(process.env, { logLevel: 'warn' });
 const actor = { userId: null, credential: 'cli' };
 try {
+  if (values.vacuum) {
+    await sql`vacuum (analyze)`.execute(rt.handle.db);
+    process.exit(0);
+  }
   const settings = {};
   for (const name of ['server_version', 'synchronous_commit', 'fsync', 'wal_sync_method', 'shared_buffers', 'max_connections']) {
     const { rows } = await sql.raw(`show ${name}`).execute(rt.handle.db);

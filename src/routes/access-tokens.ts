@@ -16,7 +16,7 @@ const tokenProperties = {
   scopes: { type: 'array', items: { type: 'string', enum: [...API_SCOPES] } },
   created_at: dateTimeSchema,
   expires_at: { anyOf: [dateTimeSchema, { type: 'null' }] },
-  last_used_at: { anyOf: [dateTimeSchema, { type: 'null' }] },
+  last_used_at: { anyOf: [dateTimeSchema, { type: 'null' }], description: 'Last use, to within a minute (null: never used)' },
 } as const;
 const TOKEN_FIELDS = Object.keys(tokenProperties);
 

@@ -36,7 +36,7 @@ const tokenMetadata = {
     },
     created_at: dateTimeSchema,
     updated_at: dateTimeSchema,
-    last_used_at: { ...nullable(dateTimeSchema), description: 'Last resolution (recorded within seconds, batched)' },
+    last_used_at: { ...nullable(dateTimeSchema), description: 'Last resolution, to within a minute' },
     updated_by: { ...nullable(uuidSchema), description: 'User who last stored it' },
   },
 } as const;

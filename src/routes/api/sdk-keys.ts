@@ -17,7 +17,7 @@ const keyProperties = {
   organization_id: { anyOf: [uuidSchema, { type: 'null' }] },
   created_at: dateTimeSchema,
   updated_at: dateTimeSchema,
-  last_used_at: { anyOf: [dateTimeSchema, { type: 'null' }] },
+  last_used_at: { anyOf: [dateTimeSchema, { type: 'null' }], description: 'Last token issued with this key, to within a minute (null: never used)' },
 } as const;
 const keyRequired = ['client_id', 'name', 'scopes', 'status', 'organization_id', 'created_at', 'updated_at', 'last_used_at'];
 
