@@ -57,6 +57,8 @@ export interface Config {
   };
   /** Run migrations when the server starts. */
   readonly migrateOnStart: boolean;
+  /** SHA-256 of the bearer token `GET /metrics` requires (TESSERA_METRICS_TOKEN); null: /metrics is open. */
+  readonly metricsTokenDigest: Buffer | null;
   /** Quantum providers whose credentials may be stored (TESSERA_PROVIDERS / TESSERA_PROVIDERS_FILE). */
   readonly providers: readonly ProviderSpec[];
 }
@@ -221,6 +223,11 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
   const logLevel = env.TESSERA_LOG_LEVEL?.trim() || env.LOG_LEVEL?.trim() || 'info';
   if (!levels.includes(logLevel)) throw new ConfigError(`TESSERA_LOG_LEVEL must be one of ${levels.join(', ')}`);
 
+  const metricsToken = env.TESSERA_METRICS_TOKEN?.trim() || null;
+  if (metricsToken !== null && (metricsToken.length < 32 || !/^[\x21-\x7e]+$/.test(metricsToken))) {
+    throw new ConfigError('TESSERA_METRICS_TOKEN must be at least 32 printable characters without spaces (openssl rand -base64 32)');
+  }
+
   let providers: ProviderSpec[];
   try {
     providers = providersFromEnv(env);
@@ -259,6 +266,7 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
       defaultPerIp: int(env, 'TESSERA_RATE_LIMIT_PER_IP', 6000, 1),
     },
     migrateOnStart: bool(env, 'TESSERA_MIGRATE_ON_START', true),
+    metricsTokenDigest: metricsToken === null ? null : createHash('sha256').update(metricsToken).digest(),
     providers: Object.freeze(providers),
   };
   return { config: Object.freeze(config), warnings };

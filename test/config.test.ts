@@ -37,6 +37,8 @@ t.test('each bad value fails loudly, naming the variable', async (t) => {
     [{ TESSERA_KEY_CHECK_INTERVAL: '2h' }, /TESSERA_KEY_CHECK_INTERVAL must be at most 1h/],
     [{ TESSERA_LOG_LEVEL: 'loud' }, /TESSERA_LOG_LEVEL must be one of/],
     [{ TESSERA_RATE_LIMIT: 'maybe' }, /TESSERA_RATE_LIMIT must be true or false/],
+    [{ TESSERA_METRICS_TOKEN: 'too-short' }, /TESSERA_METRICS_TOKEN must be at least 32/],
+    [{ TESSERA_METRICS_TOKEN: 'a'.repeat(20) + ' ' + 'b'.repeat(20) }, /TESSERA_METRICS_TOKEN .* without spaces/],
   ];
   for (const [env, msg] of cases) {
     t.throws(() => loadConfig({ ...base(), ...env }), msg, JSON.stringify(env));

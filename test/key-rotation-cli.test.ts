@@ -197,6 +197,7 @@ t.test('tessera keys list|rotate|revoke|prune in-process: audited as the CLI; ru
 
   const audit = await h.db.selectFrom('audit_events').select(['action', 'target_id', 'actor_credential']).where('target_type', '=', 'signing_key').orderBy('id').execute();
   t.same(audit, [
+    { action: 'signing_key.create', target_id: k0, actor_credential: 'system' }, // the first start's key
     { action: 'signing_key.create', target_id: k1, actor_credential: 'cli' },
     { action: 'signing_key.activate', target_id: k1, actor_credential: 'cli' },
     { action: 'signing_key.revoke', target_id: k0, actor_credential: 'cli' },

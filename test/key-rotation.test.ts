@@ -131,6 +131,7 @@ t.test('scheduled rotation on two instances: zero failed verifications through n
   // The audit trail tells the story, by the system actor.
   const audit = await h.db.selectFrom('audit_events').select(['action', 'target_id', 'actor_credential']).where('target_type', '=', 'signing_key').orderBy('id').execute();
   t.same(audit, [
+    { action: 'signing_key.create', target_id: k0, actor_credential: 'system' }, // the first start's key
     { action: 'signing_key.create', target_id: k1, actor_credential: 'system' },
     { action: 'signing_key.activate', target_id: k1, actor_credential: 'system' },
     { action: 'signing_key.remove', target_id: k0, actor_credential: 'system' },
@@ -252,6 +253,7 @@ t.test('admin API: list, rotate (pre-published), rotate immediate (warning), rev
 
   const actions = (await h.db.selectFrom('audit_events').select(['action', 'actor_user_id']).where('target_type', '=', 'signing_key').orderBy('id').execute());
   t.same(actions.map((a) => a.action), [
+    'signing_key.create', // the first start's key
     'signing_key.create', // manual, next
     'signing_key.activate', // scheduled promotion
     'signing_key.create', // immediate
@@ -259,7 +261,7 @@ t.test('admin API: list, rotate (pre-published), rotate immediate (warning), rev
     'signing_key.create', // manual
     'signing_key.revoke',
   ]);
-  t.same(actions.map((a) => a.actor_user_id), [ops.id, null, ops.id, ops.id, ops.id, ops.id], 'the operator, but the job promoted');
+  t.same(actions.map((a) => a.actor_user_id), [null, ops.id, null, ops.id, ops.id, ops.id, ops.id], 'the operator, but the start and the job');
 });
 
 t.test('concurrent rotations on two instances make one new key', async (t) => {

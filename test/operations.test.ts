@@ -1,5 +1,6 @@
 import t from 'tap';
-import { harness } from './helper.js';
+import { randomBytes } from 'node:crypto';
+import { bearer, harness } from './helper.js';
 
 t.test('healthz answers without touching dependencies', async (t) => {
   const h = await harness(t);
@@ -78,4 +79,24 @@ t.test('/metrics exposes Prometheus counters by route pattern, never raw URLs', 
   t.match(res.body, /tessera_http_requests_total\{method="GET",route="\/healthz",status="200",service="tessera"\} 1/);
   t.match(res.body, /tessera_http_request_duration_seconds_bucket/);
   t.notMatch(res.body, /secretvalue/);
+});
+
+t.test('TESSERA_METRICS_TOKEN: /metrics wants that bearer token, and only that', async (t) => {
+  const token = randomBytes(32).toString('base64url');
+  const h = await harness(t, { env: { TESSERA_METRICS_TOKEN: token } });
+  const none = await h.inject({ method: 'GET', url: '/metrics' });
+  t.equal(none.statusCode, 401);
+  t.equal(none.headers['www-authenticate'], 'Bearer realm="metrics"');
+  t.match(none.json(), { error: 'invalid_token' });
+  const wrong = await h.inject({ method: 'GET', url: '/metrics', headers: bearer(token.slice(0, -1) + (token.endsWith('A') ? 'B' : 'A')) });
+  t.equal(wrong.statusCode, 401);
+  t.match(wrong.headers['www-authenticate'], /error="invalid_token"/);
+  t.notMatch(wrong.body, token.slice(0, 12));
+  const basicAuth = await h.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Basic ${Buffer.from(`x:${token}`).toString('base64')}` } });
+  t.equal(basicAuth.statusCode, 401, 'only as a bearer token');
+  const ok = await h.inject({ method: 'GET', url: '/metrics', headers: bearer(token) });
+  t.equal(ok.statusCode, 200);
+  t.match(ok.body, /tessera_http_requests_total\{method="GET",route="\/metrics",status="401",service="tessera"\} 3/);
+  // Everything else stays as it was: health checks need no token.
+  t.equal((await h.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
 });

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { SIGNING_ALGS, type Config, type SigningAlg } from '../config.js';
 import type { Db } from '../db/database.js';
+import { recordAudit } from '../db/audit.repository.js';
 import { publishChange } from '../db/notifications.js';
 import { findActiveSigningKey, insertSigningKey, listSigningKeys, type SigningKeyRow } from '../db/signing-keys.repository.js';
 import type { SigningKeyState } from '../db/tables/oauth.js';
@@ -73,13 +74,27 @@ export class SigningKeyStore {
       const now = new Date(clock.now());
       const [next] = await listSigningKeys(trx, ['next']);
       let kid: string;
+      // Audited like the rotation job's own bootstrap (actor `system`, kind `bootstrap`).
+      const actor = { userId: null, credential: 'system' };
       if (next) {
         await trx.updateTable('signing_keys').set({ state: 'active', activated_at: now }).where('kid', '=', next.kid).execute();
         kid = next.kid;
+        await recordAudit(trx, actor, {
+          action: 'signing_key.activate',
+          targetType: 'signing_key',
+          targetId: kid,
+          details: { kind: 'bootstrap', alg: next.alg, retired_kid: null, published_at: next.created_at.toISOString() },
+        });
       } else {
         const key = await generateSigningKey(config.signingAlg, config.masterKey);
         await insertSigningKey(trx, { ...key, state: 'active', activateAfter: now, activatedAt: now });
         kid = key.kid;
+        await recordAudit(trx, actor, {
+          action: 'signing_key.create',
+          targetType: 'signing_key',
+          targetId: kid,
+          details: { alg: key.alg, state: 'active', kind: 'bootstrap' },
+        });
       }
       await publishChange(trx, { type: SIGNING_KEYS_CHANGED, id: kid, state: 'active' });
       this.deps.log.info({ kid }, 'activated a signing key');

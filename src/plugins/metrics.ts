@@ -1,6 +1,10 @@
-import type { FastifyInstance } from 'fastify';
+import { createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { safeEqual } from '../crypto/secrets.js';
+import { invalidToken, missingToken } from '../errors/api-error.js';
+import { errorResponses } from '../routes/schemas.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -36,6 +40,15 @@ export const metricsPlugin = fp(
       duration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
     });
 
+    // With TESSERA_METRICS_TOKEN set, scrapers send it as a bearer token (compared as SHA-256 digests, in constant time).
+    const digest = app.config.metricsTokenDigest;
+    const requireToken = async (request: FastifyRequest) => {
+      if (!digest) return;
+      const m = /^Bearer +(\S+) *$/i.exec(request.headers.authorization ?? '');
+      if (!m) throw missingToken('metrics');
+      if (!safeEqual(createHash('sha256').update(m[1]!).digest(), digest)) throw invalidToken(undefined, 'metrics');
+    };
+
     app.get(
       '/metrics',
       {
@@ -43,9 +56,11 @@ export const metricsPlugin = fp(
         schema: {
           tags: ['operations'],
           summary: 'Prometheus metrics (text exposition format)',
+          description: 'Open unless TESSERA_METRICS_TOKEN is set; then it wants `Authorization: Bearer <that token>`.',
           produces: ['text/plain'],
-          response: { 200: { type: 'string', description: 'Prometheus text format 0.0.4' } },
+          response: { 200: { type: 'string', description: 'Prometheus text format 0.0.4' }, ...errorResponses(401) },
         },
+        preHandler: requireToken,
       },
       async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()),
     );
