@@ -304,7 +304,7 @@ t.test('every change and resolution is audited, and no audit row holds a secret'
   await h.inject({ method: 'DELETE', url: '/api/provider-tokens/iqm', headers: bearer(aliceToken) });
   await get(h, aliceToken, '/api/provider-tokens/iqm/resolve');
 
-  const events = await h.db.selectFrom('audit_events').selectAll().orderBy('id').execute();
+  const events = await h.db.selectFrom('audit_events').selectAll().where('target_type', '<>', 'signing_key').orderBy('id').execute();
   t.same(
     events.map((e) => [e.action, e.details.source ?? null, e.organization_id]),
     [
