@@ -57,6 +57,8 @@ export interface Config {
   };
   /** Run migrations when the server starts. */
   readonly migrateOnStart: boolean;
+  /** Audiences clients may request besides the issuer (TESSERA_AUDIENCES); null: any. */
+  readonly allowedAudiences: ReadonlySet<string> | null;
   /** SHA-256 of the bearer token `GET /metrics` requires (TESSERA_METRICS_TOKEN); null: /metrics is open. */
   readonly metricsTokenDigest: Buffer | null;
   /** Quantum providers whose credentials may be stored (TESSERA_PROVIDERS / TESSERA_PROVIDERS_FILE). */
@@ -65,6 +67,19 @@ export interface Config {
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
+}
+
+/** TESSERA_AUDIENCES: unset or empty -> none besides the issuer; `*` -> any; else a comma-separated list. */
+function parseAudiences(raw: string | undefined): ReadonlySet<string> | null {
+  const v = raw?.trim() ?? '';
+  if (v === '*') return null;
+  const list = v === '' ? [] : v.split(',').map((a) => a.trim());
+  for (const a of list) {
+    if (a === '' || a === '*' || a.length > 2048 || /\s/.test(a)) {
+      throw new ConfigError(`TESSERA_AUDIENCES must be "*" or a comma-separated list of audiences (URIs without spaces), got "${raw}"`);
+    }
+  }
+  return Object.freeze(new Set(list));
 }
 
 export interface LoadedConfig {
@@ -223,6 +238,7 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
   const logLevel = env.TESSERA_LOG_LEVEL?.trim() || env.LOG_LEVEL?.trim() || 'info';
   if (!levels.includes(logLevel)) throw new ConfigError(`TESSERA_LOG_LEVEL must be one of ${levels.join(', ')}`);
 
+  const allowedAudiences = parseAudiences(env.TESSERA_AUDIENCES);
   const metricsToken = env.TESSERA_METRICS_TOKEN?.trim() || null;
   if (metricsToken !== null && (metricsToken.length < 32 || !/^[\x21-\x7e]+$/.test(metricsToken))) {
     throw new ConfigError('TESSERA_METRICS_TOKEN must be at least 32 printable characters without spaces (openssl rand -base64 32)');
@@ -266,6 +282,7 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
       defaultPerIp: int(env, 'TESSERA_RATE_LIMIT_PER_IP', 6000, 1),
     },
     migrateOnStart: bool(env, 'TESSERA_MIGRATE_ON_START', true),
+    allowedAudiences,
     metricsTokenDigest: metricsToken === null ? null : createHash('sha256').update(metricsToken).digest(),
     providers: Object.freeze(providers),
   };

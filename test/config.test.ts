@@ -37,6 +37,9 @@ t.test('each bad value fails loudly, naming the variable', async (t) => {
     [{ TESSERA_KEY_CHECK_INTERVAL: '2h' }, /TESSERA_KEY_CHECK_INTERVAL must be at most 1h/],
     [{ TESSERA_LOG_LEVEL: 'loud' }, /TESSERA_LOG_LEVEL must be one of/],
     [{ TESSERA_RATE_LIMIT: 'maybe' }, /TESSERA_RATE_LIMIT must be true or false/],
+    [{ TESSERA_AUDIENCES: 'https://a.example,,https://b.example' }, /TESSERA_AUDIENCES must be "\*" or a comma-separated list/],
+    [{ TESSERA_AUDIENCES: '*,https://a.example' }, /TESSERA_AUDIENCES/],
+    [{ TESSERA_AUDIENCES: 'https://a.example/x y' }, /TESSERA_AUDIENCES/],
     [{ TESSERA_METRICS_TOKEN: 'too-short' }, /TESSERA_METRICS_TOKEN must be at least 32/],
     [{ TESSERA_METRICS_TOKEN: 'a'.repeat(20) + ' ' + 'b'.repeat(20) }, /TESSERA_METRICS_TOKEN .* without spaces/],
   ];

@@ -67,6 +67,8 @@ export function testConfig(connectionString: string, env: Record<string, string>
     TESSERA_ISSUER: 'http://localhost:8080',
     TESSERA_LOG_LEVEL: 'silent',
     TESSERA_RATE_LIMIT: 'false',
+    // The resource servers the tests ask tokens for (others are refused, as in production).
+    TESSERA_AUDIENCES: 'https://qpu.example.com,https://qpu.example.com/api,https://backend.example.com,https://other.example',
     ...env,
   }).config;
 }

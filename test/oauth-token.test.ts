@@ -164,6 +164,36 @@ t.test('RFC 6749 §5.2 errors, each with its exact body', async (t) => {
   }
 });
 
+t.test('TESSERA_AUDIENCES: only listed audiences besides the issuer; unset allows none, "*" any', async (t) => {
+  const issuer = 'http://localhost:8080';
+  const audOf = async (h: Awaited<ReturnType<typeof harness>>, auth: Record<string, string>, params: Record<string, string>) => {
+    const res = await oauthPost(h, '/oauth/token', { ...CC, ...params }, auth);
+    return res.statusCode === 200 ? claimsOf(res.json().access_token).aud : `${res.statusCode} ${res.json().error}`;
+  };
+  const setUp = async (audiences: string) => {
+    const h = await harness(t, { env: { TESSERA_AUDIENCES: audiences } });
+    const key = await createSdkKey(h, await h.user());
+    return { h, auth: { authorization: basic(key.client_id, key.client_secret) } };
+  };
+
+  const none = await setUp('');
+  t.equal(await audOf(none.h, none.auth, {}), issuer, 'no audience asked: the issuer');
+  t.equal(await audOf(none.h, none.auth, { resource: issuer }), issuer, 'the issuer by name');
+  t.equal(await audOf(none.h, none.auth, { audience: 'https://qpu.example.com' }), '400 invalid_target');
+  t.equal(await audOf(none.h, none.auth, { resource: 'https://qpu.example.com' }), '400 invalid_target');
+  const refused = await oauthPost(none.h, '/oauth/token', { ...CC, resource: 'https://qpu.example.com' }, none.auth);
+  t.match(refused.json().error_description, /TESSERA_AUDIENCES/);
+
+  const listed = await setUp('https://qpu.example.com/api, urn:tessera:backend');
+  t.equal(await audOf(listed.h, listed.auth, { resource: 'https://qpu.example.com/api' }), 'https://qpu.example.com/api');
+  t.equal(await audOf(listed.h, listed.auth, { audience: 'urn:tessera:backend' }), 'urn:tessera:backend');
+  t.equal(await audOf(listed.h, listed.auth, { resource: 'https://qpu.example.com/api/' }), '400 invalid_target', 'exact match only');
+  t.equal(await audOf(listed.h, listed.auth, { resource: 'https://qpu.example.com' }), '400 invalid_target');
+
+  const any = await setUp('*');
+  t.equal(await audOf(any.h, any.auth, { resource: 'https://anything.example/x' }), 'https://anything.example/x');
+});
+
 t.test('a suspended owner\'s key authenticates no more', async (t) => {
   const h = await harness(t);
   const user = await h.user();

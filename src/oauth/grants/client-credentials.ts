@@ -32,9 +32,10 @@ function isResourceIndicator(v: string): boolean {
 
 /**
  * The audience of the token: `resource` (RFC 8707) or `audience`, else Tessera itself (the
- * issuer). Both at once must agree.
+ * issuer). Both at once must agree. Anything but the issuer must be in `allowed`
+ * (TESSERA_AUDIENCES; null allows any).
  */
-export function resolveAudience(params: ClientCredentialsParams, issuer: string): string {
+export function resolveAudience(params: ClientCredentialsParams, issuer: string, allowed: ReadonlySet<string> | null): string {
   const { resource, audience } = params;
   if (resource !== undefined && !isResourceIndicator(resource)) {
     throw invalidTarget('resource must be an absolute URI without a fragment');
@@ -45,17 +46,21 @@ export function resolveAudience(params: ClientCredentialsParams, issuer: string)
   if (resource !== undefined && audience !== undefined && resource !== audience) {
     throw invalidTarget('resource and audience name different targets; send one');
   }
-  return resource ?? audience ?? issuer;
+  const target = resource ?? audience ?? issuer;
+  if (target !== issuer && allowed !== null && !allowed.has(target)) {
+    throw invalidTarget('this server does not issue tokens for that audience (see TESSERA_AUDIENCES)');
+  }
+  return target;
 }
 
 /** RFC 6749 §4.4: a client that authenticated gets a token for itself. */
 export async function clientCredentialsGrant(
   params: ClientCredentialsParams,
   client: ClientEntry,
-  deps: { keys: SigningKeyStore; issuer: string; ttlSeconds: number; nowMs: number },
+  deps: { keys: SigningKeyStore; issuer: string; allowedAudiences: ReadonlySet<string> | null; ttlSeconds: number; nowMs: number },
 ): Promise<TokenResponse> {
   const scopes = grantedScopes(params.scope, client.scopes);
-  const audience = resolveAudience(params, deps.issuer);
+  const audience = resolveAudience(params, deps.issuer, deps.allowedAudiences);
   const { token } = await mintAccessToken(deps.keys, {
     issuer: deps.issuer,
     audience,

@@ -12,7 +12,7 @@ const tokenBody = {
   properties: {
     grant_type: { type: 'string', description: 'client_credentials (the only grant supported)' },
     scope: { type: 'string', description: 'Space-separated subset of the SDK key scopes (default: all of them)' },
-    audience: { type: 'string', description: 'Audience of the token (default: this issuer)' },
+    audience: { type: 'string', description: 'Audience of the token (default: this issuer); others must be listed in TESSERA_AUDIENCES, else invalid_target' },
     resource: { type: 'string', description: 'RFC 8707 resource indicator (absolute URI); same effect as audience' },
     client_id: { type: 'string', description: 'client_secret_post' },
     client_secret: { type: 'string', description: 'client_secret_post' },
@@ -67,7 +67,7 @@ export async function tokenRoute(app: FastifyInstance, ctx: OAuthRouteContext): 
       const response = await clientCredentialsGrant(
         { scope: body.scope, audience: body.audience, resource: body.resource },
         client,
-        { keys: app.oauth.keys, issuer: app.config.issuer, ttlSeconds: app.config.accessTokenTtlSeconds, nowMs: now },
+        { keys: app.oauth.keys, issuer: app.config.issuer, allowedAudiences: app.config.allowedAudiences, ttlSeconds: app.config.accessTokenTtlSeconds, nowMs: now },
       );
       app.usage.touch(SDK_KEY_USAGE, client.clientId, new Date(now));
       return noStore(reply).send(response);
