@@ -138,6 +138,10 @@ t.test('RFC 6749 §5.2 errors, each with its exact body', async (t) => {
   await expectError(await oauthPost(h, '/oauth/token', { ...CC, resource: 'not a uri' }, auth), 400, 'invalid_target');
   await expectError(await oauthPost(h, '/oauth/token', { ...CC, resource: 'https://a.example/#frag' }, auth), 400, 'invalid_target');
   await expectError(
+    await oauthPost(h, '/oauth/token', [['grant_type', 'client_credentials'], ['resource', 'https://qpu.example.com'], ['resource', 'https://backend.example.com']], auth),
+    400, 'invalid_target', /single audience/,
+  );
+  await expectError(
     await h.inject({ method: 'POST', url: '/oauth/token', headers: { ...auth, 'content-type': 'application/json' }, payload: JSON.stringify(CC) }),
     400, 'invalid_request', /x-www-form-urlencoded/,
   );

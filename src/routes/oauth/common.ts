@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, preValidationAsyncHookHandler } from 'fastify';
-import { OAuthError, invalidClient, invalidRequest } from '../../errors/oauth-error.js';
+import { OAuthError, invalidClient, invalidRequest, invalidTarget } from '../../errors/oauth-error.js';
 import { extractClientCredentials } from '../../oauth/client-auth.js';
 import type { ClientEntry } from '../../oauth/client-cache.js';
 
@@ -27,7 +27,11 @@ export const formOnly: preValidationAsyncHookHandler = async function formOnly(r
   for (const [name, value] of Object.entries(body)) {
     // Appendix A: param-name = 1*name-char (ALPHA / DIGIT / "-" / "." / "_"). `scope[a]`, `a b`, NUL, ... are not names.
     if (!PARAM_NAME.test(name)) throw invalidRequest('malformed parameter name: letters, digits, "-", "." and "_" only');
-    if (Array.isArray(value)) throw invalidRequest(`parameter ${name.slice(0, 64)} was sent more than once`);
+    if (Array.isArray(value)) {
+      // RFC 8707 §2 lets `resource` repeat, and lets a server that issues single-audience tokens refuse that.
+      if (name === 'resource') throw invalidTarget('one resource per token request: Tessera issues tokens for a single audience');
+      throw invalidRequest(`parameter ${name.slice(0, 64)} was sent more than once`);
+    }
     // §3.1: "Parameters sent without a value MUST be treated as if they were omitted from the request."
     if (typeof value === 'string' && value !== '') kept[name] = value;
   }
