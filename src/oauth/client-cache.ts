@@ -55,7 +55,7 @@ interface Waiter {
 export class ClientCache {
   private slots = new Map<string, Slot>();
   private inflight = new Map<string, Promise<ClientEntry | null>>();
-  private queued = new Map<string, Waiter>();
+  private queued = new Map<string, Waiter[]>();
   private generation = 0;
   private readonly ttlMs: number;
   private readonly maxEntries: number;
@@ -136,7 +136,9 @@ export class ClientCache {
   private enqueue(clientId: string): Promise<SdkKeyAuthRow | undefined> {
     return new Promise((resolve, reject) => {
       if (this.queued.size === 0) setImmediate(() => this.drain());
-      this.queued.set(clientId, { resolve, reject });
+      const waiters = this.queued.get(clientId);
+      if (waiters) waiters.push({ resolve, reject });
+      else this.queued.set(clientId, [{ resolve, reject }]);
     });
   }
 
@@ -149,10 +151,10 @@ export class ClientCache {
       this.loader.byClientIds(chunk).then(
         (rows) => {
           const found = new Map(rows.map((r) => [r.client_id, r]));
-          for (const id of chunk) batch.get(id)!.resolve(found.get(id));
+          for (const id of chunk) for (const w of batch.get(id)!) w.resolve(found.get(id));
         },
         (err) => {
-          for (const id of chunk) batch.get(id)!.reject(err);
+          for (const id of chunk) for (const w of batch.get(id)!) w.reject(err);
         },
       );
     }
