@@ -116,3 +116,17 @@ t.test('a started instance warms its SDK-key cache: first token requests of know
   for (const k of made) await getToken({ inject: (o) => b.inject(o) }, k);
   t.equal(connections(), 0);
 });
+
+t.test('entries are read again after 90-100% of the TTL, so a warm-up does not expire all at once', async (t) => {
+  const h = await harness(t);
+  const made = await keys(h, 4);
+  const { loader, calls } = countingLoader(h);
+  const cache = new ClientCache(loader, h.clock, { ttlMs: 100_000 });
+  t.equal(await cache.warm(), 4);
+  h.clock.advance(89);
+  for (const k of made) await cache.get(k.client_id);
+  t.same(calls.byClientIds, [], 'all still fresh at 89% of the TTL');
+  h.clock.advance(12);
+  await Promise.all(made.map((k) => cache.get(k.client_id)));
+  t.same(calls.byClientIds, [4], 'all read again (in one statement) past the TTL');
+});

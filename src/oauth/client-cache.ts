@@ -16,7 +16,7 @@ export interface ClientEntry {
 }
 
 export interface ClientCacheOptions {
-  /** Safety net behind change events: entries are re-read after this long (ms). */
+  /** Safety net behind change events: entries are re-read after 90-100% of this long (ms). */
   ttlMs?: number;
   /** Most entries held; past it the cache starts over (unknown ids cannot grow it without bound). */
   maxEntries?: number;
@@ -129,7 +129,8 @@ export class ClientCache {
 
   private put(clientId: string, value: ClientEntry | null): void {
     if (this.slots.size >= this.maxEntries) this.slots.clear();
-    this.slots.set(clientId, { value, expiresAt: this.clock.now() + this.ttlMs });
+    // 90-100% of the TTL: entries loaded together (a warm-up) do not all expire in the same instant.
+    this.slots.set(clientId, { value, expiresAt: this.clock.now() + this.ttlMs * (0.9 + Math.random() * 0.1) });
   }
 
   /** Queues a look-up; the queue is read after the current round of I/O callbacks. */
