@@ -8,21 +8,21 @@ export function basic(id, secret) {
   return 'Basic ' + Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64');
 }
 
-/** One request shape; with several credentials, each request takes the next (shared counter). */
+/** An autocannon `setupRequest` giving each request the next Authorization header of the list (one shared counter). */
+export function roundRobinAuth(authHeaders) {
+  let next = 0;
+  return (req) => {
+    const authorization = authHeaders[next];
+    next = (next + 1) % authHeaders.length;
+    return { ...req, headers: { ...req.headers, authorization } };
+  };
+}
+
+/** One request shape; with several credentials, each request takes the next. */
 function tokenRequests(path, authHeaders, body) {
   const base = { method: 'POST', path, headers: { 'content-type': FORM, authorization: authHeaders[0] }, body };
   if (authHeaders.length === 1) return [base];
-  let next = 0;
-  return [
-    {
-      ...base,
-      setupRequest: (req) => {
-        const authorization = authHeaders[next];
-        next = (next + 1) % authHeaders.length;
-        return { ...req, headers: { ...req.headers, authorization } };
-      },
-    },
-  ];
+  return [{ ...base, setupRequest: roundRobinAuth(authHeaders) }];
 }
 
 function unavailable(reason) {

@@ -9,19 +9,12 @@
 // /proc/<pid>/stat (Postgres: sum /proc of the postmaster and its children the same way).
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
+import { roundRobinAuth } from '../lib/scenarios.mjs';
 
 const [kind, port, cred, conc = '50', secs = '10'] = process.argv.slice(2);
 if (!kind || !port || !cred) {
   console.error('usage: node bench/tools/load.mjs pairs|verify|token <port> <credential> [connections] [seconds]');
   process.exit(2);
-}
-function roundRobin(headers) {
-  let next = 0;
-  return (req) => {
-    const authorization = headers[next];
-    next = (next + 1) % headers.length;
-    return { ...req, headers: { ...req.headers, authorization } };
-  };
 }
 let pairs = 0;
 let bad = 0;
@@ -50,7 +43,7 @@ const requests = {
       path: '/oauth/token',
       headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: cred.startsWith('@') ? 'Basic Og==' : cred },
       body: 'grant_type=client_credentials',
-      ...(cred.startsWith('@') ? { setupRequest: roundRobin(JSON.parse(readFileSync(cred.slice(1), 'utf8'))) } : {}),
+      ...(cred.startsWith('@') ? { setupRequest: roundRobinAuth(JSON.parse(readFileSync(cred.slice(1), 'utf8'))) } : {}),
     },
   ],
 }[kind];
