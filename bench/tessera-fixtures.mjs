@@ -25,10 +25,13 @@ const count = Number(values.users);
 const rt = await openRuntime(process.env, { logLevel: 'warn' });
 const actor = { userId: null, credential: 'cli' };
 try {
-  if (values.vacuum) {
-    await sql`vacuum (analyze)`.execute(rt.handle.db);
-    process.exit(0);
-  }
+  if (values.vacuum) await sql`vacuum (analyze)`.execute(rt.handle.db);
+  else await makeFixtures();
+} finally {
+  await rt.close();
+}
+
+async function makeFixtures() {
   const settings = {};
   for (const name of ['server_version', 'synchronous_commit', 'fsync', 'wal_sync_method', 'shared_buffers', 'max_connections']) {
     const { rows } = await sql.raw(`show ${name}`).execute(rt.handle.db);
@@ -54,6 +57,4 @@ try {
   };
   await Promise.all([worker(), worker(), worker(), worker()]);
   writeFileSync(values.out, JSON.stringify({ settings, users }));
-} finally {
-  await rt.close();
 }
