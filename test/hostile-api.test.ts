@@ -40,9 +40,10 @@ t.test('another user\'s or organization\'s ids: 404, nothing changed, nothing le
     t.equal(res.json().error, 'not_found');
     t.notMatch(res.body, /ionq-secret|alice|Lab/i, 'nothing about the other side');
   }
-  // An SDK key's own JWT is no better.
+  // An SDK key's own JWT is no better: it manages no credential at all, so it is refused before any look-up.
   const viaJwt = await h.inject({ method: 'DELETE', url: `/api/sdk-keys/${aliceKey.client_id}`, headers: bearer(mJwt) });
-  t.equal(viaJwt.statusCode, 404);
+  t.equal(viaJwt.statusCode, 403);
+  t.equal(viaJwt.json().error, 'insufficient_scope');
   await h.app.usage.flush();
   t.same(await databaseDigest(h.db), before, 'nothing changed');
 

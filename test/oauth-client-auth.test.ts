@@ -16,6 +16,7 @@ const entry: ClientEntry = {
   status: 'enabled',
   userStatus: 'active',
   tokensValidAfterMs: 0,
+  expiresAtMs: null,
   organizationId: null,
 };
 

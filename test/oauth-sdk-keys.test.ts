@@ -12,7 +12,7 @@ t.test('create, list, get, rename: the secret appears only in the create respons
   t.equal(created.statusCode, 201, created.body);
   t.equal(created.headers['cache-control'], 'no-store');
   const key = created.json();
-  t.same(Object.keys(key).sort(), ['client_id', 'client_secret', 'created_at', 'last_used_at', 'name', 'organization_id', 'scopes', 'status', 'updated_at']);
+  t.same(Object.keys(key).sort(), ['client_id', 'client_secret', 'created_at', 'expires_at', 'last_used_at', 'name', 'organization_id', 'scopes', 'status', 'updated_at']);
   t.match(key.client_secret, /^[A-Za-z0-9_-]{43}$/);
   t.same(key.scopes, ['quantum_tokens']);
   t.equal(key.status, 'enabled');

@@ -28,6 +28,7 @@ export function apiTokenAuthenticator(deps: { config: Config; db: Db; clock: Clo
         clientId: null,
         organizationId: null,
         expiresAt: row.expires_at ? Math.floor(row.expires_at.getTime() / 1000) : null,
+        apiTokenId: row.id,
       };
     },
   };

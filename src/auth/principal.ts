@@ -11,6 +11,11 @@ export interface Principal {
   organizationId: string | null;
   /** Epoch seconds at which the credential stops working, if it does. */
   expiresAt: number | null;
+  /**
+   * The API token this principal acts for: itself, or the one a session came from. Credentials
+   * it creates get this token as their parent. Null for SDK-key JWTs, which never manage credentials.
+   */
+  apiTokenId: string | null;
 }
 
 /** How audit rows name the credential behind a principal. */

@@ -44,6 +44,7 @@ export function sessionAuthenticator(deps: SessionAuthenticatorDeps): Authentica
     clientId: null,
     organizationId: null,
     expiresAt: Math.floor(Math.min(e.expiresAt, e.apiTokenExpiresAt ?? Infinity) / 1000),
+    apiTokenId: e.apiTokenId,
   });
 
   return {

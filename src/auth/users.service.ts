@@ -5,6 +5,8 @@ import { recordAudit, type Actor } from '../db/audit.repository.js';
 import { createUser, setUserStatus, type User } from '../db/users.repository.js';
 import { revokeApiTokensOfUser } from '../db/api-tokens.repository.js';
 import { revokeSessionsOfUser } from '../db/sessions.repository.js';
+import { disableSdkKeysOfUser } from '../db/sdk-keys.repository.js';
+import { SDK_KEY_EVENT } from '../oauth/sdk-keys.service.js';
 
 export class DuplicateEmailError extends Error {
   override name = 'DuplicateEmailError';
@@ -25,14 +27,16 @@ export async function createUserAudited(db: Kysely<Database>, actor: Actor, inpu
 }
 
 /**
- * Suspends a user: status `suspended`, every API token and session revoked, every instance told,
- * in one transaction. Activating later does not bring tokens back: the user needs new ones.
+ * Suspends a user, in one transaction: status `suspended`, every API token and session revoked,
+ * every SDK key disabled with its `tokens_valid_after` stamped, every instance told. This cuts off
+ * every token issued before it for good: activating later brings nothing back (the user needs new
+ * API tokens, re-enables their keys themselves, and the keys' old access tokens stay refused).
  * Returns the user, or undefined when there is none.
  */
 export async function suspendUser(
   db: Kysely<Database>,
   input: { userId: string; now: Date; actor: Actor },
-): Promise<{ user: User; tokensRevoked: number; sessionsEnded: number } | undefined> {
+): Promise<{ user: User; tokensRevoked: number; sessionsEnded: number; sdkKeysDisabled: string[] } | undefined> {
   return db.transaction().execute(async (trx) => {
     // A login racing this may leave a session row behind; it is never accepted, because
     // verification also requires the user active and the API token live.
@@ -40,18 +44,33 @@ export async function suspendUser(
     if (!user) return undefined;
     const tokens = await revokeApiTokensOfUser(trx, user.id, input.now);
     const sessionsEnded = await revokeSessionsOfUser(trx, user.id, input.now);
+    const keys = await disableSdkKeysOfUser(trx, user.id, input.now);
+    for (const k of keys) {
+      await recordAudit(trx, input.actor, {
+        action: 'sdk_key.disable',
+        targetType: 'sdk_key',
+        targetId: k.client_id,
+        organizationId: k.organization_id,
+        details: { reason: 'user_suspended' },
+      });
+      await publishChange(trx, { type: SDK_KEY_EVENT, id: k.client_id });
+    }
     await publishChange(trx, { type: 'user', id: user.id });
     await recordAudit(trx, input.actor, {
       action: 'user.suspend',
       targetType: 'user',
       targetId: user.id,
-      details: { api_tokens_revoked: tokens.length, sessions_ended: sessionsEnded },
+      details: { api_tokens_revoked: tokens.length, sessions_ended: sessionsEnded, sdk_keys_disabled: keys.length },
     });
-    return { user, tokensRevoked: tokens.length, sessionsEnded };
+    return { user, tokensRevoked: tokens.length, sessionsEnded, sdkKeysDisabled: keys.map((k) => k.client_id) };
   });
 }
 
-/** Makes a suspended user active again (their old credentials stay revoked). */
+/**
+ * Makes a suspended user active again. Nothing suspension ended comes back: API tokens and
+ * sessions stay revoked, SDK keys stay disabled, and access tokens issued before the suspension
+ * stay refused even once the user enables a key again.
+ */
 export async function activateUser(db: Kysely<Database>, input: { userId: string; actor: Actor }): Promise<User | undefined> {
   return db.transaction().execute(async (trx) => {
     const user = await setUserStatus(trx, input.userId, 'active');

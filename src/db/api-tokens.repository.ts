@@ -7,7 +7,15 @@ type Q = Kysely<Database> | Transaction<Database>;
 
 export async function insertApiToken(
   db: Q,
-  row: { userId: string; name: string; tokenHash: Buffer; displayPrefix: string; scopes: string[]; expiresAt: Date | null },
+  row: {
+    userId: string;
+    name: string;
+    tokenHash: Buffer;
+    displayPrefix: string;
+    scopes: string[];
+    expiresAt: Date | null;
+    parentApiTokenId?: string | null;
+  },
 ): Promise<ApiTokenRow> {
   return db
     .insertInto('api_tokens')
@@ -20,6 +28,7 @@ export async function insertApiToken(
       expires_at: row.expiresAt,
       last_used_at: null,
       revoked_at: null,
+      parent_api_token_id: row.parentApiTokenId ?? null,
     })
     .returningAll()
     .executeTakeFirstOrThrow();
@@ -91,4 +100,39 @@ export async function revokeApiTokensOfUser(db: Q, userId: string, now: Date): P
     .returning('id')
     .execute();
   return rows.map((r) => r.id);
+}
+
+/**
+ * Locks the user's live, unexpired token with this id (FOR SHARE) for the rest of the
+ * transaction, so a revocation waits for it (and then sees what it created); undefined when it
+ * is revoked or expired by `now`.
+ */
+export async function lockLiveApiToken(db: Transaction<Database>, userId: string, id: string, now: Date) {
+  return db
+    .selectFrom('api_tokens')
+    .select(['id', 'scopes', 'expires_at'])
+    .where('id', '=', id)
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+    .forShare()
+    .executeTakeFirst();
+}
+
+/**
+ * Revokes every live descendant (children, their children, ...) of an API token; returns them.
+ * Descendants are found through revoked ones too, so calling it again finds what a concurrent
+ * creation committed meanwhile.
+ */
+export async function revokeLiveDescendants(db: Q, rootId: string, now: Date): Promise<Array<{ id: string; parent_api_token_id: string }>> {
+  const r = await sql<{ id: string; parent_api_token_id: string }>`
+    with recursive d(id) as (
+      select id from api_tokens where parent_api_token_id = ${rootId}
+      union
+      select t.id from api_tokens t join d on t.parent_api_token_id = d.id
+    )
+    update api_tokens set revoked_at = ${now}
+    where id in (select id from d) and revoked_at is null
+    returning id, parent_api_token_id`.execute(db);
+  return r.rows;
 }

@@ -29,7 +29,16 @@ export async function countSdkKeys(db: Q, userId: string): Promise<number> {
 
 export async function insertSdkKey(
   db: Q,
-  row: { clientId: string; userId: string; name: string; secretHash: Buffer; scopes: string[]; organizationId: string | null },
+  row: {
+    clientId: string;
+    userId: string;
+    name: string;
+    secretHash: Buffer;
+    scopes: string[];
+    organizationId: string | null;
+    parentApiTokenId?: string | null;
+    expiresAt?: Date | null;
+  },
 ): Promise<SdkKeyRow> {
   return db
     .insertInto('sdk_keys')
@@ -42,6 +51,8 @@ export async function insertSdkKey(
       organization_id: row.organizationId,
       last_used_at: null,
       tokens_valid_after: null,
+      parent_api_token_id: row.parentApiTokenId ?? null,
+      expires_at: row.expiresAt ?? null,
     })
     .returningAll()
     .executeTakeFirstOrThrow();
@@ -75,6 +86,29 @@ export async function deleteSdkKey(db: Q, id: string): Promise<void> {
   await db.deleteFrom('sdk_keys').where('id', '=', id).execute();
 }
 
+/** Deletes the keys whose parent is one of these API tokens; returns what the audit trail needs of them. */
+export async function deleteSdkKeysOfParents(db: Q, parentIds: readonly string[]) {
+  if (parentIds.length === 0) return [];
+  return db
+    .deleteFrom('sdk_keys')
+    .where(sql<boolean>`parent_api_token_id = any(${[...parentIds]}::uuid[])`)
+    .returning(['client_id', 'name', 'organization_id', 'parent_api_token_id'])
+    .execute();
+}
+
+/**
+ * Disables every key of a user and stamps `tokens_valid_after`, so every token they issued so
+ * far fails for good (enabling a key later does not revive them). Returns the keys.
+ */
+export async function disableSdkKeysOfUser(db: Q, userId: string, now: Date) {
+  return db
+    .updateTable('sdk_keys')
+    .set({ status: 'disabled', tokens_valid_after: now, updated_at: sql<Date>`now()` })
+    .where('user_id', '=', userId)
+    .returning(['client_id', 'organization_id'])
+    .execute();
+}
+
 /** What client authentication and token verification need to know of a key, in one query. */
 export interface SdkKeyAuthRow {
   id: string;
@@ -84,6 +118,7 @@ export interface SdkKeyAuthRow {
   scopes: string[];
   status: 'enabled' | 'disabled';
   tokens_valid_after: Date | null;
+  expires_at: Date | null;
   user_status: UserStatus;
   /** The key's explicit organization, else the owner's only organization, else null. */
   organization_id: string | null;
@@ -102,6 +137,7 @@ function authRows(db: Q) {
       'k.scopes',
       'k.status',
       'k.tokens_valid_after',
+      'k.expires_at',
       'u.status as user_status',
       sql<string | null>`coalesce(k.organization_id, (
         select case when count(*) = 1 then min(m.organization_id::text)::uuid end

@@ -40,3 +40,12 @@ export async function setUserStatus(db: Q, id: string, status: UserStatus): Prom
     .returningAll()
     .executeTakeFirst();
 }
+
+/**
+ * Locks an active user's row (FOR SHARE) for the rest of the transaction, so a suspension waits
+ * for it (and then sees what it created); false when the user is not active.
+ */
+export async function lockActiveUser(db: Transaction<Database>, id: string): Promise<boolean> {
+  const r = await db.selectFrom('users').select('id').where('id', '=', id).where('status', '=', 'active').forShare().executeTakeFirst();
+  return r !== undefined;
+}

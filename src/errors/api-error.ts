@@ -59,3 +59,16 @@ export function insufficientScope(required: readonly string[], realm = 'tessera'
     'www-authenticate': `Bearer realm="${realm}", error="insufficient_scope", scope="${scope}"`,
   });
 }
+
+/** Message of the 403 an SDK key's JWT gets on any write that manages credentials. */
+export const SDK_KEY_TOKEN_CANNOT_MANAGE = 'SDK-key access tokens cannot manage credentials; use an API token or a session';
+
+/**
+ * RFC 6750 §3.1 insufficient_scope for SDK-key JWTs on credential-managing writes: no scope
+ * makes such a token sufficient, so the challenge names none.
+ */
+export function sdkKeyTokenCannotManage(realm = 'tessera'): ApiError {
+  return new ApiError(403, 'insufficient_scope', SDK_KEY_TOKEN_CANNOT_MANAGE, {
+    'www-authenticate': `Bearer realm="${realm}", error="insufficient_scope", error_description="${SDK_KEY_TOKEN_CANNOT_MANAGE}"`,
+  });
+}

@@ -39,7 +39,8 @@ export async function mintAccessToken(
     iss: input.issuer,
     sub: input.client.clientId,
     aud: input.audience,
-    exp: iat + input.ttlSeconds,
+    // Never later than the key's own expiry.
+    exp: input.client.expiresAtMs === null ? iat + input.ttlSeconds : Math.min(iat + input.ttlSeconds, Math.floor(input.client.expiresAtMs / 1000)),
     iat,
     jti: randomUUID(),
     client_id: input.client.clientId,

@@ -12,6 +12,8 @@ export interface ClientEntry {
   userStatus: 'active' | 'suspended';
   /** Epoch ms; tokens issued before it are rejected (0 when never set). */
   tokensValidAfterMs: number;
+  /** Epoch ms from which the key no longer exists for anyone (null: it does not expire). */
+  expiresAtMs: number | null;
   organizationId: string | null;
 }
 
@@ -71,8 +73,20 @@ export class ClientCache {
     this.maxBatch = opts.maxBatch ?? 500;
   }
 
-  /** The key with this client_id, or null if there is none. */
+  /**
+   * The key with this client_id, or null if there is none. A key past its `expires_at` is none:
+   * it authenticates nothing and its tokens verify nowhere.
+   */
   get(clientId: string): Promise<ClientEntry | null> | ClientEntry | null {
+    const found = this.lookup(clientId);
+    return found instanceof Promise ? found.then((e) => this.unexpired(e)) : this.unexpired(found);
+  }
+
+  private unexpired(e: ClientEntry | null): ClientEntry | null {
+    return e !== null && e.expiresAtMs !== null && e.expiresAtMs <= this.clock.now() ? null : e;
+  }
+
+  private lookup(clientId: string): Promise<ClientEntry | null> | ClientEntry | null {
     const slot = this.slots.get(clientId);
     if (slot && slot.expiresAt > this.clock.now()) return slot.value;
     let p = this.inflight.get(clientId);
@@ -172,6 +186,7 @@ function toEntry(row: SdkKeyAuthRow): ClientEntry {
     status: row.status,
     userStatus: row.user_status,
     tokensValidAfterMs: row.tokens_valid_after ? row.tokens_valid_after.getTime() : 0,
+    expiresAtMs: row.expires_at ? row.expires_at.getTime() : null,
     organizationId: row.organization_id,
   };
 }

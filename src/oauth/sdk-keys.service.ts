@@ -17,6 +17,8 @@ import {
 } from '../db/sdk-keys.repository.js';
 import { conflict, forbidden, notFound } from '../errors/api-error.js';
 import { hashSecret, randomSecret } from '../crypto/secrets.js';
+import { lockParent } from '../auth/credential-parent.js';
+import type { Principal } from '../auth/principal.js';
 
 /** Change-event type for SDK keys (id = client_id). */
 export const SDK_KEY_EVENT = 'sdk_key';
@@ -34,38 +36,52 @@ const limitReached = () =>
   });
 
 /**
- * Creates an SDK key and returns its secret (the only time it exists outside the caller).
- * The owner's row is locked first, so concurrent creations for one user count one after the
- * other; the `sdk_keys_limit` trigger holds the same line for any other writer.
+ * Creates an SDK key for the principal's user and returns its secret (the only time it exists
+ * outside the caller). The key is a child of the API token the principal acts for (its own, or
+ * its session's): scopes within that token's, `expires_at` that token's expiry, deleted when
+ * that token is revoked. The owner's row is locked first, so concurrent creations for one user
+ * count one after the other; the `sdk_keys_limit` trigger holds the same line for any other writer.
  */
 export async function createSdkKey(
   deps: SdkKeyDeps,
   actor: Actor,
-  input: { userId: string; name: string; scopes: string[]; organizationId: string | null },
+  principal: Principal,
+  input: { name: string; scopes: string[]; organizationId: string | null },
 ): Promise<{ row: SdkKeyRow; secret: string }> {
   const secret = randomSecret();
   const clientId = `s_${randomUUID()}`;
+  const userId = principal.userId;
   try {
     return await deps.db.transaction().execute(async (trx) => {
-      if (!(await lockUser(trx, input.userId))) throw notFound('user');
-      if (input.organizationId && !(await findMembership(trx, input.organizationId, input.userId))) {
+      if (!(await lockUser(trx, userId))) throw notFound('user');
+      const parent = await lockParent(trx, principal, new Date(deps.clock.now()));
+      const lacking = input.scopes.filter((s) => !parent.scopes.includes(s));
+      if (lacking.length) throw forbidden(`an SDK key cannot hold scopes your credential lacks: ${lacking.join(' ')}`);
+      if (input.organizationId && !(await findMembership(trx, input.organizationId, userId))) {
         throw forbidden('you are not a member of that organization');
       }
-      if ((await countSdkKeys(trx, input.userId)) >= SDK_KEYS_PER_USER) throw limitReached();
+      if ((await countSdkKeys(trx, userId)) >= SDK_KEYS_PER_USER) throw limitReached();
       const row = await insertSdkKey(trx, {
         clientId,
-        userId: input.userId,
+        userId,
         name: input.name,
         secretHash: hashSecret(deps.pepper, secret, SDK_KEY_PURPOSE),
         scopes: input.scopes,
         organizationId: input.organizationId,
+        parentApiTokenId: parent.apiTokenId,
+        expiresAt: parent.expiresAt,
       });
       await recordAudit(trx, actor, {
         action: 'sdk_key.create',
         targetType: 'sdk_key',
         targetId: clientId,
         organizationId: input.organizationId,
-        details: { name: input.name, scopes: input.scopes },
+        details: {
+          name: input.name,
+          scopes: input.scopes,
+          parent_api_token_id: parent.apiTokenId,
+          expires_at: parent.expiresAt?.toISOString() ?? null,
+        },
       });
       await publishChange(trx, { type: SDK_KEY_EVENT, id: clientId });
       return { row, secret };

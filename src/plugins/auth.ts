@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
-import { ApiError, insufficientScope, invalidToken, missingToken } from '../errors/api-error.js';
+import { ApiError, insufficientScope, invalidToken, missingToken, sdkKeyTokenCannotManage } from '../errors/api-error.js';
 import { hasScopes, type Principal } from '../auth/principal.js';
 
 /**
@@ -19,6 +19,12 @@ declare module 'fastify' {
     authenticators: Authenticator[];
     /** preHandler: the request must carry a valid bearer credential holding every scope named. */
     requireAuth(...scopes: string[]): preHandlerAsyncHookHandler;
+    /**
+     * preHandler for every write that manages credentials or who may use them: as `requireAuth`,
+     * and the credential must be an API token or a session (an SDK key's JWT gets 403
+     * `insufficient_scope`, whatever its scopes).
+     */
+    requireCredentialManager(...scopes: string[]): preHandlerAsyncHookHandler;
     /** Resolves a raw bearer token to a principal, or null when it is not valid. */
     resolveBearer(token: string, request: FastifyRequest): Promise<Principal | null>;
   }
@@ -76,14 +82,26 @@ export const authPlugin = fp(
       return a ? a.authenticate(token, request) : null;
     });
 
+    const authenticateBearer = async (request: FastifyRequest, scopes: readonly string[], manage: boolean) => {
+      const token = extractBearer(request);
+      if (!token) throw missingToken();
+      const principal = await app.resolveBearer(token, request);
+      if (!principal) throw invalidToken();
+      // A short-lived token minted from an SDK key never creates, changes or removes credentials.
+      if (manage && principal.kind === 'client') throw sdkKeyTokenCannotManage();
+      if (!hasScopes(principal, scopes)) throw insufficientScope(scopes);
+      request.principal = principal;
+    };
+
     app.decorate('requireAuth', function requireAuth(...scopes: string[]): preHandlerAsyncHookHandler {
       return async function authenticate(request) {
-        const token = extractBearer(request);
-        if (!token) throw missingToken();
-        const principal = await app.resolveBearer(token, request);
-        if (!principal) throw invalidToken();
-        if (!hasScopes(principal, scopes)) throw insufficientScope(scopes);
-        request.principal = principal;
+        await authenticateBearer(request, scopes, false);
+      };
+    });
+
+    app.decorate('requireCredentialManager', function requireCredentialManager(...scopes: string[]): preHandlerAsyncHookHandler {
+      return async function authenticateCredentialManager(request) {
+        await authenticateBearer(request, scopes, true);
       };
     });
   },

@@ -92,6 +92,7 @@ export const oauthPlugin = fp(
           clientId: r.claims.client_id,
           organizationId: r.claims.org_id,
           expiresAt: r.claims.exp,
+          apiTokenId: null,
         };
       },
     };

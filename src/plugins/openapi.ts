@@ -42,7 +42,11 @@ export const openapiPlugin = fp(
         ],
         components: {
           securitySchemes: {
-            bearer: { type: 'http', scheme: 'bearer', description: 'API token, session token or JWT access token' },
+            bearer: {
+              type: 'http',
+              scheme: 'bearer',
+              description: 'API token, session token or JWT access token (JWTs from SDK keys never manage credentials: 403 insufficient_scope)',
+            },
             accessToken: { type: 'apiKey', in: 'header', name: 'x-access-token', description: 'Session token from loginWithToken' },
             clientBasic: { type: 'http', scheme: 'basic', description: 'client_secret_basic (RFC 6749 §2.3.1)' },
           },

@@ -1,10 +1,9 @@
 import type { FastifyInstance } from 'fastify';
-import { badRequest, forbidden, notFound } from '../errors/api-error.js';
+import { badRequest, notFound } from '../errors/api-error.js';
 import { credentialLabel } from '../auth/principal.js';
 import { API_SCOPES } from '../auth/scopes.js';
-import { issueApiToken, revokeApiToken } from '../auth/api-tokens.service.js';
+import { createChildApiToken, revokeApiToken } from '../auth/api-tokens.service.js';
 import { listLiveApiTokens, type ApiTokenRow } from '../db/api-tokens.repository.js';
-import { recordAudit } from '../db/audit.repository.js';
 import { dateTimeSchema, errorResponses, uuidSchema } from './schemas.js';
 
 const MAX_EXPIRES_IN = 10 * 365 * 86400;
@@ -42,13 +41,16 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: { name: string; scopes: string[]; expires_in?: number } }>(
     '/api/access-tokens',
     {
-      preHandler: app.requireAuth('api'),
+      preHandler: app.requireCredentialManager('api'),
       schema: {
         tags: ['self-service'],
         summary: 'Create an API token; the token is in this response only',
         description:
           'Scopes can only be those the calling credential holds (so `admin` needs a caller with `admin`). ' +
-          '`expires_in` is in seconds; without it the token lives until revoked.',
+          '`expires_in` is in seconds; without it the token lives until revoked. The new token is a child of the ' +
+          'API token the caller acts for (its own, or the one its session came from): it never expires later than ' +
+          'that token (a later or absent `expires_in` gets the parent\'s expiry, shown in `expires_at`) and is revoked ' +
+          'with it. SDK-key access tokens cannot create API tokens (403 insufficient_scope).',
         security,
         body: {
           type: 'object',
@@ -75,20 +77,14 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
       const p = request.principal!;
       const name = request.body.name.trim();
       if (!name) throw badRequest('name must not be blank');
-      const lacking = request.body.scopes.filter((s) => !p.scopes.includes(s));
-      if (lacking.length) {
-        throw forbidden(`a token cannot grant scopes its creator's credential lacks: ${lacking.join(', ')}`);
-      }
       const now = app.clock.now();
-      const expiresAt = request.body.expires_in === undefined ? null : new Date(now + request.body.expires_in * 1000);
-      const { token, row } = await app.db.transaction().execute(async (trx) => {
-        const issued = await issueApiToken(trx, app.config.pepper, { userId: p.userId, name, scopes: request.body.scopes, expiresAt });
-        await recordAudit(
-          trx,
-          { userId: p.userId, credential: credentialLabel(p), ip: request.ip, requestId: request.id },
-          { action: 'api_token.create', targetType: 'api_token', targetId: issued.row.id, details: { name, scopes: issued.row.scopes } },
-        );
-        return issued;
+      const requested = request.body.expires_in === undefined ? null : new Date(now + request.body.expires_in * 1000);
+      const { token, row } = await createChildApiToken(app.db, app.config.pepper, p, {
+        name,
+        scopes: request.body.scopes,
+        expiresAt: requested,
+        now: new Date(now),
+        actor: { userId: p.userId, credential: credentialLabel(p), ip: request.ip, requestId: request.id },
       });
       reply.code(201).header('cache-control', 'no-store');
       return { ...view(row), token };
@@ -123,10 +119,10 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
   app.delete<{ Params: { id: string } }>(
     '/api/access-tokens/:id',
     {
-      preHandler: app.requireAuth('api'),
+      preHandler: app.requireCredentialManager('api'),
       schema: {
         tags: ['self-service'],
-        summary: 'Revoke one of your API tokens, and end every session made from it',
+        summary: 'Revoke one of your API tokens, every API token and SDK key created from it, and every session made from them',
         security,
         params: { type: 'object', additionalProperties: false, required: ['id'], properties: { id: uuidSchema } },
         response: {
@@ -137,15 +133,16 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request, reply) => {
       const p = request.principal!;
-      const ok = await revokeApiToken(app.db, {
+      const revoked = await revokeApiToken(app.db, {
         userId: p.userId,
         tokenId: request.params.id,
         now: new Date(app.clock.now()),
         actor: { userId: p.userId, credential: credentialLabel(p), ip: request.ip, requestId: request.id },
       });
-      if (!ok) throw notFound('API token');
-      // This instance forgets its sessions at once; the others through the notification.
-      app.sessionCache.invalidate('api_token', request.params.id);
+      if (!revoked) throw notFound('API token');
+      // This instance forgets their sessions and keys at once; the others through the notifications.
+      for (const id of revoked.apiTokenIds) app.sessionCache.invalidate('api_token', id);
+      for (const clientId of revoked.sdkKeyClientIds) app.oauth.clients.invalidate(clientId);
       return reply.code(204).send();
     },
   );

@@ -18,6 +18,7 @@ const idParams = { type: 'object', additionalProperties: false, required: ['id']
 export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
   const security: Array<Record<string, string[]>> = [{ bearer: [] }, { accessToken: [] }];
   const admin = app.requireAuth('admin');
+  const manageAdmin = app.requireCredentialManager('admin');
 
   app.get<{ Querystring: { limit?: number; after?: string } }>(
     '/admin/users',
@@ -49,7 +50,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: { email: string; name: string } }>(
     '/admin/users',
     {
-      preHandler: admin,
+      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         summary: 'Create a user',
@@ -100,10 +101,12 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Params: { id: string } }>(
     '/admin/users/:id/suspend',
     {
-      preHandler: admin,
+      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
-        summary: "Suspend a user: every API token and session of theirs ends at once, on every instance",
+        summary:
+          'Suspend a user: every API token and session of theirs ends and every SDK key is disabled, at once, on every ' +
+          'instance; every token issued before stays refused for good, even after activation',
         security,
         params: idParams,
         response: { 200: userSchema, ...errorResponses(400, 401, 403, 404, 429, 503) },
@@ -112,7 +115,9 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
     async (request) => {
       const done = await suspendUser(app.db, { userId: request.params.id, now: new Date(app.clock.now()), actor: actorOf(request) });
       if (!done) throw notFound('user');
+      // This instance forgets the user's sessions and keys at once; the others through the notifications.
       app.sessionCache.invalidate('user', done.user.id);
+      app.oauth.clients.invalidateUser(done.user.id);
       return userView(done.user);
     },
   );
@@ -120,10 +125,10 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Params: { id: string } }>(
     '/admin/users/:id/activate',
     {
-      preHandler: admin,
+      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
-        summary: 'Make a suspended user active again (their old tokens stay revoked)',
+        summary: 'Make a suspended user active again (nothing comes back: tokens stay revoked, SDK keys disabled)',
         security,
         params: idParams,
         response: { 200: userSchema, ...errorResponses(400, 401, 403, 404, 429, 503) },

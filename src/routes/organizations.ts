@@ -68,7 +68,9 @@ async function membersOf(app: FastifyInstance, orgId: string) {
 /** Organization membership: owners and maintainers under /api, operators under /admin. */
 export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   const api = app.requireAuth('api');
+  const manageApi = app.requireCredentialManager('api');
   const admin = app.requireAuth('admin');
+  const manageAdmin = app.requireCredentialManager('admin');
 
   // --- members managing their organization -------------------------------------------------
   app.get<{ Params: { orgId: string } }>(
@@ -97,7 +99,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   app.put<{ Params: { orgId: string; userId: string }; Body: { role: Role } }>(
     '/api/organizations/:orgId/members/:userId',
     {
-      preHandler: api,
+      preHandler: manageApi,
       schema: {
         tags: ['organizations'],
         summary: 'Add a member or change a member\'s role (owners; maintainers within limits)',
@@ -117,7 +119,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   app.delete<{ Params: { orgId: string; userId: string } }>(
     '/api/organizations/:orgId/members/:userId',
     {
-      preHandler: api,
+      preHandler: manageApi,
       schema: {
         tags: ['organizations'],
         summary: 'Remove a member, or leave (owners; maintainers within limits; anyone for themselves)',
@@ -136,7 +138,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: { name: string; owner_id?: string } }>(
     '/admin/organizations',
     {
-      preHandler: admin,
+      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         summary: 'Create an organization, optionally with its first owner',
@@ -222,7 +224,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   app.put<{ Params: { orgId: string; userId: string }; Body: { role: Role } }>(
     '/admin/organizations/:orgId/members/:userId',
     {
-      preHandler: admin,
+      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         summary: 'Add a member or change a role (the last owner cannot be demoted: 409)',
@@ -241,7 +243,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   app.delete<{ Params: { orgId: string; userId: string } }>(
     '/admin/organizations/:orgId/members/:userId',
     {
-      preHandler: admin,
+      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         summary: 'Remove a member (the last owner cannot be removed: 409)',

@@ -115,6 +115,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
 
   // --- the caller's own credentials ---------------------------------------------------------
   const api = app.requireAuth('api');
+  const manageApi = app.requireCredentialManager('api');
 
   app.get(
     '/api/provider-tokens',
@@ -146,7 +147,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
   app.put<{ Params: { provider: string }; Body: PutBody }>(
     '/api/provider-tokens/:provider',
     {
-      preHandler: api,
+      preHandler: manageApi,
       schema: {
         tags: ['provider-tokens'],
         summary: 'Store (create or replace) your credential for a provider; the secret is write-only',
@@ -169,7 +170,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
   app.delete<{ Params: { provider: string } }>(
     '/api/provider-tokens/:provider',
     {
-      preHandler: api,
+      preHandler: manageApi,
       schema: {
         tags: ['provider-tokens'],
         summary: 'Delete your credential for a provider',
@@ -265,7 +266,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
   app.put<{ Params: { orgId: string; provider: string }; Body: PutBody }>(
     '/api/organizations/:orgId/provider-tokens/:provider',
     {
-      preHandler: api,
+      preHandler: manageApi,
       schema: {
         tags: ['provider-tokens'],
         summary: 'Store (create or replace) the organization\'s credential for a provider (owners and maintainers)',
@@ -295,7 +296,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
   app.delete<{ Params: { orgId: string; provider: string } }>(
     '/api/organizations/:orgId/provider-tokens/:provider',
     {
-      preHandler: api,
+      preHandler: manageApi,
       schema: {
         tags: ['provider-tokens'],
         summary: 'Delete the organization\'s credential for a provider (owners and maintainers)',

@@ -13,6 +13,12 @@ export interface ApiTokensTable {
   expires_at: Date | null;
   last_used_at: Date | null;
   revoked_at: Date | null;
+  /**
+   * The API token whose holder created this one through the API (directly or with a session made
+   * from it); null when an operator created it. Never later than its parent's expiry nor more
+   * scopes; revoking the parent revokes it.
+   */
+  parent_api_token_id: string | null;
 }
 
 export interface ApiTokenTables {

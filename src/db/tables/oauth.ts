@@ -19,6 +19,10 @@ export interface SdkKeysTable {
   last_used_at: Date | null;
   /** Tokens issued (iat) before this instant are rejected. */
   tokens_valid_after: Date | null;
+  /** The API token that created the key; revoking it deletes the key. Null: no parent. */
+  parent_api_token_id: string | null;
+  /** The key stops authenticating then (its parent's expiry); its tokens expire by then too. */
+  expires_at: Date | null;
 }
 
 export interface SigningKeysTable {

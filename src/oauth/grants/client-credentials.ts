@@ -61,7 +61,7 @@ export async function clientCredentialsGrant(
 ): Promise<TokenResponse> {
   const scopes = grantedScopes(params.scope, client.scopes);
   const audience = resolveAudience(params, deps.issuer, deps.allowedAudiences);
-  const { token } = await mintAccessToken(deps.keys, {
+  const { token, claims } = await mintAccessToken(deps.keys, {
     issuer: deps.issuer,
     audience,
     client,
@@ -69,5 +69,5 @@ export async function clientCredentialsGrant(
     nowMs: deps.nowMs,
     ttlSeconds: deps.ttlSeconds,
   });
-  return { access_token: token, token_type: 'Bearer', expires_in: deps.ttlSeconds, scope: scopes.join(' ') };
+  return { access_token: token, token_type: 'Bearer', expires_in: claims.exp - claims.iat, scope: scopes.join(' ') };
 }

@@ -36,6 +36,7 @@ const kidParams = {
 export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
   const security: Array<Record<string, string[]>> = [{ bearer: [] }, { accessToken: [] }];
   const admin = app.requireAuth('admin');
+  const manageAdmin = app.requireCredentialManager('admin');
 
   app.get(
     '/admin/keys',
@@ -93,7 +94,7 @@ export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
       preValidation: async (request) => {
         if (request.body === undefined || request.body === null) request.body = {};
       },
-      preHandler: admin,
+      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         summary: 'Rotate the signing key: pre-publish a new key (default) or switch at once (`immediate`)',
@@ -138,7 +139,7 @@ export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Params: { kid: string } }>(
     '/admin/keys/:kid/revoke',
     {
-      preHandler: admin,
+      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         summary: 'Revoke a signing key (emergency): unpublished at once, every token it signed rejected',

@@ -18,8 +18,12 @@ const keyProperties = {
   created_at: dateTimeSchema,
   updated_at: dateTimeSchema,
   last_used_at: { anyOf: [dateTimeSchema, { type: 'null' }], description: 'Last token issued with this key, to within a minute (null: never used)' },
+  expires_at: {
+    anyOf: [dateTimeSchema, { type: 'null' }],
+    description: 'The expiry of the API token that created the key (null: none); the key and its tokens stop working then',
+  },
 } as const;
-const keyRequired = ['client_id', 'name', 'scopes', 'status', 'organization_id', 'created_at', 'updated_at', 'last_used_at'];
+const keyRequired = ['client_id', 'name', 'scopes', 'status', 'organization_id', 'created_at', 'updated_at', 'last_used_at', 'expires_at'];
 
 /** An SDK key as the API shows it: never the secret nor its hash. */
 const sdkKeySchema = { type: 'object', additionalProperties: false, required: keyRequired, properties: keyProperties } as const;
@@ -54,6 +58,7 @@ function view(row: SdkKeyRow) {
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
     last_used_at: row.last_used_at ? row.last_used_at.toISOString() : null,
+    expires_at: row.expires_at ? row.expires_at.toISOString() : null,
   };
 }
 
@@ -66,15 +71,20 @@ function actorOf(request: FastifyRequest): Actor {
 export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
   const deps = { db: app.db, pepper: app.config.pepper, clock: app.clock };
   const auth = app.requireAuth('api');
+  const manage = app.requireCredentialManager('api');
   const security: Array<Record<string, string[]>> = [{ bearer: [] }, { accessToken: [] }];
 
   app.post<{ Body: { name: string; scopes?: string[]; organization_id?: string } }>(
     '/api/sdk-keys',
     {
-      preHandler: auth,
+      preHandler: manage,
       schema: {
         tags: ['self-service'],
         summary: 'Create an SDK key (at most 2 per user); the client_secret is returned this once',
+        description:
+          'The key is a child of the API token the caller acts for (its own, or the one its session came from): its scopes ' +
+          'are within that token\'s, it expires with it (`expires_at`; its access tokens never outlive it) and it is deleted ' +
+          'when that token is revoked. SDK-key access tokens cannot create, change or delete SDK keys (403 insufficient_scope).',
         security,
         body: {
           type: 'object',
@@ -102,8 +112,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       const missing = scopes.filter((s) => !p.scopes.includes(s));
       if (missing.length) throw forbidden(`an SDK key cannot hold scopes your credential lacks: ${missing.join(' ')}`);
       if (scopes.length === 0) throw forbidden('your credential holds no scope an SDK key could carry');
-      const { row, secret } = await createSdkKey(deps, actorOf(request), {
-        userId: p.userId,
+      const { row, secret } = await createSdkKey(deps, actorOf(request), p, {
         name: request.body.name.trim(),
         scopes,
         organizationId: request.body.organization_id ?? null,
@@ -152,7 +161,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
   app.patch<{ Params: { clientId: string }; Body: { name?: string; status?: 'enabled' | 'disabled' } }>(
     '/api/sdk-keys/:clientId',
     {
-      preHandler: auth,
+      preHandler: manage,
       schema: {
         tags: ['self-service'],
         summary: 'Rename, enable or disable an SDK key (disabling revokes every token it issued)',
@@ -181,7 +190,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
   app.delete<{ Params: { clientId: string } }>(
     '/api/sdk-keys/:clientId',
     {
-      preHandler: auth,
+      preHandler: manage,
       schema: {
         tags: ['self-service'],
         summary: 'Delete an SDK key (every token it issued stops working)',
