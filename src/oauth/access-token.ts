@@ -28,19 +28,20 @@ export interface MintedToken {
   claims: AccessTokenClaims;
 }
 
-/** Signs an access token with the active key; header `{alg, kid, typ: 'at+jwt'}`. */
+/** Signs an access token with the active key; header `{alg, kid, typ: 'at+jwt'}`; `exp` never after the key's `expires_at`. */
 export async function mintAccessToken(
   keys: SigningKeyStore,
   input: { issuer: string; audience: string; client: ClientEntry; scopes: readonly string[]; nowMs: number; ttlSeconds: number },
 ): Promise<MintedToken> {
   const key = keys.signingKey();
   const iat = Math.floor(input.nowMs / 1000);
+  // Never later than the key's own expiry.
+  const keyExp = input.client.expiresAtMs === null ? Infinity : Math.floor(input.client.expiresAtMs / 1000);
   const claims: AccessTokenClaims = {
     iss: input.issuer,
     sub: input.client.clientId,
     aud: input.audience,
-    // Never later than the key's own expiry.
-    exp: input.client.expiresAtMs === null ? iat + input.ttlSeconds : Math.min(iat + input.ttlSeconds, Math.floor(input.client.expiresAtMs / 1000)),
+    exp: Math.min(iat + input.ttlSeconds, keyExp),
     iat,
     jti: randomUUID(),
     client_id: input.client.clientId,
