@@ -17,6 +17,7 @@ const entry: ClientEntry = {
   userStatus: 'active',
   tokensValidAfterMs: 0,
   organizationId: null,
+  organizationBindingValid: true,
 };
 
 function counting(lookup: ClientAuthDeps['lookup']) {
