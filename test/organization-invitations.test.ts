@@ -74,7 +74,7 @@ t.test('resolve ignores pending invitations; the 409 ambiguity is not triggered 
 
   // A victim in one organization keeps resolving it (no 409) while an invitation is pending.
   const own = await h.org('Home', [[victim, 'member']]);
-  const [owner] = await Promise.all([h.user()]);
+  const owner = await h.user();
   await h.db.insertInto('memberships').values({ organization_id: own.id, user_id: owner.id, role: 'owner' }).execute();
   const ot = await h.apiToken(owner, ['api']);
   t.equal((await put(h, ot, `/api/organizations/${own.id}/provider-tokens/ionq`, { credential: { api_key: 'home-key' } })).statusCode, 201);
@@ -113,7 +113,7 @@ t.test('declined, cancelled, expired and someone else\'s invitations -> 404', as
   const h = await harness(t);
   const [owner, maint, member, a, b, c, d] = await Promise.all([h.user(), h.user(), h.user(), h.user(), h.user(), h.user(), h.user()]);
   const org = await h.org('Lab', [[owner, 'owner'], [maint, 'maintainer'], [member, 'member']]);
-  const [ot, mt, mbt, at, bt, ct, dt] = await Promise.all([owner, maint, member, a, b, c, d].map((u) => h.apiToken(u)));
+  const [ot, mt, mbt, at, bt, ct, dt] = await Promise.all([h.apiToken(owner), h.apiToken(maint), h.apiToken(member), h.apiToken(a), h.apiToken(b), h.apiToken(c), h.apiToken(d)]);
   const invite = async (u: { id: string }, role = 'member', token = ot) => (await putRole(h, token, org.id, u.id, role)).json().invitation;
 
   // Declined.
@@ -165,7 +165,7 @@ t.test('invitations follow the role matrix of adding', async (t) => {
   const h = await harness(t);
   const [owner, maint, member, x, y, z, outsider] = await Promise.all([h.user(), h.user(), h.user(), h.user(), h.user(), h.user(), h.user()]);
   const org = await h.org('Lab', [[owner, 'owner'], [maint, 'maintainer'], [member, 'member']]);
-  const [ot, mt, mbt, xt, outt] = await Promise.all([owner, maint, member, x, outsider].map((u) => h.apiToken(u)));
+  const [ot, mt, mbt, xt, outt] = await Promise.all([h.apiToken(owner), h.apiToken(maint), h.apiToken(member), h.apiToken(x), h.apiToken(outsider)]);
 
   const asOwner = await putRole(h, mt, org.id, x.id, 'owner');
   t.equal(asOwner.statusCode, 403);
