@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { bearer, harness, type Harness } from './helper.js';
 import { main } from '../src/cli.js';
 
@@ -15,7 +15,7 @@ const roleOf = async (h: Harness, orgId: string, userId: string) =>
 const invitationNotFound = { error: 'not_found', message: 'invitation not found' };
 
 /** An attacker owning their own organization (with a provider credential) and a victim in none. */
-async function attackSetup(t: Parameters<typeof harness>[0]) {
+async function attackSetup(t: Test) {
   const h = await harness(t);
   const [mallory, victim] = await Promise.all([h.user(), h.user()]);
   const evil = await h.org('Evil', [[mallory, 'owner']]);
