@@ -22,7 +22,8 @@ export type MembershipActor = { kind: 'operator'; audit: Actor } | { kind: 'user
  * The role matrix for users managing their own organization. `next` is the new role, or `null`
  * for removal; `current` the target's role now (`null`: not a member). Returns why the change is
  * refused, or `null` when it is allowed. The last-owner rule is checked separately (it binds
- * operators too).
+ * operators too). For users, "add" means invite: the same rule decides which invitations they may
+ * send, and the user becomes a member only by accepting.
  *
  * | actor      | add/change to member or maintainer | grant owner | change/remove an owner | change/remove a maintainer | remove a member | self: step down / leave |
  * |------------|------------------------------------|-------------|------------------------|----------------------------|-----------------|--------------------------|
