@@ -18,6 +18,7 @@ const entry: ClientEntry = {
   tokensValidAfterMs: 0,
   expiresAtMs: null,
   organizationId: null,
+  organizationBindingValid: true,
 };
 
 function counting(lookup: ClientAuthDeps['lookup']) {

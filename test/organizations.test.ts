@@ -55,9 +55,15 @@ t.test('members list members; owners manage; maintainers add members but not own
   t.same(outsiderList.json(), { error: 'not_found', message: 'organization not found' });
   t.equal((await putRole(h, xt, org.id, outsider.id, 'member')).statusCode, 404, 'outsiders cannot add themselves, and learn nothing');
 
-  // Maintainer adds a member (201), promotes nobody to owner (403).
-  const added = await putRole(h, mt, org.id, newbie.id, 'member');
-  t.equal(added.statusCode, 201);
+  // Maintainer adds a member (an invitation the user accepts), promotes nobody to owner (403).
+  const invited = await putRole(h, mt, org.id, newbie.id, 'member');
+  t.equal(invited.statusCode, 202);
+  const added = await h.inject({
+    method: 'POST',
+    url: `/api/users/me/invitations/${invited.json().invitation.id}/accept`,
+    headers: bearer(await h.apiToken(newbie)),
+  });
+  t.equal(added.statusCode, 200);
   t.same(added.json(), { organization_id: org.id, user_id: newbie.id, role: 'member', previous_role: null });
   const escalate = await putRole(h, mt, org.id, newbie.id, 'owner');
   t.equal(escalate.statusCode, 403);
@@ -96,7 +102,13 @@ t.test('members list members; owners manage; maintainers add members but not own
   t.equal((await remove(h, mbt, org.id, member.id)).statusCode, 204);
   t.equal((await h.inject({ method: 'GET', url: `/api/organizations/${org.id}/members`, headers: bearer(mbt) })).statusCode, 404);
 
-  const events = await h.db.selectFrom('audit_events').selectAll().where('organization_id', '=', org.id).orderBy('id').execute();
+  const events = await h.db
+    .selectFrom('audit_events')
+    .selectAll()
+    .where('organization_id', '=', org.id)
+    .where('action', 'like', 'membership.%')
+    .orderBy('id')
+    .execute();
   t.same(
     events.map((e) => [e.action, e.target_id, e.details.role, e.details.previous_role]),
     [

@@ -7,6 +7,10 @@ import { issueApiToken } from '../auth/api-tokens.service.js';
 import { API_SCOPES, isApiScope } from '../auth/scopes.js';
 import type { Role } from '../db/tables/identity.js';
 import type { Db } from '../db/database.js';
+import { systemClock } from '../clock.js';
+import { ApiError } from '../errors/api-error.js';
+import { changeMembership } from '../organizations/members.service.js';
+import { inviteAsOperator } from '../organizations/invitations.service.js';
 import { CLI_ACTOR, CliError, flags, print, required, withRuntime, type Command } from './context.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -16,6 +20,12 @@ export async function resolveUser(db: Db, ref: string) {
   const user = UUID.test(ref) ? await findUserById(db, ref) : await findUserByEmail(db, ref);
   if (!user) throw new CliError(`no user ${ref}`);
   return user;
+}
+
+/** Service refusals (ApiError) become CLI errors with the same message. */
+function cliError(err: unknown): never {
+  if (err instanceof ApiError) throw new CliError(err.message);
+  throw err;
 }
 
 function isUniqueViolation(err: unknown): boolean {
@@ -77,6 +87,7 @@ export const identityCommands: Command[] = [
             await recordAudit(trx, CLI_ACTOR, {
               action: 'membership.set', targetType: 'user', targetId: owner.id, organizationId: o.id, details: { role: 'owner' },
             });
+            await publishChange(trx, { type: 'membership', id: o.id, user_id: owner.id });
           }
           return o;
         });
@@ -97,15 +108,33 @@ export const identityCommands: Command[] = [
       await withRuntime(async ({ handle }) => {
         const user = await resolveUser(handle.db, required(values.user, 'user', this.usage));
         if (!(await findOrganization(handle.db, orgId))) throw new CliError(`no organization ${orgId}`);
-        const m = await handle.db.transaction().execute(async (trx) => {
-          const membership = await upsertMembership(trx, orgId, user.id, role);
-          await publishChange(trx, { type: 'membership', id: orgId, user_id: user.id });
-          await recordAudit(trx, CLI_ACTOR, {
-            action: 'membership.set', targetType: 'user', targetId: user.id, organizationId: orgId, details: { role },
-          });
-          return membership;
+        const m = await changeMembership({ db: handle.db, clock: systemClock }, { kind: 'operator', audit: CLI_ACTOR }, orgId, user.id, role).catch(cliError);
+        print({ organization_id: m.organizationId, user_id: m.userId, role: m.role });
+      });
+    },
+  },
+  {
+    name: 'orgs invite',
+    usage: 'tessera orgs invite --org ORG_ID --user USER --role owner|maintainer|member',
+    summary: 'invite a user to an organization (a membership once they accept; orgs add-member adds directly)',
+    async run(argv) {
+      const { values } = flags(argv, { org: { type: 'string' }, user: { type: 'string' }, role: { type: 'string' } }, this.usage);
+      const orgId = required(values.org, 'org', this.usage);
+      const role = (values.role ?? 'member') as Role;
+      if (!ROLES.includes(role)) throw new CliError(`--role must be one of ${ROLES.join(', ')}`);
+      if (!UUID.test(orgId)) throw new CliError(`--org takes an organization id (uuid), got ${orgId}`);
+      await withRuntime(async ({ handle }) => {
+        const user = await resolveUser(handle.db, required(values.user, 'user', this.usage));
+        const inv = await inviteAsOperator({ db: handle.db, clock: systemClock }, CLI_ACTOR, orgId, user.id, role).catch(cliError);
+        print({
+          invitation: {
+            id: inv.id,
+            organization_id: inv.organization_id,
+            user_id: inv.user_id,
+            role: inv.role,
+            expires_at: inv.expires_at.toISOString(),
+          },
         });
-        print({ organization_id: m.organization_id, user_id: m.user_id, role: m.role });
       });
     },
   },

@@ -82,6 +82,22 @@ export async function updateSdkKey(
     .executeTakeFirstOrThrow();
 }
 
+/**
+ * Stamps `tokens_valid_after` on the user's keys whose tokens may carry `organizationId` as
+ * `org_id`: the keys bound to it, and the unbound keys (their tokens carried the owner's only
+ * organization at the time they were issued, which may have been this one). Returns their client_ids.
+ */
+export async function cutOffOrganizationKeys(db: Q, userId: string, organizationId: string, at: Date): Promise<string[]> {
+  const rows = await db
+    .updateTable('sdk_keys')
+    .set({ tokens_valid_after: at, updated_at: sql<Date>`now()` })
+    .where('user_id', '=', userId)
+    .where((eb) => eb.or([eb('organization_id', '=', organizationId), eb('organization_id', 'is', null)]))
+    .returning('client_id')
+    .execute();
+  return rows.map((r) => r.client_id);
+}
+
 export async function deleteSdkKey(db: Q, id: string): Promise<void> {
   await db.deleteFrom('sdk_keys').where('id', '=', id).execute();
 }
@@ -122,6 +138,8 @@ export interface SdkKeyAuthRow {
   user_status: UserStatus;
   /** The key's explicit organization, else the owner's only organization, else null. */
   organization_id: string | null;
+  /** False when the key is bound to an organization its owner is no longer a member of. */
+  organization_binding_valid: boolean;
 }
 
 /** What authenticating a client needs of its key and owner, for the keys `where` picks. */
@@ -142,6 +160,10 @@ function authRows(db: Q) {
       sql<string | null>`coalesce(k.organization_id, (
         select case when count(*) = 1 then min(m.organization_id::text)::uuid end
         from memberships m where m.user_id = k.user_id))`.as('organization_id'),
+      sql<boolean>`(k.organization_id is null or exists (
+        select 1 from memberships m where m.user_id = k.user_id and m.organization_id = k.organization_id))`.as(
+        'organization_binding_valid',
+      ),
     ]);
 }
 

@@ -164,7 +164,7 @@ export class AccessTokenVerifier {
     }
     if (revoked.has(payload.jti)) return fail('revoked');
     const client = await clients.get(payload.client_id);
-    if (!client || client.status !== 'enabled' || client.userStatus !== 'active') return fail('client');
+    if (!client || client.status !== 'enabled' || client.userStatus !== 'active' || !client.organizationBindingValid) return fail('client');
     if (payload.iat * 1000 < client.tokensValidAfterMs) return fail('revoked');
     const claims: AccessTokenClaims = {
       iss: payload.iss!,

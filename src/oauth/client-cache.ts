@@ -15,6 +15,8 @@ export interface ClientEntry {
   /** Epoch ms from which the key no longer exists for anyone (null: it does not expire). */
   expiresAtMs: number | null;
   organizationId: string | null;
+  /** False when the key is bound to an organization its owner has left: no token, none verified. */
+  organizationBindingValid: boolean;
 }
 
 export interface ClientCacheOptions {
@@ -45,8 +47,9 @@ interface Waiter {
 /**
  * In-memory SDK-key cache: a cached client is authenticated and its tokens verified without
  * touching Postgres. Unknown ids are cached too (as null), so guessing does not reach the
- * database twice. Entries are dropped by change events (`sdk_key` for a key, `user` for an owner),
- * and everything on a listener reset; a generation counter keeps a load that raced an
+ * database twice. Entries are dropped by change events (`sdk_key` for a key, `user` and
+ * `membership` for an owner: the organization a key acts in and whether its binding still holds
+ * are read with the entry), and everything on a listener reset; a generation counter keeps a load that raced an
  * invalidation from caching what it read before it.
  *
  * Misses are batched: the ids missed while the event loop handles one round of I/O are read with
@@ -188,5 +191,6 @@ function toEntry(row: SdkKeyAuthRow): ClientEntry {
     tokensValidAfterMs: row.tokens_valid_after ? row.tokens_valid_after.getTime() : 0,
     expiresAtMs: row.expires_at ? row.expires_at.getTime() : null,
     organizationId: row.organization_id,
+    organizationBindingValid: row.organization_binding_valid,
   };
 }

@@ -1,12 +1,21 @@
 import type { FastifyInstance } from 'fastify';
 import { requestActor } from '../auth/request-actor.js';
 import { recordAudit } from '../db/audit.repository.js';
+import { publishChange } from '../db/notifications.js';
 import { listMembers, listOrganizations } from '../db/organization-members.repository.js';
 import { createOrganization, findOrganization, upsertMembership } from '../db/organizations.repository.js';
 import { findUserById } from '../db/users.repository.js';
 import type { Role } from '../db/tables/identity.js';
 import { notFound } from '../errors/api-error.js';
 import { changeMembership, requireMembership, type MembershipActor } from '../organizations/members.service.js';
+import {
+  cancelInvitation,
+  myInvitations,
+  organizationInvitations,
+  putMember,
+  respondToInvitation,
+} from '../organizations/invitations.service.js';
+import type { InvitationView } from '../db/organization-invitations.repository.js';
 import { dateTimeSchema, errorResponses, nextAfterSchema, pageQuerySchema, uuidSchema } from './schemas.js';
 
 const roleSchema = { type: 'string', enum: ['owner', 'maintainer', 'member'] } as const;
@@ -50,15 +59,68 @@ const organization = {
   },
 } as const;
 
+const invitation = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'organization_id', 'organization_name', 'user_id', 'role', 'invited_by', 'created_at', 'expires_at'],
+  properties: {
+    id: uuidSchema,
+    organization_id: uuidSchema,
+    organization_name: { type: 'string' },
+    user_id: uuidSchema,
+    role: roleSchema,
+    invited_by: { anyOf: [uuidSchema, { type: 'null' }], description: 'The inviting user; null when an operator invited' },
+    created_at: dateTimeSchema,
+    expires_at: dateTimeSchema,
+  },
+} as const;
+
+const invitationCreated = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['invitation'],
+  properties: { invitation },
+} as const;
+
+const invitationList = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['invitations'],
+  properties: { invitations: { type: 'array', items: invitation } },
+} as const;
+
+function invitationBody(i: InvitationView) {
+  return {
+    id: i.id,
+    organization_id: i.organization_id,
+    organization_name: i.organization_name,
+    user_id: i.user_id,
+    role: i.role,
+    invited_by: i.invited_by,
+    created_at: i.created_at.toISOString(),
+    expires_at: i.expires_at.toISOString(),
+  };
+}
+
 const orgParams = { type: 'object', required: ['orgId'], properties: { orgId: uuidSchema } } as const;
 const memberParams = { type: 'object', required: ['orgId', 'userId'], properties: { orgId: uuidSchema, userId: uuidSchema } } as const;
+const invitationParams = {
+  type: 'object',
+  required: ['orgId', 'invitationId'],
+  properties: { orgId: uuidSchema, invitationId: uuidSchema },
+} as const;
+const myInvitationParams = { type: 'object', required: ['invitationId'], properties: { invitationId: uuidSchema } } as const;
 const roleBody = { type: 'object', additionalProperties: false, required: ['role'], properties: { role: roleSchema } } as const;
 
 const MATRIX =
-  'Owners may add members with any role, change any role and remove anyone. Maintainers may add users as member or ' +
+  'Owners may invite users with any role, change any role and remove anyone. Maintainers may invite users as member or ' +
   'maintainer, promote members to maintainer, remove members, and step down or leave themselves; they cannot grant ' +
   'owner or touch owners and other maintainers. Members may only leave. Refused changes answer 403; the last owner ' +
   'cannot be removed or demoted (409); non-members get 404.';
+
+const CONSENT =
+  'A user who is not a member is never added here: they get an invitation (202), which becomes a membership only when ' +
+  'they accept it (POST /api/users/me/invitations/{invitationId}/accept) within 7 days. Inviting again renews it.';
 
 async function membersOf(app: FastifyInstance, orgId: string) {
   const rows = await listMembers(app.db, orgId);
@@ -90,8 +152,10 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
     },
   );
 
-  const asUser = (request: Parameters<typeof requestActor>[0]): MembershipActor => ({
-    kind: 'user',
+
+  const deps = { db: app.db, clock: app.clock };
+  const asUserActor = (request: Parameters<typeof requestActor>[0]) => ({
+    kind: 'user' as const,
     userId: request.principal!.userId,
     audit: requestActor(request),
   });
@@ -102,16 +166,21 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageApi,
       schema: {
         tags: ['organizations'],
-        summary: 'Add a member or change a member\'s role (owners; maintainers within limits)',
-        description: MATRIX,
+        summary: 'Change a member\'s role, or invite a user (owners; maintainers within limits)',
+        description: `${CONSENT} ${MATRIX}`,
         params: memberParams,
         body: roleBody,
-        response: { 200: membership, 201: membership, ...errorResponses(400, 401, 403, 404, 409) },
+        response: {
+          200: membership,
+          202: { ...invitationCreated, description: 'Not a member: invited (a membership once the user accepts)' },
+          ...errorResponses(400, 401, 403, 404, 409),
+        },
       },
     },
     async (request, reply) => {
-      const c = await changeMembership(app.db, asUser(request), request.params.orgId, request.params.userId, request.body.role);
-      reply.code(c.previousRole === null ? 201 : 200);
+      const r = await putMember(deps, asUserActor(request), request.params.orgId, request.params.userId, request.body.role);
+      if (r.kind === 'invited') return reply.code(202).send({ invitation: invitationBody(r.invitation) });
+      const c = r.change;
       return { organization_id: c.organizationId, user_id: c.userId, role: c.role, previous_role: c.previousRole };
     },
   );
@@ -129,7 +198,93 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request, reply) => {
-      await changeMembership(app.db, asUser(request), request.params.orgId, request.params.userId, null);
+      await changeMembership(deps, asUserActor(request), request.params.orgId, request.params.userId, null);
+      return reply.code(204).send();
+    },
+  );
+
+  // --- invitations -------------------------------------------------------------------------
+  app.get<{ Params: { orgId: string } }>(
+    '/api/organizations/:orgId/invitations',
+    {
+      preHandler: api,
+      schema: {
+        tags: ['organizations'],
+        summary: 'The organization\'s pending invitations (owners and maintainers)',
+        description: 'Invitations not yet accepted, declined, cancelled or expired. Members get 403, non-members 404.',
+        params: orgParams,
+        response: { 200: invitationList, ...errorResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const rows = await organizationInvitations(deps, request.principal!.userId, request.params.orgId);
+      return { invitations: rows.map(invitationBody) };
+    },
+  );
+
+  app.delete<{ Params: { orgId: string; invitationId: string } }>(
+    '/api/organizations/:orgId/invitations/:invitationId',
+    {
+      preHandler: api,
+      schema: {
+        tags: ['organizations'],
+        summary: 'Cancel an invitation (owners; maintainers except invitations to become owner)',
+        params: invitationParams,
+        response: { 204: { type: 'null', description: 'Cancelled' }, ...errorResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      await cancelInvitation(deps, asUserActor(request), request.params.orgId, request.params.invitationId);
+      return reply.code(204).send();
+    },
+  );
+
+  app.get(
+    '/api/users/me/invitations',
+    {
+      preHandler: api,
+      schema: {
+        tags: ['organizations'],
+        summary: 'My pending invitations to organizations',
+        description: 'An invitation is not a membership: it grants nothing until accepted.',
+        response: { 200: invitationList, ...errorResponses(401, 403) },
+      },
+    },
+    async (request) => ({ invitations: (await myInvitations(deps, request.principal!.userId)).map(invitationBody) }),
+  );
+
+  app.post<{ Params: { invitationId: string } }>(
+    '/api/users/me/invitations/:invitationId/accept',
+    {
+      preHandler: api,
+      schema: {
+        tags: ['organizations'],
+        summary: 'Accept an invitation: become a member with its role',
+        description: 'An invitation that is not yours, has expired, or was declined or cancelled answers 404.',
+        params: myInvitationParams,
+        response: { 200: membership, ...errorResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const c = (await respondToInvitation(deps, requestActor(request), request.principal!.userId, request.params.invitationId, true))!;
+      return { organization_id: c.organizationId, user_id: c.userId, role: c.role, previous_role: c.previousRole };
+    },
+  );
+
+  app.post<{ Params: { invitationId: string } }>(
+    '/api/users/me/invitations/:invitationId/decline',
+    {
+      preHandler: api,
+      schema: {
+        tags: ['organizations'],
+        summary: 'Decline an invitation',
+        description: 'An invitation that is not yours, has expired, or was accepted or cancelled answers 404.',
+        params: myInvitationParams,
+        response: { 204: { type: 'null', description: 'Declined' }, ...errorResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      await respondToInvitation(deps, requestActor(request), request.principal!.userId, request.params.invitationId, false);
       return reply.code(204).send();
     },
   );
@@ -163,6 +318,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
           await recordAudit(trx, actor, {
             action: 'membership.set', targetType: 'user', targetId: ownerId, organizationId: o.id, details: { role: 'owner', previous_role: null, by: 'operator' },
           });
+          await publishChange(trx, { type: 'membership', id: o.id, user_id: ownerId });
         }
         return o;
       });
@@ -234,7 +390,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request, reply) => {
-      const c = await changeMembership(app.db, asOperator(request), request.params.orgId, request.params.userId, request.body.role);
+      const c = await changeMembership(deps, asOperator(request), request.params.orgId, request.params.userId, request.body.role);
       reply.code(c.previousRole === null ? 201 : 200);
       return { organization_id: c.organizationId, user_id: c.userId, role: c.role, previous_role: c.previousRole };
     },
@@ -252,7 +408,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request, reply) => {
-      await changeMembership(app.db, asOperator(request), request.params.orgId, request.params.userId, null);
+      await changeMembership(deps, asOperator(request), request.params.orgId, request.params.userId, null);
       return reply.code(204).send();
     },
   );

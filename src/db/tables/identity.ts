@@ -26,6 +26,17 @@ export interface MembershipsTable {
   created_at: Generated<Date>;
 }
 
+/** A pending invitation to join an organization (not a membership until accepted). */
+export interface OrganizationInvitationsTable {
+  id: Generated<string>;
+  organization_id: string;
+  user_id: string;
+  role: Role;
+  invited_by: string | null;
+  created_at: Generated<Date>;
+  expires_at: Timestamp;
+}
+
 export interface AuditEventsTable {
   id: Generated<number>;
   occurred_at: Generated<Date>;
@@ -45,5 +56,6 @@ export interface IdentityTables {
   users: UsersTable;
   organizations: OrganizationsTable;
   memberships: MembershipsTable;
+  organization_invitations: OrganizationInvitationsTable;
   audit_events: AuditEventsTable;
 }

@@ -1,4 +1,4 @@
-import { invalidTarget } from '../../errors/oauth-error.js';
+import { invalidTarget, unauthorizedClient } from '../../errors/oauth-error.js';
 import type { SigningKeyStore } from '../../keys/key-store.js';
 import { mintAccessToken } from '../access-token.js';
 import type { ClientEntry } from '../client-cache.js';
@@ -53,12 +53,25 @@ export function resolveAudience(params: ClientCredentialsParams, issuer: string,
   return target;
 }
 
+/**
+ * A key bound to an organization acts for it only while its owner is a member: otherwise the
+ * client authenticated but may not use this grant (RFC 6749 §5.2 `unauthorized_client`).
+ */
+export function requireValidOrganizationBinding(client: ClientEntry): void {
+  if (!client.organizationBindingValid) {
+    throw unauthorizedClient(
+      "this SDK key's organization binding is no longer valid: its owner is not a member of that organization",
+    );
+  }
+}
+
 /** RFC 6749 §4.4: a client that authenticated gets a token for itself. */
 export async function clientCredentialsGrant(
   params: ClientCredentialsParams,
   client: ClientEntry,
   deps: { keys: SigningKeyStore; issuer: string; allowedAudiences: ReadonlySet<string> | null; ttlSeconds: number; nowMs: number },
 ): Promise<TokenResponse> {
+  requireValidOrganizationBinding(client);
   const scopes = grantedScopes(params.scope, client.scopes);
   const audience = resolveAudience(params, deps.issuer, deps.allowedAudiences);
   const { token, claims } = await mintAccessToken(deps.keys, {
