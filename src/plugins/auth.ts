@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest, preHandlerAsyncHookHandler } from
 import fp from 'fastify-plugin';
 import { ApiError, insufficientScope, invalidToken, missingToken } from '../errors/api-error.js';
 import { hasScopes, type Principal } from '../auth/principal.js';
+import { markBearerGuard } from './contract.js';
 
 /**
  * One kind of bearer credential. The first authenticator whose `accepts` matches the token's
@@ -77,14 +78,14 @@ export const authPlugin = fp(
     });
 
     app.decorate('requireAuth', function requireAuth(...scopes: string[]): preHandlerAsyncHookHandler {
-      return async function authenticate(request) {
+      return markBearerGuard(async function authenticate(request) {
         const token = extractBearer(request);
         if (!token) throw missingToken();
         const principal = await app.resolveBearer(token, request);
         if (!principal) throw invalidToken();
         if (!hasScopes(principal, scopes)) throw insufficientScope(scopes);
         request.principal = principal;
-      };
+      } as preHandlerAsyncHookHandler, scopes);
     });
   },
   { name: 'tessera-auth' },

@@ -45,6 +45,7 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
       preHandler: app.requireAuth('api'),
       schema: {
         tags: ['self-service'],
+        operationId: 'createAccessToken',
         summary: 'Create an API token; the token is in this response only',
         description:
           'Scopes can only be those the calling credential holds (so `admin` needs a caller with `admin`). ' +
@@ -101,6 +102,7 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
       preHandler: app.requireAuth('api'),
       schema: {
         tags: ['self-service'],
+        operationId: 'listAccessTokens',
         summary: "The caller's live API tokens (never the secret)",
         security,
         response: {
@@ -126,6 +128,7 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
       preHandler: app.requireAuth('api'),
       schema: {
         tags: ['self-service'],
+        operationId: 'revokeAccessToken',
         summary: 'Revoke one of your API tokens, and end every session made from it',
         security,
         params: { type: 'object', additionalProperties: false, required: ['id'], properties: { id: uuidSchema } },

@@ -25,6 +25,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminListUsers',
         summary: 'List users, by id (page with `after` = the last id seen)',
         security,
         querystring: pageQuerySchema,
@@ -52,6 +53,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminCreateUser',
         summary: 'Create a user',
         security,
         body: {
@@ -84,6 +86,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminGetUser',
         summary: 'One user',
         security,
         params: idParams,
@@ -103,6 +106,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminSuspendUser',
         summary: "Suspend a user: every API token and session of theirs ends at once, on every instance",
         security,
         params: idParams,
@@ -123,6 +127,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminActivateUser',
         summary: 'Make a suspended user active again (their old tokens stay revoked)',
         security,
         params: idParams,

@@ -19,6 +19,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
       },
       schema: {
         tags: ['login'],
+        operationId: 'loginWithToken',
         summary: 'Exchange an API token for a temporary access token (a session)',
         description:
           'The returned `id` is accepted as `x-access-token` or `Authorization: Bearer` with the scopes of the API token, ' +
@@ -68,6 +69,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
     {
       schema: {
         tags: ['login'],
+        operationId: 'logout',
         summary: 'End the session whose token is sent (x-access-token or Bearer)',
         description:
           'Durable before the 204: from then on the token gets 401 on every endpoint of every instance. A second logout gets 401.',

@@ -77,6 +77,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['organizations'],
+        operationId: 'listOrganizationMembers',
         summary: 'List the organization\'s members and their roles (members)',
         params: orgParams,
         response: { 200: memberList, ...errorResponses(400, 401, 403, 404) },
@@ -100,6 +101,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['organizations'],
+        operationId: 'putOrganizationMember',
         summary: 'Add a member or change a member\'s role (owners; maintainers within limits)',
         description: MATRIX,
         params: memberParams,
@@ -120,6 +122,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['organizations'],
+        operationId: 'removeOrganizationMember',
         summary: 'Remove a member, or leave (owners; maintainers within limits; anyone for themselves)',
         description: MATRIX,
         params: memberParams,
@@ -139,6 +142,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminCreateOrganization',
         summary: 'Create an organization, optionally with its first owner',
         body: {
           type: 'object',
@@ -175,6 +179,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminListOrganizations',
         summary: 'List organizations (by id; page with ?after=<last id>)',
         querystring: pageQuerySchema,
         response: {
@@ -204,6 +209,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminGetOrganization',
         summary: 'An organization with its members',
         params: orgParams,
         response: { 200: organization, ...errorResponses(400, 401, 403, 404) },
@@ -225,6 +231,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminPutOrganizationMember',
         summary: 'Add a member or change a role (the last owner cannot be demoted: 409)',
         params: memberParams,
         body: roleBody,
@@ -244,6 +251,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminRemoveOrganizationMember',
         summary: 'Remove a member (the last owner cannot be removed: 409)',
         params: memberParams,
         response: { 204: { type: 'null', description: 'Removed' }, ...errorResponses(400, 401, 403, 404, 409) },

@@ -122,6 +122,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'listProviderTokens',
         summary: 'List your provider credentials (metadata only) and the configured providers',
         response: { 200: tokenList, ...errorResponses(401, 403) },
       },
@@ -135,6 +136,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'getProviderToken',
         summary: 'Metadata of your credential for one provider',
         params: { type: 'object', required: ['provider'], properties: { provider: providerParam } },
         response: { 200: tokenMetadata, ...errorResponses(400, 401, 403, 404) },
@@ -149,6 +151,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'putProviderToken',
         summary: 'Store (create or replace) your credential for a provider; the secret is write-only',
         params: { type: 'object', required: ['provider'], properties: { provider: providerParam } },
         body: putBody(registry),
@@ -172,6 +175,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'deleteProviderToken',
         summary: 'Delete your credential for a provider',
         params: { type: 'object', required: ['provider'], properties: { provider: providerParam } },
         response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 401, 403, 404) },
@@ -189,6 +193,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: app.requireAuth('quantum_tokens'),
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'resolveProviderToken',
         summary:
           'Run-time resolution (scope quantum_tokens): your own credential, else your organization\'s; returns the secret. ' +
           'Audited. 409 lists the organization ids when you belong to several and name none.',
@@ -234,6 +239,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'listOrganizationProviderTokens',
         summary: 'List the organization\'s provider credentials (metadata only; members)',
         params: orgParams,
         response: { 200: tokenList, ...errorResponses(400, 401, 403, 404) },
@@ -251,6 +257,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'getOrganizationProviderToken',
         summary: 'Metadata of the organization\'s credential for one provider (members)',
         params: orgProviderParams,
         response: { 200: tokenMetadata, ...errorResponses(400, 401, 403, 404) },
@@ -268,6 +275,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'putOrganizationProviderToken',
         summary: 'Store (create or replace) the organization\'s credential for a provider (owners and maintainers)',
         params: orgProviderParams,
         body: putBody(registry),
@@ -298,6 +306,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'deleteOrganizationProviderToken',
         summary: 'Delete the organization\'s credential for a provider (owners and maintainers)',
         params: orgProviderParams,
         response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 401, 403, 404) },

@@ -74,6 +74,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       preHandler: auth,
       schema: {
         tags: ['self-service'],
+        operationId: 'createSdkKey',
         summary: 'Create an SDK key (at most 2 per user); the client_secret is returned this once',
         security,
         body: {
@@ -119,6 +120,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       preHandler: auth,
       schema: {
         tags: ['self-service'],
+        operationId: 'listSdkKeys',
         summary: 'List your SDK keys (never their secrets)',
         security,
         response: {
@@ -136,6 +138,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       preHandler: auth,
       schema: {
         tags: ['self-service'],
+        operationId: 'getSdkKey',
         summary: 'One of your SDK keys',
         security,
         params,
@@ -155,6 +158,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       preHandler: auth,
       schema: {
         tags: ['self-service'],
+        operationId: 'updateSdkKey',
         summary: 'Rename, enable or disable an SDK key (disabling revokes every token it issued)',
         security,
         params,
@@ -184,6 +188,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       preHandler: auth,
       schema: {
         tags: ['self-service'],
+        operationId: 'deleteSdkKey',
         summary: 'Delete an SDK key (every token it issued stops working)',
         security,
         params,
