@@ -58,9 +58,11 @@ export const metricsPlugin = fp(
           operationId: 'getMetrics',
           summary: 'Prometheus metrics (text exposition format)',
           description: 'Open unless TESSERA_METRICS_TOKEN is set; then it wants `Authorization: Bearer <that token>`.',
-          produces: ['text/plain'],
           security: [{}, { metricsToken: [] }],
-          response: { 200: { type: 'string', description: 'Prometheus text format 0.0.4' }, ...errorResponses(401) },
+          response: {
+            200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } },
+            ...errorResponses(401),
+          },
         },
         preHandler: requireToken,
       },

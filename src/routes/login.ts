@@ -10,13 +10,6 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: { apiToken: string } }>(
     '/api/users/loginWithToken',
     {
-      // Fastify's validator coerces scalars (`1` -> `"1"`); a token that is not a JSON string is malformed.
-      preValidation: async (request) => {
-        const body = request.body as { apiToken?: unknown } | null;
-        if (body && typeof body === 'object' && 'apiToken' in body && typeof body.apiToken !== 'string') {
-          throw badRequest('invalid body: body/apiToken must be a string');
-        }
-      },
       schema: {
         tags: ['login'],
         operationId: 'loginWithToken',
