@@ -145,7 +145,7 @@ t.test('the contract rules run at registration: operationId required, security a
   });
   app.put('/guarded', { schema: { operationId: 'putGuarded', body: { type: 'object' } }, preHandler: guard }, async () => '');
   t.same(seen?.security, [{ bearer: [] }, { accessToken: [] }], 'security derived from the guard');
-  t.same(Object.keys(seen?.response as object), ['400', '401', '403', '413', '415', '429', '503'], 'implicit statuses added');
+  t.same(Object.keys(seen?.response as object), ['400', '401', '403', '413', '415', '429', '500', '503'], 'implicit statuses added');
   await app.close();
   await bare.close();
 });

@@ -52,12 +52,12 @@ export function routeFacts(route: RouteOptions, method: string): RouteFacts {
 }
 
 /**
- * The error statuses a route can answer without its handler deciding to: 503 everywhere (the
- * database is down, or the server is shutting down), 429 where the per-IP limit applies, 400/413/415
+ * The error statuses a route can answer without its handler deciding to: 500 and 503 everywhere
+ * (an unexpected failure; the database is down or the server is shutting down), 429 where the per-IP limit applies, 400/413/415
  * where a body is read, 400 where a schema validates input, 400/401/403 behind a bearer guard.
  */
 export function implicitErrorStatuses(facts: RouteFacts): number[] {
-  const out = new Set<number>([503]);
+  const out = new Set<number>([500, 503]);
   if (facts.rateLimited) out.add(429);
   if (BODY_METHODS.has(facts.method)) for (const s of [400, 413, 415]) out.add(s);
   if (facts.validates) out.add(400);
