@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import { AjvCompiler } from '@fastify/ajv-compiler';
 import rateLimit from '@fastify/rate-limit';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './clock.js';
@@ -8,7 +9,7 @@ import { ChangeListener } from './db/notifications.js';
 import { UsageStamps } from './db/usage-stamps.js';
 import { ApiError } from './errors/api-error.js';
 import { registerErrorHandling } from './errors/handler.js';
-import { registerFormParser } from './plugins/form.js';
+import { registerContractRules } from './plugins/contract.js';
 import { lazyChildLoggerFactory, loggerOptions } from './log.js';
 import { authPlugin } from './plugins/auth.js';
 import { openapiPlugin } from './plugins/openapi.js';
@@ -56,6 +57,11 @@ export interface AppDeps {
   logger?: boolean;
   /** Build routes and the contract only: start nothing that touches the database (npm run openapi). */
   contractOnly?: boolean;
+  /**
+   * Test harnesses only: called with every response before it is sent (the contract checker).
+   * Without it no hook is added.
+   */
+  inspectResponse?: (request: FastifyRequest, reply: FastifyReply, payload: unknown) => void;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -81,8 +87,28 @@ function clientErrorHandler(err: NodeJS.ErrnoException, socket: import('node:str
   const body = JSON.stringify({ error: 'invalid_request', error_description: description, message: description });
   socket.end(
     `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\n` +
+      'X-Content-Type-Options: nosniff\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
+}
+
+/**
+ * Request validators per HTTP part: bodies are JSON and validated as sent (no type coercion: `12345`
+ * is not a string, `"api"` is not an array); querystring, params and headers arrive as strings and
+ * are coerced to the schema's types (`?limit=10` is an integer).
+ */
+function partValidators() {
+  const factory = AjvCompiler();
+  type Build = ReturnType<typeof factory>;
+  type Options = Parameters<typeof factory>[1];
+  return (externalSchemas: Parameters<typeof factory>[0], options?: Options) => {
+    const coercing: Build = factory(externalSchemas, options);
+    const exact: Build = factory(externalSchemas, {
+      ...options,
+      customOptions: { ...options?.customOptions, coerceTypes: false },
+    } as Options);
+    return (route: Parameters<Build>[0]) => (route.httpPart === 'body' ? exact(route) : coercing(route));
+  };
 }
 
 /**
@@ -104,6 +130,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     },
     ajv: { customOptions: { removeAdditional: false, allErrors: false } },
+    schemaController: { compilersFactory: { buildValidator: partValidators() } },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     clientErrorHandler,
@@ -124,7 +151,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
-  registerFormParser(app, 16 * 1024);
+  // Every response, errors and 404s included: browsers must not sniff a JSON body into something else.
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+  });
+  if (deps.inspectResponse) {
+    const inspect = deps.inspectResponse;
+    app.addHook('onSend', async (request, reply, payload) => {
+      inspect(request, reply, payload);
+    });
+  }
+  // JSON only by default (the OAuth routes add the form parser in their own context): another media type is a 415.
+  app.removeContentTypeParser('text/plain');
+  registerContractRules(app);
   if (config.rateLimit.enabled) {
     await app.register(rateLimit, {
       global: true,

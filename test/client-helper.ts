@@ -24,10 +24,12 @@ export async function liveTessera(t: TeardownHost, env: Record<string, string> =
       const f = failing.get(path);
       if (f && f.n > 0) {
         f.n--;
+        // The body the route's own error format gives a 503 (as the error handler renders it).
+        const oauth = request.routeOptions.config?.errorFormat === 'oauth';
         return reply
           .code(503)
           .header('retry-after', f.retryAfter)
-          .send({ error: 'temporarily_unavailable', error_description: 'test outage' });
+          .send(oauth ? { error: 'temporarily_unavailable', error_description: 'test outage' } : { error: 'service_unavailable', message: 'test outage' });
       }
     });
   };

@@ -59,3 +59,93 @@ t.test('every tag an operation uses is declared with a description', async (t) =
     for (const m of METHODS) for (const tag of item[m]?.tags ?? []) t.ok(declared.get(tag), `${m} ${path}: tag ${tag} declared`);
   }
 });
+
+type Op = {
+  operationId?: string;
+  security?: Array<Record<string, string[]>>;
+  responses: Record<string, { content?: Record<string, { schema?: { required?: string[]; properties?: Record<string, unknown> } }> }>;
+};
+const operationsOf = () => {
+  const spec = parse(committed) as { paths: Record<string, Record<string, Op>> };
+  const ops = new Map<string, Op>();
+  for (const [path, item] of Object.entries(spec.paths)) for (const m of METHODS) if (item[m]) ops.set(`${m.toUpperCase()} ${path}`, item[m]);
+  return ops;
+};
+const specKey = (method: string, url: string) => `${method} ${url.replace(/:(\w+)/g, '{$1}')}`;
+
+t.test('every operation has a unique camelCase operationId', async (t) => {
+  const seen = new Map<string, string>();
+  for (const [key, op] of operationsOf()) {
+    t.match(op.operationId, /^[a-z][A-Za-z0-9]*$/, `${key} has a camelCase operationId`);
+    if (op.operationId) {
+      t.notOk(seen.has(op.operationId), `${key}: operationId ${op.operationId} is unique`);
+      seen.set(op.operationId, key);
+    }
+  }
+});
+
+t.test('security: a route with a bearer guard lists the bearer scheme; every operation declares security', async (t) => {
+  const { app, close } = await contractApp();
+  t.teardown(close);
+  const ops = operationsOf();
+  const routes = app.routeTable.filter((r) => !r.hidden);
+  t.ok(routes.some((r) => r.facts.guarded), 'some routes are guarded');
+  for (const r of routes) {
+    const op = ops.get(specKey(r.method, r.url));
+    if (!op) continue; // the route-table test reports it
+    t.ok(Array.isArray(op.security), `${r.method} ${r.url} declares security (an empty list when public)`);
+    if (r.facts.guarded) t.ok(op.security?.some((s) => 'bearer' in s), `${r.method} ${r.url} is guarded: security lists bearer`);
+  }
+});
+
+t.test('every operation documents the error statuses the shared machinery can answer for it, in its error format', async (t) => {
+  const { app, close } = await contractApp();
+  t.teardown(close);
+  const { implicitErrorStatuses } = await import('../src/plugins/contract.js');
+  const ops = operationsOf();
+  for (const r of app.routeTable.filter((x) => !x.hidden)) {
+    const op = ops.get(specKey(r.method, r.url));
+    if (!op) continue;
+    const missing = implicitErrorStatuses(r.facts).filter((s) => !op.responses[String(s)]);
+    t.same(missing, [], `${r.method} ${r.url} documents ${implicitErrorStatuses(r.facts).join(', ')}`);
+    for (const [status, res] of Object.entries(op.responses)) {
+      if (!/^[45]/.test(status)) continue;
+      const schema = res.content?.['application/json']?.schema;
+      t.ok(schema, `${r.method} ${r.url} ${status}: a JSON body`);
+      const props = Object.keys(schema?.properties ?? {});
+      if (!props.includes('error')) continue; // not an error body (the readiness report on /readyz 503)
+      if (r.errorFormat === 'oauth') t.same(props.sort(), ['error', 'error_description'], `${r.method} ${r.url} ${status}: RFC 6749 error body`);
+      else t.same(schema?.required, ['error', 'message'], `${r.method} ${r.url} ${status}: {error, message}`);
+    }
+  }
+});
+
+t.test('the contract rules run at registration: operationId required, security and statuses derived', async (t) => {
+  const Fastify = (await import('fastify')).default;
+  const { registerContractRules, markBearerGuard } = await import('../src/plugins/contract.js');
+  const guard = markBearerGuard(async () => undefined, ['api']);
+
+  const bare = Fastify();
+  registerContractRules(bare);
+  t.throws(() => bare.get('/x', { schema: { summary: 'x' } }, async () => ''), /operationId/, 'no operationId: registration throws');
+  t.throws(
+    () => bare.get('/y', { schema: { operationId: 'getY', security: [{ clientBasic: [] }] }, preHandler: guard }, async () => ''),
+    /bearer/,
+    'a guarded route whose security omits bearer: registration throws',
+  );
+  bare.get('/z', { schema: { operationId: 'getZ' } }, async () => '');
+  t.throws(() => bare.post('/z', { schema: { operationId: 'getZ' } }, async () => ''), /already used/, 'duplicate operationId throws');
+  bare.get('/hidden', { schema: { hide: true } }, async () => '');
+
+  let seen: Record<string, unknown> | undefined;
+  const app = Fastify();
+  registerContractRules(app);
+  app.addHook('onRoute', (r) => {
+    if (r.url === '/guarded' && r.method === 'PUT') seen = r.schema as Record<string, unknown>;
+  });
+  app.put('/guarded', { schema: { operationId: 'putGuarded', body: { type: 'object' } }, preHandler: guard }, async () => '');
+  t.same(seen?.security, [{ bearer: [] }, { accessToken: [] }], 'security derived from the guard');
+  t.same(Object.keys(seen?.response as object), ['400', '401', '403', '413', '415', '429', '500', '503'], 'implicit statuses added');
+  await app.close();
+  await bare.close();
+});

@@ -46,6 +46,20 @@ const prepare = async (c: Ctx, method: string, url: string, payload?: unknown) =
 };
 let seq = 0;
 
+/** An invitation for the caller's user to another organization, sent by that organization's owner. */
+async function invitationForCaller(c: Ctx): Promise<string> {
+  const owner = await c.h.user();
+  const other = await c.h.org(undefined, [[owner, 'owner']]);
+  const res = await c.h.inject({
+    method: 'PUT',
+    url: `/api/organizations/${other.id}/members/${c.u.id}`,
+    headers: bearer(await c.h.apiToken(owner, ['api'])),
+    payload: { role: 'member' },
+  });
+  if (res.statusCode !== 202) throw new Error(`invite: ${res.statusCode} ${res.body}`);
+  return res.json().invitation.id;
+}
+
 const MATRIX: Record<string, Case> = {
   'POST /api/access-tokens': { kind: 'self-service', ok: 201, send: (c) => req(c, 'POST', '/api/access-tokens', { name: 'x', scopes: ['api'] }) },
   'DELETE /api/access-tokens/:id': {
@@ -95,15 +109,34 @@ const MATRIX: Record<string, Case> = {
       return req(c, 'DELETE', `/api/organizations/${c.org.id}/provider-tokens/ionq`);
     },
   },
+  // A non-member is invited (202), never added.
   'PUT /api/organizations/:orgId/members/:userId': {
     kind: 'self-service',
-    ok: 201,
+    ok: 202,
     send: (c) => req(c, 'PUT', `/api/organizations/${c.org.id}/members/${c.outsider.id}`, { role: 'member' }),
   },
   'DELETE /api/organizations/:orgId/members/:userId': {
     kind: 'self-service',
     ok: 204,
     send: (c) => req(c, 'DELETE', `/api/organizations/${c.org.id}/members/${c.member.id}`),
+  },
+  'DELETE /api/organizations/:orgId/invitations/:invitationId': {
+    kind: 'self-service',
+    ok: 204,
+    send: async (c) => {
+      const inv = (await prepare(c, 'PUT', `/api/organizations/${c.org.id}/members/${c.outsider.id}`, { role: 'member' })).json();
+      return req(c, 'DELETE', `/api/organizations/${c.org.id}/invitations/${inv.invitation.id}`);
+    },
+  },
+  'POST /api/users/me/invitations/:invitationId/accept': {
+    kind: 'self-service',
+    ok: 200,
+    send: async (c) => req(c, 'POST', `/api/users/me/invitations/${await invitationForCaller(c)}/accept`),
+  },
+  'POST /api/users/me/invitations/:invitationId/decline': {
+    kind: 'self-service',
+    ok: 204,
+    send: async (c) => req(c, 'POST', `/api/users/me/invitations/${await invitationForCaller(c)}/decline`),
   },
   'POST /admin/users': {
     kind: 'operator',

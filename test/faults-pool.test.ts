@@ -9,7 +9,7 @@ import { createDb } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { createUser } from '../src/db/users.repository.js';
 import { issueApiToken } from '../src/auth/api-tokens.service.js';
-import { freshDatabase, testConfig } from './helper.js';
+import { contractValidator, freshDatabase, testConfig } from './helper.js';
 import { basic } from './oauth-helper.js';
 
 t.test('a pool held by slow queries: fast 503s, responsive event loop, /healthz answers, recovery', async (t) => {
@@ -18,7 +18,8 @@ t.test('a pool held by slow queries: fast 503s, responsive event loop, /healthz 
   t.equal(config.dbPoolMax, 2);
   const handle = createDb({ connectionString, max: config.dbPoolMax, connectionTimeoutMillis: config.dbConnectTimeoutMs });
   await migrateToLatest(handle.db);
-  const app = await buildApp({ config, db: handle.db, connectionString, logger: false });
+  const validator = contractValidator(t);
+  const app = await buildApp({ config, db: handle.db, connectionString, logger: false, inspectResponse: validator.inspect });
   t.teardown(async () => {
     await app.close();
     await handle.close();

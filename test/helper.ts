@@ -13,6 +13,7 @@ import { createOrganization, upsertMembership, type Organization } from '../src/
 import { issueApiToken } from '../src/auth/api-tokens.service.js';
 import type { Role } from '../src/db/tables/identity.js';
 import type { Clock } from '../src/clock.js';
+import { ContractValidator } from './contract-validator.js';
 
 /** The subset of tap's Test the harness needs (teardown). */
 export interface TeardownHost {
@@ -80,6 +81,8 @@ export interface Harness {
   db: DbHandle['db'];
   connectionString: string;
   clock: TestClock;
+  /** Checks every response of the harness's apps against openapi.yaml (asserted clean at teardown). */
+  validator: ContractValidator;
   /** Another instance on the same database (its own pool, listener and caches). */
   instance(opts?: { clock?: Clock; env?: Record<string, string> }): Promise<FastifyInstance>;
   inject(opts: InjectOptions): Promise<LightMyRequestResponse>;
@@ -87,6 +90,16 @@ export interface Harness {
   org(name?: string, members?: Array<[User, Role]>): Promise<Organization>;
   /** An API token for the user with the given scopes (default `api`). */
   apiToken(user: User, scopes?: string[]): Promise<string>;
+}
+
+/**
+ * A response checker for apps a test builds (`buildApp({ inspectResponse: v.inspect })`): at teardown,
+ * after the apps close, the test fails listing every response that did not match openapi.yaml.
+ */
+export function contractValidator(t: TeardownHost): ContractValidator {
+  const validator = new ContractValidator();
+  t.teardown(() => validator.assertClean());
+  return validator;
 }
 
 /** The database handle (pool) each harness instance runs on. */
@@ -107,12 +120,14 @@ export async function harness(
   const clock = opts.clock ?? new TestClock();
   const apps: FastifyInstance[] = [];
   const handles: DbHandle[] = [handle];
+  const validator = new ContractValidator();
   t.teardown(async () => {
     for (const a of apps.reverse()) await a.close();
     for (const h of handles) await h.close();
+    validator.assertClean();
   });
   const build = async (c: Config, h: DbHandle, clk: Clock) => {
-    const a = await buildApp({ config: c, db: h.db, connectionString, clock: clk, logger: false });
+    const a = await buildApp({ config: c, db: h.db, connectionString, clock: clk, logger: false, inspectResponse: validator.inspect });
     handleOf.set(a, h);
     // Extra routes a test probes the shared machinery with (error handling, auth).
     opts.routes?.(a);
@@ -129,6 +144,7 @@ export async function harness(
     db: handle.db,
     connectionString,
     clock,
+    validator,
     async instance(o = {}) {
       const other = createDb({ connectionString, max: 10 });
       handles.push(other);

@@ -369,7 +369,14 @@ t.test('rewrap moves rows to the new master key; they still resolve; a second ru
   // A server configured with the new key only resolves the rewrapped rows.
   const { buildApp } = await import('../src/app.js');
   const newConfig = Object.freeze({ ...testConfig(h.connectionString), masterKey: newKey, pepper: h.config.pepper, previousMasterKeys: [] });
-  const app3 = await buildApp({ config: newConfig, db: h.db, connectionString: h.connectionString, clock: h.clock, logger: false });
+  const app3 = await buildApp({
+    config: newConfig,
+    db: h.db,
+    connectionString: h.connectionString,
+    clock: h.clock,
+    logger: false,
+    inspectResponse: h.validator.inspect,
+  });
   t.teardown(() => app3.close());
   await app3.ready();
   const res = await app3.inject({ method: 'GET', url: '/api/provider-tokens/ionq/resolve', headers: bearer(aliceToken) });

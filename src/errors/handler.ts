@@ -2,11 +2,22 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import FindMyWay, { type HTTPMethod } from 'find-my-way';
 import { ApiError, type ApiErrorCode } from './api-error.js';
 import { OAuthError, type OAuthErrorCode } from './oauth-error.js';
+import { routeFacts, type RouteFacts } from '../plugins/contract.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Every route registered, for the contract test: method, URL pattern, hidden from the contract or not. */
-    routeTable: Array<{ method: string; url: string; hidden: boolean }>;
+    /**
+     * Every route registered, for the contract tests: method, URL pattern, hidden from the contract
+     * or not, its schema, error format and what the shared machinery does to it.
+     */
+    routeTable: Array<{
+      method: string;
+      url: string;
+      hidden: boolean;
+      schema: Record<string, unknown>;
+      errorFormat: 'oauth' | 'api';
+      facts: RouteFacts;
+    }>;
   }
   interface FastifyContextConfig {
     /** Which error body the route answers with: RFC 6749 §5.2 (`oauth`) or the API's (`api`, the default). */
@@ -145,7 +156,15 @@ export function registerErrorHandling(app: FastifyInstance): void {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const m of methods) {
       if (m === 'HEAD' || m === 'OPTIONS') continue;
-      table.push({ method: m, url: route.url, hidden: (route.schema as { hide?: boolean } | undefined)?.hide === true });
+      const schema = (route.schema ?? {}) as Record<string, unknown>;
+      table.push({
+        method: m,
+        url: route.url,
+        hidden: schema.hide === true,
+        schema,
+        errorFormat: (route.config as { errorFormat?: string } | undefined)?.errorFormat === 'oauth' ? 'oauth' : 'api',
+        facts: routeFacts(route, m),
+      });
       let set = allowed.get(route.url);
       if (!set) {
         set = new Set();

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest, preHandlerAsyncHookHandler } from
 import fp from 'fastify-plugin';
 import { ApiError, insufficientScope, invalidToken, missingToken, sdkKeyTokenCannotManage } from '../errors/api-error.js';
 import { hasScopes, type Principal } from '../auth/principal.js';
+import { markBearerGuard } from './contract.js';
 
 /**
  * One kind of bearer credential. The first authenticator whose `accepts` matches the token's
@@ -94,15 +95,15 @@ export const authPlugin = fp(
     };
 
     app.decorate('requireAuth', function requireAuth(...scopes: string[]): preHandlerAsyncHookHandler {
-      return async function authenticate(request) {
+      return markBearerGuard(async function authenticate(request) {
         await authenticateBearer(request, scopes, false);
-      };
+      } as preHandlerAsyncHookHandler, scopes);
     });
 
     app.decorate('requireCredentialManager', function requireCredentialManager(...scopes: string[]): preHandlerAsyncHookHandler {
-      return async function authenticateCredentialManager(request) {
+      return markBearerGuard(async function authenticateCredentialManager(request) {
         await authenticateBearer(request, scopes, true);
-      };
+      } as preHandlerAsyncHookHandler, scopes);
     });
   },
   { name: 'tessera-auth' },

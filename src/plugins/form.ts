@@ -36,7 +36,7 @@ function decodeComponent(s: string): string {
   }
 }
 
-/** Registers the strict form parser for every route (OAuth endpoints read forms only). */
+/** Registers the strict form parser in `app`'s context: register it only where routes read forms (the OAuth endpoints). */
 export function registerFormParser(app: FastifyInstance, bodyLimit: number): void {
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit }, (_request, body, done) => {
     try {

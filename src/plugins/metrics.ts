@@ -55,10 +55,14 @@ export const metricsPlugin = fp(
         config: { rateLimit: false },
         schema: {
           tags: ['operations'],
+          operationId: 'getMetrics',
           summary: 'Prometheus metrics (text exposition format)',
           description: 'Open unless TESSERA_METRICS_TOKEN is set; then it wants `Authorization: Bearer <that token>`.',
-          produces: ['text/plain'],
-          response: { 200: { type: 'string', description: 'Prometheus text format 0.0.4' }, ...errorResponses(401) },
+          security: [{}, { metricsToken: [] }],
+          response: {
+            200: { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } },
+            ...errorResponses(401),
+          },
         },
         preHandler: requireToken,
       },

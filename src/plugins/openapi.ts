@@ -13,6 +13,7 @@ declare module 'fastify' {
 export const OPENAPI_INFO = {
   title: 'Tessera',
   version: '0.1.0',
+  license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
   description:
     'OAuth 2.0 token server for quantum-cloud platforms: SDK keys and the client_credentials grant, ' +
     'API tokens and token login, provider access tokens, signing keys and gateway verification.',
@@ -49,6 +50,7 @@ export const openapiPlugin = fp(
             },
             accessToken: { type: 'apiKey', in: 'header', name: 'x-access-token', description: 'Session token from loginWithToken' },
             clientBasic: { type: 'http', scheme: 'basic', description: 'client_secret_basic (RFC 6749 §2.3.1)' },
+            metricsToken: { type: 'http', scheme: 'bearer', description: 'TESSERA_METRICS_TOKEN, when the operator sets one' },
           },
         },
       },

@@ -44,6 +44,7 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
       preHandler: app.requireCredentialManager('api'),
       schema: {
         tags: ['self-service'],
+        operationId: 'createAccessToken',
         summary: 'Create an API token; the token is in this response only',
         description:
           'Scopes can only be those the calling credential holds (so `admin` needs a caller with `admin`). ' +
@@ -97,6 +98,7 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
       preHandler: app.requireAuth('api'),
       schema: {
         tags: ['self-service'],
+        operationId: 'listAccessTokens',
         summary: "The caller's live API tokens (never the secret)",
         security,
         response: {
@@ -122,6 +124,7 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
       preHandler: app.requireCredentialManager('api'),
       schema: {
         tags: ['self-service'],
+        operationId: 'revokeAccessToken',
         summary: 'Revoke one of your API tokens, every API token and SDK key created from it, and every session made from them',
         security,
         params: { type: 'object', additionalProperties: false, required: ['id'], properties: { id: uuidSchema } },

@@ -26,6 +26,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminListUsers',
         summary: 'List users, by id (page with `after` = the last id seen)',
         security,
         querystring: pageQuerySchema,
@@ -53,6 +54,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminCreateUser',
         summary: 'Create a user',
         security,
         body: {
@@ -85,6 +87,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminGetUser',
         summary: 'One user',
         security,
         params: idParams,
@@ -104,6 +107,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminSuspendUser',
         summary:
           'Suspend a user: every API token and session of theirs ends and every SDK key is disabled, at once, on every ' +
           'instance; every token issued before stays refused for good, even after activation',
@@ -128,6 +132,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminActivateUser',
         summary: 'Make a suspended user active again (nothing comes back: tokens stay revoked, SDK keys disabled)',
         security,
         params: idParams,

@@ -6,10 +6,10 @@ import { parseScopeString } from '../auth/scopes.js';
 import { errorResponses } from './schemas.js';
 
 const identityHeaders = {
-  'X-Tessera-Subject': { schema: { type: 'string' }, description: 'The user the credential acts for (uuid)' },
-  'X-Tessera-Client-Id': { schema: { type: 'string' }, description: 'The SDK key client_id, for JWT access tokens; empty otherwise' },
-  'X-Tessera-Scopes': { schema: { type: 'string' }, description: 'Granted scopes, space-separated' },
-  'X-Tessera-Org-Id': { schema: { type: 'string' }, description: 'The organization the token is bound to; empty when none' },
+  'X-Tessera-Subject': { type: 'string', description: 'The user the credential acts for (uuid)' },
+  'X-Tessera-Client-Id': { type: 'string', description: 'The SDK key client_id, for JWT access tokens; empty otherwise' },
+  'X-Tessera-Scopes': { type: 'string', description: 'Granted scopes, space-separated' },
+  'X-Tessera-Org-Id': { type: 'string', description: 'The organization the token is bound to; empty when none' },
 } as const;
 
 /**
@@ -23,6 +23,7 @@ export async function gatewayRoutes(app: FastifyInstance): Promise<void> {
     {
       schema: {
         tags: ['gateway'],
+        operationId: 'verifyGatewayRequest',
         summary: 'Verify the bearer credential of a proxied request (Authorization or x-access-token)',
         description:
           'Reads `Authorization: Bearer` or `x-access-token`. With `TESSERA_TRUST_PROXY` set, `X-Forwarded-For` gives the client ' +

@@ -10,15 +10,9 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Body: { apiToken: string } }>(
     '/api/users/loginWithToken',
     {
-      // Fastify's validator coerces scalars (`1` -> `"1"`); a token that is not a JSON string is malformed.
-      preValidation: async (request) => {
-        const body = request.body as { apiToken?: unknown } | null;
-        if (body && typeof body === 'object' && 'apiToken' in body && typeof body.apiToken !== 'string') {
-          throw badRequest('invalid body: body/apiToken must be a string');
-        }
-      },
       schema: {
         tags: ['login'],
+        operationId: 'loginWithToken',
         summary: 'Exchange an API token for a temporary access token (a session)',
         description:
           'The returned `id` is accepted as `x-access-token` or `Authorization: Bearer` with the scopes of the API token, ' +
@@ -68,6 +62,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
     {
       schema: {
         tags: ['login'],
+        operationId: 'logout',
         summary: 'End the session whose token is sent (x-access-token or Bearer)',
         description:
           'Durable before the 204: from then on the token gets 401 on every endpoint of every instance. A second logout gets 401.',

@@ -49,6 +49,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
       config: { rateLimit: false },
       schema: {
         tags: ['operations'],
+        operationId: 'getLiveness',
         summary: 'Liveness: the process answers (no dependency is checked)',
         response: { 200: statusBody },
       },
@@ -62,6 +63,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
       config: { rateLimit: false },
       schema: {
         tags: ['operations'],
+        operationId: 'getReadiness',
         summary: 'Readiness: database reachable, migrations current, and every feature check passing',
         response: { 200: statusBody, 503: statusBody },
       },
@@ -94,9 +96,9 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
     {
       schema: {
         tags: ['operations'],
+        operationId: 'getOpenApiDocument',
         summary: 'This contract (OpenAPI 3.1, YAML)',
-        produces: ['application/yaml'],
-        response: { 200: { type: 'string', description: 'OpenAPI document' } },
+        response: { 200: { description: 'OpenAPI document', content: { 'application/yaml': { schema: { type: 'string' } } } } },
       },
     },
     async (_request, reply) => reply.type('application/yaml; charset=utf-8').send(app.openapiYaml()),
@@ -107,6 +109,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
     {
       schema: {
         tags: ['operations'],
+        operationId: 'getApiReference',
         summary: 'Rendered API reference (redirects to the Swagger UI served under /docs/ui/)',
         response: { 302: { type: 'null', description: 'Redirect to /docs/ui/' } },
       },

@@ -141,6 +141,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['organizations'],
+        operationId: 'listOrganizationMembers',
         summary: 'List the organization\'s members and their roles (members)',
         params: orgParams,
         response: { 200: memberList, ...errorResponses(400, 401, 403, 404) },
@@ -166,6 +167,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageApi,
       schema: {
         tags: ['organizations'],
+        operationId: 'putOrganizationMember',
         summary: 'Change a member\'s role, or invite a user (owners; maintainers within limits)',
         description: `${CONSENT} ${MATRIX}`,
         params: memberParams,
@@ -191,6 +193,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageApi,
       schema: {
         tags: ['organizations'],
+        operationId: 'removeOrganizationMember',
         summary: 'Remove a member, or leave (owners; maintainers within limits; anyone for themselves)',
         description: MATRIX,
         params: memberParams,
@@ -210,6 +213,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['organizations'],
+        operationId: 'listOrganizationInvitations',
         summary: 'The organization\'s pending invitations (owners and maintainers)',
         description: 'Invitations not yet accepted, declined, cancelled or expired. Members get 403, non-members 404.',
         params: orgParams,
@@ -225,9 +229,10 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   app.delete<{ Params: { orgId: string; invitationId: string } }>(
     '/api/organizations/:orgId/invitations/:invitationId',
     {
-      preHandler: api,
+      preHandler: manageApi,
       schema: {
         tags: ['organizations'],
+        operationId: 'cancelOrganizationInvitation',
         summary: 'Cancel an invitation (owners; maintainers except invitations to become owner)',
         params: invitationParams,
         response: { 204: { type: 'null', description: 'Cancelled' }, ...errorResponses(400, 401, 403, 404) },
@@ -245,6 +250,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['organizations'],
+        operationId: 'listMyInvitations',
         summary: 'My pending invitations to organizations',
         description: 'An invitation is not a membership: it grants nothing until accepted.',
         response: { 200: invitationList, ...errorResponses(401, 403) },
@@ -256,9 +262,10 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Params: { invitationId: string } }>(
     '/api/users/me/invitations/:invitationId/accept',
     {
-      preHandler: api,
+      preHandler: manageApi,
       schema: {
         tags: ['organizations'],
+        operationId: 'acceptInvitation',
         summary: 'Accept an invitation: become a member with its role',
         description: 'An invitation that is not yours, has expired, or was declined or cancelled answers 404.',
         params: myInvitationParams,
@@ -274,9 +281,10 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Params: { invitationId: string } }>(
     '/api/users/me/invitations/:invitationId/decline',
     {
-      preHandler: api,
+      preHandler: manageApi,
       schema: {
         tags: ['organizations'],
+        operationId: 'declineInvitation',
         summary: 'Decline an invitation',
         description: 'An invitation that is not yours, has expired, or was accepted or cancelled answers 404.',
         params: myInvitationParams,
@@ -296,6 +304,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminCreateOrganization',
         summary: 'Create an organization, optionally with its first owner',
         body: {
           type: 'object',
@@ -333,6 +342,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminListOrganizations',
         summary: 'List organizations (by id; page with ?after=<last id>)',
         querystring: pageQuerySchema,
         response: {
@@ -362,6 +372,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminGetOrganization',
         summary: 'An organization with its members',
         params: orgParams,
         response: { 200: organization, ...errorResponses(400, 401, 403, 404) },
@@ -383,6 +394,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminPutOrganizationMember',
         summary: 'Add a member or change a role (the last owner cannot be demoted: 409)',
         params: memberParams,
         body: roleBody,
@@ -402,6 +414,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
+        operationId: 'adminRemoveOrganizationMember',
         summary: 'Remove a member (the last owner cannot be removed: 409)',
         params: memberParams,
         response: { 204: { type: 'null', description: 'Removed' }, ...errorResponses(400, 401, 403, 404, 409) },

@@ -123,6 +123,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'listProviderTokens',
         summary: 'List your provider credentials (metadata only) and the configured providers',
         response: { 200: tokenList, ...errorResponses(401, 403) },
       },
@@ -136,6 +137,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'getProviderToken',
         summary: 'Metadata of your credential for one provider',
         params: { type: 'object', required: ['provider'], properties: { provider: providerParam } },
         response: { 200: tokenMetadata, ...errorResponses(400, 401, 403, 404) },
@@ -150,6 +152,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageApi,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'putProviderToken',
         summary: 'Store (create or replace) your credential for a provider; the secret is write-only',
         params: { type: 'object', required: ['provider'], properties: { provider: providerParam } },
         body: putBody(registry),
@@ -173,6 +176,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageApi,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'deleteProviderToken',
         summary: 'Delete your credential for a provider',
         params: { type: 'object', required: ['provider'], properties: { provider: providerParam } },
         response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 401, 403, 404) },
@@ -190,6 +194,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: app.requireAuth('quantum_tokens'),
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'resolveProviderToken',
         summary:
           'Run-time resolution (scope quantum_tokens): your own credential, else your organization\'s; returns the secret. ' +
           'Audited. 409 lists the organization ids when you belong to several and name none.',
@@ -235,6 +240,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'listOrganizationProviderTokens',
         summary: 'List the organization\'s provider credentials (metadata only; members)',
         params: orgParams,
         response: { 200: tokenList, ...errorResponses(400, 401, 403, 404) },
@@ -252,6 +258,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: api,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'getOrganizationProviderToken',
         summary: 'Metadata of the organization\'s credential for one provider (members)',
         params: orgProviderParams,
         response: { 200: tokenMetadata, ...errorResponses(400, 401, 403, 404) },
@@ -269,6 +276,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageApi,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'putOrganizationProviderToken',
         summary: 'Store (create or replace) the organization\'s credential for a provider (owners and maintainers)',
         params: orgProviderParams,
         body: putBody(registry),
@@ -299,6 +307,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageApi,
       schema: {
         tags: ['provider-tokens'],
+        operationId: 'deleteOrganizationProviderToken',
         summary: 'Delete the organization\'s credential for a provider (owners and maintainers)',
         params: orgProviderParams,
         response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 401, 403, 404) },

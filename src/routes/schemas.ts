@@ -31,7 +31,8 @@ const DESCRIPTIONS: Record<number, string> = {
   413: 'Body too large',
   415: 'Unsupported content type',
   429: 'Rate limit exceeded (see Retry-After)',
-  503: 'A dependency is unavailable; retry',
+  500: 'Internal error (details are logged, never sent; x-request-id names the request)',
+  503: 'The database is unavailable or the server is shutting down; retry',
 };
 
 /** Response schemas for the error statuses a route can answer, API-shaped. */

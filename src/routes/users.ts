@@ -31,6 +31,7 @@ export async function usersRoutes(app: FastifyInstance): Promise<void> {
       preHandler: app.requireAuth('api'),
       schema: {
         tags: ['self-service'],
+        operationId: 'getMe',
         summary: 'The caller: user and the credential in use',
         security,
         response: {
@@ -77,6 +78,7 @@ export async function usersRoutes(app: FastifyInstance): Promise<void> {
       preHandler: app.requireAuth('api'),
       schema: {
         tags: ['self-service'],
+        operationId: 'listMyOrganizations',
         summary: "The caller's organizations with the caller's role in each",
         security,
         response: {

@@ -74,6 +74,7 @@ export async function wellKnownRoutes(app: FastifyInstance): Promise<void> {
     {
       schema: {
         tags: ['discovery'],
+        operationId: 'getOAuthServerMetadata',
         summary: 'Authorization server metadata (RFC 8414)',
         response: { 200: metadataSchema, ...errorResponses(429) },
       },
@@ -93,6 +94,7 @@ export async function wellKnownRoutes(app: FastifyInstance): Promise<void> {
     {
       schema: {
         tags: ['discovery'],
+        operationId: 'getJwks',
         summary: 'Public signing keys (RFC 7517 JWK Set): every key that signs, will sign, or signed unexpired tokens',
         response: {
           200: {

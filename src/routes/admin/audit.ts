@@ -29,6 +29,7 @@ export async function adminAuditRoutes(app: FastifyInstance): Promise<void> {
       preHandler: app.requireAuth('admin'),
       schema: {
         tags: ['admin'],
+        operationId: 'listAuditEvents',
         summary: 'Audit events, newest first (page with `before` = the last id seen)',
         security: [{ bearer: [] }],
         querystring: {

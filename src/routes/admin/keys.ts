@@ -44,6 +44,7 @@ export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
       preHandler: admin,
       schema: {
         tags: ['admin'],
+        operationId: 'listSigningKeys',
         summary: 'Signing keys in every state, oldest first, with the rotation schedule',
         security,
         response: {
@@ -97,6 +98,7 @@ export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
+        operationId: 'rotateSigningKey',
         summary: 'Rotate the signing key: pre-publish a new key (default) or switch at once (`immediate`)',
         description:
           'Without `immediate` a new `next` key is published now and starts signing after the pre-publication window ' +
@@ -142,6 +144,7 @@ export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
+        operationId: 'revokeSigningKey',
         summary: 'Revoke a signing key (emergency): unpublished at once, every token it signed rejected',
         description:
           'When the key was the active one, a waiting `next` key (else a new key) signs from the same transaction on, ' +

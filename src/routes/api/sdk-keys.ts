@@ -80,6 +80,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manage,
       schema: {
         tags: ['self-service'],
+        operationId: 'createSdkKey',
         summary: 'Create an SDK key (at most 2 per user); the client_secret is returned this once',
         description:
           'The key is a child of the API token the caller acts for (its own, or the one its session came from): its scopes ' +
@@ -128,6 +129,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       preHandler: auth,
       schema: {
         tags: ['self-service'],
+        operationId: 'listSdkKeys',
         summary: 'List your SDK keys (never their secrets)',
         security,
         response: {
@@ -145,6 +147,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       preHandler: auth,
       schema: {
         tags: ['self-service'],
+        operationId: 'getSdkKey',
         summary: 'One of your SDK keys',
         security,
         params,
@@ -164,6 +167,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manage,
       schema: {
         tags: ['self-service'],
+        operationId: 'updateSdkKey',
         summary: 'Rename, enable or disable an SDK key (disabling revokes every token it issued)',
         security,
         params,
@@ -193,6 +197,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       preHandler: manage,
       schema: {
         tags: ['self-service'],
+        operationId: 'deleteSdkKey',
         summary: 'Delete an SDK key (every token it issued stops working)',
         security,
         params,

@@ -1,11 +1,13 @@
 import type { FastifyInstance } from 'fastify';
-import { oauthRouteContext } from './common.js';
+import { registerFormParser } from '../../plugins/form.js';
+import { OAUTH_BODY_LIMIT, oauthRouteContext } from './common.js';
 import { introspectRoute } from './introspect.js';
 import { revokeRoute } from './revoke.js';
 import { tokenRoute } from './token.js';
 
-/** /oauth/token, /oauth/introspect, /oauth/revoke. */
+/** /oauth/token, /oauth/introspect, /oauth/revoke: the only routes that read form bodies (in this context only). */
 export async function oauthRoutes(app: FastifyInstance): Promise<void> {
+  registerFormParser(app, OAUTH_BODY_LIMIT);
   const ctx = oauthRouteContext(app);
   await tokenRoute(app, ctx);
   await introspectRoute(app, ctx);

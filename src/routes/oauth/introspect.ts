@@ -85,6 +85,7 @@ export async function introspectRoute(app: FastifyInstance, ctx: OAuthRouteConte
       config: { errorFormat: 'oauth' },
       schema: {
         tags: ['oauth'],
+        operationId: 'introspectToken',
         summary: 'Token introspection (RFC 7662): is this token active, and what does it carry',
         description:
           'Authenticate as an SDK key (client_secret_basic or client_secret_post: only tokens issued to that key are ' +

@@ -31,6 +31,7 @@ export async function revokeRoute(app: FastifyInstance, ctx: OAuthRouteContext):
       config: { errorFormat: 'oauth' },
       schema: {
         tags: ['oauth'],
+        operationId: 'revokeToken',
         summary: 'Token revocation (RFC 7009): an SDK key revokes one of its access tokens',
         consumes: ['application/x-www-form-urlencoded'],
         security: [{ clientBasic: [] }, {}],

@@ -44,6 +44,7 @@ export async function tokenRoute(app: FastifyInstance, ctx: OAuthRouteContext): 
       },
       schema: {
         tags: ['oauth'],
+        operationId: 'requestToken',
         summary: 'Token endpoint: an SDK key (client_credentials) gets a JWT access token',
         description:
           'RFC 6749 §4.4. Authenticate with HTTP Basic (client_secret_basic, id and secret form-urlencoded) or with ' +
