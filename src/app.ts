@@ -36,6 +36,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     config: Config;
     db: Db;
+    /** The signing-key job's pool: not cut short by the request time bounds (`db` when none is given). */
+    jobDb: Db;
     clock: Clock;
     /** Cross-instance change notifications (Postgres LISTEN/NOTIFY). */
     changes: ChangeListener;
@@ -49,6 +51,11 @@ declare module 'fastify' {
 export interface AppDeps {
   config: Config;
   db: Db;
+  /**
+   * Pool for the signing-key job (its lifecycle transactions wait on an advisory lock and must
+   * not be cut short by the request bounds of `db`); default: `db`.
+   */
+  jobDb?: Db;
   /** Connection string for the LISTEN connection (the same database as `db`). */
   connectionString: string;
   clock?: Clock;
@@ -112,6 +119,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.decorate('config', config);
   app.decorate('db', db);
+  app.decorate('jobDb', deps.jobDb ?? db);
   app.decorate('clock', clock);
   app.decorate('contractOnly', deps.contractOnly === true);
   const changes = new ChangeListener(deps.connectionString, app.log);

@@ -10,15 +10,27 @@ import { openRuntime, type Runtime } from './runtime.js';
  * drains those in flight, closes the pool and stops embedded Postgres.
  */
 export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app: FastifyInstance; runtime: Runtime; stop(): Promise<void> }> {
-  const runtime = await openRuntime(env);
+  const runtime = await openRuntime(env, { boundRequests: true });
   const { config, log, handle } = runtime;
   let app: FastifyInstance | null = null;
   try {
     if (config.migrateOnStart) {
-      const applied = await migrateToLatest(handle.db);
-      if (applied.length) log.info({ applied }, 'migrations applied');
+      // Migrations may take long: their own connection, without the request time bounds.
+      const migrations = runtime.openPool({ max: 1, applicationName: 'tessera-migrate' });
+      try {
+        const applied = await migrateToLatest(migrations.db);
+        if (applied.length) log.info({ applied }, 'migrations applied');
+      } finally {
+        await migrations.close();
+      }
     }
-    app = await buildApp({ config, db: handle.db, connectionString: handle.connectionString });
+    // The signing-key job: a minute per statement or lock wait, not a request's few seconds.
+    const jobs = runtime.openPool({
+      max: 2,
+      applicationName: 'tessera-jobs',
+      statementTimeoutMs: config.dbStatementTimeoutMs === 0 ? 0 : Math.max(60_000, config.dbStatementTimeoutMs),
+    });
+    app = await buildApp({ config, db: handle.db, jobDb: jobs.db, connectionString: handle.connectionString });
     await app.listen({ port: config.port, host: config.host });
   } catch (err) {
     await app?.close().catch(() => undefined);

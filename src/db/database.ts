@@ -71,6 +71,20 @@ export interface CreateDbOptions {
   connectionTimeoutMillis?: number;
   log?: Pick<Logger, 'warn' | 'error'>;
   applicationName?: string;
+  /**
+   * Bounds the database time of every use of the pool (absent or 0: unbounded): a statement may
+   * run, and wait for a lock, at most this long (`statement_timeout`, `lock_timeout`), a
+   * transaction may sit idle at most this long (`idle_in_transaction_session_timeout`), and the
+   * client gives up on an answer one second later (pg's `query_timeout`: a server that cannot
+   * even cancel). Each ends in an error `isDatabaseUnavailable` recognises (a 503).
+   */
+  statementTimeoutMs?: number;
+}
+
+/** pg pool settings bounding each statement, lock wait and idle transaction at `ms` (none when 0). */
+export function timeoutSettings(ms: number | undefined): Partial<pg.PoolConfig> {
+  if (!ms) return {};
+  return { statement_timeout: ms, lock_timeout: ms, idle_in_transaction_session_timeout: ms, query_timeout: ms + 1000 };
 }
 
 /**
@@ -86,6 +100,7 @@ export function createDb(opts: CreateDbOptions): DbHandle {
     application_name: opts.applicationName ?? 'tessera',
     types,
     Client: PreparingClient,
+    ...timeoutSettings(opts.statementTimeoutMs),
   });
   pool.on('error', (err) => {
     opts.log?.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'idle database connection failed');

@@ -14,8 +14,15 @@ declare module 'fastify' {
   }
 }
 
-/** Postgres/pg conditions meaning "the database is not there right now", not a bug. */
-const UNAVAILABLE_PG_CODES = new Set(['57P01', '57P02', '57P03', '53300', '08000', '08003', '08006', '08001', '08004']);
+/**
+ * Postgres/pg conditions meaning "the database is not there right now", not a bug: shutdowns,
+ * connection failures, too many connections, and the time bounds of a request (57014
+ * query_canceled by statement_timeout, 55P03 lock_not_available by lock_timeout, 25P03
+ * idle_in_transaction_session_timeout).
+ */
+const UNAVAILABLE_PG_CODES = new Set([
+  '57P01', '57P02', '57P03', '53300', '08000', '08003', '08006', '08001', '08004', '57014', '55P03', '25P03',
+]);
 const UNAVAILABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
 
 export function isDatabaseUnavailable(err: unknown): boolean {
@@ -25,6 +32,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const msg = typeof e.message === 'string' ? e.message : '';
   return (
     msg.includes('timeout exceeded when trying to connect') ||
+    msg === 'Query read timeout' ||
     msg.includes('Connection terminated') ||
     msg.includes('Client has encountered a connection error') ||
     msg.includes('the database system is') ||
