@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './clock.js';
@@ -59,8 +59,11 @@ export interface AppDeps {
   /** Connection string for the LISTEN connection (the same database as `db`). */
   connectionString: string;
   clock?: Clock;
-  /** `false` silences logs (tests); default: pino at `config.logLevel`. */
-  logger?: boolean;
+  /**
+   * `false` silences logs (tests); a pino logger is used as is (the server passes its process
+   * logger, so every line of the process is in one ordered stream); default: pino at `config.logLevel`.
+   */
+  logger?: boolean | FastifyBaseLogger;
   /** Build routes and the contract only: start nothing that touches the database (npm run openapi). */
   contractOnly?: boolean;
 }
@@ -101,7 +104,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, db } = deps;
   const clock = deps.clock ?? systemClock;
   const options: FastifyServerOptions = {
-    logger: deps.logger === false ? false : loggerOptions(config.logLevel),
+    ...(typeof deps.logger === 'object'
+      ? { loggerInstance: deps.logger }
+      : { logger: deps.logger === false ? false : loggerOptions(config.logLevel) }),
     ...(deps.logger === false ? {} : { childLoggerFactory: lazyChildLoggerFactory }),
     trustProxy: config.trustProxy as FastifyServerOptions["trustProxy"],
     bodyLimit: 64 * 1024,

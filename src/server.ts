@@ -30,7 +30,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app
       applicationName: 'tessera-jobs',
       statementTimeoutMs: config.dbStatementTimeoutMs === 0 ? 0 : Math.max(60_000, config.dbStatementTimeoutMs),
     });
-    app = await buildApp({ config, db: handle.db, jobDb: jobs.db, connectionString: handle.connectionString });
+    app = await buildApp({ config, db: handle.db, jobDb: jobs.db, connectionString: handle.connectionString, logger: log });
     await app.listen({ port: config.port, host: config.host });
   } catch (err) {
     await app?.close().catch(() => undefined);
@@ -45,6 +45,9 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app
         '  npx tessera tokens create --user you@example.com --scopes api,admin --name bootstrap',
     );
   }
+  // Shutdown lines, in this order in the one log stream: "draining requests", the lines of the
+  // requests drained, "stopped" once the pool is closed and embedded Postgres stopped; the log
+  // is flushed before `stop()` resolves.
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
@@ -54,9 +57,16 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app
       } finally {
         await runtime.close();
         log.info('stopped');
+        await new Promise<void>((resolve) => log.flush(() => resolve()));
       }
     })());
   return { app: started, runtime, stop };
+}
+
+/** Exits once the log is written out (or after a second, should the output be stuck). */
+function exitAfterFlush(runtime: Runtime, code: number): void {
+  setTimeout(() => process.exit(code), 1000);
+  runtime.log.flush(() => process.exit(code));
 }
 
 /** `tessera serve`: runs until SIGTERM/SIGINT. */
@@ -66,14 +76,14 @@ export async function runServer(): Promise<void> {
     runtime.log.info({ signal }, 'signal received');
     const force = setTimeout(() => {
       runtime.log.error('shutdown took longer than 15 s; exiting');
-      process.exit(1);
+      exitAfterFlush(runtime, 1);
     }, 15_000);
     force.unref();
     stop().then(
       () => process.exit(0),
       (err) => {
         runtime.log.error({ err }, 'shutdown failed');
-        process.exit(1);
+        exitAfterFlush(runtime, 1);
       },
     );
   };

@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import FindMyWay, { type HTTPMethod } from 'find-my-way';
 import { ApiError, type ApiErrorCode } from './api-error.js';
 import { OAuthError, type OAuthErrorCode } from './oauth-error.js';
+import { UnavailableLog } from './unavailable-log.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -165,11 +166,13 @@ export function registerErrorHandling(app: FastifyInstance): void {
     }
   });
 
+  const unavailable = new UnavailableLog(app.log);
+  app.addHook('onClose', async () => unavailable.close());
   app.setErrorHandler((err, request, reply) => {
     const format = formatOf(request);
     const rendered = classify(err, format);
     if (rendered.log === 'error') request.log.error({ err }, 'request failed');
-    else if (rendered.log === 'warn') request.log.warn({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'database unavailable');
+    else if (rendered.log === 'warn') unavailable.record(err, request.log);
     return send(reply, rendered);
   });
 
