@@ -137,6 +137,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  // Draining: connections idle at close are closed at once ('idle' above); a response finished
+  // while closing says `Connection: close`, so its keep-alive connection does not hold the close
+  // open until the client lets go.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close');
+    done(null, payload);
+  });
   registerFormParser(app, 16 * 1024);
   if (config.rateLimit.enabled) {
     await app.register(rateLimit, {

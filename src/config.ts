@@ -22,6 +22,8 @@ export interface Config {
   /** `null` -> embedded Postgres under `dataDir/pg`. */
   readonly databaseUrl: string | null;
   readonly dataDir: string;
+  /** TESSERA_DATA_DIR was set (the embedded cluster then stays in it, or start fails). */
+  readonly dataDirFromEnv: boolean;
   readonly embeddedPgPort: number;
   readonly dbPoolMax: number;
   /** How long a request waits for a pool connection before failing with 503. */
@@ -270,6 +272,7 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
     issuer,
     databaseUrl,
     dataDir,
+    dataDirFromEnv: Boolean(env.TESSERA_DATA_DIR?.trim()),
     embeddedPgPort: int(env, 'TESSERA_EMBEDDED_PG_PORT', 54329, 1, 65535),
     dbPoolMax: int(env, 'TESSERA_DB_POOL_MAX', 20, 1, 1000),
     dbConnectTimeoutMs: int(env, 'TESSERA_DB_CONNECT_TIMEOUT_MS', 2000, 1, 60000),

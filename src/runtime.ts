@@ -37,10 +37,18 @@ export async function openRuntime(
     embedded = await startEmbeddedPostgres({
       dataDir: config.dataDir,
       port: config.embeddedPgPort,
+      relocate: !config.dataDirFromEnv,
       log: (m) => log.debug({ postgres: m }, 'embedded postgres'),
     });
+    if (embedded.relocated && embedded.initialised) {
+      log.warn(
+        `embedded Postgres keeps its data in ${embedded.dataDir} (it runs as the 'postgres' system user, which cannot ` +
+          `enter ${config.dataDir}); the secrets stay in ${config.dataDir}/secrets.json. Back up both, or set TESSERA_DATA_DIR ` +
+          'to a folder the postgres user can reach',
+      );
+    }
     log.info(
-      { dataDir: embedded.dataDir, port: embedded.port, startedHere: embedded.startedHere },
+      { dataDir: embedded.dataDir, relocated: embedded.relocated, port: embedded.port, startedHere: embedded.startedHere },
       embedded.startedHere ? 'embedded Postgres started' : 'attached to the running embedded Postgres',
     );
     connectionString = embedded.connectionString;
