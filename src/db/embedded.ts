@@ -1,5 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, mkdirSync, chmodSync, chownSync, statSync, writeFileSync, rmSync, mkdtempSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, mkdirSync, chmodSync, chownSync, statSync, writeFileSync, rmSync, mkdtempSync, realpathSync, cpSync, renameSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir, platform, arch } from 'node:os';
 import path from 'node:path';
@@ -102,6 +102,38 @@ export function relocatedClusterDir(dataDir: string): string {
   const name = path.basename(path.dirname(real)).replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64) || 'tessera';
   const hash = createHash('sha256').update(real).digest('hex').slice(0, 10);
   return path.join(SHARED_CLUSTER_ROOT, `${name}-${hash}`, 'pg');
+}
+
+/**
+ * Postgres binaries the `postgres` user can run: `bin` itself when it can reach them, else a copy
+ * of their package's `native` folder (bin, lib, share: relocatable) under SHARED_CLUSTER_ROOT,
+ * made once per package version and platform (written beside, then renamed into place).
+ */
+function reachableBinaries(bin: PgBinaries, ids: { uid: number; gid: number }): PgBinaries {
+  if (blockedParent(bin.postgres, ids) === null) return bin;
+  const native = path.dirname(path.dirname(realpathSync(bin.postgres)));
+  let version = 'unknown';
+  try {
+    version = (JSON.parse(readFileSync(path.join(path.dirname(native), 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    // no package.json beside it: one copy per source path below
+  }
+  const id = createHash('sha256').update(`${native}\0${version}\0${statSync(bin.postgres).size}`).digest('hex').slice(0, 10);
+  const target = path.join(SHARED_CLUSTER_ROOT, `postgres-${version.replace(/[^A-Za-z0-9._-]/g, '_')}-${platform()}-${arch()}-${id}`);
+  if (!existsSync(path.join(target, 'bin', path.basename(bin.postgres)))) {
+    mkdirSync(SHARED_CLUSTER_ROOT, { recursive: true, mode: 0o755 });
+    const tmp = mkdtempSync(`${target}.tmp-`);
+    try {
+      cpSync(native, tmp, { recursive: true, verbatimSymlinks: true });
+      chmodSync(tmp, 0o755);
+      renameSync(tmp, target);
+    } catch (err) {
+      rmSync(tmp, { recursive: true, force: true });
+      if (!existsSync(path.join(target, 'bin', path.basename(bin.postgres)))) throw err;
+    }
+  }
+  const at = (p: string) => path.join(target, 'bin', path.basename(p));
+  return { postgres: at(bin.postgres), initdb: at(bin.initdb), pg_ctl: at(bin.pg_ctl) };
 }
 
 function runningPort(pgDir: string): number | null {
@@ -227,7 +259,8 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
   const { secrets } = localSecrets(dataDir);
   const database = opts.database ?? 'tessera';
   const log = opts.log ?? (() => undefined);
-  const bin = await pgBinaries();
+  // As root, the postgres user runs the binaries: they must be within its reach too.
+  const bin = ids ? reachableBinaries(await pgBinaries(), ids) : await pgBinaries();
   const base = (port: number) => `postgres://${USER}:${encodeURIComponent(secrets.pgPassword)}@127.0.0.1:${port}`;
 
   const running = runningPort(pgDir);
