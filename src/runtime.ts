@@ -43,7 +43,7 @@ export async function openRuntime(
     if (embedded.relocated && embedded.initialised) {
       log.warn(
         `embedded Postgres keeps its data in ${embedded.dataDir} (it runs as the 'postgres' system user, which cannot ` +
-          `enter ${config.dataDir}); the secrets stay in ${config.dataDir}/secrets.json. Back up both, or set TESSERA_DATA_DIR ` +
+          `enter ${embedded.unreachable}); the secrets stay in ${config.dataDir}/secrets.json. Back up both, or set TESSERA_DATA_DIR ` +
           'to a folder the postgres user can reach',
       );
     }

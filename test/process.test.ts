@@ -28,8 +28,12 @@ async function waitReady(port: number, timeoutMs = 30_000): Promise<void> {
   }
 }
 
-function startServer(env: Record<string, string>, cwd?: string): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
-  const child = spawn(process.execPath, [cli, 'serve'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
+function startServer(
+  env: Record<string, string>,
+  cwd?: string,
+  entry = cli,
+): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
+  const child = spawn(process.execPath, [entry, 'serve'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
   let out = '';
   child.stdout!.on('data', (c) => (out += c));
   child.stderr!.on('data', (c) => (out += c));
@@ -143,8 +147,13 @@ t.test('run from a checkout the postgres user cannot enter (as root): the cluste
   // A home folder as root has it: 0700, out of reach of the postgres user.
   const home = mkdtempSync(path.join(tmpdir(), 'tessera-home-'));
   chmodSync(home, 0o700);
+  // A copy of the built project inside it (node_modules hard-linked): the Postgres binaries are
+  // out of the postgres user's reach too.
   const checkout = path.join(home, 'tessera');
   mkdirSync(checkout);
+  await run('cp', ['-r', path.join(root, 'dist'), path.join(root, 'package.json'), checkout]);
+  await run('cp', ['-al', path.join(root, 'node_modules'), checkout]);
+  const cli = path.join(checkout, 'dist', 'src', 'cli.js');
   let clusterRoot: string | null = null;
   t.teardown(() => {
     rmSync(home, { recursive: true, force: true });
@@ -153,12 +162,13 @@ t.test('run from a checkout the postgres user cannot enter (as root): the cluste
   const port = await freePort();
   const pgPort = await freePort();
   const env = { PORT: String(port), TESSERA_HOST: '127.0.0.1', TESSERA_EMBEDDED_PG_PORT: String(pgPort), TESSERA_LOG_LEVEL: 'info', DATABASE_URL: '', TESSERA_DATA_DIR: '' };
-  const first = startServer(env, checkout);
+  const first = startServer(env, checkout, cli);
   t.teardown(() => first.child.kill('SIGKILL'));
   await waitReady(port, 60_000);
   const notice = /embedded Postgres keeps its data in (\/var\/lib\/tessera\/tessera-[0-9a-f]{10}\/pg)/.exec(first.output());
   t.ok(notice, 'the first start says where the cluster lives');
   clusterRoot = notice ? path.dirname(notice[1]!) : null;
+  t.match(first.output(), new RegExp(`cannot enter ${home}\\)`), 'and why');
   t.match(first.output(), new RegExp(`secrets stay in ${checkout}/.tessera/secrets.json`), 'and where the secrets are');
   t.equal(statSync(home).mode & 0o777, 0o700, "the home folder's permissions are untouched");
   t.equal(statSync(path.join(checkout, '.tessera')).mode & 0o777, 0o700, 'so are the data folder\'s');
@@ -199,7 +209,7 @@ t.test('run from a checkout the postgres user cannot enter (as root): the cluste
   t.ok(draining >= 0 && stopped >= 0 && drained >= 0, 'both shutdown lines are written');
   t.ok(draining < loginLine && loginLine < stopped, 'draining, then the drained request, then stopped');
 
-  const second = startServer(env, checkout);
+  const second = startServer(env, checkout, cli);
   t.teardown(() => second.child.kill('SIGKILL'));
   await waitReady(port, 60_000);
   t.notMatch(second.output(), /generated a master key/, 'the secrets are reused');

@@ -15,6 +15,8 @@ export interface EmbeddedPg {
   dataDir: string;
   /** The cluster lives outside the data folder (which the `postgres` user cannot reach). */
   relocated: boolean;
+  /** When relocated: the folder on the way to the data folder that the `postgres` user cannot enter. */
+  unreachable: string | null;
   /** The cluster was created by this call (a first start). */
   initialised: boolean;
   port: number;
@@ -107,7 +109,8 @@ export function relocatedClusterDir(dataDir: string): string {
 /**
  * Postgres binaries the `postgres` user can run: `bin` itself when it can reach them, else a copy
  * of their package's `native` folder (bin, lib, share: relocatable) under SHARED_CLUSTER_ROOT,
- * made once per package version and platform (written beside, then renamed into place).
+ * made once per package version and platform and shared by every checkout (written beside, then
+ * renamed into place).
  */
 function reachableBinaries(bin: PgBinaries, ids: { uid: number; gid: number }): PgBinaries {
   if (blockedParent(bin.postgres, ids) === null) return bin;
@@ -118,7 +121,9 @@ function reachableBinaries(bin: PgBinaries, ids: { uid: number; gid: number }): 
   } catch {
     // no package.json beside it: one copy per source path below
   }
-  const id = createHash('sha256').update(`${native}\0${version}\0${statSync(bin.postgres).size}`).digest('hex').slice(0, 10);
+  // Named by what is copied (version and binary sizes), not where from: checkouts of one version share it.
+  const sizes = [bin.postgres, bin.initdb, bin.pg_ctl].map((b) => statSync(b).size).join(',');
+  const id = createHash('sha256').update(`${version}\0${sizes}`).digest('hex').slice(0, 10);
   const target = path.join(SHARED_CLUSTER_ROOT, `postgres-${version.replace(/[^A-Za-z0-9._-]/g, '_')}-${platform()}-${arch()}-${id}`);
   if (!existsSync(path.join(target, 'bin', path.basename(bin.postgres)))) {
     mkdirSync(SHARED_CLUSTER_ROOT, { recursive: true, mode: 0o755 });
@@ -271,6 +276,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
       stop: async () => undefined,
       dataDir: pgDir,
       relocated,
+      unreachable: relocated ? blocked : null,
       initialised: false,
       port: running,
       startedHere: false,
@@ -300,6 +306,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     connectionString: `${base(opts.port)}/${database}`,
     dataDir: pgDir,
     relocated,
+    unreachable: relocated ? blocked : null,
     initialised,
     port: opts.port,
     startedHere: true,
