@@ -119,7 +119,7 @@ function reachableBinaries(bin: PgBinaries, ids: { uid: number; gid: number }): 
   try {
     version = (JSON.parse(readFileSync(path.join(path.dirname(native), 'package.json'), 'utf8')) as { version: string }).version;
   } catch {
-    // no package.json beside it: one copy per source path below
+    // no package.json beside it: named by the binary sizes alone
   }
   // Named by what is copied (version and binary sizes), not where from: checkouts of one version share it.
   const sizes = [bin.postgres, bin.initdb, bin.pg_ctl].map((b) => statSync(b).size).join(',');
@@ -232,8 +232,9 @@ function startPostgres(bin: PgBinaries, pgDir: string, port: number, ids: { uid:
 /**
  * Starts (or attaches to) the embedded Postgres kept under `<dataDir>/pg` (or, as root with a data
  * folder the `postgres` user cannot reach and `relocate`, under {@link relocatedClusterDir}: the
- * same folder every time for the same data folder). The cluster is made on first use, and its password is kept in `<dataDir>/secrets.json`. When another Tessera process
- * (the server, while the CLI runs) already runs it, this attaches instead of starting a second one.
+ * same folder every time for the same data folder). The cluster is made on first use, and its
+ * password is kept in `<dataDir>/secrets.json`. When another Tessera process (the server, while
+ * the CLI runs) already runs it, this attaches instead of starting a second one.
  */
 export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedPg> {
   const dataDir = path.resolve(opts.dataDir);
