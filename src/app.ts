@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { AjvCompiler } from '@fastify/ajv-compiler';
 import rateLimit from '@fastify/rate-limit';
 import type { Config } from './config.js';
@@ -37,6 +37,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     config: Config;
     db: Db;
+    /** The signing-key job's pool: not cut short by the request time bounds (`db` when none is given). */
+    jobDb: Db;
     clock: Clock;
     /** Cross-instance change notifications (Postgres LISTEN/NOTIFY). */
     changes: ChangeListener;
@@ -50,11 +52,19 @@ declare module 'fastify' {
 export interface AppDeps {
   config: Config;
   db: Db;
+  /**
+   * Pool for the signing-key job (its lifecycle transactions wait on an advisory lock and must
+   * not be cut short by the request bounds of `db`); default: `db`.
+   */
+  jobDb?: Db;
   /** Connection string for the LISTEN connection (the same database as `db`). */
   connectionString: string;
   clock?: Clock;
-  /** `false` silences logs (tests); default: pino at `config.logLevel`. */
-  logger?: boolean;
+  /**
+   * `false` silences logs (tests); a pino logger is used as is (the server passes its process
+   * logger, so every line of the process is in one ordered stream); default: pino at `config.logLevel`.
+   */
+  logger?: boolean | FastifyBaseLogger;
   /** Build routes and the contract only: start nothing that touches the database (npm run openapi). */
   contractOnly?: boolean;
   /**
@@ -120,7 +130,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, db } = deps;
   const clock = deps.clock ?? systemClock;
   const options: FastifyServerOptions = {
-    logger: deps.logger === false ? false : loggerOptions(config.logLevel),
+    ...(typeof deps.logger === 'object'
+      ? { loggerInstance: deps.logger }
+      : { logger: deps.logger === false ? false : loggerOptions(config.logLevel) }),
     ...(deps.logger === false ? {} : { childLoggerFactory: lazyChildLoggerFactory }),
     trustProxy: config.trustProxy as FastifyServerOptions["trustProxy"],
     bodyLimit: 64 * 1024,
@@ -139,6 +151,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.decorate('config', config);
   app.decorate('db', db);
+  app.decorate('jobDb', deps.jobDb ?? db);
   app.decorate('clock', clock);
   app.decorate('contractOnly', deps.contractOnly === true);
   const changes = new ChangeListener(deps.connectionString, app.log);
@@ -164,6 +177,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // JSON only by default (the OAuth routes add the form parser in their own context): another media type is a 415.
   app.removeContentTypeParser('text/plain');
   registerContractRules(app);
+  // Draining: connections idle at close are closed at once ('idle' above); a response finished
+  // while closing says `Connection: close`, so its keep-alive connection does not hold the close
+  // open until the client lets go.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close');
+    done(null, payload);
+  });
   if (config.rateLimit.enabled) {
     await app.register(rateLimit, {
       global: true,

@@ -22,10 +22,17 @@ export interface Config {
   /** `null` -> embedded Postgres under `dataDir/pg`. */
   readonly databaseUrl: string | null;
   readonly dataDir: string;
+  /** TESSERA_DATA_DIR was set (the embedded cluster then stays in it, or start fails). */
+  readonly dataDirFromEnv: boolean;
   readonly embeddedPgPort: number;
   readonly dbPoolMax: number;
   /** How long a request waits for a pool connection before failing with 503. */
   readonly dbConnectTimeoutMs: number;
+  /**
+   * Longest a request's statement may run or wait for a lock, and a transaction sit idle, on the
+   * server's request pool (0: unbounded). Migrations and the signing-key job are not bound by it.
+   */
+  readonly dbStatementTimeoutMs: number;
   /** Key that encrypts secrets at rest (AES-256-GCM); `previousMasterKeys` still decrypt during a rewrap. */
   readonly masterKey: MasterKey;
   readonly previousMasterKeys: readonly MasterKey[];
@@ -109,6 +116,13 @@ function duration(env: Env, name: string, def: number): number {
   const n = Number(m[1]) * unit;
   if (n <= 0) throw new ConfigError(`${name} must be positive`);
   return n;
+}
+
+/** TESSERA_DB_STATEMENT_TIMEOUT_MS: 0 (off), or 100 ms to 10 minutes; default 5 s. */
+function dbStatementTimeout(env: Env): number {
+  const ms = int(env, 'TESSERA_DB_STATEMENT_TIMEOUT_MS', 5000, 0, 600_000);
+  if (ms !== 0 && ms < 100) throw new ConfigError(`TESSERA_DB_STATEMENT_TIMEOUT_MS must be 0 (no limit) or at least 100, got ${ms}`);
+  return ms;
 }
 
 function bool(env: Env, name: string, def: boolean): boolean {
@@ -258,9 +272,11 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
     issuer,
     databaseUrl,
     dataDir,
+    dataDirFromEnv: Boolean(env.TESSERA_DATA_DIR?.trim()),
     embeddedPgPort: int(env, 'TESSERA_EMBEDDED_PG_PORT', 54329, 1, 65535),
     dbPoolMax: int(env, 'TESSERA_DB_POOL_MAX', 20, 1, 1000),
     dbConnectTimeoutMs: int(env, 'TESSERA_DB_CONNECT_TIMEOUT_MS', 2000, 1, 60000),
+    dbStatementTimeoutMs: dbStatementTimeout(env),
     masterKey,
     previousMasterKeys,
     pepper,

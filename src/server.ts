@@ -10,15 +10,27 @@ import { openRuntime, type Runtime } from './runtime.js';
  * drains those in flight, closes the pool and stops embedded Postgres.
  */
 export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app: FastifyInstance; runtime: Runtime; stop(): Promise<void> }> {
-  const runtime = await openRuntime(env);
+  const runtime = await openRuntime(env, { boundRequests: true });
   const { config, log, handle } = runtime;
   let app: FastifyInstance | null = null;
   try {
     if (config.migrateOnStart) {
-      const applied = await migrateToLatest(handle.db);
-      if (applied.length) log.info({ applied }, 'migrations applied');
+      // Migrations may take long: their own connection, without the request time bounds.
+      const migrations = runtime.openPool({ max: 1, applicationName: 'tessera-migrate' });
+      try {
+        const applied = await migrateToLatest(migrations.db);
+        if (applied.length) log.info({ applied }, 'migrations applied');
+      } finally {
+        await migrations.close();
+      }
     }
-    app = await buildApp({ config, db: handle.db, connectionString: handle.connectionString });
+    // The signing-key job: a minute per statement or lock wait, not a request's few seconds.
+    const jobs = runtime.openPool({
+      max: 2,
+      applicationName: 'tessera-jobs',
+      statementTimeoutMs: config.dbStatementTimeoutMs === 0 ? 0 : Math.max(60_000, config.dbStatementTimeoutMs),
+    });
+    app = await buildApp({ config, db: handle.db, jobDb: jobs.db, connectionString: handle.connectionString, logger: log });
     await app.listen({ port: config.port, host: config.host });
   } catch (err) {
     await app?.close().catch(() => undefined);
@@ -33,6 +45,9 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app
         '  npx tessera tokens create --user you@example.com --scopes api,admin --name bootstrap',
     );
   }
+  // Shutdown lines, in this order in the one log stream: "draining requests", the lines of the
+  // requests drained, "stopped" once the pool is closed and embedded Postgres stopped; the log
+  // is flushed before `stop()` resolves.
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
@@ -42,9 +57,16 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app
       } finally {
         await runtime.close();
         log.info('stopped');
+        await new Promise<void>((resolve) => log.flush(() => resolve()));
       }
     })());
   return { app: started, runtime, stop };
+}
+
+/** Exits once the log is written out (or after a second, should the output be stuck). */
+function exitAfterFlush(runtime: Runtime, code: number): void {
+  setTimeout(() => process.exit(code), 1000);
+  runtime.log.flush(() => process.exit(code));
 }
 
 /** `tessera serve`: runs until SIGTERM/SIGINT. */
@@ -54,14 +76,14 @@ export async function runServer(): Promise<void> {
     runtime.log.info({ signal }, 'signal received');
     const force = setTimeout(() => {
       runtime.log.error('shutdown took longer than 15 s; exiting');
-      process.exit(1);
+      exitAfterFlush(runtime, 1);
     }, 15_000);
     force.unref();
     stop().then(
       () => process.exit(0),
       (err) => {
         runtime.log.error({ err }, 'shutdown failed');
-        process.exit(1);
+        exitAfterFlush(runtime, 1);
       },
     );
   };

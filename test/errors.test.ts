@@ -1,6 +1,8 @@
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { harness, bearer } from './helper.js';
+import { sql, type Transaction } from 'kysely';
+import type { Database } from '../src/db/database.js';
 import { ApiError } from '../src/errors/api-error.js';
 import { invalidClient } from '../src/errors/oauth-error.js';
 
@@ -25,6 +27,25 @@ function probes(app: FastifyInstance) {
   });
   app.get('/api/probe/db-down', { schema: { hide: true } }, async () => {
     throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+  });
+  // Two transactions locking two rows in opposite orders: Postgres ends one of them with 40P01.
+  app.get('/api/probe/deadlock', { schema: { hide: true } }, async () => {
+    await app.db.schema.createTable('probe_rows').ifNotExists().addColumn('id', 'integer', (c) => c.primaryKey()).execute();
+    await app.db.insertInto('probe_rows' as never).values([{ id: 1 }, { id: 2 }] as never).onConflict((oc) => oc.doNothing()).execute();
+    const lock = (trx: Transaction<Database>, id: number) =>
+      sql`select id from probe_rows where id = ${id} for update`.execute(trx);
+    let bothHoldOne!: () => void;
+    let held = 0;
+    const gate = new Promise<void>((resolve) => (bothHoldOne = resolve));
+    const cross = (first: number, second: number) =>
+      app.db.transaction().execute(async (trx) => {
+        await lock(trx, first);
+        if (++held === 2) bothHoldOne();
+        await gate;
+        await lock(trx, second);
+      });
+    await Promise.all([cross(1, 2), cross(2, 1)]);
+    return { ok: true };
   });
   app.get('/api/probe/auth', { schema: { hide: true }, preHandler: app.requireAuth('api') }, async (req) => ({
     user: req.principal?.userId,
@@ -111,6 +132,14 @@ t.test('a database outage is a 503 with Retry-After, not a 500', async (t) => {
   t.equal(res.json().error, 'service_unavailable');
   t.equal(res.headers['retry-after'], '1');
   t.notMatch(res.body, /ECONNREFUSED|5432/);
+});
+
+t.test('a deadlock between two requests is a 503 with Retry-After (nothing written; retry), not a 500', async (t) => {
+  const h = await harness(t, { routes: probes });
+  const res = await h.inject({ method: 'GET', url: '/api/probe/deadlock' });
+  t.equal(res.statusCode, 503);
+  t.same(res.json(), { error: 'service_unavailable', message: 'a concurrent change conflicted with this request; nothing was changed, retry it' });
+  t.equal(res.headers['retry-after'], '1');
 });
 
 t.test('bearer authentication with API tokens (RFC 6750)', async (t) => {

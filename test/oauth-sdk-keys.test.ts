@@ -158,3 +158,77 @@ t.test('deleting a key kills its tokens (introspection inactive, API 401) and is
   t.match(audit.actor_credential, /^api_token:/);
   t.notOk(JSON.stringify(audit.details).includes(key.client_secret), 'no secret in the audit trail');
 });
+
+t.test('disable then enable within one second: tokens from before the disable stay refused, tokens after the enable work at once, on both instances', async (t) => {
+  const h = await harness(t);
+  const user = await h.user();
+  const key = await createSdkKey(h, user);
+  const apiToken = await h.apiToken(user);
+  const other = await h.instance();
+  const apps = { first: h.app, second: other };
+  const second = Math.ceil(h.clock.ms / 1000) * 1000 + 1000;
+  const at = (ms: number) => {
+    h.clock.ms = second + ms;
+  };
+  const sleep = () => new Promise((r) => setTimeout(r, 20));
+  const patch = (status: string) =>
+    other.inject({ method: 'PATCH', url: `/api/sdk-keys/${key.client_id}`, headers: bearer(apiToken), payload: { status } });
+  /**
+   * The instance's verdict on `token` ('ok' or the reason), polled in real time (the test clock
+   * stands still) until it is `want` or two seconds pass: instances learn of changes through NOTIFY.
+   */
+  const verdict = async (app: typeof other, token: string, want: string) => {
+    let got = '';
+    for (let i = 0; i < 100 && got !== want; i++) {
+      const r = await app.oauth.verifier.verify(token, { audience: h.config.issuer });
+      got = r.ok ? 'ok' : r.reason;
+      if (got !== want) await sleep();
+    }
+    return got;
+  };
+  /** The first instance's token endpoint, polled until it answers `status`. */
+  const tokenEndpoint = async (status: number) => {
+    for (let i = 0; i < 100; i++) {
+      const res = await oauthPost(h, '/oauth/token', CC, { authorization: basic(key.client_id, key.client_secret) });
+      if (res.statusCode === status) return res;
+      await sleep();
+    }
+    throw new Error(`the token endpoint never answered ${status}`);
+  };
+  const issue = async () => (await tokenEndpoint(200)).json().access_token as string;
+
+  at(200);
+  const before = await issue();
+  for (const app of Object.values(apps)) t.equal(await verdict(app, before, 'ok'), 'ok', 'valid before the disable');
+  at(700);
+  t.equal((await patch('disabled')).statusCode, 200);
+  await tokenEndpoint(401);
+  at(900);
+  t.equal((await patch('enabled')).statusCode, 200);
+  at(950);
+  const after = await issue();
+  for (const [name, app] of Object.entries(apps)) {
+    t.equal(await verdict(app, after, 'ok'), 'ok', `${name}: a token issued after the enable, in the disable's second, is valid`);
+    t.equal(await verdict(app, before, 'revoked'), 'revoked', `${name}: the token from before the disable, issued in the same second, stays refused`);
+  }
+
+  // A second disable in the same second also ends the token issued after the first enable.
+  at(970);
+  t.equal((await patch('disabled')).statusCode, 200);
+  await tokenEndpoint(401);
+  at(980);
+  t.equal((await patch('enabled')).statusCode, 200);
+  at(990);
+  const third = await issue();
+  for (const [name, app] of Object.entries(apps)) {
+    t.equal(await verdict(app, third, 'ok'), 'ok', `${name}: the newest token is valid`);
+    t.equal(await verdict(app, after, 'revoked'), 'revoked', `${name}: the token from before the second disable is refused`);
+    t.equal(await verdict(app, before, 'revoked'), 'revoked');
+  }
+  // Time passing changes nothing.
+  at(5000);
+  for (const app of Object.values(apps)) {
+    t.equal(await verdict(app, third, 'ok'), 'ok');
+    t.equal(await verdict(app, after, 'revoked'), 'revoked');
+  }
+});

@@ -2,6 +2,7 @@ import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { bearer, harness, type Harness } from './helper.js';
 import { basic, claimsOf, createSdkKey, getToken, oauthPost, type SdkKey } from './oauth-helper.js';
+import { nextTokensValidAfter } from '../src/oauth/access-token.js';
 
 async function until(what: string, fn: () => Promise<boolean> | boolean, ms = 2000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -58,7 +59,7 @@ async function assertCutOff(t: Test, s: Awaited<ReturnType<typeof setup>>) {
     t.same((await introspect(x, token, admin)).json(), { active: false }, `${name}: introspection says inactive`);
   }
   const row = await h.db.selectFrom('sdk_keys').select('tokens_valid_after').where('client_id', '=', key.client_id).executeTakeFirstOrThrow();
-  t.equal(row.tokens_valid_after?.getTime(), h.clock.now(), 'tokens_valid_after stamped');
+  t.equal(row.tokens_valid_after?.getTime(), nextTokensValidAfter(null, h.clock.now()), 'tokens_valid_after stamped: the next whole second, after every iat issued so far');
   const audit = await h.db.selectFrom('audit_events').selectAll().where('action', '=', 'sdk_key.tokens_revoked').execute();
   t.same(audit.map((a) => [a.target_id, a.organization_id, a.details.user_id]), [[key.client_id, lab.id, alice.id]]);
 }

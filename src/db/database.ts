@@ -71,6 +71,20 @@ export interface CreateDbOptions {
   connectionTimeoutMillis?: number;
   log?: Pick<Logger, 'warn' | 'error'>;
   applicationName?: string;
+  /**
+   * Bounds the database time of every use of the pool (absent or 0: unbounded): a statement may
+   * run, and wait for a lock, at most this long (`statement_timeout`, `lock_timeout`), a
+   * transaction may sit idle at most this long (`idle_in_transaction_session_timeout`), and the
+   * client gives up on an answer one second later (pg's `query_timeout`: a server that cannot
+   * even cancel). Each ends in an error `isDatabaseUnavailable` recognises (a 503).
+   */
+  statementTimeoutMs?: number;
+}
+
+/** pg pool settings bounding each statement, lock wait and idle transaction at `ms` (none when 0). */
+export function timeoutSettings(ms: number | undefined): Partial<pg.PoolConfig> {
+  if (!ms) return {};
+  return { statement_timeout: ms, lock_timeout: ms, idle_in_transaction_session_timeout: ms, query_timeout: ms + 1000 };
 }
 
 /**
@@ -86,17 +100,29 @@ export function createDb(opts: CreateDbOptions): DbHandle {
     application_name: opts.applicationName ?? 'tessera',
     types,
     Client: PreparingClient,
+    ...timeoutSettings(opts.statementTimeoutMs),
   });
+  // One log line per failed connection. pg-pool reports an idle client's failure (a restarted
+  // Postgres dropping it) as the pool's 'error'. It listens for errors only while a client is
+  // idle, though: a client checked out (between the statements of a transaction, or just
+  // acquired) whose server goes away emits 'error' with no listener, and an unhandled 'error'
+  // event ends the process. So each client also gets a listener for its whole life, which logs
+  // only while the client is checked out (the failure then surfaces as the next query's error, a
+  // 503, and the pool discards the broken client on release).
+  const checkedOut = new WeakSet<pg.PoolClient>();
+  pool.on('acquire', (client) => checkedOut.add(client));
+  pool.on('release', (_err: Error | undefined, client: pg.PoolClient) => checkedOut.delete(client));
+  pool.on('remove', (client) => checkedOut.delete(client));
   pool.on('error', (err) => {
     opts.log?.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'idle database connection failed');
   });
-  // pg-pool listens for errors only while a client is idle. A client checked out (between the
-  // statements of a transaction, or just acquired) whose server goes away (`pg_ctl restart`, a
-  // failover) emits 'error' with no listener, and an unhandled 'error' event ends the process.
-  // A listener for the client's whole life: the failure then surfaces as the next query's error
-  // (a 503), and the pool discards the broken client on release.
   pool.on('connect', (client) => {
+    let logged = false;
     client.on('error', (err) => {
+      // Idle: the pool's 'error' above logs it. Once per client: a dropped connection reports
+      // the server's message and then the closed socket.
+      if (!checkedOut.has(client) || logged) return;
+      logged = true;
       opts.log?.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'database connection failed while in use');
     });
   });

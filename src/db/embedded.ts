@@ -1,5 +1,6 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, mkdirSync, chmodSync, chownSync, statSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
+import { existsSync, readFileSync, mkdirSync, chmodSync, chownSync, statSync, writeFileSync, rmSync, mkdtempSync, realpathSync, cpSync, renameSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir, platform, arch } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
@@ -10,8 +11,14 @@ export interface EmbeddedPg {
   connectionString: string;
   /** Stops Postgres if this process started it; a no-op when we attached to a running one. */
   stop(): Promise<void>;
-  /** Data directory of the cluster (`<dataDir>/pg`). */
+  /** Data directory of the cluster (`<dataDir>/pg`, or under `/var/lib/tessera` when relocated). */
   dataDir: string;
+  /** The cluster lives outside the data folder (which the `postgres` user cannot reach). */
+  relocated: boolean;
+  /** When relocated: the folder on the way to the data folder that the `postgres` user cannot enter. */
+  unreachable: string | null;
+  /** The cluster was created by this call (a first start). */
+  initialised: boolean;
   port: number;
   startedHere: boolean;
   /** Paths of the Postgres binaries (pg_ctl for operators and fault tests). */
@@ -32,7 +39,16 @@ export interface EmbeddedOptions {
   log?: (msg: string) => void;
   /** Throw-away cluster (tests): deleted on stop. */
   ephemeral?: boolean;
+  /**
+   * When running as root and the `postgres` user cannot reach `dataDir` (a home folder such as
+   * /root), keep the cluster under {@link SHARED_CLUSTER_ROOT} instead of failing (the default
+   * data folder); false (an explicit TESSERA_DATA_DIR): fail with a message naming the folder.
+   */
+  relocate?: boolean;
 }
+
+/** Where relocated clusters live: one folder per data folder, `<checkout>-<hash of its real path>/pg`. */
+export const SHARED_CLUSTER_ROOT = '/var/lib/tessera';
 
 const USER = 'tessera';
 
@@ -68,17 +84,61 @@ function postgresIds(): { uid: number; gid: number } | null {
   }
 }
 
-/** As root, Postgres runs as the `postgres` user, which must be able to traverse every parent folder. */
-function assertReachableByOthers(dir: string): void {
+/** The first parent folder of `dir` the user `ids` cannot enter, or null when it can reach `dir`. */
+function blockedParent(dir: string, ids: { uid: number; gid: number }): string | null {
   for (let d = path.dirname(dir); ; d = path.dirname(d)) {
-    if ((statSync(d).mode & 0o001) === 0) {
-      throw new Error(
-        `embedded Postgres runs as the 'postgres' system user, which cannot enter ${d}; ` +
-          `set TESSERA_DATA_DIR to a folder it can reach (for example /var/lib/tessera) or use DATABASE_URL`,
-      );
-    }
-    if (d === path.dirname(d)) return;
+    const st = statSync(d);
+    const canEnter = st.uid === ids.uid ? (st.mode & 0o100) !== 0 : st.gid === ids.gid ? (st.mode & 0o010) !== 0 : (st.mode & 0o001) !== 0;
+    if (!canEnter) return d;
+    if (d === path.dirname(d)) return null;
   }
+}
+
+/**
+ * The cluster folder for a data folder the `postgres` user cannot reach: under
+ * SHARED_CLUSTER_ROOT, named after the checkout (the data folder's parent) and a hash of the
+ * data folder's real path, so each checkout keeps its own cluster and finds it again next time.
+ */
+export function relocatedClusterDir(dataDir: string): string {
+  const real = realpathSync(dataDir);
+  const name = path.basename(path.dirname(real)).replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64) || 'tessera';
+  const hash = createHash('sha256').update(real).digest('hex').slice(0, 10);
+  return path.join(SHARED_CLUSTER_ROOT, `${name}-${hash}`, 'pg');
+}
+
+/**
+ * Postgres binaries the `postgres` user can run: `bin` itself when it can reach them, else a copy
+ * of their package's `native` folder (bin, lib, share: relocatable) under SHARED_CLUSTER_ROOT,
+ * made once per package version and platform and shared by every checkout (written beside, then
+ * renamed into place).
+ */
+function reachableBinaries(bin: PgBinaries, ids: { uid: number; gid: number }): PgBinaries {
+  if (blockedParent(bin.postgres, ids) === null) return bin;
+  const native = path.dirname(path.dirname(realpathSync(bin.postgres)));
+  let version = 'unknown';
+  try {
+    version = (JSON.parse(readFileSync(path.join(path.dirname(native), 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    // no package.json beside it: named by the binary sizes alone
+  }
+  // Named by what is copied (version and binary sizes), not where from: checkouts of one version share it.
+  const sizes = [bin.postgres, bin.initdb, bin.pg_ctl].map((b) => statSync(b).size).join(',');
+  const id = createHash('sha256').update(`${version}\0${sizes}`).digest('hex').slice(0, 10);
+  const target = path.join(SHARED_CLUSTER_ROOT, `postgres-${version.replace(/[^A-Za-z0-9._-]/g, '_')}-${platform()}-${arch()}-${id}`);
+  if (!existsSync(path.join(target, 'bin', path.basename(bin.postgres)))) {
+    mkdirSync(SHARED_CLUSTER_ROOT, { recursive: true, mode: 0o755 });
+    const tmp = mkdtempSync(`${target}.tmp-`);
+    try {
+      cpSync(native, tmp, { recursive: true, verbatimSymlinks: true });
+      chmodSync(tmp, 0o755);
+      renameSync(tmp, target);
+    } catch (err) {
+      rmSync(tmp, { recursive: true, force: true });
+      if (!existsSync(path.join(target, 'bin', path.basename(bin.postgres)))) throw err;
+    }
+  }
+  const at = (p: string) => path.join(target, 'bin', path.basename(p));
+  return { postgres: at(bin.postgres), initdb: at(bin.initdb), pg_ctl: at(bin.pg_ctl) };
 }
 
 function runningPort(pgDir: string): number | null {
@@ -170,35 +230,65 @@ function startPostgres(bin: PgBinaries, pgDir: string, port: number, ids: { uid:
 }
 
 /**
- * Starts (or attaches to) the embedded Postgres kept under `<dataDir>/pg`. The cluster is made on
- * first use, and its password is kept in `<dataDir>/secrets.json`. When another Tessera process
- * (the server, while the CLI runs) already runs it, this attaches instead of starting a second one.
+ * Starts (or attaches to) the embedded Postgres kept under `<dataDir>/pg` (or, as root with a data
+ * folder the `postgres` user cannot reach and `relocate`, under {@link relocatedClusterDir}: the
+ * same folder every time for the same data folder). The cluster is made on first use, and its
+ * password is kept in `<dataDir>/secrets.json`. When another Tessera process (the server, while
+ * the CLI runs) already runs it, this attaches instead of starting a second one.
  */
 export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedPg> {
   const dataDir = path.resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const ids = postgresIds();
-  if (ids) {
+  let pgDir = path.join(dataDir, 'pg');
+  let relocated = false;
+  const blocked = ids ? blockedParent(dataDir, ids) : null;
+  if (ids && blocked !== null) {
+    if (!opts.relocate || existsSync(path.join(pgDir, 'PG_VERSION'))) {
+      throw new Error(
+        `embedded Postgres runs as the 'postgres' system user, which cannot enter ${blocked}; ` +
+          `set TESSERA_DATA_DIR to a folder it can reach (for example ${SHARED_CLUSTER_ROOT}) or use DATABASE_URL`,
+      );
+    }
+    // The user's folders keep their permissions: the cluster moves to a folder postgres owns.
+    pgDir = relocatedClusterDir(dataDir);
+    relocated = true;
+    mkdirSync(SHARED_CLUSTER_ROOT, { recursive: true, mode: 0o755 });
+    const own = path.dirname(pgDir);
+    mkdirSync(own, { recursive: true, mode: 0o700 });
+    chmodSync(own, 0o700);
+    chownSync(own, ids.uid, ids.gid);
+  } else if (ids) {
     // The postgres system user must be able to reach its folder inside ours.
     chmodSync(dataDir, 0o711);
-    assertReachableByOthers(dataDir);
   }
-  const pgDir = path.join(dataDir, 'pg');
   const { secrets } = localSecrets(dataDir);
   const database = opts.database ?? 'tessera';
   const log = opts.log ?? (() => undefined);
-  const bin = await pgBinaries();
+  // As root, the postgres user runs the binaries: they must be within its reach too.
+  const bin = ids ? reachableBinaries(await pgBinaries(), ids) : await pgBinaries();
   const base = (port: number) => `postgres://${USER}:${encodeURIComponent(secrets.pgPassword)}@127.0.0.1:${port}`;
 
   const running = runningPort(pgDir);
   if (running) {
     await ensureDatabase(base(running), database);
-    return { connectionString: `${base(running)}/${database}`, stop: async () => undefined, dataDir: pgDir, port: running, startedHere: false, bin };
+    return {
+      connectionString: `${base(running)}/${database}`,
+      stop: async () => undefined,
+      dataDir: pgDir,
+      relocated,
+      unreachable: relocated ? blocked : null,
+      initialised: false,
+      port: running,
+      startedHere: false,
+      bin,
+    };
   }
   if (!(await portFree(opts.port))) {
     throw new Error(`embedded Postgres port ${opts.port} is taken by another process; set TESSERA_EMBEDDED_PG_PORT or DATABASE_URL`);
   }
-  if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
+  const initialised = !existsSync(path.join(pgDir, 'PG_VERSION'));
+  if (initialised) {
     log(`initialising embedded Postgres in ${pgDir}`);
     await initdb(bin, pgDir, secrets.pgPassword, ids, log);
   }
@@ -216,6 +306,9 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
   return {
     connectionString: `${base(opts.port)}/${database}`,
     dataDir: pgDir,
+    relocated,
+    unreachable: relocated ? blocked : null,
+    initialised,
     port: opts.port,
     startedHere: true,
     bin,

@@ -83,6 +83,15 @@ export async function updateSdkKey(
 }
 
 /**
+ * The `tokens_valid_after` a cut-off stamps on each row, the SQL twin of `nextTokensValidAfter`
+ * (oauth/access-token.ts): a whole second after `at` and after the row's previous stamp, so it is
+ * later than the `iat` of every token the key has issued (issuance may round `iat` up to a stamp).
+ */
+function nextStamp(at: Date) {
+  return sql<Date>`to_timestamp(greatest(floor(${at.getTime()}::float8 / 1000) + 1, ceil(extract(epoch from coalesce(tokens_valid_after, to_timestamp(0)))) + 1))`;
+}
+
+/**
  * Stamps `tokens_valid_after` on the user's keys whose tokens may carry `organizationId` as
  * `org_id`: the keys bound to it, and the unbound keys (their tokens carried the owner's only
  * organization at the time they were issued, which may have been this one). Returns their client_ids.
@@ -90,7 +99,7 @@ export async function updateSdkKey(
 export async function cutOffOrganizationKeys(db: Q, userId: string, organizationId: string, at: Date): Promise<string[]> {
   const rows = await db
     .updateTable('sdk_keys')
-    .set({ tokens_valid_after: at, updated_at: sql<Date>`now()` })
+    .set({ tokens_valid_after: nextStamp(at), updated_at: sql<Date>`now()` })
     .where('user_id', '=', userId)
     .where((eb) => eb.or([eb('organization_id', '=', organizationId), eb('organization_id', 'is', null)]))
     .returning('client_id')
@@ -119,7 +128,7 @@ export async function deleteSdkKeysOfParents(db: Q, parentIds: readonly string[]
 export async function disableSdkKeysOfUser(db: Q, userId: string, now: Date) {
   return db
     .updateTable('sdk_keys')
-    .set({ status: 'disabled', tokens_valid_after: now, updated_at: sql<Date>`now()` })
+    .set({ status: 'disabled', tokens_valid_after: nextStamp(now), updated_at: sql<Date>`now()` })
     .where('user_id', '=', userId)
     .returning(['client_id', 'organization_id'])
     .execute();

@@ -29,24 +29,32 @@ interface Pending {
   ids: Map<string, number>;
 }
 
+/** Most ids a target keeps waiting for a retry; past it the oldest failures are dropped (logged). */
+const MAX_RETAINED = 200_000;
+
 /**
  * Batches `last_used_at` stamps so the hot path never writes: `touch()` records in memory, and
  * every few seconds a flush stamps the ids used since, in sorted chunks of at most `FLUSH_CHUNK`
  * rows per UPDATE. An id whose stamp was written less than its target's `everyMs` ago is not
- * stamped again. A stamp may be lost if the process dies before a flush or a flush fails; it is a
- * hint for people (and, for sliding sessions, the idle clock other instances read), never a
- * security record.
+ * stamped again. A chunk that fails (an outage, a refusing trigger) goes back to the pending
+ * stamps and is tried again by the next flush (merged with newer uses), so `last_used_at` catches
+ * up once writes succeed again; one warning when a target starts failing, one info line when it
+ * recovers. A stamp is lost only if the process dies before it is written, or past
+ * `MAX_RETAINED` waiting ids: it is a hint for people (and, for sliding sessions, the idle clock
+ * other instances read), never a security record.
  */
 export class UsageStamps {
   private pending = new Map<UsageTarget, Pending>();
   /** Per target: id -> epoch ms of the stamp last written. */
   private written = new Map<UsageTarget, Map<string, number>>();
+  /** Targets whose last flush failed (their failure was logged; recovery will be). */
+  private failing = new Set<UsageTarget>();
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
 
   constructor(
     private readonly db: Db,
-    private readonly log: Pick<Logger, 'warn'>,
+    private readonly log: Pick<Logger, 'warn'> & Partial<Pick<Logger, 'info'>>,
     private readonly intervalMs = 5000,
   ) {}
 
@@ -60,10 +68,24 @@ export class UsageStamps {
     const ms = at.getTime();
     const last = this.written.get(target)?.get(id);
     if (last !== undefined && ms - last < target.everyMs && ms >= last) return;
+    this.queue(target, id, ms);
+  }
+
+  private queue(target: UsageTarget, id: string, ms: number): void {
     let p = this.pending.get(target);
     if (!p) this.pending.set(target, (p = { target, ids: new Map() }));
     const prev = p.ids.get(id);
     if (prev === undefined || ms > prev) p.ids.set(id, ms);
+  }
+
+  /** Queues failed ids for the next flush, as many as the budget allows (the newest uses first). */
+  private retry(target: UsageTarget, keys: string[], ids: Map<string, number>): void {
+    const room = MAX_RETAINED - (this.pending.get(target)?.ids.size ?? 0);
+    const kept = room >= keys.length ? keys : [...keys].sort((a, b) => ids.get(b)! - ids.get(a)!).slice(0, Math.max(0, room));
+    for (const id of kept) this.queue(target, id, ids.get(id)!);
+    if (kept.length < keys.length) {
+      this.log.warn({ table: target.table, dropped: keys.length - kept.length }, 'too many last-used times waiting for a retry; dropped the oldest');
+    }
   }
 
   /** Writes what is pending now; concurrent calls share one flush. */
@@ -75,14 +97,27 @@ export class UsageStamps {
     this.flushing = (async () => {
       for (const { target, ids } of batch.values()) {
         const keys = [...ids.keys()].sort();
+        let failed = 0;
+        let lastError: unknown = null;
         for (let i = 0; i < keys.length; i += FLUSH_CHUNK) {
           const chunk = keys.slice(i, i + FLUSH_CHUNK);
           try {
             await this.write(target, chunk, ids);
             this.remember(target, chunk, ids);
           } catch (err) {
-            this.log.warn({ err: { message: (err as Error).message }, table: target.table }, 'could not record last-used times');
+            failed += chunk.length;
+            lastError = err;
+            this.retry(target, chunk, ids);
           }
+        }
+        if (failed > 0 && !this.failing.has(target)) {
+          this.failing.add(target);
+          this.log.warn(
+            { err: { message: (lastError as Error).message }, table: target.table, ids: failed },
+            'could not record last-used times; retrying with the next flush',
+          );
+        } else if (failed === 0 && this.failing.delete(target)) {
+          this.log.info?.({ table: target.table }, 'last-used times recorded again');
         }
         this.forgetOld(target);
       }

@@ -3,6 +3,7 @@ import FindMyWay, { type HTTPMethod } from 'find-my-way';
 import { ApiError, type ApiErrorCode } from './api-error.js';
 import { OAuthError, type OAuthErrorCode } from './oauth-error.js';
 import { routeFacts, type RouteFacts } from '../plugins/contract.js';
+import { UnavailableLog } from './unavailable-log.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -25,9 +26,26 @@ declare module 'fastify' {
   }
 }
 
-/** Postgres/pg conditions meaning "the database is not there right now", not a bug. */
-const UNAVAILABLE_PG_CODES = new Set(['57P01', '57P02', '57P03', '53300', '08000', '08003', '08006', '08001', '08004']);
+/**
+ * Postgres/pg conditions meaning "the database is not there right now", not a bug: shutdowns,
+ * connection failures, too many connections, and the time bounds of a request (57014
+ * query_canceled by statement_timeout, 55P03 lock_not_available by lock_timeout, 25P03
+ * idle_in_transaction_session_timeout).
+ */
+const UNAVAILABLE_PG_CODES = new Set([
+  '57P01', '57P02', '57P03', '53300', '08000', '08003', '08006', '08001', '08004', '57014', '55P03', '25P03',
+]);
 const UNAVAILABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/**
+ * Postgres ends one of two transactions that conflict (40P01 deadlock_detected, 40001
+ * serialization_failure): nothing of it was written, and the same request sent again succeeds.
+ */
+const CONFLICT_PG_CODES = new Set(['40P01', '40001']);
+
+export function isTransientConflict(err: unknown): boolean {
+  return !!err && typeof err === 'object' && CONFLICT_PG_CODES.has((err as { code?: unknown }).code as string);
+}
 
 export function isDatabaseUnavailable(err: unknown): boolean {
   if (!err || typeof err !== 'object') return false;
@@ -36,6 +54,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const msg = typeof e.message === 'string' ? e.message : '';
   return (
     msg.includes('timeout exceeded when trying to connect') ||
+    msg === 'Query read timeout' ||
     msg.includes('Connection terminated') ||
     msg.includes('Client has encountered a connection error') ||
     msg.includes('the database system is') ||
@@ -104,6 +123,9 @@ export function classify(err: unknown, format: 'oauth' | 'api'): Rendered & { lo
       body: { ...err.details, error: err.code, message: err.message },
       log: err.statusCode >= 500 ? 'error' : 'none',
     };
+  }
+  if (isTransientConflict(err)) {
+    return { ...render(format, 503, 'a concurrent change conflicted with this request; nothing was changed, retry it', { 'retry-after': '1' }), log: 'warn' };
   }
   if (isDatabaseUnavailable(err)) {
     return { ...render(format, 503, 'the database is unavailable; retry shortly', { 'retry-after': '1' }), log: 'warn' };
@@ -176,11 +198,13 @@ export function registerErrorHandling(app: FastifyInstance): void {
     }
   });
 
+  const unavailable = new UnavailableLog(app.log);
+  app.addHook('onClose', async () => unavailable.close());
   app.setErrorHandler((err, request, reply) => {
     const format = formatOf(request);
     const rendered = classify(err, format);
     if (rendered.log === 'error') request.log.error({ err }, 'request failed');
-    else if (rendered.log === 'warn') request.log.warn({ err: { message: (err as Error).message, code: (err as { code?: string }).code } }, 'database unavailable');
+    else if (rendered.log === 'warn') unavailable.record(err, request.log);
     return send(reply, rendered);
   });
 

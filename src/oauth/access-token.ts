@@ -28,13 +28,35 @@ export interface MintedToken {
   claims: AccessTokenClaims;
 }
 
+/**
+ * The `iat` of a token the client gets now: the current whole second, or the client's
+ * `tokens_valid_after` (whole seconds) when that is later. With {@link nextTokensValidAfter}
+ * stamping, this makes "valid iff `iat * 1000 >= tokens_valid_after`" exact at JWT precision:
+ * - every token issued before a disable has `iat` < the stamp, so it is refused for good;
+ * - every token issued after the key is enabled again (by an instance that has seen the stamp)
+ *   has `iat` >= the stamp, so it is accepted at once, even within the second of the disable.
+ * The `iat` is then at most one second ahead of the clock (far within the verification tolerance).
+ */
+export function issuedAtFor(client: Pick<ClientEntry, 'tokensValidAfterMs'>, nowMs: number): number {
+  return Math.max(Math.floor(nowMs / 1000), Math.ceil(client.tokensValidAfterMs / 1000));
+}
+
+/**
+ * The `tokens_valid_after` a disable stamps (epoch ms, a whole second): strictly after the `iat`
+ * of every token issued so far, i.e. after the current second and after the previous stamp (a
+ * token issued after an earlier re-enable may carry that stamp's second as its `iat`).
+ */
+export function nextTokensValidAfter(previousMs: number | null, nowMs: number): number {
+  return Math.max(Math.floor(nowMs / 1000) + 1, Math.ceil((previousMs ?? 0) / 1000) + 1) * 1000;
+}
+
 /** Signs an access token with the active key; header `{alg, kid, typ: 'at+jwt'}`; `exp` never after the key's `expires_at`. */
 export async function mintAccessToken(
   keys: SigningKeyStore,
   input: { issuer: string; audience: string; client: ClientEntry; scopes: readonly string[]; nowMs: number; ttlSeconds: number },
 ): Promise<MintedToken> {
   const key = keys.signingKey();
-  const iat = Math.floor(input.nowMs / 1000);
+  const iat = issuedAtFor(input.client, input.nowMs);
   // Never later than the key's own expiry.
   const keyExp = input.client.expiresAtMs === null ? Infinity : Math.floor(input.client.expiresAtMs / 1000);
   const claims: AccessTokenClaims = {
@@ -80,8 +102,8 @@ const fail = (reason: RejectReason): VerifyResult => ({ ok: false, reason });
  * - algorithm allowlist: only the algorithms Tessera signs with, and only the kid's own algorithm;
  * - the kid looked up among our loaded keys only (`jku`, `x5u`, `jwk` headers are never used);
  * - `typ` at+jwt, exact `iss`, `aud`, `exp`/`nbf`/`iat` with `clockToleranceSeconds`;
- * - the jti denylist; the SDK key still exists, is enabled, its owner active, and the token was
- *   issued after the key's `tokens_valid_after`.
+ * - the jti denylist; the SDK key still exists, is enabled, its owner active, and the token's
+ *   `iat` is at or after the key's `tokens_valid_after` (exact: see {@link issuedAtFor}).
  */
 export class AccessTokenVerifier {
   /**

@@ -19,6 +19,7 @@ import { conflict, forbidden, notFound } from '../errors/api-error.js';
 import { hashSecret, randomSecret } from '../crypto/secrets.js';
 import { lockParent } from '../auth/credential-parent.js';
 import type { Principal } from '../auth/principal.js';
+import { nextTokensValidAfter } from './access-token.js';
 
 /** Change-event type for SDK keys (id = client_id). */
 export const SDK_KEY_EVENT = 'sdk_key';
@@ -93,8 +94,10 @@ export async function createSdkKey(
 }
 
 /**
- * Renames, enables or disables a key. Disabling stamps `tokens_valid_after`, so every token the
- * key issued so far fails everywhere (and keeps failing after a later enable).
+ * Renames, enables or disables a key. Disabling stamps `tokens_valid_after` (a whole second later
+ * than every token issued so far: {@link nextTokensValidAfter}), so every token the key issued so
+ * far fails everywhere and keeps failing after a later enable, while tokens issued after that
+ * enable are valid at once.
  */
 export async function updateSdkKeyFor(
   deps: SdkKeyDeps,
@@ -114,7 +117,9 @@ export async function updateSdkKeyFor(
     }
     if (change.status !== undefined && change.status !== key.status) {
       set.status = change.status;
-      if (change.status === 'disabled') set.tokens_valid_after = new Date(deps.clock.now());
+      if (change.status === 'disabled') {
+        set.tokens_valid_after = new Date(nextTokensValidAfter(key.tokens_valid_after?.getTime() ?? null, deps.clock.now()));
+      }
       actions.push([change.status === 'disabled' ? 'sdk_key.disable' : 'sdk_key.enable', {}]);
     }
     if (actions.length === 0) return key;

@@ -22,7 +22,7 @@ declare module 'fastify' {
  */
 export const keyRotationPlugin = fp(
   async function keyRotationPlugin(app: FastifyInstance) {
-    const { config, db, clock } = app;
+    const { config, clock } = app;
     const keys = app.oauth.keys;
     const events = new Counter({
       name: 'tessera_signing_key_events_total',
@@ -49,7 +49,7 @@ export const keyRotationPlugin = fp(
     });
 
     const lifecycle = new SigningKeyLifecycle({
-      db,
+      db: app.jobDb,
       config,
       clock,
       log: app.log,

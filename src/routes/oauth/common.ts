@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, preValidationAsyncH
 import { OAuthError, invalidClient, invalidRequest, invalidTarget } from '../../errors/oauth-error.js';
 import { extractClientCredentials } from '../../oauth/client-auth.js';
 import type { ClientEntry } from '../../oauth/client-cache.js';
+import { AttemptLimiter } from '../../oauth/attempt-limiter.js';
 
 /** Largest OAuth request body accepted (form parameters only). */
 export const OAUTH_BODY_LIMIT = 16 * 1024;
@@ -61,16 +62,21 @@ function tooMany(ttlInSeconds: number, what: string): OAuthError {
 
 /**
  * Per-app helpers of the OAuth routes. Rate limits (when `config.rateLimit.enabled`): failed
- * client authentications per IP (checked before any work, counted on failure) and token
- * requests per client. Per-IP request limits are route config, applied before the body is read.
+ * client authentications per IP and token requests per client. Per-IP request limits are route
+ * config, applied before the body is read.
+ *
+ * Failed authentications: every attempt takes a slot of its IP's budget synchronously, before any
+ * parsing, look-up or hash, and gives it back unless it ends in `invalid_client`. So at most
+ * `failedAuthPerIp` failures a minute are worked on per IP, however many arrive at once; the
+ * others get 429 with `Retry-After` without touching Postgres or the pepper (an attempt that
+ * finds the budget held by attempts still under way waits for their outcome first).
  */
 export function oauthRouteContext(app: FastifyInstance): OAuthRouteContext {
   const limits = app.config.rateLimit;
   const clientOf = new WeakMap<FastifyRequest, string>();
-  let failed: Limiter | null = null;
+  const failed = limits.enabled ? new AttemptLimiter({ max: limits.failedAuthPerIp, windowMs: 60_000, clock: app.clock }) : null;
   let perClient: Limiter | null = null;
   if (limits.enabled && typeof app.createRateLimit === 'function') {
-    failed = app.createRateLimit({ max: limits.failedAuthPerIp, timeWindow: 60_000, keyGenerator: (r) => `oauth-fail:${r.ip}` });
     perClient = app.createRateLimit({
       max: limits.tokenPerClient,
       timeWindow: 60_000,
@@ -79,10 +85,9 @@ export function oauthRouteContext(app: FastifyInstance): OAuthRouteContext {
   }
   return {
     async authenticateClient(request, opts = {}) {
-      if (failed) {
-        const r = await failed(request, { increment: false });
-        if (!r.isAllowed && r.remaining === 0) throw tooMany(r.ttlInSeconds, 'too many failed client authentications');
-      }
+      const slot = failed ? await failed.acquire(request.ip) : null;
+      if (slot && !slot.ok) throw tooMany(slot.retryAfterSeconds, 'too many failed client authentications');
+      let counts = false;
       try {
         const creds = extractClientCredentials(request.headers.authorization, request.body as FormBody);
         if (!creds) {
@@ -91,8 +96,13 @@ export function oauthRouteContext(app: FastifyInstance): OAuthRouteContext {
         }
         return await app.oauth.authenticateClient(creds);
       } catch (err) {
-        if (failed && err instanceof OAuthError && err.error === 'invalid_client') await failed(request);
+        counts = err instanceof OAuthError && err.error === 'invalid_client';
         throw err;
+      } finally {
+        if (slot?.ok) {
+          if (counts) slot.keep();
+          else slot.release();
+        }
       }
     },
     async limitClient(request, clientId) {
