@@ -208,6 +208,11 @@ t.test('run from a checkout the postgres user cannot enter (as root): the cluste
   const stopped = at(/"msg":"stopped"/);
   t.ok(draining >= 0 && stopped >= 0 && drained >= 0, 'both shutdown lines are written');
   t.ok(draining < loginLine && loginLine < stopped, 'draining, then the drained request, then stopped');
+  t.same(
+    lines.slice(draining).filter((l) => /"level":(40|50|60)/.test(l)),
+    [],
+    'a clean shutdown writes no warning (closing pools while embedded Postgres stops is no connection failure)',
+  );
 
   const second = startServer(env, checkout, cli);
   t.teardown(() => second.child.kill('SIGKILL'));

@@ -113,7 +113,11 @@ export function createDb(opts: CreateDbOptions): DbHandle {
   pool.on('acquire', (client) => checkedOut.add(client));
   pool.on('release', (_err: Error | undefined, client: pg.PoolClient) => checkedOut.delete(client));
   pool.on('remove', (client) => checkedOut.delete(client));
+  // Once closing, an idle client's end is not awaited by pg-pool: the server stopping right after
+  // (embedded Postgres at shutdown) reaches it first, which is no failure worth a line.
+  let closed = false;
   pool.on('error', (err) => {
+    if (closed) return;
     opts.log?.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'idle database connection failed');
   });
   pool.on('connect', (client) => {
@@ -127,7 +131,6 @@ export function createDb(opts: CreateDbOptions): DbHandle {
     });
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  let closed = false;
   return {
     db,
     pool,
