@@ -1,0 +1,29 @@
+// Starting the service as an operator does: a real process, polled until ready.
+import { spawn, type ChildProcess } from 'node:child_process';
+
+export async function waitReady(port: number, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > until) throw new Error('service did not become ready');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export function startServer(
+  env: Record<string, string>,
+  cwd: string | undefined,
+  entry: string,
+): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
+  const child = spawn(process.execPath, [entry, 'serve'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
+  let out = '';
+  child.stdout!.on('data', (c) => (out += c));
+  child.stderr!.on('data', (c) => (out += c));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { child, exited, output: () => out };
+}
