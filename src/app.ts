@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { AjvCompiler } from '@fastify/ajv-compiler';
 import rateLimit from '@fastify/rate-limit';
@@ -81,7 +82,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
  * never reach a route, so which error format applies is unknown: the body carries `error` (a code
  * valid in both formats) with both `error_description` (RFC 6749) and `message` (the API's).
  */
-function clientErrorHandler(err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
+function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) {
     socket.destroy();
     return;

@@ -51,6 +51,7 @@ export function createLogger(level: string, fd: 1 | 2 = 1) {
   return pino(loggerOptions(level), pino.destination({ fd, sync: fd === 2 }));
 }
 
+/* eslint-disable @typescript-eslint/no-explicit-any -- the lazy logger stands in for pino's and Fastify's loggers, whose child types it passes through untyped. */
 type Bindings = Record<string, unknown>;
 type LevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 interface ParentLogger {
@@ -118,3 +119,4 @@ export function lazyChildLoggerFactory(logger: ParentLogger, bindings: Bindings,
   if (typeof logger.isLevelEnabled !== 'function' || (options && Object.keys(options).length > 0)) return logger.child(bindings, options);
   return new LazyChildLogger(logger, bindings);
 }
+/* eslint-enable @typescript-eslint/no-explicit-any */

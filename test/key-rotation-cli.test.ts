@@ -73,7 +73,7 @@ t.test('kill -9 at every step of an immediate rotation leaves one active key; th
   const k0 = (await actives(h))[0]!.kid;
 
   // 1. Inside the first step's transaction (lock held): rolled back, nothing changed; the lock is freed.
-  let waited: Promise<unknown> | null = null;
+  let waited = null as Promise<unknown> | null;
   await killAt(h, 'rotate:commit', async () => {
     waited = h.app.keyRotation.lifecycle.prune({ userId: null, credential: 'cli' }).then(() => 'done');
     const race = await Promise.race([waited, new Promise((r) => setTimeout(() => r('blocked'), 300))]);

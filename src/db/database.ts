@@ -49,6 +49,8 @@ const PREPARED = /^\/\* prepare:([a-z0-9_.]+) \*\/ /;
 class PreparingClient extends pg.Client {
   private static readonly names = new Map<string, string>();
 
+  // pg's query() is a set of overloads this override forwards to unchanged, so it is typed loosely.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   override query(config: unknown, values?: unknown, callback?: unknown): any {
     if (typeof config === 'string' && Array.isArray(values) && config.startsWith('/* prepare:')) {
       let name = PreparingClient.names.get(config);
@@ -59,8 +61,10 @@ class PreparingClient extends pg.Client {
           PreparingClient.names.set(config, name);
         }
       }
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
       if (name !== undefined) return (super.query as any)({ name, text: config, values }, callback);
     }
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     return (super.query as any)(config, values, callback);
   }
 }
