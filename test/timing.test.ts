@@ -31,7 +31,12 @@ t.test('unknown client, wrong secret and short secret take the same time', async
   const names = Object.keys(classes);
   const once = async (name: string) => {
     const start = process.hrtime.bigint();
-    const res = await h.inject({ method: 'POST', url: '/oauth/token', headers: { 'content-type': FORM, authorization: classes[name]! }, payload: 'grant_type=client_credentials' });
+    const res = await h.inject({
+      method: 'POST',
+      url: '/oauth/token',
+      headers: { 'content-type': FORM, authorization: classes[name]! },
+      payload: 'grant_type=client_credentials',
+    });
     const ns = Number(process.hrtime.bigint() - start);
     if (res.statusCode !== 401 || res.json().error !== 'invalid_client') throw new Error(`${name}: ${res.statusCode} ${res.body}`);
     return ns;

@@ -46,10 +46,7 @@ export async function generateSigningKey(alg: SigningAlg, masterKey: MasterKey):
 }
 
 /** Opens a stored private key with whichever configured master key sealed it. */
-export function openPrivateKey(
-  keys: readonly MasterKey[],
-  row: { kid: string; private_key_ciphertext: Buffer; master_key_id: string },
-): KeyObject {
+export function openPrivateKey(keys: readonly MasterKey[], row: { kid: string; private_key_ciphertext: Buffer; master_key_id: string }): KeyObject {
   const der = open(keys, { ciphertext: row.private_key_ciphertext, keyId: row.master_key_id }, privateKeyAad(row.kid));
   return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
 }

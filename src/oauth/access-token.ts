@@ -74,20 +74,9 @@ export async function mintAccessToken(
 }
 
 /** Why a token was refused (for logs and tests; callers answer "invalid" whatever it is). */
-export type RejectReason =
-  | 'malformed'
-  | 'algorithm'
-  | 'unknown_kid'
-  | 'signature'
-  | 'claims'
-  | 'expired'
-  | 'audience'
-  | 'revoked'
-  | 'client';
+export type RejectReason = 'malformed' | 'algorithm' | 'unknown_kid' | 'signature' | 'claims' | 'expired' | 'audience' | 'revoked' | 'client';
 
-export type VerifyResult =
-  | { ok: true; claims: AccessTokenClaims; client: ClientEntry }
-  | { ok: false; reason: RejectReason };
+export type VerifyResult = { ok: true; claims: AccessTokenClaims; client: ClientEntry } | { ok: false; reason: RejectReason };
 
 export interface VerifyOptions {
   /** Required audience; `null` accepts any (introspection answers for every resource server). */
@@ -152,26 +141,27 @@ export class AccessTokenVerifier {
       const tolerance = config.clockToleranceSeconds;
       if (typeof payload.nbf === 'number' && payload.nbf > now + tolerance) return fail('claims');
       if (typeof payload.exp === 'number' && payload.exp <= now - tolerance) return fail('expired');
-    } else try {
-      const result = await jwtVerify(token, key.verifyKey, {
-        algorithms: [key.alg],
-        typ: 'at+jwt',
-        issuer: config.issuer,
-        ...(opts.audience !== null ? { audience: opts.audience } : {}),
-        clockTolerance: config.clockToleranceSeconds,
-        currentDate: new Date(clock.now()),
-        requiredClaims: ['exp', 'iat', 'jti', 'sub', 'client_id', 'scope'],
-      });
-      payload = result.payload;
-      if (this.checked.size >= AccessTokenVerifier.MAX_CHECKED) this.checked.clear();
-      this.checked.set(token, { kid: header.kid, payload });
-    } catch (err) {
-      if (err instanceof joseErrors.JWTExpired) return fail('expired');
-      if (err instanceof joseErrors.JWSSignatureVerificationFailed) return fail('signature');
-      if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'aud') return fail('audience');
-      if (err instanceof joseErrors.JOSEAlgNotAllowed) return fail('algorithm');
-      return fail(err instanceof joseErrors.JOSEError ? 'claims' : 'malformed');
-    }
+    } else
+      try {
+        const result = await jwtVerify(token, key.verifyKey, {
+          algorithms: [key.alg],
+          typ: 'at+jwt',
+          issuer: config.issuer,
+          ...(opts.audience !== null ? { audience: opts.audience } : {}),
+          clockTolerance: config.clockToleranceSeconds,
+          currentDate: new Date(clock.now()),
+          requiredClaims: ['exp', 'iat', 'jti', 'sub', 'client_id', 'scope'],
+        });
+        payload = result.payload;
+        if (this.checked.size >= AccessTokenVerifier.MAX_CHECKED) this.checked.clear();
+        this.checked.set(token, { kid: header.kid, payload });
+      } catch (err) {
+        if (err instanceof joseErrors.JWTExpired) return fail('expired');
+        if (err instanceof joseErrors.JWSSignatureVerificationFailed) return fail('signature');
+        if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'aud') return fail('audience');
+        if (err instanceof joseErrors.JOSEAlgNotAllowed) return fail('algorithm');
+        return fail(err instanceof joseErrors.JOSEError ? 'claims' : 'malformed');
+      }
     const nowS = clock.now() / 1000;
     if (
       typeof payload.iat !== 'number' ||

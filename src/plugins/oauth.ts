@@ -17,7 +17,6 @@ export const REVOKED_TOKEN = 'revoked_token';
 /** Published by whoever changes a user's status (follows: every cached key of that user is dropped). */
 export const USER_CHANGED = 'user';
 
-
 /** OAuth services held by an app instance. */
 export interface OAuthServices {
   keys: SigningKeyStore;
@@ -45,14 +44,10 @@ export const oauthPlugin = fp(
   async function oauthPlugin(app: FastifyInstance) {
     const { config, db, clock } = app;
     const keys = new SigningKeyStore({ db, config, clock, log: app.log });
-    const clients = new ClientCache(
-      { byClientIds: (ids) => findSdkKeysForAuth(db, ids), recent: (limit) => recentSdkKeysForAuth(db, limit) },
-      clock,
-    );
+    const clients = new ClientCache({ byClientIds: (ids) => findSdkKeysForAuth(db, ids), recent: (limit) => recentSdkKeysForAuth(db, limit) }, clock);
     // Fills the SDK-key cache in the background, so a (re)started instance does not send every
     // client's first request to Postgres; requests meanwhile load their own keys as before.
-    const warmClients = () =>
-      clients.warm().catch((err) => app.log.warn({ err: { message: (err as Error).message } }, 'could not preload SDK keys'));
+    const warmClients = () => clients.warm().catch((err) => app.log.warn({ err: { message: (err as Error).message } }, 'could not preload SDK keys'));
     const revoked = new RevokedTokenSet();
     const verifier = new AccessTokenVerifier({ config, clock, keys, clients, revoked });
     const toleranceMs = config.clockToleranceSeconds * 1000;
