@@ -1,4 +1,4 @@
-// `npm run bench`: Tessera side by side with panva's oidc-provider and a reference ceiling (issue 8).
+// `npm run bench`: Tessera side by side with panva's oidc-provider and a reference ceiling.
 // See bench/README.md. Loopback only; every child process is stopped on the way out.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Soak (issue 9): two Tessera instances on one embedded Postgres, loopback only, for SOAK_SECONDS
+// Soak: two Tessera instances on one embedded Postgres, loopback only, for SOAK_SECONDS
 // (default 120). Mixes token issuance, verification (API, gateway, introspection), revocation and
 // login/use/logout across instances, and checks every answer against what it must be (a revoked
 // token or a logged-out session must be refused on the *other* instance at once). Samples each

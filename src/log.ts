@@ -81,9 +81,9 @@ interface ParentLogger {
 
 /**
  * Fastify's per-request logger (`request.log`), made only when something is logged at an enabled
- * level. pino's `child()` runs the redaction stringifier over its bindings, which cost about 5% of
- * the CPU of a token request although nothing is logged at `warn` on the hot paths. The child is
- * the same pino child Fastify would make (same bindings, same lines), just made on first use.
+ * level: pino's `child()` runs the redaction stringifier over its bindings, work wasted on the hot
+ * paths, which log nothing at `warn`. The child is the same pino child Fastify would make (same
+ * bindings, same lines), just made on first use.
  */
 class LazyChildLogger {
   private real: any = null;

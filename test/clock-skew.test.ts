@@ -1,4 +1,4 @@
-// Clock skew of +-5 minutes on one instance (issue 9). What Tessera does:
+// Clock skew of +-5 minutes on one instance. What Tessera does:
 // - With the default tolerance (30 s) it fails closed: a skewed instance's tokens are refused by
 //   the others when their iat lies in the future beyond the tolerance, and the skewed instance
 //   reports itself not ready (/readyz `clock` check against Postgres's clock) so a balancer takes

@@ -1,4 +1,4 @@
-// Concurrency (issue 9): logout racing use on two instances (a request that starts after the
+// Concurrency: logout racing use on two instances (a request that starts after the
 // logout's 204 is refused everywhere), double logout, and the two-key limit under 2 instances x
 // 50 parallel creations for two users at once.
 import t from 'tap';

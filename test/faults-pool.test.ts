@@ -1,4 +1,4 @@
-// Pool exhaustion (issue 9): TESSERA_DB_POOL_MAX=2 with both connections held by pg_sleep. Requests
+// Pool exhaustion: TESSERA_DB_POOL_MAX=2 with both connections held by pg_sleep. Requests
 // that need Postgres get a fast 503 with Retry-After; the event loop stays free (/healthz answers,
 // cached clients still get tokens); everything works again once the connections come back.
 import t from 'tap';

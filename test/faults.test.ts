@@ -1,4 +1,4 @@
-// Faults with real Postgres and real processes (issue 9): Postgres restarted (fast and immediate)
+// Faults with real Postgres and real processes: Postgres restarted (fast and immediate)
 // under load on two instances, and kill -9 of an instance during writes. Nothing acknowledged is
 // lost; nothing is half made; the processes survive and recover without a restart.
 import t, { type Test } from 'tap';

@@ -1,4 +1,4 @@
-// Property-based fuzzing (issue 9) of /oauth/token, /oauth/introspect, /oauth/revoke,
+// Property-based fuzzing of /oauth/token, /oauth/introspect, /oauth/revoke,
 // /api/users/loginWithToken and /api/users/logout: random bodies, headers and encodings never
 // produce a 5xx, every error is a JSON body with a string `error`, and the database does not
 // change. "Change" is precise: every row of every table compared (db-digest.ts) except

@@ -1,4 +1,4 @@
-// Hostile use of the API (issue 9): other people's ids, scope escalation through every kind of
+// Hostile use of the API: other people's ids, scope escalation through every kind of
 // credential, malformed path parameters, and secrets that must never be readable again.
 import t from 'tap';
 import { sql } from 'kysely';

@@ -1,4 +1,4 @@
-// Hostile JWTs (issue 9), beyond oauth-verify.test.ts: `alg: none` in any case, hostile kids with
+// Hostile JWTs, beyond oauth-verify.test.ts: `alg: none` in any case, hostile kids with
 // no key reload and no database work, x5u, damaged signatures, claim boundaries at the clock
 // tolerance, and credentials of one kind used where another is required.
 import t from 'tap';

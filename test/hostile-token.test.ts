@@ -1,4 +1,4 @@
-// Hostile input at the token endpoint (issue 9). Each answer: a 4xx RFC 6749 §5.2 JSON body, no
+// Hostile input at the token endpoint. Each answer: a 4xx RFC 6749 §5.2 JSON body, no
 // stack, no-store, and the database unchanged. Cases already in oauth-token.test.ts (JSON body,
 // > 16 KiB body, duplicates, unknown grant, query credentials, Basic plus body, `Basic !!!`) are
 // not repeated here.

@@ -1,4 +1,4 @@
-// Signing-key CLI (issue 4) as operators run it: real child processes on the test database, kill -9
+// Signing-key CLI as operators run it: real child processes on the test database, kill -9
 // in the middle of a rotation, concurrent rotations from two processes; list/revoke/prune in-process.
 import t from 'tap';
 import { spawn, execFile } from 'node:child_process';
@@ -13,6 +13,7 @@ const QUIET = { TESSERA_KEY_CHECK_INTERVAL: '1h' };
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const cli = path.join(root, 'dist', 'src', 'cli.js');
+const pausedCli = path.join(root, 'test', 'fixtures', 'paused-cli.mjs');
 const run = promisify(execFile);
 
 /** The CLI runs on the system clock; so do the apps here. */
@@ -33,10 +34,10 @@ function cliEnv(h: Harness, extra: Record<string, string> = {}): NodeJS.ProcessE
   };
 }
 
-/** Starts `tessera <args>` paused at `point` (TESSERA_KEYS_PAUSE_AT); resolves once it says it paused. */
+/** Starts `tessera <args>` paused at `point` (see test/fixtures/paused-cli.mjs); resolves once it says it paused. */
 async function startPaused(h: Harness, args: string[], point: string) {
-  const child = spawn(process.execPath, [cli, ...args], {
-    env: cliEnv(h, { TESSERA_KEYS_PAUSE_AT: point }),
+  const child = spawn(process.execPath, [pausedCli, point, ...args], {
+    env: cliEnv(h),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<NodeJS.Signals | null>((r) => child.on('exit', (_code, signal) => r(signal)));

@@ -1,4 +1,4 @@
-// Signing-key lifecycle (issue 4): scheduled rotation across two instances under a caching verifier,
+// Signing-key lifecycle: scheduled rotation across two instances under a caching verifier,
 // revocation, the admin API, concurrency, algorithms, readiness and metrics.
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';

@@ -1,4 +1,4 @@
-// Timing (issue 9): an unknown client, a wrong secret and a short secret must not be told apart by
+// Timing: an unknown client, a wrong secret and a short secret must not be told apart by
 // response time. Thousands of interleaved in-process requests per class; medians and 10 %-trimmed
 // means compared with a generous ratio (1.5x), retried once so a noisy neighbour on a loaded
 // machine does not fail the build. A real leak (a database look-up for unknown clients, an early

@@ -45,10 +45,6 @@ export async function findApiTokenByHash(db: Q, tokenHash: Buffer) {
     .executeTakeFirst();
 }
 
-export async function listApiTokens(db: Q, userId: string): Promise<ApiTokenRow[]> {
-  return db.selectFrom('api_tokens').selectAll().where('user_id', '=', userId).orderBy('created_at').orderBy('id').execute();
-}
-
 export async function countAdminTokens(db: Q): Promise<number> {
   const r = await db
     .selectFrom('api_tokens')

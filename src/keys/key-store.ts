@@ -43,7 +43,7 @@ export class NoActiveKeyError extends Error {
 /**
  * The signing keys every instance holds in memory: the one that signs, and every key whose
  * tokens still verify. Reloaded on a `signing_keys` change event and on every listener
- * reconnect; rotation (issue 4) changes rows, publishes `signing_keys`, and this store follows.
+ * reconnect; rotation changes rows, publishes `signing_keys`, and this store follows.
  *
  * Verification accepts `next`, `active` and `retired` keys (all ours, all published); `revoked`
  * keys are not loaded, so their tokens fail at the kid look-up.

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
-import type { Clock } from '../clock.js';
+import { epochSeconds, type Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { SigningKeyStore } from '../keys/key-store.js';
 import { signCompact } from '../keys/signing-key.js';
@@ -38,7 +38,7 @@ export interface MintedToken {
  * The `iat` is then at most one second ahead of the clock (far within the verification tolerance).
  */
 export function issuedAtFor(client: Pick<ClientEntry, 'tokensValidAfterMs'>, nowMs: number): number {
-  return Math.max(Math.floor(nowMs / 1000), Math.ceil(client.tokensValidAfterMs / 1000));
+  return Math.max(epochSeconds(nowMs), Math.ceil(client.tokensValidAfterMs / 1000));
 }
 
 /**
@@ -47,7 +47,7 @@ export function issuedAtFor(client: Pick<ClientEntry, 'tokensValidAfterMs'>, now
  * token issued after an earlier re-enable may carry that stamp's second as its `iat`).
  */
 export function nextTokensValidAfter(previousMs: number | null, nowMs: number): number {
-  return Math.max(Math.floor(nowMs / 1000) + 1, Math.ceil((previousMs ?? 0) / 1000) + 1) * 1000;
+  return Math.max(epochSeconds(nowMs) + 1, Math.ceil((previousMs ?? 0) / 1000) + 1) * 1000;
 }
 
 /** Signs an access token with the active key; header `{alg, kid, typ: 'at+jwt'}`; `exp` never after the key's `expires_at`. */
@@ -58,7 +58,7 @@ export async function mintAccessToken(
   const key = keys.signingKey();
   const iat = issuedAtFor(input.client, input.nowMs);
   // Never later than the key's own expiry.
-  const keyExp = input.client.expiresAtMs === null ? Infinity : Math.floor(input.client.expiresAtMs / 1000);
+  const keyExp = input.client.expiresAtMs === null ? Infinity : epochSeconds(input.client.expiresAtMs);
   const claims: AccessTokenClaims = {
     iss: input.issuer,
     sub: input.client.clientId,
@@ -137,7 +137,7 @@ export class AccessTokenVerifier {
         const aud = payload.aud;
         if (!(aud === opts.audience || (Array.isArray(aud) && aud.includes(opts.audience)))) return fail('audience');
       }
-      const now = Math.floor(clock.now() / 1000);
+      const now = epochSeconds(clock.now());
       const tolerance = config.clockToleranceSeconds;
       if (typeof payload.nbf === 'number' && payload.nbf > now + tolerance) return fail('claims');
       if (typeof payload.exp === 'number' && payload.exp <= now - tolerance) return fail('expired');

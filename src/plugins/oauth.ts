@@ -12,7 +12,6 @@ import { SDK_KEY_EVENT, SDK_KEY_PURPOSE } from '../oauth/sdk-keys.service.js';
 import type { Authenticator } from './auth.js';
 
 /** Change-event types this feature publishes and follows. */
-export const SDK_KEY_CHANGED = SDK_KEY_EVENT;
 export const REVOKED_TOKEN = 'revoked_token';
 /** Published by whoever changes a user's status (follows: every cached key of that user is dropped). */
 export const USER_CHANGED = 'user';
@@ -93,7 +92,7 @@ export const oauthPlugin = fp(
     };
     app.authenticators.push(jwtAuthenticator);
 
-    app.changes.on(SDK_KEY_CHANGED, (e) => {
+    app.changes.on(SDK_KEY_EVENT, (e) => {
       if (typeof e.id === 'string') clients.invalidate(e.id);
       else clients.clear();
     });
