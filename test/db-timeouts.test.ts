@@ -44,7 +44,8 @@ t.test('a table locked by another session: 100 concurrent logins are all answere
   // The lock is held for 12 s at most; it is let go as soon as every request has been answered.
   const holder = setTimeout(() => {
     released = true;
-    void locker.query('commit');
+    // Detached (only when the test overran): the assertions below report the overrun; a failed commit is ignored.
+    void locker.query('commit').catch(() => undefined);
   }, 12_000);
 
   const started = Date.now();

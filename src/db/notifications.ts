@@ -82,6 +82,7 @@ export class ChangeListener {
   }
 
   start(): void {
+    // Detached: connect() never rejects (it logs a failure and schedules the next attempt itself).
     void this.connect();
   }
 
@@ -182,7 +183,7 @@ export class ChangeListener {
     client.end().catch(() => undefined);
     const delay = this.retryMs;
     this.retryMs = Math.min(this.retryMs * 2, 2000);
-    this.timer = setTimeout(() => void this.connect(), delay);
+    this.timer = setTimeout(() => void this.connect(), delay); // never rejects, see start()
     this.timer.unref();
   }
 

@@ -113,7 +113,7 @@ export const oauthPlugin = fp(
     });
     app.changes.onReset(() => {
       clients.clear();
-      void warmClients();
+      void warmClients(); // detached: the warm-up only fills a cache, and logs its own failure
       keys.reload().catch((err) => app.log.error({ err }, 'could not reload signing keys'));
       reloadRevoked().catch((err) => app.log.warn({ err: { message: (err as Error).message } }, 'could not reload revoked tokens'));
     });
