@@ -1,4 +1,4 @@
-// `npm run bench`: Tessera side by side with panva's oidc-provider and a reference ceiling (issue 8).
+// `npm run bench`: Tessera side by side with panva's oidc-provider and a reference ceiling.
 // See bench/README.md. Loopback only; every child process is stopped on the way out.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -8,18 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { loadOptions } from './lib/options.mjs';
-import {
-  clusterCpuSeconds,
-  cpuSeconds,
-  freePort,
-  killAllNow,
-  postmasterPid,
-  runNode,
-  startNode,
-  stopAll,
-  tail,
-  waitReady,
-} from './lib/procs.mjs';
+import { clusterCpuSeconds, cpuSeconds, freePort, killAllNow, postmasterPid, runNode, startNode, stopAll, tail, waitReady } from './lib/procs.mjs';
 import { basic, buildScenarios, judgeTargets } from './lib/scenarios.mjs';
 import { median, renderMarkdown, SERVER_NAMES } from './lib/report.mjs';
 
@@ -148,8 +137,16 @@ async function startServers(clientsFile) {
   const serverEnv = (port) => ({ ...process.env, PORT: String(port), BENCH_CLIENTS_FILE: clientsFile });
   const procs = {
     tessera: startNode('tessera', [path.join(ROOT, 'dist/src/cli.js'), 'serve'], { env: tesseraEnv, cwd: ROOT, logFile: path.join(work, 'tessera.log') }),
-    peer: startNode('oidc-provider', [path.join(ROOT, 'bench/servers/peer.mjs')], { env: serverEnv(ports.peer), cwd: ROOT, logFile: path.join(work, 'peer.log') }),
-    ceiling: startNode('ceiling', [path.join(ROOT, 'bench/servers/ceiling.mjs')], { env: serverEnv(ports.ceiling), cwd: ROOT, logFile: path.join(work, 'ceiling.log') }),
+    peer: startNode('oidc-provider', [path.join(ROOT, 'bench/servers/peer.mjs')], {
+      env: serverEnv(ports.peer),
+      cwd: ROOT,
+      logFile: path.join(work, 'peer.log'),
+    }),
+    ceiling: startNode('ceiling', [path.join(ROOT, 'bench/servers/ceiling.mjs')], {
+      env: serverEnv(ports.ceiling),
+      cwd: ROOT,
+      logFile: path.join(work, 'ceiling.log'),
+    }),
   };
   await Promise.all([
     waitReady(procs.tessera, `http://127.0.0.1:${ports.tessera}/healthz`, 180_000),
@@ -174,7 +171,8 @@ async function tesseraFixtures(ports, env, wantMany, clientCount) {
   const created = await request(ports.tessera, 'POST', '/api/sdk-keys', { headers: bearer, body: JSON.stringify({ name: 'bench-one' }) });
   t.avail.cc = probe('POST /api/sdk-keys', created);
   if (t.avail.cc === true) {
-    if (!created.json?.client_id || !created.json?.client_secret) throw new BenchError(`POST /api/sdk-keys returned no client_id/client_secret: ${created.text.slice(0, 300)}`);
+    if (!created.json?.client_id || !created.json?.client_secret)
+      throw new BenchError(`POST /api/sdk-keys returned no client_id/client_secret: ${created.text.slice(0, 300)}`);
     t.oneKey = created.json;
     const tok = await request(ports.tessera, 'POST', '/oauth/token', {
       headers: { authorization: basic(t.oneKey.client_id, t.oneKey.client_secret), 'content-type': 'application/x-www-form-urlencoded' },
@@ -238,7 +236,8 @@ async function tesseraFixtures(ports, env, wantMany, clientCount) {
   t.avail.verify = gw.status === 404 ? 'GET /gateway/verify answered 404' : true;
   if (t.avail.verify === true) {
     if (t.jwt) probe('GET /gateway/verify with a JWT', gw);
-    if (t.session) probe('GET /gateway/verify with a session token', await request(ports.tessera, 'GET', '/gateway/verify', { headers: { 'x-access-token': t.session } }));
+    if (t.session)
+      probe('GET /gateway/verify with a session token', await request(ports.tessera, 'GET', '/gateway/verify', { headers: { 'x-access-token': t.session } }));
   }
 
   const jwks = await request(ports.tessera, 'GET', '/.well-known/jwks.json');
@@ -251,7 +250,10 @@ async function tesseraFixtures(ports, env, wantMany, clientCount) {
 async function checkLogoutRevokes(port) {
   const t = fixtures.tessera;
   if (t.avail.login !== true || t.avail.verify !== true) return null;
-  const login = await request(port, 'POST', '/api/users/loginWithToken', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ apiToken: t.mainToken }) });
+  const login = await request(port, 'POST', '/api/users/loginWithToken', {
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ apiToken: t.mainToken }),
+  });
   const out = await request(port, 'POST', '/api/users/logout', { headers: { 'x-access-token': login.json?.id ?? '' } });
   const after = await request(port, 'GET', '/gateway/verify', { headers: { 'x-access-token': login.json?.id ?? '' } });
   return login.status === 200 && out.status === 204 && after.status === 401
@@ -270,9 +272,11 @@ async function peerFixtures(ports, clients) {
   const refreshOpaque = async () => {
     const res = await request(ports.peer, 'POST', '/token', { headers, body: 'grant_type=client_credentials' });
     opaque = res.json?.access_token;
-    if (res.status !== 200 || !opaque || opaque.includes('.')) throw new BenchError(`oidc-provider did not issue an opaque token: ${res.status} ${res.text.slice(0, 300)}`);
+    if (res.status !== 200 || !opaque || opaque.includes('.'))
+      throw new BenchError(`oidc-provider did not issue an opaque token: ${res.status} ${res.text.slice(0, 300)}`);
     const intro = await request(ports.peer, 'POST', '/token/introspection', { headers, body: `token=${opaque}` });
-    if (intro.status !== 200 || intro.json?.active !== true) throw new BenchError(`oidc-provider introspection not active: ${intro.status} ${intro.text.slice(0, 300)}`);
+    if (intro.status !== 200 || intro.json?.active !== true)
+      throw new BenchError(`oidc-provider introspection not active: ${intro.status} ${intro.text.slice(0, 300)}`);
   };
   await refreshOpaque();
   return { jwtHeader: jwtHeader(jwtRes.json.access_token), refreshOpaque, opaque: () => opaque };
@@ -293,10 +297,13 @@ async function ceilingFixtures(ports, clients) {
 // ---- load -----------------------------------------------------------------------------------
 function runAutocannon(options) {
   return new Promise((resolve, reject) => {
-    const watchdog = setTimeout(() => {
-      currentLoad?.stop?.();
-      reject(new BenchError(`autocannon did not finish within ${options.duration + 60} s`));
-    }, (options.duration + 60) * 1000);
+    const watchdog = setTimeout(
+      () => {
+        currentLoad?.stop?.();
+        reject(new BenchError(`autocannon did not finish within ${options.duration + 60} s`));
+      },
+      (options.duration + 60) * 1000,
+    );
     currentLoad = autocannon(options, (err, result) => {
       clearTimeout(watchdog);
       currentLoad = null;
@@ -325,7 +332,10 @@ async function measure(scenario, target, c, seconds) {
   const cpu1 = cpuSeconds(pid);
   const pg1 = target.server === 'tessera' ? clusterCpuSeconds(servers.pgPid) : null;
   const gen = process.cpuUsage(gen0);
-  if (cpu1 === null) throw new BenchError(`${SERVER_NAMES[target.server]} exited during ${scenario.id}; see ${servers.procs[target.server].logFile}:\n${tail(servers.procs[target.server].logFile)}`);
+  if (cpu1 === null)
+    throw new BenchError(
+      `${SERVER_NAMES[target.server]} exited during ${scenario.id}; see ${servers.procs[target.server].logFile}:\n${tail(servers.procs[target.server].logFile)}`,
+    );
   const completed = result['2xx'] + result.non2xx;
   const per1k = (d) => (d === null || completed === 0 ? null : d / (completed / 1000));
   const codes = Object.entries(result.statusCodeStats ?? {})
@@ -354,7 +364,10 @@ let fixtures;
 
 async function main() {
   const started = Date.now();
-  const loadBefore = os.loadavg().map((l) => l.toFixed(2)).join(' / ');
+  const loadBefore = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' / ');
   const selected = new Set(opts.scenarios);
   const perScenarioTargets = { 'cc-one': 3, 'cc-many': 3, verify: 4, login: 1, jwks: 3 };
   const estimate = opts.scenarios.reduce((s, id) => s + perScenarioTargets[id] * opts.connections.length * (opts.warmup + opts.runs * opts.duration), 0);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Soak (issue 9): two Tessera instances on one embedded Postgres, loopback only, for SOAK_SECONDS
+// Soak: two Tessera instances on one embedded Postgres, loopback only, for SOAK_SECONDS
 // (default 120). Mixes token issuance, verification (API, gateway, introspection), revocation and
 // login/use/logout across instances, and checks every answer against what it must be (a revoked
 // token or a logged-out session must be refused on the *other* instance at once). Samples each
@@ -86,7 +86,11 @@ try {
   const servers = [];
   for (const name of ['a', 'b']) {
     const port = await freePort();
-    const proc = startNode(`tessera-${name}`, [path.join(root, 'dist', 'src', 'cli.js'), 'serve'], { env: { ...env, PORT: String(port) }, cwd: root, logFile: path.join(work, `${name}.log`) });
+    const proc = startNode(`tessera-${name}`, [path.join(root, 'dist', 'src', 'cli.js'), 'serve'], {
+      env: { ...env, PORT: String(port) },
+      cwd: root,
+      logFile: path.join(work, `${name}.log`),
+    });
     servers.push({ name, port, url: `http://127.0.0.1:${port}`, proc });
   }
   for (const s of servers) await waitReady(s.proc, `${s.url}/readyz`, 60_000);
@@ -129,7 +133,11 @@ try {
       const api = await req(b, 'GET', '/api/users/me', { headers: { authorization: `Bearer ${jwt}` } });
       const gw = await req(b, 'GET', '/gateway/verify', { headers: { authorization: `Bearer ${jwt}` } });
       const intro = await req(b, 'POST', '/oauth/introspect', { headers: { ...form, authorization: u.auth }, body: `token=${jwt}` });
-      return [['api 200', api.status === 200], ['gateway 200', gw.status === 200], ['introspect active', intro.status === 200 && JSON.parse(intro.text).active === true]];
+      return [
+        ['api 200', api.status === 200],
+        ['gateway 200', gw.status === 200],
+        ['introspect active', intro.status === 200 && JSON.parse(intro.text).active === true],
+      ];
     },
     async revoke(a, b, u) {
       const t = await req(a, 'POST', '/oauth/token', { headers: { ...form, authorization: u.auth }, body: 'grant_type=client_credentials' });
@@ -139,7 +147,10 @@ try {
       // The denylist reaches the other instance by NOTIFY; within a second by contract.
       await sleep(1000);
       const after = await req(b, 'GET', '/api/users/me', { headers: { authorization: `Bearer ${jwt}` } });
-      return [['revoke 200', rv.status === 200], ['revoked token 401 on the other instance within 1 s', after.status === 401]];
+      return [
+        ['revoke 200', rv.status === 200],
+        ['revoked token 401 on the other instance within 1 s', after.status === 401],
+      ];
     },
     async session(a, b, u) {
       const l = await req(a, 'POST', '/api/users/loginWithToken', { json: { apiToken: u.apiToken } });
@@ -151,7 +162,12 @@ try {
       // A logout is in force everywhere as soon as its 204 is seen (freshness barrier): no wait.
       const after = await req(b, 'GET', '/api/users/me', { headers: { 'x-access-token': id } });
       const afterGw = await req(b, 'GET', '/gateway/verify', { headers: { 'x-access-token': id } });
-      return [['login 200', true], ['session use 200', use1.status === 200 && use2.status === 200], ['logout 204', out.status === 204], ['logged-out 401 on the other instance at once', after.status === 401 && afterGw.status === 401]];
+      return [
+        ['login 200', true],
+        ['session use 200', use1.status === 200 && use2.status === 200],
+        ['logout 204', out.status === 204],
+        ['logged-out 401 on the other instance at once', after.status === 401 && afterGw.status === 401],
+      ];
     },
     async rotate(a) {
       const r = await req(a, 'POST', '/admin/keys/rotate', { headers: { authorization: `Bearer ${adminToken}` }, json: {} });
@@ -172,7 +188,10 @@ try {
   const rss = []; // { t, a, b }
   const started = Date.now();
   const deadline = started + SECONDS * 1000;
-  const sampler = setInterval(() => rss.push({ t: Math.round((Date.now() - started) / 1000), a: rssMb(servers[0].proc.pid), b: rssMb(servers[1].proc.pid) }), 2000);
+  const sampler = setInterval(
+    () => rss.push({ t: Math.round((Date.now() - started) / 1000), a: rssMb(servers[0].proc.pid), b: rssMb(servers[1].proc.pid) }),
+    2000,
+  );
   let progress = 0;
   const worker = async (w) => {
     while (Date.now() < deadline) {
@@ -229,18 +248,35 @@ try {
   const f1 = (x) => x.toFixed(1);
   const lines = [];
   lines.push('# Soak: latest result', '');
-  lines.push(`${new Date().toISOString()} · ${f1(elapsed)} s · ${CONCURRENCY} workers · 2 instances on one embedded Postgres · loopback · ${cpus().length} CPUs, ${Math.round(totalmem() / 2 ** 30)} GiB`);
-  lines.push('', `**Verdict: ${pass ? 'PASS' : 'FAIL'}** — ${unexpected} unexpected answers; instances ${alive ? 'alive' : 'DIED'}; memory ${memory.every((m) => m.stable) ? 'stable' : 'GROWING'}.`);
-  lines.push('', `Command: \`SOAK_SECONDS=${SECONDS} npm run soak\`. Key rotation: ${rotation ? 'mixed in (POST /admin/keys/rotate)' : 'skipped — `POST /admin/keys/rotate` does not exist on this build (enable after the rotation branch lands)'}.`);
+  lines.push(
+    `${new Date().toISOString()} · ${f1(elapsed)} s · ${CONCURRENCY} workers · 2 instances on one embedded Postgres · loopback · ${cpus().length} CPUs, ${Math.round(totalmem() / 2 ** 30)} GiB`,
+  );
+  lines.push(
+    '',
+    `**Verdict: ${pass ? 'PASS' : 'FAIL'}** — ${unexpected} unexpected answers; instances ${alive ? 'alive' : 'DIED'}; memory ${memory.every((m) => m.stable) ? 'stable' : 'GROWING'}.`,
+  );
+  lines.push(
+    '',
+    `Command: \`SOAK_SECONDS=${SECONDS} npm run soak\`. Key rotation: ${rotation ? 'mixed in (POST /admin/keys/rotate)' : 'skipped — `POST /admin/keys/rotate` does not exist on this build (enable after the rotation branch lands)'}.`,
+  );
   lines.push('', '## Operations', '', '| operation | count | per s | p50 ms | p99 ms |', '|---|---:|---:|---:|---:|');
   for (const [n, s] of [...stats].sort()) {
     const sorted = [...s.latencies].sort((a, b) => a - b);
     lines.push(`| ${n} | ${s.n} | ${f1(s.n / elapsed)} | ${f1(percentile(sorted, 50))} | ${f1(percentile(sorted, 99))} |`);
   }
-  lines.push('', 'An operation is a sequence of requests (`verify`: issue, then API, gateway and introspection on the other instance; `session`: login, two uses on the other instance, logout, two uses after it; `revoke`: issue, revoke, 1 s, use on the other instance).');
+  lines.push(
+    '',
+    'An operation is a sequence of requests (`verify`: issue, then API, gateway and introspection on the other instance; `session`: login, two uses on the other instance, logout, two uses after it; `revoke`: issue, revoke, 1 s, use on the other instance).',
+  );
   lines.push('', '## Checks', '', '| check | passed | failed |', '|---|---:|---:|');
   for (const [label, c] of [...checks].sort()) lines.push(`| ${label} | ${c.ok} | ${c.bad} |`);
-  lines.push('', '## Memory (RSS, MB)', '', '| instance | first quarter (after warm-up) | last quarter | growth | peak | stable |', '|---|---:|---:|---:|---:|---|');
+  lines.push(
+    '',
+    '## Memory (RSS, MB)',
+    '',
+    '| instance | first quarter (after warm-up) | last quarter | growth | peak | stable |',
+    '|---|---:|---:|---:|---:|---|',
+  );
   for (const m of memory) lines.push(`| ${m.k} | ${f1(m.first)} | ${f1(m.last)} | ${f1(m.growth)} | ${f1(m.peak)} | ${m.stable ? 'yes' : 'NO'} |`);
   lines.push('', `Samples every 2 s: ${rss.map((s) => `${s.t}s ${Math.round(s.a)}/${Math.round(s.b)}`).join(', ')}`);
   if (failures.length) lines.push('', '## First failures', '', ...failures.map((f) => `- ${f}`));

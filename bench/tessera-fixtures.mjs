@@ -49,7 +49,12 @@ async function makeFixtures() {
           const user = await createUser(trx, { email, name: `Bench user ${i}` });
           const { token, row } = await issueApiToken(trx, rt.config.pepper, { userId: user.id, name: 'bench', scopes: ['api'], expiresAt: null });
           await recordAudit(trx, actor, { action: 'user.create', targetType: 'user', targetId: user.id, details: { email, fixture: 'bench' } });
-          await recordAudit(trx, actor, { action: 'api_token.create', targetType: 'api_token', targetId: row.id, details: { user_id: user.id, scopes: ['api'] } });
+          await recordAudit(trx, actor, {
+            action: 'api_token.create',
+            targetType: 'api_token',
+            targetId: row.id,
+            details: { user_id: user.id, scopes: ['api'] },
+          });
           users[i] = { id: user.id, email, token };
         }
       });

@@ -7,14 +7,24 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .createTable('sdk_keys')
     .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
-    .addColumn('client_id', 'text', (c) => c.notNull().unique().check(sql`client_id ~ '^s_[0-9a-f-]{36}$'`))
+    .addColumn('client_id', 'text', (c) =>
+      c
+        .notNull()
+        .unique()
+        .check(sql`client_id ~ '^s_[0-9a-f-]{36}$'`),
+    )
     .addColumn('user_id', 'uuid', (c) => c.notNull().references('users.id').onDelete('cascade'))
     .addColumn('name', 'text', (c) => c.notNull().check(sql`length(name) between 1 and 200`))
     .addColumn('secret_hash', 'bytea', (c) => c.notNull().check(sql`length(secret_hash) = 32`))
     .addColumn('scopes', sql`text[]`, (c) => c.notNull())
     // An explicit organization for the org_id claim; null -> the owner's only organization, if one.
     .addColumn('organization_id', 'uuid', (c) => c.references('organizations.id').onDelete('set null'))
-    .addColumn('status', 'text', (c) => c.notNull().defaultTo('enabled').check(sql`status in ('enabled', 'disabled')`))
+    .addColumn('status', 'text', (c) =>
+      c
+        .notNull()
+        .defaultTo('enabled')
+        .check(sql`status in ('enabled', 'disabled')`),
+    )
     .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .addColumn('last_used_at', 'timestamptz')

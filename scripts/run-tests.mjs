@@ -37,11 +37,11 @@ if (!env.DATABASE_URL) {
 
 mkdirSync(path.join(root, '.tap'), { recursive: true });
 const raw = createWriteStream(path.join(root, '.tap', 'last-run.tap'));
-const tap = spawn(
-  process.execPath,
-  [path.join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs'), '--reporter=tap', ...args],
-  { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] },
-);
+const tap = spawn(process.execPath, [path.join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs'), '--reporter=tap', ...args], {
+  cwd: root,
+  env,
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
 
 let passed = 0;
 let failed = 0;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { AjvCompiler } from '@fastify/ajv-compiler';
 import rateLimit from '@fastify/rate-limit';
@@ -81,7 +82,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
  * never reach a route, so which error format applies is unknown: the body carries `error` (a code
  * valid in both formats) with both `error_description` (RFC 6749) and `message` (the API's).
  */
-function clientErrorHandler(err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
+function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) {
     socket.destroy();
     return;
@@ -92,8 +93,7 @@ function clientErrorHandler(err: NodeJS.ErrnoException, socket: import('node:str
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? [408, 'Request Timeout']
         : [400, 'Bad Request'];
-  const description =
-    status === 431 ? 'the request headers exceed 16 KiB' : status === 408 ? 'the request took too long to arrive' : 'malformed HTTP request';
+  const description = status === 431 ? 'the request headers exceed 16 KiB' : status === 408 ? 'the request took too long to arrive' : 'malformed HTTP request';
   const body = JSON.stringify({ error: 'invalid_request', error_description: description, message: description });
   socket.end(
     `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\n` +
@@ -130,11 +130,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, db } = deps;
   const clock = deps.clock ?? systemClock;
   const options: FastifyServerOptions = {
-    ...(typeof deps.logger === 'object'
-      ? { loggerInstance: deps.logger }
-      : { logger: deps.logger === false ? false : loggerOptions(config.logLevel) }),
+    ...(typeof deps.logger === 'object' ? { loggerInstance: deps.logger } : { logger: deps.logger === false ? false : loggerOptions(config.logLevel) }),
     ...(deps.logger === false ? {} : { childLoggerFactory: lazyChildLoggerFactory }),
-    trustProxy: config.trustProxy as FastifyServerOptions["trustProxy"],
+    trustProxy: config.trustProxy as FastifyServerOptions['trustProxy'],
     bodyLimit: 64 * 1024,
     requestIdHeader: false,
     genReqId: (req) => {

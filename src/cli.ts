@@ -22,16 +22,18 @@ function help(): string {
   return ['usage: tessera <command> [options]', '', ...COMMANDS.map((c) => `  ${c.usage}\n      ${c.summary}`)].join('\n');
 }
 
-/** Finds the longest command name matching the start of argv. */
-export async function main(argv: string[]): Promise<number> {
+/** Finds the longest command name matching the start of argv (among `commands`, by default every command). */
+export async function main(argv: string[], commands: readonly Command[] = COMMANDS): Promise<number> {
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     process.stdout.write(help() + '\n');
     return argv.length === 0 ? 1 : 0;
   }
-  const matches = COMMANDS.filter((c) => {
-    const words = c.name.split(' ');
-    return words.every((w, i) => argv[i] === w);
-  }).sort((a, b) => b.name.length - a.name.length);
+  const matches = commands
+    .filter((c) => {
+      const words = c.name.split(' ');
+      return words.every((w, i) => argv[i] === w);
+    })
+    .sort((a, b) => b.name.length - a.name.length);
   const cmd = matches[0];
   if (!cmd) {
     process.stderr.write(`tessera: unknown command "${argv.join(' ')}"\n\n${help()}\n`);

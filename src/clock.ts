@@ -5,7 +5,7 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => Date.now() };
 
-/** Whole seconds since the epoch, as JWT claims count them. */
-export function epochSeconds(clock: Clock): number {
-  return Math.floor(clock.now() / 1000);
+/** Whole seconds since the epoch (rounded down), as JWT claims count them, for a time in milliseconds. */
+export function epochSeconds(ms: number): number {
+  return Math.floor(ms / 1000);
 }

@@ -145,7 +145,10 @@ function parseTrustProxy(raw: string | undefined): boolean | number | string[] {
   if (raw === undefined || raw.trim() === '' || raw.trim() === 'false') return false;
   if (raw.trim() === 'true') return true;
   if (/^\d+$/.test(raw.trim())) return Number(raw.trim());
-  return raw.split(',').map((s) => s.trim()).filter(Boolean);
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 interface LocalSecrets {
@@ -242,9 +245,7 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
   }
   const keyRotationPeriodSeconds = duration(env, 'TESSERA_KEY_ROTATION_PERIOD', 30 * 86400);
   if (keyRotationPeriodSeconds <= keyPrepublishSeconds) {
-    throw new ConfigError(
-      `TESSERA_KEY_ROTATION_PERIOD (${keyRotationPeriodSeconds}s) must be longer than TESSERA_KEY_PREPUBLISH (${keyPrepublishSeconds}s)`,
-    );
+    throw new ConfigError(`TESSERA_KEY_ROTATION_PERIOD (${keyRotationPeriodSeconds}s) must be longer than TESSERA_KEY_PREPUBLISH (${keyPrepublishSeconds}s)`);
   }
   const keyCheckIntervalSeconds = duration(env, 'TESSERA_KEY_CHECK_INTERVAL', 30);
   if (keyCheckIntervalSeconds > 3600) throw new ConfigError('TESSERA_KEY_CHECK_INTERVAL must be at most 1h');

@@ -52,11 +52,18 @@ t.test('scopes: a token cannot grant what its creator lacks; admin only from adm
 
   // A session carries its token's scopes, and no more.
   const s = (await h.inject({ method: 'POST', url: '/api/users/loginWithToken', payload: { apiToken: plain } })).json().id;
-  t.equal((await h.inject({ method: 'POST', url: '/api/access-tokens', headers: { 'x-access-token': s }, payload: { name: 'x', scopes: ['admin'] } })).statusCode, 403);
+  t.equal(
+    (await h.inject({ method: 'POST', url: '/api/access-tokens', headers: { 'x-access-token': s }, payload: { name: 'x', scopes: ['admin'] } })).statusCode,
+    403,
+  );
 
   // Missing scope api: 403 insufficient_scope with the RFC 6750 challenge.
   const qOnly = await h.apiToken(u, ['quantum_tokens']);
-  for (const [method, url] of [['GET', '/api/access-tokens'], ['GET', '/api/users/me'], ['GET', '/api/users/me/organizations']] as const) {
+  for (const [method, url] of [
+    ['GET', '/api/access-tokens'],
+    ['GET', '/api/users/me'],
+    ['GET', '/api/users/me/organizations'],
+  ] as const) {
     const r = await h.inject({ method, url, headers: bearer(qOnly) });
     t.equal(r.statusCode, 403, `${url} without api`);
     t.same(r.json(), { error: 'insufficient_scope', message: 'this request needs scope: api' });
@@ -67,8 +74,16 @@ t.test('scopes: a token cannot grant what its creator lacks; admin only from adm
   t.equal(admin.json().error, 'insufficient_scope');
 
   // Malformed bodies.
-  for (const payload of [{ name: 'x' }, { scopes: ['api'] }, { name: 'x', scopes: [] }, { name: 'x', scopes: ['root'] }, { name: 'x', scopes: ['api', 'api'] },
-    { name: '  ', scopes: ['api'] }, { name: 'x', scopes: ['api'], expires_in: 5 }, { name: 'x', scopes: ['api'], other: 1 }]) {
+  for (const payload of [
+    { name: 'x' },
+    { scopes: ['api'] },
+    { name: 'x', scopes: [] },
+    { name: 'x', scopes: ['root'] },
+    { name: 'x', scopes: ['api', 'api'] },
+    { name: '  ', scopes: ['api'] },
+    { name: 'x', scopes: ['api'], expires_in: 5 },
+    { name: 'x', scopes: ['api'], other: 1 },
+  ]) {
     const r = await h.inject({ method: 'POST', url: '/api/access-tokens', headers: bearer(op), payload });
     t.equal(r.statusCode, 400, `400 for ${JSON.stringify(payload)}`);
     t.equal(r.json().error, 'invalid_request');
@@ -105,7 +120,10 @@ t.test('/api/users/me and organization discovery', async (t) => {
   const h = await harness(t);
   const u = await h.user({ name: 'Ada' });
   const other = await h.user();
-  const o1 = await h.org('Lab One', [[u, 'owner'], [other, 'member']]);
+  const o1 = await h.org('Lab One', [
+    [u, 'owner'],
+    [other, 'member'],
+  ]);
   const o2 = await h.org('Lab Two', [[u, 'member']]);
   await h.org('Not mine', [[other, 'owner']]);
   const tok = await h.apiToken(u);
@@ -113,7 +131,12 @@ t.test('/api/users/me and organization discovery', async (t) => {
   t.equal(me.statusCode, 200);
   t.match(me.json(), { id: u.id, email: u.email, name: 'Ada', status: 'active', credential: { kind: 'api_token', scopes: ['api'], expires_at: null } });
   const orgs = await h.inject({ method: 'GET', url: '/api/users/me/organizations', headers: bearer(tok) });
-  t.same(orgs.json(), { organizations: [{ id: o1.id, name: 'Lab One', role: 'owner' }, { id: o2.id, name: 'Lab Two', role: 'member' }] });
+  t.same(orgs.json(), {
+    organizations: [
+      { id: o1.id, name: 'Lab One', role: 'owner' },
+      { id: o2.id, name: 'Lab Two', role: 'member' },
+    ],
+  });
   const noAuth = await h.inject({ method: 'GET', url: '/api/users/me' });
   t.equal(noAuth.statusCode, 401);
   t.equal(noAuth.headers['www-authenticate'], 'Bearer realm="tessera"');
@@ -143,6 +166,8 @@ t.test('admin users API: create, list, get, suspend, activate (scope admin)', as
   t.equal((await h.inject({ method: 'POST', url: '/admin/users/00000000-0000-4000-8000-000000000000/suspend', headers: bearer(tok) })).statusCode, 404);
   t.equal((await h.inject({ method: 'POST', url: `/admin/users/${id}/suspend`, headers: bearer(tok) })).json().status, 'suspended');
   t.equal((await h.inject({ method: 'POST', url: `/admin/users/${id}/activate`, headers: bearer(tok) })).json().status, 'active');
-  const actions = (await h.db.selectFrom('audit_events').select('action').where('target_type', '<>', 'signing_key').orderBy('id').execute()).map((r) => r.action);
+  const actions = (await h.db.selectFrom('audit_events').select('action').where('target_type', '<>', 'signing_key').orderBy('id').execute()).map(
+    (r) => r.action,
+  );
   t.same(actions, ['user.create', 'user.suspend', 'user.activate']);
 });

@@ -8,17 +8,31 @@ t.test('operators page through the audit trail; others cannot read it', async (t
   const admin = await h.apiToken(op, ['api', 'admin']);
   const plain = await h.apiToken(op, ['api']);
   for (let i = 0; i < 5; i++) {
-    await recordAudit(h.db, { userId: op.id, credential: 'cli', ip: '127.0.0.1' }, { action: i % 2 ? 'a.odd' : 'a.even', targetType: 'thing', targetId: `t${i}`, details: { i } });
+    await recordAudit(
+      h.db,
+      { userId: op.id, credential: 'cli', ip: '127.0.0.1' },
+      { action: i % 2 ? 'a.odd' : 'a.even', targetType: 'thing', targetId: `t${i}`, details: { i } },
+    );
   }
   const page1 = await h.inject({ method: 'GET', url: '/admin/audit-events?limit=2', headers: bearer(admin) });
   t.equal(page1.statusCode, 200);
   const b1 = page1.json();
-  t.same(b1.events.map((e: { target_id: string }) => e.target_id), ['t4', 't3'], 'newest first');
+  t.same(
+    b1.events.map((e: { target_id: string }) => e.target_id),
+    ['t4', 't3'],
+    'newest first',
+  );
   t.same(b1.events[0].details, { i: 4 });
   const page2 = await h.inject({ method: 'GET', url: `/admin/audit-events?limit=2&before=${b1.next_before}`, headers: bearer(admin) });
-  t.same(page2.json().events.map((e: { target_id: string }) => e.target_id), ['t2', 't1']);
+  t.same(
+    page2.json().events.map((e: { target_id: string }) => e.target_id),
+    ['t2', 't1'],
+  );
   const odd = await h.inject({ method: 'GET', url: '/admin/audit-events?action=a.odd', headers: bearer(admin) });
-  t.same(odd.json().events.map((e: { target_id: string }) => e.target_id), ['t3', 't1']);
+  t.same(
+    odd.json().events.map((e: { target_id: string }) => e.target_id),
+    ['t3', 't1'],
+  );
   t.equal(odd.json().next_before, null);
 
   const denied = await h.inject({ method: 'GET', url: '/admin/audit-events', headers: bearer(plain) });

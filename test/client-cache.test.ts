@@ -36,7 +36,11 @@ t.test('misses in the same turn of the event loop are read with one statement pe
   const ids = [...made.map((k) => k.client_id), unknown];
   const got = await Promise.all(ids.map((id) => cache.get(id)));
   t.same(calls.byClientIds, [5, 5, 3], '13 misses: three statements of at most 5 ids');
-  t.same(got.map((e) => e?.clientId ?? null), [...made.map((k) => k.client_id), null], 'each caller gets its own key, the unknown id null');
+  t.same(
+    got.map((e) => e?.clientId ?? null),
+    [...made.map((k) => k.client_id), null],
+    'each caller gets its own key, the unknown id null',
+  );
 
   const again = await Promise.all(ids.map((id) => cache.get(id)));
   t.same(calls.byClientIds.length, 3, 'answered from memory afterwards (the unknown id too)');

@@ -69,7 +69,14 @@ t.test('client_credentials: refused keys and scopes fail at once with a typed er
   t.equal(live.count(TOKEN), 1, 'one request: no retry');
   t.same(delays, [], 'never slept');
 
-  const scoped = new ClientCredentials({ issuer: live.issuer, clientId: key.client_id, clientSecret: key.client_secret, scope: 'quantum_tokens', sleep, env: {} });
+  const scoped = new ClientCredentials({
+    issuer: live.issuer,
+    clientId: key.client_id,
+    clientSecret: key.client_secret,
+    scope: 'quantum_tokens',
+    sleep,
+    env: {},
+  });
   await t.rejects(scoped.getToken(), { name: 'TesseraOAuthError', code: 'invalid_scope', status: 400 });
   t.equal(live.count(TOKEN), 2, 'one more request');
   t.same(delays, []);
@@ -129,7 +136,14 @@ t.test('client_credentials: network errors are retried; a dead server ends in Te
   // Nothing listens on this port: a real connection refusal.
   const dead = `http://127.0.0.1:${await freePort()}`;
   const r2 = recordingSleep();
-  const cc2 = new ClientCredentials({ issuer: dead, clientId: key.client_id, clientSecret: key.client_secret, sleep: r2.sleep, retry: { maxRetries: 2 }, env: {} });
+  const cc2 = new ClientCredentials({
+    issuer: dead,
+    clientId: key.client_id,
+    clientSecret: key.client_secret,
+    sleep: r2.sleep,
+    retry: { maxRetries: 2 },
+    env: {},
+  });
   await t.rejects(cc2.getToken(), TesseraNetworkError);
   t.equal(r2.delays.length, 2, 'retried twice before giving up');
 });

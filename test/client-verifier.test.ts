@@ -92,7 +92,12 @@ t.test('verifier: accepts a fresh token, refuses wrong audience, expiry, alg non
   t.match(await refusal(v, none), { code: 'invalid_token', reason: 'algorithm' });
   const hs = await new SignJWT({ client_id: key.client_id, scope: 'api' })
     .setProtectedHeader({ alg: 'HS256', kid: headerOf(token).kid as string, typ: 'at+jwt' })
-    .setIssuer(issuer).setAudience(issuer).setSubject(key.client_id).setIssuedAt().setExpirationTime('5m').setJti('x')
+    .setIssuer(issuer)
+    .setAudience(issuer)
+    .setSubject(key.client_id)
+    .setIssuedAt()
+    .setExpirationTime('5m')
+    .setJti('x')
     .sign(new TextEncoder().encode('a'.repeat(32)));
   t.match(await refusal(v, hs), { reason: 'algorithm' });
   const tampered = `${h64}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p64!, 'base64url').toString()), scope: 'api admin' })).toString('base64url')}.${token.split('.')[2]}`;
@@ -104,7 +109,12 @@ t.test('verifier: accepts a fresh token, refuses wrong audience, expiry, alg non
   const { privateKey } = await generateKeyPair('EdDSA');
   const forged = await new SignJWT({ client_id: key.client_id, scope: 'api' })
     .setProtectedHeader({ alg: 'EdDSA', kid: 'forged', typ: 'at+jwt' })
-    .setIssuer(issuer).setAudience(issuer).setSubject(key.client_id).setIssuedAt(Math.floor(clock.ms / 1000)).setExpirationTime('5m').setJti('f')
+    .setIssuer(issuer)
+    .setAudience(issuer)
+    .setSubject(key.client_id)
+    .setIssuedAt(Math.floor(clock.ms / 1000))
+    .setExpirationTime('5m')
+    .setJti('f')
     .sign(privateKey);
   const fetched = live.count(JWKS); // the second verifier fetched too
   t.match(await refusal(v, forged), { reason: 'unknown_kid' });
@@ -127,8 +137,7 @@ t.test('verifier: a key rotation causes zero failures; a revoked key is refused 
   const clock = new ManualClock(h.clock.now());
   const v = createVerifier({ issuer, audience: issuer, now: clock.now });
   const failures: string[] = [];
-  const verifyAll = async (tokens: string[]) =>
-    Promise.all(tokens.map((tok) => v.verify(tok).catch((e: TesseraVerifyError) => void failures.push(e.reason))));
+  const verifyAll = async (tokens: string[]) => Promise.all(tokens.map((tok) => v.verify(tok).catch((e: TesseraVerifyError) => void failures.push(e.reason))));
 
   const oldTokens = await Promise.all(Array.from({ length: 5 }, () => getToken(h, key)));
   const oldKid = headerOf(oldTokens[0]!).kid as string;
@@ -150,7 +159,11 @@ t.test('verifier: a key rotation causes zero failures; a revoked key is refused 
   const after = await getToken(h, key);
   const afterKid = headerOf(after).kid as string;
   t.not(afterKid, newKid, 'another key signs');
-  t.equal((await h.inject({ method: 'GET', url: '/api/users/me', headers: { authorization: `Bearer ${newTokens[0]}` } })).statusCode, 401, 'Tessera itself refuses them');
+  t.equal(
+    (await h.inject({ method: 'GET', url: '/api/users/me', headers: { authorization: `Bearer ${newTokens[0]}` } })).statusCode,
+    401,
+    'Tessera itself refuses them',
+  );
   clock.advance(121); // the cached JWKS expires (max-age 120 s)
   for (const tok of newTokens) t.match(await refusal(v, tok), { code: 'invalid_token', reason: 'unknown_kid' });
   t.equal(live.count(JWKS), 3, 'refreshed once');
@@ -251,7 +264,11 @@ t.test('fastify plugin: 401 without a token, 403 without the scope, 200 with it'
   t.same((await rs.inject({ method: 'GET', url: '/public' })).json(), { tessera: null }, 'unprotected routes are untouched');
 });
 
-function run(script: string, env: Record<string, string>, args: string[] = []): { done: Promise<{ code: number | null; out: string }>; stdout: () => string; kill: () => void } {
+function run(
+  script: string,
+  env: Record<string, string>,
+  args: string[] = [],
+): { done: Promise<{ code: number | null; out: string }>; stdout: () => string; kill: () => void } {
   const child = spawn(process.execPath, [path.join('examples', script), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d) => (out += d));

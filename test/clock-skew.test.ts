@@ -1,4 +1,4 @@
-// Clock skew of +-5 minutes on one instance (issue 9). What Tessera does:
+// Clock skew of +-5 minutes on one instance. What Tessera does:
 // - With the default tolerance (30 s) it fails closed: a skewed instance's tokens are refused by
 //   the others when their iat lies in the future beyond the tolerance, and the skewed instance
 //   reports itself not ready (/readyz `clock` check against Postgres's clock) so a balancer takes
@@ -24,7 +24,12 @@ class SkewedClock extends TestClock {
 const MIN5 = 5 * 60_000;
 
 async function tokenFrom(app: FastifyInstance, key: { client_id: string; client_secret: string }): Promise<string> {
-  const res = await oauthPost({ inject: (o) => app.inject(o) }, '/oauth/token', { grant_type: 'client_credentials' }, { authorization: basic(key.client_id, key.client_secret) });
+  const res = await oauthPost(
+    { inject: (o) => app.inject(o) },
+    '/oauth/token',
+    { grant_type: 'client_credentials' },
+    { authorization: basic(key.client_id, key.client_secret) },
+  );
   if (res.statusCode !== 200) throw new Error(res.body);
   return res.json().access_token;
 }
@@ -47,7 +52,10 @@ t.test('default tolerance: a 5-minute skew fails closed and the skewed instance 
   t.equal(await status(h.app, fromBehind), 200, 'a token from an instance 5 min behind is merely older: accepted');
   t.equal(await status(behind, fromA), 401, 'the behind instance sees the token as issued in its future: refused');
 
-  for (const [name, app] of [['ahead', ahead], ['behind', behind]] as const) {
+  for (const [name, app] of [
+    ['ahead', ahead],
+    ['behind', behind],
+  ] as const) {
     const ready = await app.inject({ method: 'GET', url: '/readyz' });
     t.equal(ready.statusCode, 503, `${name}: not ready`);
     t.match(ready.json().checks.clock, /clock is -?\d+ s off the database's \(tolerance 30 s/, `${name}: says why`);
@@ -75,7 +83,11 @@ t.test('TESSERA_CLOCK_TOLERANCE=6m: a 5-minute skew either way verifies both way
   const behind = await h.instance({ env, clock: new SkewedClock(-MIN5) });
   await new Promise((r) => setTimeout(r, 200));
   const tokens = { A: await tokenFrom(h.app, key), ahead: await tokenFrom(ahead, key), behind: await tokenFrom(behind, key) };
-  for (const [who, app] of [['A', h.app], ['ahead', ahead], ['behind', behind]] as const) {
+  for (const [who, app] of [
+    ['A', h.app],
+    ['ahead', ahead],
+    ['behind', behind],
+  ] as const) {
     for (const [from, token] of Object.entries(tokens)) {
       // One skewed instance at a time: ahead and behind are 10 min apart from each other, beyond 6 min.
       if ((who === 'ahead' && from === 'behind') || (who === 'behind' && from === 'ahead')) continue;
@@ -86,7 +98,12 @@ t.test('TESSERA_CLOCK_TOLERANCE=6m: a 5-minute skew either way verifies both way
   // Introspection and revocation across the skew.
   const intro = await oauthPost(h, '/oauth/introspect', { token: tokens.ahead }, { authorization: basic(key.client_id, key.client_secret) });
   t.equal(intro.json().active, true);
-  const rev = await oauthPost({ inject: (o) => ahead.inject(o) }, '/oauth/revoke', { token: tokens.A }, { authorization: basic(key.client_id, key.client_secret) });
+  const rev = await oauthPost(
+    { inject: (o) => ahead.inject(o) },
+    '/oauth/revoke',
+    { token: tokens.A },
+    { authorization: basic(key.client_id, key.client_secret) },
+  );
   t.equal(rev.statusCode, 200);
   await new Promise((r) => setTimeout(r, 200));
   for (const app of [h.app, ahead, behind]) t.equal(await status(app, tokens.A), 401, 'revoked on the skewed instance, refused everywhere');

@@ -1,4 +1,4 @@
-// Concurrency (issue 9): logout racing use on two instances (a request that starts after the
+// Concurrency: logout racing use on two instances (a request that starts after the
 // logout's 204 is refused everywhere), double logout, and the two-key limit under 2 instances x
 // 50 parallel creations for two users at once.
 import t from 'tap';
@@ -33,7 +33,10 @@ t.test('logout racing use on two instances: no request started after the 204 suc
     running = false;
     await Promise.all(users);
     t.ok(after.length > 0, `round ${round}: requests ran after the logout`);
-    t.ok(after.every((s) => s === 401), `round ${round}: all ${after.length} requests started after the 204 got 401`);
+    t.ok(
+      after.every((s) => s === 401),
+      `round ${round}: all ${after.length} requests started after the 204 got 401`,
+    );
   }
 });
 
@@ -44,7 +47,9 @@ t.test('the same session logged out on both instances at once: exactly one 204',
   const apiToken = await h.apiToken(user);
   for (let i = 0; i < 5; i++) {
     const session = (await h.inject({ method: 'POST', url: '/api/users/loginWithToken', payload: { apiToken } })).json().id as string;
-    const res = await Promise.all([h.app, B, h.app, B].map((a) => a.inject({ method: 'POST', url: '/api/users/logout', headers: { 'x-access-token': session } })));
+    const res = await Promise.all(
+      [h.app, B, h.app, B].map((a) => a.inject({ method: 'POST', url: '/api/users/logout', headers: { 'x-access-token': session } })),
+    );
     t.same(res.map((r) => r.statusCode).sort(), [204, 401, 401, 401]);
   }
   const audits = await h.db.selectFrom('audit_events').select('id').where('action', '=', 'session.logout').execute();

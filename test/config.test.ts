@@ -57,7 +57,12 @@ t.test('each bad value fails loudly, naming the variable', async (t) => {
 });
 
 t.test('durations take units; trust proxy takes a bool, hops or a list', async (t) => {
-  const { config } = loadConfig({ ...base(), TESSERA_ACCESS_TOKEN_TTL: '15m', TESSERA_KEY_ROTATION_PERIOD: '7d', TESSERA_TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' });
+  const { config } = loadConfig({
+    ...base(),
+    TESSERA_ACCESS_TOKEN_TTL: '15m',
+    TESSERA_KEY_ROTATION_PERIOD: '7d',
+    TESSERA_TRUST_PROXY: '10.0.0.0/8, 127.0.0.1',
+  });
   t.equal(config.accessTokenTtlSeconds, 900);
   t.equal(config.keyRotationPeriodSeconds, 7 * 86400);
   t.same(config.trustProxy, ['10.0.0.0/8', '127.0.0.1']);

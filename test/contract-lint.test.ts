@@ -8,6 +8,14 @@ t.test('openapi.yaml passes Redocly lint (recommended ruleset, redocly.yaml)', a
   const config = await loadConfig({ configPath: root('redocly.yaml') });
   const problems = await lint({ ref: root('openapi.yaml'), config });
   const lines = problems.map((p) => `${p.severity} ${p.ruleId}: ${p.message} at ${p.location[0]?.pointer ?? '?'}`);
-  t.same(lines.filter((l) => l.startsWith('error')), [], 'no lint errors');
-  t.same(lines.filter((l) => !l.startsWith('error')), [], 'no lint warnings');
+  t.same(
+    lines.filter((l) => l.startsWith('error')),
+    [],
+    'no lint errors',
+  );
+  t.same(
+    lines.filter((l) => !l.startsWith('error')),
+    [],
+    'no lint warnings',
+  );
 });

@@ -34,7 +34,11 @@ t.test('the response validator catches an undocumented status, a wrong content t
 
 t.test('responses that are no operation are not checked: unknown paths (404/405) and hidden routes', async (t) => {
   const v = new ContractValidator();
-  for (const [method, url] of [['GET', undefined], ['GET', '/docs/ui/static/index.html'], ['POST', '/healthz']] as const) {
+  for (const [method, url] of [
+    ['GET', undefined],
+    ['GET', '/docs/ui/static/index.html'],
+    ['POST', '/healthz'],
+  ] as const) {
     const { request, reply } = fake(method, url, 404, JSON_TYPE);
     v.inspect(request, reply, '{}');
   }

@@ -15,9 +15,7 @@ t.test('openapi.yaml is a valid OpenAPI 3.1 document', async (t) => {
 t.test('openapi.yaml matches the routes the app serves, both ways', async (t) => {
   const { app, close } = await contractApp();
   t.teardown(close);
-  const served = new Set(
-    app.routeTable.filter((r) => !r.hidden).map((r) => `${r.method} ${r.url.replace(/:(\w+)/g, '{$1}')}`),
-  );
+  const served = new Set(app.routeTable.filter((r) => !r.hidden).map((r) => `${r.method} ${r.url.replace(/:(\w+)/g, '{$1}')}`));
   const spec = parse(committed) as { paths: Record<string, Record<string, unknown>> };
   const documented = new Set<string>();
   for (const [path, item] of Object.entries(spec.paths)) {
@@ -30,7 +28,11 @@ t.test('openapi.yaml matches the routes the app serves, both ways', async (t) =>
   t.ok(served.size >= 4, 'the app serves routes');
   // Hidden routes are only the API reference's own static assets.
   const hidden = app.routeTable.filter((r) => r.hidden).map((r) => r.url);
-  t.same(hidden.filter((u) => !u.startsWith('/docs/ui')), [], 'nothing but /docs/ui assets is hidden from the contract');
+  t.same(
+    hidden.filter((u) => !u.startsWith('/docs/ui')),
+    [],
+    'nothing but /docs/ui assets is hidden from the contract',
+  );
 });
 
 t.test('openapi.yaml is exactly what the route schemas generate (npm run openapi)', async (t) => {
@@ -47,7 +49,10 @@ t.test('every operation has a summary, a tag and a success response', async (t) 
       if (!op) continue;
       t.ok(op.summary, `${m} ${path} has a summary`);
       t.ok(op.tags?.length, `${m} ${path} has a tag`);
-      t.ok(Object.keys(op.responses ?? {}).some((s) => /^[23]/.test(s)), `${m} ${path} documents a success response`);
+      t.ok(
+        Object.keys(op.responses ?? {}).some((s) => /^[23]/.test(s)),
+        `${m} ${path} documents a success response`,
+      );
     }
   }
 });
@@ -89,12 +94,19 @@ t.test('security: a route with a bearer guard lists the bearer scheme; every ope
   t.teardown(close);
   const ops = operationsOf();
   const routes = app.routeTable.filter((r) => !r.hidden);
-  t.ok(routes.some((r) => r.facts.guarded), 'some routes are guarded');
+  t.ok(
+    routes.some((r) => r.facts.guarded),
+    'some routes are guarded',
+  );
   for (const r of routes) {
     const op = ops.get(specKey(r.method, r.url));
     if (!op) continue; // the route-table test reports it
     t.ok(Array.isArray(op.security), `${r.method} ${r.url} declares security (an empty list when public)`);
-    if (r.facts.guarded) t.ok(op.security?.some((s) => 'bearer' in s), `${r.method} ${r.url} is guarded: security lists bearer`);
+    if (r.facts.guarded)
+      t.ok(
+        op.security?.some((s) => 'bearer' in s),
+        `${r.method} ${r.url} is guarded: security lists bearer`,
+      );
   }
 });
 

@@ -170,7 +170,13 @@ t.test('every write route is in the credential-rules matrix', async (t) => {
   const h = await harness(t);
   const served = new Set(h.app.routeTable.filter((r) => r.method !== 'GET').map((r) => `${r.method} ${r.url}`));
   t.same([...served].filter((r) => !(r in MATRIX)).sort(), [], 'write routes nobody placed in MATRIX');
-  t.same(Object.keys(MATRIX).filter((r) => !served.has(r)).sort(), [], 'MATRIX routes the app does not serve');
+  t.same(
+    Object.keys(MATRIX)
+      .filter((r) => !served.has(r))
+      .sort(),
+    [],
+    'MATRIX routes the app does not serve',
+  );
 });
 
 t.test('sweep: every credential-managing route with every kind of principal', async (t) => {
@@ -178,7 +184,10 @@ t.test('sweep: every credential-managing route with every kind of principal', as
 
   async function context(principal: Principal): Promise<Ctx> {
     const [u, member, outsider] = await Promise.all([h.user(), h.user(), h.user()]);
-    const org = await h.org(undefined, [[u, 'owner'], [member, 'member']]);
+    const org = await h.org(undefined, [
+      [u, 'owner'],
+      [member, 'member'],
+    ]);
     const op = await h.apiToken(u, ['api', 'quantum_tokens']);
     const c: Ctx = { h, u, member, outsider, org, op, cred: '' };
     switch (principal) {
@@ -189,9 +198,14 @@ t.test('sweep: every credential-managing route with every kind of principal', as
         c.cred = await h.apiToken(u, ['api']);
         break;
       case 'api token with an expiry':
-        c.cred = (await issueApiToken(h.db, h.config.pepper, {
-          userId: u.id, name: 'expiring', scopes: ['api', 'quantum_tokens'], expiresAt: new Date(h.clock.now() + 86400_000),
-        })).token;
+        c.cred = (
+          await issueApiToken(h.db, h.config.pepper, {
+            userId: u.id,
+            name: 'expiring',
+            scopes: ['api', 'quantum_tokens'],
+            expiresAt: new Date(h.clock.now() + 86400_000),
+          })
+        ).token;
         break;
       case 'session': {
         const pat = await h.apiToken(u, ['api', 'quantum_tokens', 'introspect']);
@@ -249,5 +263,8 @@ t.test('sweep: every credential-managing route with every kind of principal', as
   }
   const created = await h.db.selectFrom('api_tokens').select(['id', 'parent_api_token_id', 'expires_at']).where('name', '=', 'x').execute();
   t.equal(created.length, 5, 'POST /api/access-tokens created one token for each API-token or session principal');
-  t.ok(created.every((r) => r.parent_api_token_id !== null), 'each with its parent recorded');
+  t.ok(
+    created.every((r) => r.parent_api_token_id !== null),
+    'each with its parent recorded',
+  );
 });

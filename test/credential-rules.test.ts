@@ -81,7 +81,14 @@ t.test('an SDK-key JWT cannot create, change or delete credentials; it still rea
     const res = await h.inject({ method: method as 'POST', url, headers: bearer(jwt), ...(payload ? { payload: payload as object } : {}) });
     refusedAsJwt(t, res, `${method} ${url}`);
   }
-  for (const url of ['/api/users/me', '/api/users/me/organizations', '/api/sdk-keys', '/api/access-tokens', '/api/provider-tokens', `/api/organizations/${lab.id}/members`]) {
+  for (const url of [
+    '/api/users/me',
+    '/api/users/me/organizations',
+    '/api/sdk-keys',
+    '/api/access-tokens',
+    '/api/provider-tokens',
+    `/api/organizations/${lab.id}/members`,
+  ]) {
     t.equal((await h.inject({ method: 'GET', url, headers: bearer(jwt) })).statusCode, 200, `GET ${url} still reads`);
   }
   t.equal((await h.db.selectFrom('api_tokens').select('id').execute()).length, 1, 'no API token was created');
@@ -112,7 +119,12 @@ t.test('revoking an API token revokes what was created from it, transitively: to
 
   const del = await h.inject({ method: 'DELETE', url: `/api/access-tokens/${root.id}`, headers: bearer(op.token) });
   t.equal(del.statusCode, 204);
-  for (const [name, cred] of [['child', child.token], ['grandchild', grandchild.token], ['JWT of the grandchild\'s key', jwt], ['session of the child', session]]) {
+  for (const [name, cred] of [
+    ['child', child.token],
+    ['grandchild', grandchild.token],
+    ["JWT of the grandchild's key", jwt],
+    ['session of the child', session],
+  ]) {
     t.equal(await me(h, cred!), 401, `${name}: refused at once`);
     let status = 0;
     for (let i = 0; i < 20 && status !== 401; i++) {
@@ -125,7 +137,12 @@ t.test('revoking an API token revokes what was created from it, transitively: to
   t.equal((await h.db.selectFrom('sdk_keys').select('id').execute()).length, 0, 'the SDK key is deleted (its slot is free again)');
   t.equal(await me(h, op.token), 200, 'unrelated tokens live on');
 
-  const audit = await h.db.selectFrom('audit_events').select(['action', 'target_id', 'details']).where('action', 'in', ['api_token.revoke', 'sdk_key.delete']).orderBy('id').execute();
+  const audit = await h.db
+    .selectFrom('audit_events')
+    .select(['action', 'target_id', 'details'])
+    .where('action', 'in', ['api_token.revoke', 'sdk_key.delete'])
+    .orderBy('id')
+    .execute();
   t.same(
     audit.map((a) => [a.action, a.target_id, (a.details as { reason?: string }).reason ?? null]),
     [
@@ -137,12 +154,17 @@ t.test('revoking an API token revokes what was created from it, transitively: to
   );
 });
 
-t.test('a token created by a session dies with the session\'s API token (not with the session)', async (t) => {
+t.test("a token created by a session dies with the session's API token (not with the session)", async (t) => {
   const h = await harness(t);
   const u = await h.user();
   const pat = await apiTokenWith(h, u, ['api'], null);
   const session = await login(h, pat.token);
-  const res = await h.inject({ method: 'POST', url: '/api/access-tokens', headers: { 'x-access-token': session }, payload: { name: 'from session', scopes: ['api'] } });
+  const res = await h.inject({
+    method: 'POST',
+    url: '/api/access-tokens',
+    headers: { 'x-access-token': session },
+    payload: { name: 'from session', scopes: ['api'] },
+  });
   t.equal(res.statusCode, 201);
   const made = res.json();
   const row = await h.db.selectFrom('api_tokens').select(['parent_api_token_id']).where('id', '=', made.id).executeTakeFirstOrThrow();
@@ -159,22 +181,27 @@ t.test('a token created by a session dies with the session\'s API token (not wit
   t.equal(await mint(h, key), 401, 'and the SDK key it made');
 });
 
-t.test('a child never outlives its parent: expiry capped (API tokens, SDK keys, their JWTs) and scopes within the parent\'s', async (t) => {
+t.test("a child never outlives its parent: expiry capped (API tokens, SDK keys, their JWTs) and scopes within the parent's", async (t) => {
   const h = await harness(t);
   const u = await h.user();
   const parent = await apiTokenWith(h, u, ['api', 'quantum_tokens'], 1800);
   const parentExp = parent.expiresAt!.toISOString();
 
-  t.equal((await createdToken(h, parent.token, {})).expires_at, parentExp, 'no expiry asked: the parent\'s');
-  t.equal((await createdToken(h, parent.token, { expires_in: 86400 })).expires_at, parentExp, 'later than the parent: the parent\'s');
+  t.equal((await createdToken(h, parent.token, {})).expires_at, parentExp, "no expiry asked: the parent's");
+  t.equal((await createdToken(h, parent.token, { expires_in: 86400 })).expires_at, parentExp, "later than the parent: the parent's");
   const short = await createdToken(h, parent.token, { expires_in: 600 });
   t.equal(short.expires_at, new Date(h.clock.now() + 600_000).toISOString(), 'earlier: as asked');
 
   const session = await login(h, parent.token);
-  t.equal((await createdToken(h, session, {})).expires_at, parentExp, 'through a session: the API token\'s expiry, not the session\'s');
+  t.equal((await createdToken(h, session, {})).expires_at, parentExp, "through a session: the API token's expiry, not the session's");
 
   const narrow = await createdToken(h, parent.token, { scopes: ['api'] });
-  const wider = await h.inject({ method: 'POST', url: '/api/access-tokens', headers: bearer(narrow.token), payload: { name: 'x', scopes: ['api', 'quantum_tokens'] } });
+  const wider = await h.inject({
+    method: 'POST',
+    url: '/api/access-tokens',
+    headers: bearer(narrow.token),
+    payload: { name: 'x', scopes: ['api', 'quantum_tokens'] },
+  });
   t.equal(wider.statusCode, 403);
   t.same(wider.json(), { error: 'forbidden', message: "a token cannot grant scopes its creator's credential lacks: quantum_tokens" });
   const widerKey = await h.inject({ method: 'POST', url: '/api/sdk-keys', headers: bearer(narrow.token), payload: { name: 'x', scopes: ['quantum_tokens'] } });
@@ -216,7 +243,11 @@ t.test('a creation racing the revocation of its parent leaves no live child', as
     for (const r of results.slice(0, -1)) t.ok([201, 401].includes(r.statusCode), `creation: ${r.statusCode}`);
   }
   const live = await h.db.selectFrom('api_tokens').select('id').where('revoked_at', 'is', null).execute();
-  t.same(live.map((r) => r.id), [op.id], 'every token created from a revoked one is revoked');
+  t.same(
+    live.map((r) => r.id),
+    [op.id],
+    'every token created from a revoked one is revoked',
+  );
 });
 
 t.test('a JWT minted before suspension stays refused after reactivation; the old SDK key no longer mints', async (t) => {
@@ -256,7 +287,18 @@ t.test('a JWT minted before suspension stays refused after reactivation; the old
   t.equal(await me(h, newJwt), 200, 'tokens minted after re-enabling work');
   t.equal(await me(h, jwt), 401, 'the JWT from before the suspension does not');
 
-  const audit = await h.db.selectFrom('audit_events').select(['action', 'target_id', 'details']).where('action', 'in', ['user.suspend', 'sdk_key.disable']).orderBy('id').execute();
-  t.same(audit.map((a) => [a.action, a.target_id]), [['sdk_key.disable', key.client_id], ['user.suspend', u.id]]);
+  const audit = await h.db
+    .selectFrom('audit_events')
+    .select(['action', 'target_id', 'details'])
+    .where('action', 'in', ['user.suspend', 'sdk_key.disable'])
+    .orderBy('id')
+    .execute();
+  t.same(
+    audit.map((a) => [a.action, a.target_id]),
+    [
+      ['sdk_key.disable', key.client_id],
+      ['user.suspend', u.id],
+    ],
+  );
   t.match(audit[1]!.details, { sdk_keys_disabled: 1 });
 });

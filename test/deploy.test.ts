@@ -39,8 +39,14 @@ t.test('Dockerfile: multi-stage, production deps only, non-root, healthcheck, th
   const final = ins.slice(lastFrom);
   const user = final.filter((i) => i.op === 'USER').map((i) => i.args);
   t.ok(user.length && !['root', '0'].includes(user[user.length - 1]!), 'runs as a non-root user');
-  t.ok(ins.some((i) => i.op === 'RUN' && /npm ci .*--omit=dev/.test(i.args)), 'production dependencies only');
-  t.ok(final.some((i) => i.op === 'HEALTHCHECK'), 'healthcheck in the final stage');
+  t.ok(
+    ins.some((i) => i.op === 'RUN' && /npm ci .*--omit=dev/.test(i.args)),
+    'production dependencies only',
+  );
+  t.ok(
+    final.some((i) => i.op === 'HEALTHCHECK'),
+    'healthcheck in the final stage',
+  );
   const cmd = final.find((i) => i.op === 'CMD');
   t.same(cmd && execForm(cmd.args), ['node', 'dist/src/cli.js', 'serve']);
   for (const c of ins.filter((i) => i.op === 'COPY' && !i.args.includes('--from'))) {
@@ -54,7 +60,10 @@ t.test('docker-compose.yml: Postgres 16+ with volume and healthcheck; Tessera wa
   const pg = doc.services.postgres;
   const major = Number(/postgres:(\d+)/.exec(pg.image)?.[1]);
   t.ok(major >= 16, `Postgres ${major} >= 16`);
-  t.ok(pg.volumes.some((v: string) => v.endsWith(':/var/lib/postgresql/data')), 'data on a volume');
+  t.ok(
+    pg.volumes.some((v: string) => v.endsWith(':/var/lib/postgresql/data')),
+    'data on a volume',
+  );
   t.ok(doc.volumes && 'pgdata' in doc.volumes);
   t.match(pg.healthcheck.test.join(' '), /pg_isready/);
   const app = doc.services.tessera;
@@ -90,11 +99,20 @@ t.test('the image command and its healthcheck work against a real database', asy
   const probe = execForm(health.args.slice(health.args.indexOf('CMD')));
   let ok = false;
   for (let i = 0; i < 100 && !ok; i++) {
-    ok = await run(process.execPath, probe.slice(1), { env }).then(() => true, () => false);
+    ok = await run(process.execPath, probe.slice(1), { env }).then(
+      () => true,
+      () => false,
+    );
     if (!ok) await new Promise((r) => setTimeout(r, 200));
   }
   t.ok(ok, 'the HEALTHCHECK command reports healthy once the service is ready');
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'stops cleanly on the STOPSIGNAL');
-  t.notOk(await run(process.execPath, probe.slice(1), { env }).then(() => true, () => false), 'and the healthcheck fails when it is down');
+  t.notOk(
+    await run(process.execPath, probe.slice(1), { env }).then(
+      () => true,
+      () => false,
+    ),
+    'and the healthcheck fails when it is down',
+  );
 });

@@ -30,10 +30,17 @@ function probes(app: FastifyInstance) {
   });
   // Two transactions locking two rows in opposite orders: Postgres ends one of them with 40P01.
   app.get('/api/probe/deadlock', { schema: { hide: true } }, async () => {
-    await app.db.schema.createTable('probe_rows').ifNotExists().addColumn('id', 'integer', (c) => c.primaryKey()).execute();
-    await app.db.insertInto('probe_rows' as never).values([{ id: 1 }, { id: 2 }] as never).onConflict((oc) => oc.doNothing()).execute();
-    const lock = (trx: Transaction<Database>, id: number) =>
-      sql`select id from probe_rows where id = ${id} for update`.execute(trx);
+    await app.db.schema
+      .createTable('probe_rows')
+      .ifNotExists()
+      .addColumn('id', 'integer', (c) => c.primaryKey())
+      .execute();
+    await app.db
+      .insertInto('probe_rows' as never)
+      .values([{ id: 1 }, { id: 2 }] as never)
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+    const lock = (trx: Transaction<Database>, id: number) => sql`select id from probe_rows where id = ${id} for update`.execute(trx);
     let bothHoldOne!: () => void;
     let held = 0;
     const gate = new Promise<void>((resolve) => (bothHoldOne = resolve));
@@ -188,7 +195,11 @@ t.test('revoked, expired tokens and suspended users are refused', async (t) => {
   t.equal((await h.inject({ method: 'GET', url: '/api/probe/auth', headers: bearer(revoked) })).statusCode, 401);
 
   const expiring = await h.apiToken(user);
-  await h.db.updateTable('api_tokens').set({ expires_at: new Date(h.clock.now() + 60_000) }).where('revoked_at', 'is', null).execute();
+  await h.db
+    .updateTable('api_tokens')
+    .set({ expires_at: new Date(h.clock.now() + 60_000) })
+    .where('revoked_at', 'is', null)
+    .execute();
   t.equal((await h.inject({ method: 'GET', url: '/api/probe/auth', headers: bearer(expiring) })).statusCode, 200);
   h.clock.advance(61);
   t.equal((await h.inject({ method: 'GET', url: '/api/probe/auth', headers: bearer(expiring) })).statusCode, 401);

@@ -1,4 +1,4 @@
-// Pool exhaustion (issue 9): TESSERA_DB_POOL_MAX=2 with both connections held by pg_sleep. Requests
+// Pool exhaustion: TESSERA_DB_POOL_MAX=2 with both connections held by pg_sleep. Requests
 // that need Postgres get a fast 503 with Retry-After; the event loop stays free (/healthz answers,
 // cached clients still get tokens); everything works again once the connections come back.
 import t from 'tap';
@@ -28,10 +28,18 @@ t.test('a pool held by slow queries: fast 503s, responsive event loop, /healthz 
   const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   const user = await createUser(handle.db, { email: 'pool@example.com', name: 'Pool' });
   const { token: apiToken } = await issueApiToken(handle.db, config.pepper, { userId: user.id, name: 't', scopes: ['api'], expiresAt: null });
-  const keyRes = await fetch(`${url}/api/sdk-keys`, { method: 'POST', headers: { authorization: `Bearer ${apiToken}`, 'content-type': 'application/json' }, body: '{"name":"k"}' });
+  const keyRes = await fetch(`${url}/api/sdk-keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${apiToken}`, 'content-type': 'application/json' },
+    body: '{"name":"k"}',
+  });
   const key = (await keyRes.json()) as { client_id: string; client_secret: string };
   const tokenReq = () =>
-    fetch(`${url}/oauth/token`, { method: 'POST', headers: { authorization: basic(key.client_id, key.client_secret), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' });
+    fetch(`${url}/oauth/token`, {
+      method: 'POST',
+      headers: { authorization: basic(key.client_id, key.client_secret), 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=client_credentials',
+    });
   await new Promise((r) => setTimeout(r, 200));
   t.equal((await tokenReq()).status, 200, 'warm: the client is cached');
 
@@ -103,7 +111,10 @@ t.test('a checked-out connection whose server goes away fails its next query; th
   // The server's FATAL and the closed socket arrive as an 'error' event on a client the pool does
   // not watch while checked out: without a listener of our own it is an uncaught exception.
   await new Promise((r) => setTimeout(r, 300));
-  const failed = await client.query('select 1').then(() => null, (err: Error) => err);
+  const failed = await client.query('select 1').then(
+    () => null,
+    (err: Error) => err,
+  );
   t.ok(failed, 'the broken client fails its next query');
   t.ok(isDatabaseUnavailable(failed), 'as "database unavailable" (a 503)');
   client.release();

@@ -1,4 +1,4 @@
-// Faults with real Postgres and real processes (issue 9): Postgres restarted (fast and immediate)
+// Faults with real Postgres and real processes: Postgres restarted (fast and immediate)
 // under load on two instances, and kill -9 of an instance during writes. Nothing acknowledged is
 // lost; nothing is half made; the processes survive and recover without a restart.
 import t, { type Test } from 'tap';
@@ -122,7 +122,8 @@ t.test('Postgres restarted (fast, then immediate) under load on two instances: 5
     const r = await post(`${s.url}/oauth/token`, { headers: { ...form, ...clientAuth }, body: 'grant_type=client_credentials' });
     return ((await r.json()) as { access_token: string }).access_token;
   };
-  const me = async (s: Server, tok: string) => (await fetch(`${s.url}/api/users/me`, { headers: { authorization: `Bearer ${tok}` }, signal: AbortSignal.timeout(10_000) })).status;
+  const me = async (s: Server, tok: string) =>
+    (await fetch(`${s.url}/api/users/me`, { headers: { authorization: `Bearer ${tok}` }, signal: AbortSignal.timeout(10_000) })).status;
 
   const loggedOut: string[] = [];
   const revoked: string[] = [];
@@ -141,7 +142,10 @@ t.test('Postgres restarted (fast, then immediate) under load on two instances: 5
         const res =
           kind === 0
             ? await post(`${s.url}/oauth/token`, { headers: { ...form, ...clientAuth }, body: 'grant_type=client_credentials' })
-            : await fetch(`${s.url}/api/users/me`, { headers: { authorization: `Bearer ${kind === 1 ? liveSession : liveJwt}` }, signal: AbortSignal.timeout(10_000) });
+            : await fetch(`${s.url}/api/users/me`, {
+                headers: { authorization: `Bearer ${kind === 1 ? liveSession : liveJwt}` },
+                signal: AbortSignal.timeout(10_000),
+              });
         await res.arrayBuffer();
         loadStats.count++;
         loadStats.statuses.set(res.status, (loadStats.statuses.get(res.status) ?? 0) + 1);
@@ -189,7 +193,10 @@ t.test('Postgres restarted (fast, then immediate) under load on two instances: 5
   const statuses = Object.fromEntries(loadStats.statuses);
   t.pass(`load: ${loadStats.count} requests, statuses ${JSON.stringify(statuses)}, slowest 503 ${loadStats.slowest503} ms`);
   t.same(loadStats.errors, [], 'no request hung or lost its connection');
-  t.ok([...loadStats.statuses.keys()].every((s) => s === 200 || s === 503), 'only 200 or 503 under the fault (no 500, no false 401)');
+  t.ok(
+    [...loadStats.statuses.keys()].every((s) => s === 200 || s === 503),
+    'only 200 or 503 under the fault (no 500, no false 401)',
+  );
   t.ok(loadStats.slowest503 < 5000, '503s come fast');
   t.ok((loadStats.statuses.get(200) ?? 0) > 0);
 });
@@ -241,11 +248,21 @@ t.test('kill -9 of an instance during SDK-key creation and logouts: nothing half
   const keys = await c.db.selectFrom('sdk_keys').select(['client_id', 'user_id', 'secret_hash']).execute();
   const audits = await c.db.selectFrom('audit_events').select(['target_id']).where('action', '=', 'sdk_key.create').execute();
   t.same(new Set(keys.map((k) => k.client_id)), new Set(audits.map((a) => a.target_id)), 'one audit event per key, none without its key');
-  t.ok(keys.every((k) => k.secret_hash.length === 32), 'every key has its secret hash');
+  t.ok(
+    keys.every((k) => k.secret_hash.length === 32),
+    'every key has its secret hash',
+  );
   const perUser = new Map<string, number>();
   for (const k of keys) perUser.set(k.user_id, (perUser.get(k.user_id) ?? 0) + 1);
-  t.ok([...perUser.values()].every((n) => n <= 2), 'the two-key limit held');
-  for (const k of created) t.ok(keys.some((r) => r.client_id === k.client_id), 'every 201 key exists');
+  t.ok(
+    [...perUser.values()].every((n) => n <= 2),
+    'the two-key limit held',
+  );
+  for (const k of created)
+    t.ok(
+      keys.some((r) => r.client_id === k.client_id),
+      'every 201 key exists',
+    );
   const revokedRows = await c.db.selectFrom('sessions').select('id').where('revoked_at', 'is not', null).execute();
   const logoutAudits = await c.db.selectFrom('audit_events').select('target_id').where('action', '=', 'session.logout').execute();
   t.same(new Set(revokedRows.map((r) => r.id)), new Set(logoutAudits.map((a) => a.target_id)), 'every revoked session has its audit event and vice versa');
@@ -254,7 +271,10 @@ t.test('kill -9 of an instance during SDK-key creation and logouts: nothing half
   const A2 = await c.server(A.port);
   for (const s of [B, A2]) {
     for (const k of created) {
-      const r = await post(`${s.url}/oauth/token`, { headers: { ...form, authorization: basic(k.client_id, k.client_secret) }, body: 'grant_type=client_credentials' });
+      const r = await post(`${s.url}/oauth/token`, {
+        headers: { ...form, authorization: basic(k.client_id, k.client_secret) },
+        body: 'grant_type=client_credentials',
+      });
       t.equal(r.status, 200, `key created before the kill authenticates on :${s.port}`);
     }
     for (const sess of loggedOut) {

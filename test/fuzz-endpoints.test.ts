@@ -1,4 +1,4 @@
-// Property-based fuzzing (issue 9) of /oauth/token, /oauth/introspect, /oauth/revoke,
+// Property-based fuzzing of /oauth/token, /oauth/introspect, /oauth/revoke,
 // /api/users/loginWithToken and /api/users/logout: random bodies, headers and encodings never
 // produce a 5xx, every error is a JSON body with a string `error`, and the database does not
 // change. "Change" is precise: every row of every table compared (db-digest.ts) except
@@ -27,7 +27,11 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
   const loggedOut = (await h.inject({ method: 'POST', url: '/api/users/loginWithToken', payload: { apiToken: pat } })).json().id as string;
   t.equal((await h.inject({ method: 'POST', url: '/api/users/logout', headers: { 'x-access-token': loggedOut } })).statusCode, 204);
   await h.db.updateTable('api_tokens').set({ revoked_at: new Date() }).where('token_hash', '=', hashApiToken(h.config.pepper, revokedPat)).execute();
-  t.equal((await h.inject({ method: 'POST', url: '/api/users/loginWithToken', payload: { apiToken: revokedPat } })).statusCode, 401, 'the pool API token is revoked');
+  t.equal(
+    (await h.inject({ method: 'POST', url: '/api/users/loginWithToken', payload: { apiToken: revokedPat } })).statusCode,
+    401,
+    'the pool API token is revoked',
+  );
   await new Promise((r) => setTimeout(r, 300));
   await h.app.usage.flush();
   const before = await databaseDigest(h.db);
@@ -37,12 +41,41 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
   const printable = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 80 });
   const anyText = fc.oneof(fc.string({ maxLength: 60 }), fc.string({ unit: 'grapheme', maxLength: 30 }), fc.string({ unit: 'binary', maxLength: 30 }));
   const value = fc.oneof(
-    fc.constantFrom('client_credentials', 'password', 'api', 'api quantum_tokens', 'admin', keyA.client_id, keyA.client_secret, keyB.client_id, 'https://x.example', '', '%', '%zz', '%00', '\u0000', ...tokens),
+    fc.constantFrom(
+      'client_credentials',
+      'password',
+      'api',
+      'api quantum_tokens',
+      'admin',
+      keyA.client_id,
+      keyA.client_secret,
+      keyB.client_id,
+      'https://x.example',
+      '',
+      '%',
+      '%zz',
+      '%00',
+      '\u0000',
+      ...tokens,
+    ),
     anyText,
     fc.string({ maxLength: 3 }).map((s) => s.repeat(2000)),
   );
   const name = fc.oneof(
-    fc.constantFrom('grant_type', 'scope', 'client_id', 'client_secret', 'token', 'token_type_hint', 'audience', 'resource', 'apiToken', 'scope[a]', '__proto__', 'constructor'),
+    fc.constantFrom(
+      'grant_type',
+      'scope',
+      'client_id',
+      'client_secret',
+      'token',
+      'token_type_hint',
+      'audience',
+      'resource',
+      'apiToken',
+      'scope[a]',
+      '__proto__',
+      'constructor',
+    ),
     anyText,
   );
   const pairs = fc.array(fc.tuple(name, value), { maxLength: 8 });
@@ -50,14 +83,24 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
     pairs.map((p) => ({ kind: 'form', text: new URLSearchParams(p).toString() })),
     pairs.map((p) => ({ kind: 'raw-form', text: p.map(([k, v]) => `${k}=${v}`).join('&') })),
     pairs.map((p) => ({ kind: 'near-valid', text: new URLSearchParams([['grant_type', 'client_credentials'], ['token', jwtB], ...p]).toString() })),
-    fc.dictionary(name, fc.oneof(value, fc.integer(), fc.boolean(), fc.constant(null), fc.array(value, { maxLength: 3 }), fc.object({ maxDepth: 2 }))).map((o) => ({ kind: 'json', text: JSON.stringify(o) })),
+    fc
+      .dictionary(name, fc.oneof(value, fc.integer(), fc.boolean(), fc.constant(null), fc.array(value, { maxLength: 3 }), fc.object({ maxDepth: 2 })))
+      .map((o) => ({ kind: 'json', text: JSON.stringify(o) })),
     fc.oneof(anyText, fc.json()).map((s) => ({ kind: 'text', text: s })),
     fc.constant({ kind: 'empty', text: '' }),
   );
   const contentType = fc.option(
     fc.oneof(
       fc.constant('application/x-www-form-urlencoded'),
-      fc.constantFrom('application/x-www-form-urlencoded', 'application/x-www-form-urlencoded; charset=utf-8', 'application/json', 'text/plain', 'multipart/form-data; boundary=z', 'application/x-www-form-urlencoded; charset=latin1', 'APPLICATION/JSON'),
+      fc.constantFrom(
+        'application/x-www-form-urlencoded',
+        'application/x-www-form-urlencoded; charset=utf-8',
+        'application/json',
+        'text/plain',
+        'multipart/form-data; boundary=z',
+        'application/x-www-form-urlencoded; charset=latin1',
+        'APPLICATION/JSON',
+      ),
       printable,
     ),
     { nil: undefined },
@@ -73,7 +116,11 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
   );
   const accessToken = fc.option(fc.oneof(fc.constantFrom(...tokens), printable), { nil: undefined });
   const request = fc.record({
-    url: fc.oneof(fc.constantFrom(...ENDPOINTS), fc.constantFrom(...ENDPOINTS), fc.tuple(fc.constantFrom(...ENDPOINTS), printable).map(([u, q]) => `${u}?${encodeURIComponent(q)}=1`)),
+    url: fc.oneof(
+      fc.constantFrom(...ENDPOINTS),
+      fc.constantFrom(...ENDPOINTS),
+      fc.tuple(fc.constantFrom(...ENDPOINTS), printable).map(([u, q]) => `${u}?${encodeURIComponent(q)}=1`),
+    ),
     method: fc.constantFrom('POST', 'POST', 'POST', 'GET', 'PUT', 'DELETE'),
     body,
     contentType,
@@ -83,21 +130,38 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
 
   // Requests that are nearly right, so the fuzzer also walks the paths past validation.
   const knownName = fc.constantFrom('scope', 'audience', 'resource', 'token_type_hint', 'client_id', 'token');
-  const nearly = fc.record({
-    url: fc.constantFrom(...ENDPOINTS),
-    extra: fc.array(fc.tuple(knownName, value), { maxLength: 2 }),
-    token: fc.constantFrom(...tokens),
-    auth: fc.constantFrom(basic(keyA.client_id, keyA.client_secret), `Bearer ${login}`, basic(keyB.client_id, 'wrong')),
-  }).map(({ url, extra, token, auth }) => {
-    if (url === '/api/users/loginWithToken') {
-      return { url, method: 'POST', body: { kind: 'json', text: JSON.stringify({ apiToken: token }) }, contentType: 'application/json', authorization: undefined, accessToken: undefined };
-    }
-    if (url === '/api/users/logout') return { url, method: 'POST', body: { kind: 'empty', text: '' }, contentType: undefined, authorization: undefined, accessToken: token };
-    const base: Array<[string, string]> = url === '/oauth/token' ? [['grant_type', 'client_credentials']] : [['token', token]];
-    const seenNames = new Set(base.map(([k]) => k));
-    const params = [...base, ...extra.filter(([k]) => !seenNames.has(k) && (seenNames.add(k), true))];
-    return { url, method: 'POST', body: { kind: 'form', text: new URLSearchParams(params).toString() }, contentType: 'application/x-www-form-urlencoded', authorization: auth, accessToken: undefined };
-  });
+  const nearly = fc
+    .record({
+      url: fc.constantFrom(...ENDPOINTS),
+      extra: fc.array(fc.tuple(knownName, value), { maxLength: 2 }),
+      token: fc.constantFrom(...tokens),
+      auth: fc.constantFrom(basic(keyA.client_id, keyA.client_secret), `Bearer ${login}`, basic(keyB.client_id, 'wrong')),
+    })
+    .map(({ url, extra, token, auth }) => {
+      if (url === '/api/users/loginWithToken') {
+        return {
+          url,
+          method: 'POST',
+          body: { kind: 'json', text: JSON.stringify({ apiToken: token }) },
+          contentType: 'application/json',
+          authorization: undefined,
+          accessToken: undefined,
+        };
+      }
+      if (url === '/api/users/logout')
+        return { url, method: 'POST', body: { kind: 'empty', text: '' }, contentType: undefined, authorization: undefined, accessToken: token };
+      const base: Array<[string, string]> = url === '/oauth/token' ? [['grant_type', 'client_credentials']] : [['token', token]];
+      const seenNames = new Set(base.map(([k]) => k));
+      const params = [...base, ...extra.filter(([k]) => !seenNames.has(k) && (seenNames.add(k), true))];
+      return {
+        url,
+        method: 'POST',
+        body: { kind: 'form', text: new URLSearchParams(params).toString() },
+        contentType: 'application/x-www-form-urlencoded',
+        authorization: auth,
+        accessToken: undefined,
+      };
+    });
 
   const seen = new Map<number, number>();
   await fc.assert(
@@ -120,7 +184,10 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
     { numRuns: NUM_RUNS, endOnFailure: true },
   );
   t.pass(`statuses: ${JSON.stringify(Object.fromEntries([...seen].sort((a, b) => a[0] - b[0])))}`);
-  t.ok([...seen.keys()].some((s) => s === 200), 'the fuzzer reached successful paths too');
+  t.ok(
+    [...seen.keys()].some((s) => s === 200),
+    'the fuzzer reached successful paths too',
+  );
   t.ok([...seen.keys()].filter((s) => s >= 400).length >= 4, 'and a variety of refusals');
 
   await h.app.usage.flush();

@@ -8,7 +8,11 @@ t.test('gateway verify: 200 with identity headers for API tokens and sessions, e
   const u = await h.user();
   const apiToken = await h.apiToken(u, ['api', 'quantum_tokens']);
   const session = (await h.inject({ method: 'POST', url: '/api/users/loginWithToken', payload: { apiToken } })).json().id;
-  for (const [what, headers] of [['API token', bearer(apiToken)], ['session via x-access-token', xat(session)], ['session via Bearer', bearer(session)]] as const) {
+  for (const [what, headers] of [
+    ['API token', bearer(apiToken)],
+    ['session via x-access-token', xat(session)],
+    ['session via Bearer', bearer(session)],
+  ] as const) {
     const res = await h.inject({ method: 'GET', url: '/gateway/verify', headers });
     t.equal(res.statusCode, 200, what);
     t.equal(res.headers['x-tessera-subject'], u.id, `${what}: subject`);

@@ -1,4 +1,4 @@
-// Hostile use of the API (issue 9): other people's ids, scope escalation through every kind of
+// Hostile use of the API: other people's ids, scope escalation through every kind of
 // credential, malformed path parameters, and secrets that must never be readable again.
 import t from 'tap';
 import { sql } from 'kysely';
@@ -6,13 +6,18 @@ import { bearer, harness } from './helper.js';
 import { createSdkKey, getToken } from './oauth-helper.js';
 import { databaseDigest, leaksInternals } from './db-digest.js';
 
-t.test('another user\'s or organization\'s ids: 404, nothing changed, nothing learned', async (t) => {
+t.test("another user's or organization's ids: 404, nothing changed, nothing learned", async (t) => {
   const h = await harness(t);
   const [alice, mallory] = await Promise.all([h.user(), h.user()]);
   const lab = await h.org('Lab', [[alice, 'owner']]);
   const aliceKey = await createSdkKey(h, alice);
   const [at, mt] = await Promise.all([h.apiToken(alice, ['api', 'quantum_tokens']), h.apiToken(mallory, ['api', 'quantum_tokens'])]);
-  const put = await h.inject({ method: 'PUT', url: `/api/organizations/${lab.id}/provider-tokens/ionq`, headers: bearer(at), payload: { credential: { api_key: 'ionq-secret-value-123456' } } });
+  const put = await h.inject({
+    method: 'PUT',
+    url: `/api/organizations/${lab.id}/provider-tokens/ionq`,
+    headers: bearer(at),
+    payload: { credential: { api_key: 'ionq-secret-value-123456' } },
+  });
   t.ok([200, 201].includes(put.statusCode), put.body);
   const aliceTokens = (await h.inject({ method: 'GET', url: '/api/access-tokens', headers: bearer(at) })).json();
   const aliceTokenId = (aliceTokens.access_tokens ?? aliceTokens.tokens ?? aliceTokens)[0]?.id as string | undefined;
@@ -48,7 +53,15 @@ t.test('another user\'s or organization\'s ids: 404, nothing changed, nothing le
   t.same(await databaseDigest(h.db), before, 'nothing changed');
 
   // Malformed ids in paths: 400 or 404, never 500.
-  for (const url of ['/api/sdk-keys/not-a-client', `/api/sdk-keys/${aliceKey.client_id}%00`, "/api/sdk-keys/s_' or 1=1 --", '/api/organizations/not-a-uuid/members', `/api/organizations/${lab.id}'--/members`, '/api/access-tokens/%00', `/api/sdk-keys/${'x'.repeat(5000)}`]) {
+  for (const url of [
+    '/api/sdk-keys/not-a-client',
+    `/api/sdk-keys/${aliceKey.client_id}%00`,
+    "/api/sdk-keys/s_' or 1=1 --",
+    '/api/organizations/not-a-uuid/members',
+    `/api/organizations/${lab.id}'--/members`,
+    '/api/access-tokens/%00',
+    `/api/sdk-keys/${'x'.repeat(5000)}`,
+  ]) {
     const res = await h.inject({ method: 'GET', url, headers: bearer(at) });
     t.ok([400, 404, 405, 414].includes(res.statusCode), `${url.slice(0, 50)}: ${res.statusCode}`);
     t.notOk(leaksInternals(res.body));
@@ -59,12 +72,19 @@ t.test('another user\'s or organization\'s ids: 404, nothing changed, nothing le
 t.test('role escalation through any credential: 403', async (t) => {
   const h = await harness(t);
   const [user, owner] = await Promise.all([h.user(), h.user()]);
-  const lab = await h.org('Lab', [[owner, 'owner'], [user, 'member']]);
+  const lab = await h.org('Lab', [
+    [owner, 'owner'],
+    [user, 'member'],
+  ]);
   const apiOnly = await h.apiToken(user, ['api']);
   const key = await createSdkKey(h, user, { name: 'k' }, ['api']);
   const jwt = await getToken(h, key);
   const session = (await h.inject({ method: 'POST', url: '/api/users/loginWithToken', payload: { apiToken: apiOnly } })).json().id as string;
-  for (const [name, cred] of [['api token', apiOnly], ['sdk-key JWT', jwt], ['session', session]] as const) {
+  for (const [name, cred] of [
+    ['api token', apiOnly],
+    ['sdk-key JWT', jwt],
+    ['session', session],
+  ] as const) {
     const admin = await h.inject({ method: 'GET', url: '/admin/users', headers: bearer(cred) });
     t.equal(admin.statusCode, 403, `${name}: /admin`);
     t.equal(admin.json().error, 'insufficient_scope');
@@ -78,11 +98,28 @@ t.test('role escalation through any credential: 403', async (t) => {
     t.equal(own.statusCode, 403, `${name}: a member cannot make themselves owner`);
   }
   const rows = await h.db.selectFrom('api_tokens').select('scopes').where('user_id', '=', user.id).execute();
-  t.ok(rows.every((r) => !r.scopes.includes('admin')), 'no admin token was minted');
-  const m = await h.db.selectFrom('memberships' as never).selectAll().execute().catch(() => null);
+  t.ok(
+    rows.every((r) => !r.scopes.includes('admin')),
+    'no admin token was minted',
+  );
+  const m = await h.db
+    .selectFrom('memberships' as never)
+    .selectAll()
+    .execute()
+    .catch(() => null);
   if (m) t.ok((m as Array<{ user_id: string; role: string }>).filter((r) => r.user_id === user.id).every((r) => r.role === 'member'));
   // A token narrowed at the token endpoint cannot be widened by asking again with it.
-  t.same((await h.inject({ method: 'POST', url: '/oauth/token', headers: { ...bearer(jwt), 'content-type': 'application/x-www-form-urlencoded' }, payload: 'grant_type=client_credentials&scope=admin' })).statusCode, 401);
+  t.same(
+    (
+      await h.inject({
+        method: 'POST',
+        url: '/oauth/token',
+        headers: { ...bearer(jwt), 'content-type': 'application/x-www-form-urlencoded' },
+        payload: 'grant_type=client_credentials&scope=admin',
+      })
+    ).statusCode,
+    401,
+  );
 });
 
 t.test('secrets are never readable after creation: not in any response, log of audit, or table', async (t) => {

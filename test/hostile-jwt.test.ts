@@ -1,4 +1,4 @@
-// Hostile JWTs (issue 9), beyond oauth-verify.test.ts: `alg: none` in any case, hostile kids with
+// Hostile JWTs, beyond oauth-verify.test.ts: `alg: none` in any case, hostile kids with
 // no key reload and no database work, x5u, damaged signatures, claim boundaries at the clock
 // tolerance, and credentials of one kind used where another is required.
 import t from 'tap';
@@ -23,7 +23,9 @@ t.test('alg none in any spelling, hostile kids, x5u, damaged signatures: 401 eve
   const sigBytes = Buffer.from(sig, 'base64url');
   const flipped = Buffer.from(sigBytes);
   flipped[10] = flipped[10]! ^ 0x01;
-  const attacker = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', typ: 'at+jwt', kid: header.kid as string }).sign((await import('node:crypto')).generateKeyPairSync('ed25519').privateKey);
+  const attacker = await new SignJWT(claims)
+    .setProtectedHeader({ alg: 'EdDSA', typ: 'at+jwt', kid: header.kid as string })
+    .sign((await import('node:crypto')).generateKeyPairSync('ed25519').privateKey);
 
   const cases: Record<string, string> = {};
   for (const alg of ['none', 'None', 'NONE', 'nOnE']) {
@@ -91,8 +93,7 @@ t.test('iat and nbf at the clock tolerance: inside accepted, beyond refused; cli
   const claims = claimsOf(await getToken(h, key));
   const signer = h.app.oauth.keys.signingKey();
   const priv = await importJWK(signer.privateKey.export({ format: 'jwk' }) as JWK, 'EdDSA');
-  const sign = (payload: Record<string, unknown>) =>
-    new SignJWT(payload).setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: 'at+jwt' }).sign(priv);
+  const sign = (payload: Record<string, unknown>) => new SignJWT(payload).setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: 'at+jwt' }).sign(priv);
   const now = Math.floor(h.clock.now() / 1000);
   const tol = h.config.clockToleranceSeconds;
   t.equal(tol, 30, 'default tolerance');

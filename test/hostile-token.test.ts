@@ -1,4 +1,4 @@
-// Hostile input at the token endpoint (issue 9). Each answer: a 4xx RFC 6749 §5.2 JSON body, no
+// Hostile input at the token endpoint. Each answer: a 4xx RFC 6749 §5.2 JSON body, no
 // stack, no-store, and the database unchanged. Cases already in oauth-token.test.ts (JSON body,
 // > 16 KiB body, duplicates, unknown grant, query credentials, Basic plus body, `Basic !!!`) are
 // not repeated here.
@@ -67,7 +67,16 @@ t.test('hostile requests to /oauth/token: 4xx RFC bodies, never 500, database un
 
   // Malformed Basic headers.
   const b64 = (s: string) => Buffer.from(s).toString('base64');
-  for (const a of ['Basic', 'Basic ', `Basic ${b64(key.client_id)}`, `Basic ${b64(':' + key.client_secret)}`, 'Basic ====', `Basic ${b64(key.client_id + ':' + key.client_secret)} extra`, `Digest ${b64('a:b')}`, `basic${b64('a:b')}`]) {
+  for (const a of [
+    'Basic',
+    'Basic ',
+    `Basic ${b64(key.client_id)}`,
+    `Basic ${b64(':' + key.client_secret)}`,
+    'Basic ====',
+    `Basic ${b64(key.client_id + ':' + key.client_secret)} extra`,
+    `Digest ${b64('a:b')}`,
+    `basic${b64('a:b')}`,
+  ]) {
     expectOAuth(t, await raw(CC, { authorization: a }), 401, 'invalid_client', `malformed Authorization: ${a.slice(0, 30)}`);
   }
 
@@ -91,13 +100,38 @@ t.test('hostile requests to /oauth/token: 4xx RFC bodies, never 500, database un
     expectOAuth(t, await raw(post, { authorization: '' }), 401, 'invalid_client', `${name} (body)`);
   }
   // A 500 KB secret: in the body the 16 KiB limit answers first; in Basic it is refused unhashed.
-  expectOAuth(t, await raw(new URLSearchParams({ grant_type: 'client_credentials', client_id: key.client_id, client_secret: 'a'.repeat(500 * 1024) }).toString(), { authorization: '' }), 413, 'invalid_request', '500 KB secret (body)');
+  expectOAuth(
+    t,
+    await raw(new URLSearchParams({ grant_type: 'client_credentials', client_id: key.client_id, client_secret: 'a'.repeat(500 * 1024) }).toString(), {
+      authorization: '',
+    }),
+    413,
+    'invalid_request',
+    '500 KB secret (body)',
+  );
   expectOAuth(t, await raw(CC, { authorization: basic(key.client_id, 'a'.repeat(500 * 1024)) }), 401, 'invalid_client', '500 KB secret (Basic)');
   expectOAuth(t, await raw(CC, { authorization: basic('x'.repeat(10 * 1024), 'a'.repeat(500 * 1024)) }), 401, 'invalid_client', '10 KB id + 500 KB secret');
 
   // Control characters in scope (and other non-scope-token bytes).
-  for (const scope of ['api\u0001', 'api\tquantum_tokens', 'api\nquantum_tokens', 'api\u0000', 'api\u007f', 'api  quantum_tokens', ' api', 'api\u00a0quantum_tokens', 'ápi', 'api"']) {
-    expectOAuth(t, await raw(new URLSearchParams({ grant_type: 'client_credentials', scope }).toString()), 400, 'invalid_scope', `scope ${JSON.stringify(scope)}`);
+  for (const scope of [
+    'api\u0001',
+    'api\tquantum_tokens',
+    'api\nquantum_tokens',
+    'api\u0000',
+    'api\u007f',
+    'api  quantum_tokens',
+    ' api',
+    'api\u00a0quantum_tokens',
+    'ápi',
+    'api"',
+  ]) {
+    expectOAuth(
+      t,
+      await raw(new URLSearchParams({ grant_type: 'client_credentials', scope }).toString()),
+      400,
+      'invalid_scope',
+      `scope ${JSON.stringify(scope)}`,
+    );
   }
   // Other methods on the endpoint.
   expectOAuth(t, await raw(CC, {}, 'PUT'), 405, 'invalid_request', 'PUT');
@@ -111,10 +145,21 @@ t.test('secrets holding ":", "%" and "+" authenticate when form-encoded per RFC 
   const user = await h.user();
   const clientId = 's_0b4a8a52-6a43-4c3c-9f63-9a3c2b8d1e07';
   const secret = 'p:a%2Bss+w rd:%41é';
-  await insertSdkKey(h.db, { clientId, userId: user.id, name: 'odd', secretHash: hashSecret(h.config.pepper, secret, 'sdk_key'), scopes: ['api'], organizationId: null });
+  await insertSdkKey(h.db, {
+    clientId,
+    userId: user.id,
+    name: 'odd',
+    secretHash: hashSecret(h.config.pepper, secret, 'sdk_key'),
+    scopes: ['api'],
+    organizationId: null,
+  });
   const encoded = basic(clientId, secret);
   t.equal((await oauthPost(h, '/oauth/token', { grant_type: 'client_credentials' }, { authorization: encoded })).statusCode, 200, 'Basic, form-encoded');
-  t.equal((await oauthPost(h, '/oauth/token', { grant_type: 'client_credentials', client_id: clientId, client_secret: secret })).statusCode, 200, 'client_secret_post');
+  t.equal(
+    (await oauthPost(h, '/oauth/token', { grant_type: 'client_credentials', client_id: clientId, client_secret: secret })).statusCode,
+    200,
+    'client_secret_post',
+  );
   // The same bytes not encoded: "+" means space and "%2B" means "+", so the secret differs (and ":" splits at the first).
   const unencoded = `Basic ${Buffer.from(`${clientId}:${secret.replace('%2B', '%252B')}`).toString('base64')}`;
   const res = await oauthPost(h, '/oauth/token', { grant_type: 'client_credentials' }, { authorization: unencoded });
@@ -138,10 +183,15 @@ t.test('10 KB ids and 500 KB secrets are refused before any look-up or hashing o
     },
     compare: () => false,
   };
-  const err = await authenticateClient({ method: 'client_secret_basic', clientId: 'x'.repeat(10 * 1024), secret: 's'.repeat(500 * 1024) }, deps).catch((e) => e);
+  const err = await authenticateClient({ method: 'client_secret_basic', clientId: 'x'.repeat(10 * 1024), secret: 's'.repeat(500 * 1024) }, deps).catch(
+    (e) => e,
+  );
   t.equal(err.error, 'invalid_client');
   t.equal(lookups, 0, 'no look-up for an id that is not ours');
-  t.ok(hashed.every((n) => n <= 512), 'the 500 KB secret itself is never hashed');
+  t.ok(
+    hashed.every((n) => n <= 512),
+    'the 500 KB secret itself is never hashed',
+  );
 });
 
 t.test('the strict form parser', async (t) => {

@@ -43,7 +43,11 @@ t.test('every JSON route refuses form and text bodies with 415 and wrong-typed J
     if (!body?.properties || Object.keys(body.properties).length === 0) continue;
     const res = await h.inject({ method: r.method as 'POST', url, payload: wrongTyped(body) });
     t.equal(res.statusCode, 400, `${r.method} ${r.url} refuses a wrong-typed body`);
-    t.match(res.json().message, /^invalid body: body\/\w+ must be (string|integer|number|boolean|array|object)/, `${r.method} ${r.url}: a type error, not a coerced value`);
+    t.match(
+      res.json().message,
+      /^invalid body: body\/\w+ must be (string|integer|number|boolean|array|object)/,
+      `${r.method} ${r.url}: a type error, not a coerced value`,
+    );
   }
 });
 
@@ -80,7 +84,12 @@ t.test('the OAuth routes still read form bodies', async (t) => {
   const oauth = h.app.routeTable.filter((r) => !r.hidden && r.errorFormat === 'oauth' && r.method === 'POST');
   t.ok(oauth.length >= 3, 'token, introspect and revoke');
   for (const r of oauth) {
-    const res = await h.inject({ method: 'POST', url: r.url, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'token=x&grant_type=client_credentials' });
+    const res = await h.inject({
+      method: 'POST',
+      url: r.url,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: 'token=x&grant_type=client_credentials',
+    });
     t.not(res.statusCode, 415, `${r.url} parses the form`);
     t.ok([400, 401].includes(res.statusCode), `${r.url}: an OAuth error about the request, not its media type (${res.statusCode})`);
     t.type(res.json().error, 'string');

@@ -1,4 +1,4 @@
-// Signing-key CLI (issue 4) as operators run it: real child processes on the test database, kill -9
+// Signing-key CLI as operators run it: real child processes on the test database, kill -9
 // in the middle of a rotation, concurrent rotations from two processes; list/revoke/prune in-process.
 import t from 'tap';
 import { spawn, execFile } from 'node:child_process';
@@ -13,6 +13,7 @@ const QUIET = { TESSERA_KEY_CHECK_INTERVAL: '1h' };
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const cli = path.join(root, 'dist', 'src', 'cli.js');
+const pausedCli = path.join(root, 'test', 'fixtures', 'paused-cli.mjs');
 const run = promisify(execFile);
 
 /** The CLI runs on the system clock; so do the apps here. */
@@ -33,10 +34,10 @@ function cliEnv(h: Harness, extra: Record<string, string> = {}): NodeJS.ProcessE
   };
 }
 
-/** Starts `tessera <args>` paused at `point` (TESSERA_KEYS_PAUSE_AT); resolves once it says it paused. */
+/** Starts `tessera <args>` paused at `point` (see test/fixtures/paused-cli.mjs); resolves once it says it paused. */
 async function startPaused(h: Harness, args: string[], point: string) {
-  const child = spawn(process.execPath, [cli, ...args], {
-    env: cliEnv(h, { TESSERA_KEYS_PAUSE_AT: point }),
+  const child = spawn(process.execPath, [pausedCli, point, ...args], {
+    env: cliEnv(h),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<NodeJS.Signals | null>((r) => child.on('exit', (_code, signal) => r(signal)));
@@ -73,24 +74,38 @@ t.test('kill -9 at every step of an immediate rotation leaves one active key; th
   const k0 = (await actives(h))[0]!.kid;
 
   // 1. Inside the first step's transaction (lock held): rolled back, nothing changed; the lock is freed.
-  let waited: Promise<unknown> | null = null;
+  let waited = null as Promise<unknown> | null;
   await killAt(h, 'rotate:commit', async () => {
     waited = h.app.keyRotation.lifecycle.prune({ userId: null, credential: 'cli' }).then(() => 'done');
     const race = await Promise.race([waited, new Promise((r) => setTimeout(() => r('blocked'), 300))]);
-    t.equal(race, 'blocked', 'a lifecycle step elsewhere waits for the paused process\'s lock');
+    t.equal(race, 'blocked', "a lifecycle step elsewhere waits for the paused process's lock");
   });
   t.equal(await waited, 'done', 'the lock died with the process');
-  t.same((await rows(h)).map((r) => [r.kid, r.state]), [[k0, 'active']], 'rolled back');
+  t.same(
+    (await rows(h)).map((r) => [r.kid, r.state]),
+    [[k0, 'active']],
+    'rolled back',
+  );
 
   // 2. Between the steps: a next key due now was committed; still exactly one active.
   await killAt(h, 'rotate:done');
   let now = await rows(h);
-  t.same(now.map((r) => r.state), ['active', 'next']);
+  t.same(
+    now.map((r) => r.state),
+    ['active', 'next'],
+  );
   t.ok(now[1]!.activate_after!.getTime() <= Date.now(), 'the next key is due');
   // The next start (its onReady runs the job) completes the rotation.
   const restarted = await h.instance();
   now = await rows(h);
-  t.same(now.map((r) => [r.kid, r.state]), [[k0, 'retired'], [now[1]!.kid, 'active']], 'completed at start');
+  t.same(
+    now.map((r) => [r.kid, r.state]),
+    [
+      [k0, 'retired'],
+      [now[1]!.kid, 'active'],
+    ],
+    'completed at start',
+  );
   t.equal(restarted.oauth.keys.signingKey().kid, now[1]!.kid);
 
   // 3. Inside the promotion's transaction: rolled back to "due next key", which the job promotes.
@@ -98,7 +113,11 @@ t.test('kill -9 at every step of an immediate rotation leaves one active key; th
   now = await rows(h);
   t.equal(now.filter((r) => r.state === 'active').length, 1, 'one active');
   t.equal(now.filter((r) => r.state === 'next').length, 1, 'the due next key survived');
-  t.same((await h.app.keyRotation.runOnce()).map((e) => e.event), ['retired', 'activated'], 'the job completes it');
+  t.same(
+    (await h.app.keyRotation.runOnce()).map((e) => e.event),
+    ['retired', 'activated'],
+    'the job completes it',
+  );
   t.equal((await actives(h)).length, 1);
   t.equal((await rows(h)).length, 3, 'three keys in all: one per completed rotation');
 });
@@ -111,7 +130,11 @@ async function racePair(h: Harness, args: string[]) {
   const first = await startPaused(h, args, 'rotate:commit');
   const second = run(process.execPath, [cli, ...args], { env: cliEnv(h) });
   for (let i = 0; ; i++) {
-    const { rows: r } = await sql<{ n: number }>`select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted and database = (select oid from pg_database where datname = current_database())`.execute(h.db);
+    const { rows: r } = await sql<{
+      n: number;
+    }>`select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted and database = (select oid from pg_database where datname = current_database())`.execute(
+      h.db,
+    );
     if (r[0]!.n > 0) break;
     if (i > 300) throw new Error('the second process never waited for the lock');
     await new Promise((res) => setTimeout(res, 50));
@@ -134,14 +157,23 @@ t.test('two CLI processes rotating at once make one new key', async (t) => {
   const winner = a.outcome === 'activated' ? a : b;
   t.match(winner.stderr, /warning: pre-publication skipped/);
   t.equal(b.key.kid, a.key.kid, 'both name the new key');
-  t.same((await rows(h)).map((r) => [r.kid, r.state]), [[k0, 'retired'], [a.key.kid, 'active']]);
+  t.same(
+    (await rows(h)).map((r) => [r.kid, r.state]),
+    [
+      [k0, 'retired'],
+      [a.key.kid, 'active'],
+    ],
+  );
 
   // Pre-published: one next key.
   [a, b] = await racePair(h, ['keys', 'rotate']);
   t.equal(a.outcome, 'scheduled');
   t.equal(b.outcome, 'already_scheduled');
   t.equal(b.key.kid, a.key.kid);
-  t.same((await rows(h)).map((r) => r.state), ['retired', 'active', 'next']);
+  t.same(
+    (await rows(h)).map((r) => r.state),
+    ['retired', 'active', 'next'],
+  );
 
   // Immediate with a next key waiting: that key is brought into service, no key is made.
   const waiting = a.key.kid;
@@ -149,7 +181,10 @@ t.test('two CLI processes rotating at once make one new key', async (t) => {
   t.same([a.outcome, b.outcome].sort(), ['activated', 'concurrent']);
   t.equal(a.key.kid, waiting);
   t.equal(b.key.kid, waiting);
-  t.same((await rows(h)).map((r) => r.state), ['retired', 'retired', 'active']);
+  t.same(
+    (await rows(h)).map((r) => r.state),
+    ['retired', 'retired', 'active'],
+  );
 });
 
 t.test('tessera keys list|rotate|revoke|prune in-process: audited as the CLI; running instances follow', async (t) => {
@@ -191,11 +226,20 @@ t.test('tessera keys list|rotate|revoke|prune in-process: audited as the CLI; ru
 
   t.equal(await capture(['keys', 'prune']), 0);
   t.same(JSON.parse(out.join('')), { removed: [] }, 'nothing has expired yet');
-  await h.db.updateTable('signing_keys').set({ not_after: new Date(Date.now() - 1000) }).where('kid', '=', k0).execute();
+  await h.db
+    .updateTable('signing_keys')
+    .set({ not_after: new Date(Date.now() - 1000) })
+    .where('kid', '=', k0)
+    .execute();
   t.equal(await capture(['keys', 'prune']), 0);
   t.same(JSON.parse(out.join('')), { removed: [k0] });
 
-  const audit = await h.db.selectFrom('audit_events').select(['action', 'target_id', 'actor_credential']).where('target_type', '=', 'signing_key').orderBy('id').execute();
+  const audit = await h.db
+    .selectFrom('audit_events')
+    .select(['action', 'target_id', 'actor_credential'])
+    .where('target_type', '=', 'signing_key')
+    .orderBy('id')
+    .execute();
   t.same(audit, [
     { action: 'signing_key.create', target_id: k0, actor_credential: 'system' }, // the first start's key
     { action: 'signing_key.create', target_id: k1, actor_credential: 'cli' },

@@ -1,9 +1,9 @@
-// Signing-key lifecycle (issue 4): scheduled rotation across two instances under a caching verifier,
+// Signing-key lifecycle: scheduled rotation across two instances under a caching verifier,
 // revocation, the admin API, concurrency, algorithms, readiness and metrics.
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
-import { bearer, harness, TestClock, type Harness } from './helper.js';
+import { bearer, harness, type TestClock, type Harness } from './helper.js';
 import { SigningKeyLifecycle } from '../src/keys/rotation.js';
 import { basic, createSdkKey, getToken, headerOf, oauthPost, type SdkKey } from './oauth-helper.js';
 
@@ -51,8 +51,7 @@ async function until(what: string, fn: () => Promise<boolean> | boolean, ms = 10
 const states = async (h: Harness) =>
   Object.fromEntries((await h.db.selectFrom('signing_keys').select(['kid', 'state']).execute()).map((r) => [r.kid, r.state]));
 
-const activeCount = async (h: Harness) =>
-  (await h.db.selectFrom('signing_keys').select('kid').where('state', '=', 'active').execute()).length;
+const activeCount = async (h: Harness) => (await h.db.selectFrom('signing_keys').select('kid').where('state', '=', 'active').execute()).length;
 
 const ENV = {
   TESSERA_KEY_ROTATION_PERIOD: '2h',
@@ -120,7 +119,10 @@ t.test('scheduled rotation on two instances: zero failed verifications through n
   }
   t.same(failures, [], 'zero failed verifications');
   t.ok(verified > 2000, `${verified} verifications`);
-  t.ok(verifiers.every((v) => v.fetches > 10), 'the verifiers refetched the JWKS as their cache expired');
+  t.ok(
+    verifiers.every((v) => v.fetches > 10),
+    'the verifiers refetched the JWKS as their cache expired',
+  );
   const [k1] = Object.keys(seen).filter((k) => k !== k0);
   t.ok(k1, 'a new key was made');
   t.same([...seen[k0]!], ['active', 'retired', 'removed'], 'the old key went active -> retired -> removed');
@@ -129,7 +131,12 @@ t.test('scheduled rotation on two instances: zero failed verifications through n
   t.same(await states(h), { [k1!]: 'active' });
 
   // The audit trail tells the story, by the system actor.
-  const audit = await h.db.selectFrom('audit_events').select(['action', 'target_id', 'actor_credential']).where('target_type', '=', 'signing_key').orderBy('id').execute();
+  const audit = await h.db
+    .selectFrom('audit_events')
+    .select(['action', 'target_id', 'actor_credential'])
+    .where('target_type', '=', 'signing_key')
+    .orderBy('id')
+    .execute();
   t.same(audit, [
     { action: 'signing_key.create', target_id: k0, actor_credential: 'system' }, // the first start's key
     { action: 'signing_key.create', target_id: k1, actor_credential: 'system' },
@@ -172,7 +179,11 @@ t.test('revoking the active key: a new key signs at once, its tokens are rejecte
       return true;
     });
     const jwks = (await app.inject({ method: 'GET', url: '/.well-known/jwks.json' })).json();
-    t.same(jwks.keys.map((k: { kid: string }) => k.kid), [body.replacement.kid], 'unpublished, the replacement published');
+    t.same(
+      jwks.keys.map((k: { kid: string }) => k.kid),
+      [body.replacement.kid],
+      'unpublished, the replacement published',
+    );
     // Issuance never stopped: the replacement signs, and its tokens verify.
     await until('the replacement signs', () => app.oauth.keys.signingKey().kid === body.replacement.kid);
     const fresh = await getToken({ inject: (o) => app.inject(o) }, key);
@@ -197,7 +208,11 @@ t.test('admin API: list, rotate (pre-published), rotate immediate (warning), rev
   const ops = await h.user();
   const admin = await h.apiToken(ops, ['admin']);
   const plain = await h.apiToken(await h.user(), ['api']);
-  for (const [method, url] of [['GET', '/admin/keys'], ['POST', '/admin/keys/rotate'], ['POST', '/admin/keys/x/revoke']] as const) {
+  for (const [method, url] of [
+    ['GET', '/admin/keys'],
+    ['POST', '/admin/keys/rotate'],
+    ['POST', '/admin/keys/x/revoke'],
+  ] as const) {
     const r = await h.inject({ method, url, headers: bearer(plain) });
     t.equal(r.statusCode, 403, `${method} ${url} needs admin`);
     t.equal((await h.inject({ method, url })).statusCode, 401);
@@ -229,7 +244,10 @@ t.test('admin API: list, rotate (pre-published), rotate immediate (warning), rev
   h.clock.advance(3599);
   t.same(await h.app.keyRotation.runOnce(), []);
   h.clock.advance(1);
-  t.same((await h.app.keyRotation.runOnce()).map((e) => e.event), ['retired', 'activated']);
+  t.same(
+    (await h.app.keyRotation.runOnce()).map((e) => e.event),
+    ['retired', 'activated'],
+  );
   t.equal(h.app.oauth.keys.signingKey().kid, next.key.kid);
 
   // Immediate: signs at once, with a warning.
@@ -249,19 +267,29 @@ t.test('admin API: list, rotate (pre-published), rotate immediate (warning), rev
   t.equal(h.app.oauth.keys.signingKey().kid, imm.key.kid);
 
   const all = (await h.inject({ method: 'GET', url: '/admin/keys', headers: bearer(admin) })).json().keys;
-  t.same(all.map((k: { state: string }) => k.state), ['retired', 'retired', 'active', 'revoked']);
+  t.same(
+    all.map((k: { state: string }) => k.state),
+    ['retired', 'retired', 'active', 'revoked'],
+  );
 
-  const actions = (await h.db.selectFrom('audit_events').select(['action', 'actor_user_id']).where('target_type', '=', 'signing_key').orderBy('id').execute());
-  t.same(actions.map((a) => a.action), [
-    'signing_key.create', // the first start's key
-    'signing_key.create', // manual, next
-    'signing_key.activate', // scheduled promotion
-    'signing_key.create', // immediate
-    'signing_key.activate',
-    'signing_key.create', // manual
-    'signing_key.revoke',
-  ]);
-  t.same(actions.map((a) => a.actor_user_id), [null, ops.id, null, ops.id, ops.id, ops.id, ops.id], 'the operator, but the start and the job');
+  const actions = await h.db.selectFrom('audit_events').select(['action', 'actor_user_id']).where('target_type', '=', 'signing_key').orderBy('id').execute();
+  t.same(
+    actions.map((a) => a.action),
+    [
+      'signing_key.create', // the first start's key
+      'signing_key.create', // manual, next
+      'signing_key.activate', // scheduled promotion
+      'signing_key.create', // immediate
+      'signing_key.activate',
+      'signing_key.create', // manual
+      'signing_key.revoke',
+    ],
+  );
+  t.same(
+    actions.map((a) => a.actor_user_id),
+    [null, ops.id, null, ops.id, ops.id, ops.id, ops.id],
+    'the operator, but the start and the job',
+  );
 });
 
 t.test('concurrent rotations on two instances make one new key', async (t) => {

@@ -16,7 +16,12 @@ function capture() {
 
 t.test('secret-bearing headers and fields never reach a log line', async (t) => {
   const { log, lines } = capture();
-  log.info({ req: { method: 'POST', url: '/oauth/token?client_secret=s3cr3t&x=1', headers: { authorization: 'Bearer AAA', 'x-access-token': 'BBB', cookie: 'c=CCC' } } }, 'r');
+  log.info(
+    {
+      req: { method: 'POST', url: '/oauth/token?client_secret=s3cr3t&x=1', headers: { authorization: 'Bearer AAA', 'x-access-token': 'BBB', cookie: 'c=CCC' } },
+    },
+    'r',
+  );
   log.info({ input: { client_secret: 'DDD', apiToken: 'EEE', name: 'ok' } }, 'b');
   log.info({ body: { anything: 'III' } }, 'whole bodies are never logged');
   log.info({ client_secret: 'FFF', token: 'GGG', credential: { secret: 'HHH' } }, 'top');

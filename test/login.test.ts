@@ -60,7 +60,12 @@ t.test('login refuses bad, revoked, expired tokens and suspended users with 401;
     t.equal(res.statusCode, 400, `400 for ${JSON.stringify(payload)}`);
     t.equal(res.json().error, 'invalid_request');
   }
-  const notJson = await h.inject({ method: 'POST', url: '/api/users/loginWithToken', headers: { 'content-type': 'application/json' }, payload: '{"apiToken":' });
+  const notJson = await h.inject({
+    method: 'POST',
+    url: '/api/users/loginWithToken',
+    headers: { 'content-type': 'application/json' },
+    payload: '{"apiToken":',
+  });
   t.equal(notJson.statusCode, 400);
 
   // Expired API token.
@@ -105,7 +110,9 @@ t.test('login -> use -> logout -> reuse gets 401 everywhere; a second logout get
   t.equal(withApiToken.statusCode, 400);
 
   // The audit trail has both.
-  const actions = (await h.db.selectFrom('audit_events').select('action').where('target_type', '<>', 'signing_key').orderBy('id').execute()).map((r) => r.action);
+  const actions = (await h.db.selectFrom('audit_events').select('action').where('target_type', '<>', 'signing_key').orderBy('id').execute()).map(
+    (r) => r.action,
+  );
   t.same(actions, ['session.create', 'session.logout']);
 });
 
@@ -272,7 +279,10 @@ t.test('suspending a user ends every session and token; activating does not brin
   assertInvalidToken(t, await h.inject({ method: 'GET', url: '/api/users/me', headers: bearer(tok) }), 'API token');
   assertInvalidToken(t, await login(h, tok), 'login');
   const revoked = await h.db.selectFrom('api_tokens').select('revoked_at').where('user_id', '=', u.id).execute();
-  t.ok(revoked.every((r) => r.revoked_at), 'tokens revoked in the database');
+  t.ok(
+    revoked.every((r) => r.revoked_at),
+    'tokens revoked in the database',
+  );
 
   const act = await h.inject({ method: 'POST', url: `/admin/users/${u.id}/activate`, headers: bearer(opToken) });
   t.equal(act.statusCode, 200);

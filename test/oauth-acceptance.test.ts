@@ -70,7 +70,11 @@ t.test('oauth4webapi discovers Tessera, gets tokens both ways, introspects and r
   const revokedApi = await fetch(`${issuerUrl}/api/sdk-keys`, { headers: { authorization: `Bearer ${token}` } });
   t.equal(revokedApi.status, 401);
   // The other token is untouched.
-  const other = await oauth.processIntrospectionResponse(as, client, await oauth.introspectionRequest(as, client, auth, results.client_secret_post!.access_token, insecure));
+  const other = await oauth.processIntrospectionResponse(
+    as,
+    client,
+    await oauth.introspectionRequest(as, client, auth, results.client_secret_post!.access_token, insecure),
+  );
   t.equal(other.active, true);
 
   // A wrong secret: 401 invalid_client with a Basic challenge, which the library surfaces as such.

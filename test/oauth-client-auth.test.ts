@@ -98,9 +98,24 @@ t.test('credential extraction: Basic is form-urlencoded inside base64; two metho
   t.same(extractClientCredentials(enc('a%3Ab', 'p%2Bq+r'), {}), { method: 'client_secret_basic', clientId: 'a:b', secret: 'p+q r' });
   t.same(extractClientCredentials(undefined, { client_id: 'a', client_secret: 'b' }), { method: 'client_secret_post', clientId: 'a', secret: 'b' });
   t.equal(extractClientCredentials(undefined, {}), null);
-  t.equal(errorOf(() => extractClientCredentials(enc('a', 'b'), { client_secret: 'b' })), 'invalid_request');
-  t.equal(errorOf(() => extractClientCredentials(enc('a', 'b'), { client_id: 'c' })), 'invalid_request');
-  t.equal(errorOf(() => extractClientCredentials(enc('a', '%zz'), {})), 'invalid_client');
-  t.equal(errorOf(() => extractClientCredentials('Basic bm9jb2xvbg==', {})), 'invalid_client');
-  t.equal(errorOf(() => extractClientCredentials(undefined, { client_id: 'a' })), 'invalid_client');
+  t.equal(
+    errorOf(() => extractClientCredentials(enc('a', 'b'), { client_secret: 'b' })),
+    'invalid_request',
+  );
+  t.equal(
+    errorOf(() => extractClientCredentials(enc('a', 'b'), { client_id: 'c' })),
+    'invalid_request',
+  );
+  t.equal(
+    errorOf(() => extractClientCredentials(enc('a', '%zz'), {})),
+    'invalid_client',
+  );
+  t.equal(
+    errorOf(() => extractClientCredentials('Basic bm9jb2xvbg==', {})),
+    'invalid_client',
+  );
+  t.equal(
+    errorOf(() => extractClientCredentials(undefined, { client_id: 'a' })),
+    'invalid_client',
+  );
 });

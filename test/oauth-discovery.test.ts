@@ -76,7 +76,12 @@ for (const alg of ['ES256', 'RS256'] as const) {
     const token = await getToken(h, key);
     t.equal(headerOf(token).alg, alg);
     const jwks = (await h.inject({ method: 'GET', url: '/.well-known/jwks.json' })).json();
-    const { payload } = await jwtVerify(token, createLocalJWKSet(jwks), { issuer: h.config.issuer, audience: h.config.issuer, typ: 'at+jwt', currentDate: new Date(h.clock.now()) });
+    const { payload } = await jwtVerify(token, createLocalJWKSet(jwks), {
+      issuer: h.config.issuer,
+      audience: h.config.issuer,
+      typ: 'at+jwt',
+      currentDate: new Date(h.clock.now()),
+    });
     t.equal(payload.client_id, key.client_id);
     const res = await h.inject({ method: 'GET', url: '/api/sdk-keys', headers: { authorization: `Bearer ${token}` } });
     t.equal(res.statusCode, 200);
@@ -102,7 +107,10 @@ t.test('instances racing at start create exactly one active key', async (t) => {
   t.equal(new Set(stores.map((s) => s.signingKey().kid)).size, 1, 'every instance signs with it');
   // The database refuses a second active key whoever tries.
   await t.rejects(
-    h.db.insertInto('signing_keys').values({ ...rows[0]!, kid: 'second', public_jwk: JSON.stringify(rows[0]!.public_jwk), created_at: undefined as never }).execute(),
+    h.db
+      .insertInto('signing_keys')
+      .values({ ...rows[0]!, kid: 'second', public_jwk: JSON.stringify(rows[0]!.public_jwk), created_at: undefined as never })
+      .execute(),
     /signing_keys_one_active/,
   );
 });

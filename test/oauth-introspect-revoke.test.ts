@@ -100,7 +100,7 @@ t.test('expired tokens are inactive (clock tolerance respected)', async (t) => {
   t.equal((await h.inject({ method: 'GET', url: '/api/sdk-keys', headers: bearer(token) })).statusCode, 401);
 });
 
-t.test('revocation: own token denylisted on every instance; another client\'s token 400 and still active; unknown 200', async (t) => {
+t.test("revocation: own token denylisted on every instance; another client's token 400 and still active; unknown 200", async (t) => {
   const h = await harness(t);
   const user = await h.user();
   const key = await createSdkKey(h, user);
@@ -131,7 +131,11 @@ t.test('revocation: own token denylisted on every instance; another client\'s to
   t.equal(status, 401, 'the other instance within a second');
   t.equal((await h.inject({ method: 'GET', url: '/api/sdk-keys', headers: bearer(spare) })).statusCode, 200, 'only that jti');
 
-  const row = await h.db.selectFrom('revoked_tokens').selectAll().where('jti', '=', claimsOf(token).jti as string).executeTakeFirstOrThrow();
+  const row = await h.db
+    .selectFrom('revoked_tokens')
+    .selectAll()
+    .where('jti', '=', claimsOf(token).jti as string)
+    .executeTakeFirstOrThrow();
   t.equal(row.expires_at.getTime(), (claimsOf(token).exp as number) * 1000);
   t.equal((await oauthPost(h, '/oauth/revoke', { token }, auth)).statusCode, 200, 'again: 200');
   t.equal((await oauthPost(h, '/oauth/revoke', { token: 'unknown-token' }, auth)).statusCode, 200);

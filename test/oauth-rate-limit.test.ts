@@ -28,7 +28,13 @@ t.test('X-Forwarded-For decides the client IP only when trusted', async (t) => {
   const h = await harness(t, { env: { TESSERA_RATE_LIMIT: 'true', TESSERA_RATE_LIMIT_FAILED_AUTH_PER_IP: '2', TESSERA_TRUST_PROXY: 'true' } });
   const key = await createSdkKey(h, await h.user());
   const post = (auth: string, xff: string) =>
-    h.inject({ method: 'POST', url: '/oauth/token', remoteAddress: '10.0.0.9', headers: { 'content-type': FORM, authorization: auth, 'x-forwarded-for': xff }, payload: CC });
+    h.inject({
+      method: 'POST',
+      url: '/oauth/token',
+      remoteAddress: '10.0.0.9',
+      headers: { 'content-type': FORM, authorization: auth, 'x-forwarded-for': xff },
+      payload: CC,
+    });
   const wrong = basic(key.client_id, 'wrong');
   for (let i = 0; i < 2; i++) t.equal((await post(wrong, '198.51.100.1')).statusCode, 401);
   t.equal((await post(wrong, '198.51.100.1')).statusCode, 429);
@@ -42,7 +48,13 @@ t.test('token requests are limited per client and per IP', async (t) => {
   const a = await createSdkKey(h, await h.user());
   const b = await createSdkKey(h, await h.user());
   const post = (k: { client_id: string; client_secret: string }) =>
-    h.inject({ method: 'POST', url: '/oauth/token', remoteAddress: '10.1.0.1', headers: { 'content-type': FORM, authorization: basic(k.client_id, k.client_secret) }, payload: CC });
+    h.inject({
+      method: 'POST',
+      url: '/oauth/token',
+      remoteAddress: '10.1.0.1',
+      headers: { 'content-type': FORM, authorization: basic(k.client_id, k.client_secret) },
+      payload: CC,
+    });
   for (let i = 0; i < 4; i++) t.equal((await post(a)).statusCode, 200);
   const perClient = await post(a);
   t.equal(perClient.statusCode, 429);

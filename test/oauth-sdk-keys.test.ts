@@ -12,7 +12,18 @@ t.test('create, list, get, rename: the secret appears only in the create respons
   t.equal(created.statusCode, 201, created.body);
   t.equal(created.headers['cache-control'], 'no-store');
   const key = created.json();
-  t.same(Object.keys(key).sort(), ['client_id', 'client_secret', 'created_at', 'expires_at', 'last_used_at', 'name', 'organization_id', 'scopes', 'status', 'updated_at']);
+  t.same(Object.keys(key).sort(), [
+    'client_id',
+    'client_secret',
+    'created_at',
+    'expires_at',
+    'last_used_at',
+    'name',
+    'organization_id',
+    'scopes',
+    'status',
+    'updated_at',
+  ]);
   t.match(key.client_secret, /^[A-Za-z0-9_-]{43}$/);
   t.same(key.scopes, ['quantum_tokens']);
   t.equal(key.status, 'enabled');
@@ -67,7 +78,10 @@ t.test('at most two keys per user; the third gets 409 with a clear message', asy
   // The database itself refuses a third row, whatever writes it.
   const rows = await h.db.selectFrom('sdk_keys').selectAll().where('user_id', '=', user.id).execute();
   await t.rejects(
-    h.db.insertInto('sdk_keys').values({ ...rows[0]!, id: undefined as never, client_id: 's_00000000-0000-4000-8000-000000000001' }).execute(),
+    h.db
+      .insertInto('sdk_keys')
+      .values({ ...rows[0]!, id: undefined as never, client_id: 's_00000000-0000-4000-8000-000000000001' })
+      .execute(),
     /at most 2 SDK keys/,
   );
 });
@@ -85,7 +99,11 @@ t.test('50 concurrent creations for one user leave exactly two keys', async (t) 
   const codes = results.map((r) => r.statusCode);
   t.equal(codes.filter((c) => c === 201).length, 2, 'two created');
   t.equal(codes.filter((c) => c === 409).length, 48, 'the rest refused with 409');
-  const n = await h.db.selectFrom('sdk_keys').select((eb) => eb.fn.countAll<number>().as('n')).where('user_id', '=', user.id).executeTakeFirstOrThrow();
+  const n = await h.db
+    .selectFrom('sdk_keys')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('user_id', '=', user.id)
+    .executeTakeFirstOrThrow();
   t.equal(Number(n.n), 2);
   const audits = await h.db.selectFrom('audit_events').selectAll().where('action', '=', 'sdk_key.create').execute();
   t.equal(audits.length, 2, 'one audit event per key created, none for refusals');
@@ -119,7 +137,10 @@ t.test('disabling a key stops new tokens and kills its live tokens everywhere; e
     status = (await other.inject({ method: 'GET', url: '/api/sdk-keys', headers: bearer(token) })).statusCode;
   }
   t.equal(status, 401, 'the other instance within a second');
-  t.equal((await oauthPost({ inject: (o) => other.inject(o) }, '/oauth/token', CC, { authorization: basic(key.client_id, key.client_secret) })).statusCode, 401);
+  t.equal(
+    (await oauthPost({ inject: (o) => other.inject(o) }, '/oauth/token', CC, { authorization: basic(key.client_id, key.client_secret) })).statusCode,
+    401,
+  );
 
   h.clock.advance(2);
   const on = await h.inject({ method: 'PATCH', url: `/api/sdk-keys/${key.client_id}`, headers: bearer(apiToken), payload: { status: 'enabled' } });
@@ -159,76 +180,78 @@ t.test('deleting a key kills its tokens (introspection inactive, API 401) and is
   t.notOk(JSON.stringify(audit.details).includes(key.client_secret), 'no secret in the audit trail');
 });
 
-t.test('disable then enable within one second: tokens from before the disable stay refused, tokens after the enable work at once, on both instances', async (t) => {
-  const h = await harness(t);
-  const user = await h.user();
-  const key = await createSdkKey(h, user);
-  const apiToken = await h.apiToken(user);
-  const other = await h.instance();
-  const apps = { first: h.app, second: other };
-  const second = Math.ceil(h.clock.ms / 1000) * 1000 + 1000;
-  const at = (ms: number) => {
-    h.clock.ms = second + ms;
-  };
-  const sleep = () => new Promise((r) => setTimeout(r, 20));
-  const patch = (status: string) =>
-    other.inject({ method: 'PATCH', url: `/api/sdk-keys/${key.client_id}`, headers: bearer(apiToken), payload: { status } });
-  /**
-   * The instance's verdict on `token` ('ok' or the reason), polled in real time (the test clock
-   * stands still) until it is `want` or two seconds pass: instances learn of changes through NOTIFY.
-   */
-  const verdict = async (app: typeof other, token: string, want: string) => {
-    let got = '';
-    for (let i = 0; i < 100 && got !== want; i++) {
-      const r = await app.oauth.verifier.verify(token, { audience: h.config.issuer });
-      got = r.ok ? 'ok' : r.reason;
-      if (got !== want) await sleep();
-    }
-    return got;
-  };
-  /** The first instance's token endpoint, polled until it answers `status`. */
-  const tokenEndpoint = async (status: number) => {
-    for (let i = 0; i < 100; i++) {
-      const res = await oauthPost(h, '/oauth/token', CC, { authorization: basic(key.client_id, key.client_secret) });
-      if (res.statusCode === status) return res;
-      await sleep();
-    }
-    throw new Error(`the token endpoint never answered ${status}`);
-  };
-  const issue = async () => (await tokenEndpoint(200)).json().access_token as string;
+t.test(
+  'disable then enable within one second: tokens from before the disable stay refused, tokens after the enable work at once, on both instances',
+  async (t) => {
+    const h = await harness(t);
+    const user = await h.user();
+    const key = await createSdkKey(h, user);
+    const apiToken = await h.apiToken(user);
+    const other = await h.instance();
+    const apps = { first: h.app, second: other };
+    const second = Math.ceil(h.clock.ms / 1000) * 1000 + 1000;
+    const at = (ms: number) => {
+      h.clock.ms = second + ms;
+    };
+    const sleep = () => new Promise((r) => setTimeout(r, 20));
+    const patch = (status: string) => other.inject({ method: 'PATCH', url: `/api/sdk-keys/${key.client_id}`, headers: bearer(apiToken), payload: { status } });
+    /**
+     * The instance's verdict on `token` ('ok' or the reason), polled in real time (the test clock
+     * stands still) until it is `want` or two seconds pass: instances learn of changes through NOTIFY.
+     */
+    const verdict = async (app: typeof other, token: string, want: string) => {
+      let got = '';
+      for (let i = 0; i < 100 && got !== want; i++) {
+        const r = await app.oauth.verifier.verify(token, { audience: h.config.issuer });
+        got = r.ok ? 'ok' : r.reason;
+        if (got !== want) await sleep();
+      }
+      return got;
+    };
+    /** The first instance's token endpoint, polled until it answers `status`. */
+    const tokenEndpoint = async (status: number) => {
+      for (let i = 0; i < 100; i++) {
+        const res = await oauthPost(h, '/oauth/token', CC, { authorization: basic(key.client_id, key.client_secret) });
+        if (res.statusCode === status) return res;
+        await sleep();
+      }
+      throw new Error(`the token endpoint never answered ${status}`);
+    };
+    const issue = async () => (await tokenEndpoint(200)).json().access_token as string;
 
-  at(200);
-  const before = await issue();
-  for (const app of Object.values(apps)) t.equal(await verdict(app, before, 'ok'), 'ok', 'valid before the disable');
-  at(700);
-  t.equal((await patch('disabled')).statusCode, 200);
-  await tokenEndpoint(401);
-  at(900);
-  t.equal((await patch('enabled')).statusCode, 200);
-  at(950);
-  const after = await issue();
-  for (const [name, app] of Object.entries(apps)) {
-    t.equal(await verdict(app, after, 'ok'), 'ok', `${name}: a token issued after the enable, in the disable's second, is valid`);
-    t.equal(await verdict(app, before, 'revoked'), 'revoked', `${name}: the token from before the disable, issued in the same second, stays refused`);
-  }
+    at(200);
+    const before = await issue();
+    for (const app of Object.values(apps)) t.equal(await verdict(app, before, 'ok'), 'ok', 'valid before the disable');
+    at(700);
+    t.equal((await patch('disabled')).statusCode, 200);
+    await tokenEndpoint(401);
+    at(900);
+    t.equal((await patch('enabled')).statusCode, 200);
+    at(950);
+    const after = await issue();
+    for (const [name, app] of Object.entries(apps)) {
+      t.equal(await verdict(app, after, 'ok'), 'ok', `${name}: a token issued after the enable, in the disable's second, is valid`);
+      t.equal(await verdict(app, before, 'revoked'), 'revoked', `${name}: the token from before the disable, issued in the same second, stays refused`);
+    }
 
-  // A second disable in the same second also ends the token issued after the first enable.
-  at(970);
-  t.equal((await patch('disabled')).statusCode, 200);
-  await tokenEndpoint(401);
-  at(980);
-  t.equal((await patch('enabled')).statusCode, 200);
-  at(990);
-  const third = await issue();
-  for (const [name, app] of Object.entries(apps)) {
-    t.equal(await verdict(app, third, 'ok'), 'ok', `${name}: the newest token is valid`);
-    t.equal(await verdict(app, after, 'revoked'), 'revoked', `${name}: the token from before the second disable is refused`);
-    t.equal(await verdict(app, before, 'revoked'), 'revoked');
-  }
-  // Time passing changes nothing.
-  at(5000);
-  for (const app of Object.values(apps)) {
-    t.equal(await verdict(app, third, 'ok'), 'ok');
-    t.equal(await verdict(app, after, 'revoked'), 'revoked');
-  }
-});
+    // A second disable in the same second also ends the token issued after the first enable.
+    at(970);
+    t.equal((await patch('disabled')).statusCode, 200);
+    await tokenEndpoint(401);
+    at(980);
+    t.equal((await patch('enabled')).statusCode, 200);
+    at(990);
+    const third = await issue();
+    for (const [name, app] of Object.entries(apps)) {
+      t.equal(await verdict(app, third, 'ok'), 'ok', `${name}: the newest token is valid`);
+      t.equal(await verdict(app, after, 'revoked'), 'revoked', `${name}: the token from before the second disable is refused`);
+      t.equal(await verdict(app, before, 'revoked'), 'revoked');
+    }
+    // Time passing changes nothing.
+    at(5000);
+    for (const app of Object.values(apps)) {
+      t.equal(await verdict(app, third, 'ok'), 'ok');
+      t.equal(await verdict(app, after, 'revoked'), 'revoked');
+    }
+  },
+);

@@ -27,7 +27,10 @@ t.test('client_secret_basic and client_secret_post both get an RFC 9068 access t
   t.equal(header.typ, 'at+jwt');
   t.equal(header.alg, 'EdDSA');
   const jwks = (await h.inject({ method: 'GET', url: '/.well-known/jwks.json' })).json();
-  t.ok(jwks.keys.some((k: { kid: string }) => k.kid === header.kid), 'signed with a published kid');
+  t.ok(
+    jwks.keys.some((k: { kid: string }) => k.kid === header.kid),
+    'signed with a published kid',
+  );
 
   const c = claimsOf(body.access_token);
   t.same(Object.keys(c).sort(), ['aud', 'client_id', 'exp', 'iat', 'iss', 'jti', 'org_id', 'scope', 'sub']);
@@ -36,7 +39,7 @@ t.test('client_secret_basic and client_secret_post both get an RFC 9068 access t
   t.equal(c.client_id, key.client_id);
   t.equal(c.aud, h.config.issuer);
   t.equal(c.scope, 'api quantum_tokens');
-  t.equal(c.org_id, org.id, 'the owner\'s only organization');
+  t.equal(c.org_id, org.id, "the owner's only organization");
   t.equal((c.exp as number) - (c.iat as number), 3600);
   t.equal(c.iat, Math.floor(h.clock.now() / 1000));
 
@@ -74,7 +77,7 @@ t.test('the token is a bearer credential on the API with its scopes and the key 
   t.equal(claimsOf(viaResource).aud, 'https://qpu.example.com/api');
 });
 
-t.test('org_id: null with several organizations, the key\'s explicit organization when set', async (t) => {
+t.test("org_id: null with several organizations, the key's explicit organization when set", async (t) => {
   const h = await harness(t);
   const user = await h.user();
   const a = await h.org('A', [[user, 'member']]);
@@ -95,12 +98,7 @@ t.test('RFC 6749 §5.2 errors, each with its exact body', async (t) => {
   const user = await h.user();
   const key = await createSdkKey(h, user);
   const auth = { authorization: basic(key.client_id, key.client_secret) };
-  const expectError = async (
-    res: Awaited<ReturnType<typeof oauthPost>>,
-    status: number,
-    error: string,
-    description?: RegExp,
-  ) => {
+  const expectError = async (res: Awaited<ReturnType<typeof oauthPost>>, status: number, error: string, description?: RegExp) => {
     t.equal(res.statusCode, status, `${error}: ${res.body}`);
     const b = res.json();
     t.equal(b.error, error);
@@ -111,7 +109,9 @@ t.test('RFC 6749 §5.2 errors, each with its exact body', async (t) => {
 
   await expectError(
     await oauthPost(h, '/oauth/token', { ...CC, client_id: key.client_id, client_secret: key.client_secret }, auth),
-    400, 'invalid_request', /one client authentication method/,
+    400,
+    'invalid_request',
+    /one client authentication method/,
   );
   await expectError(
     await h.inject({
@@ -120,15 +120,38 @@ t.test('RFC 6749 §5.2 errors, each with its exact body', async (t) => {
       headers: { 'content-type': FORM },
       payload: 'grant_type=client_credentials',
     }),
-    400, 'invalid_request', /not in the URL|never in the URL/,
+    400,
+    'invalid_request',
+    /not in the URL|never in the URL/,
   );
   await expectError(
-    await oauthPost(h, '/oauth/token', [['grant_type', 'client_credentials'], ['grant_type', 'client_credentials']], auth),
-    400, 'invalid_request', /grant_type was sent more than once/,
+    await oauthPost(
+      h,
+      '/oauth/token',
+      [
+        ['grant_type', 'client_credentials'],
+        ['grant_type', 'client_credentials'],
+      ],
+      auth,
+    ),
+    400,
+    'invalid_request',
+    /grant_type was sent more than once/,
   );
   await expectError(
-    await oauthPost(h, '/oauth/token', [['grant_type', 'client_credentials'], ['scope', 'api'], ['scope', 'api']], auth),
-    400, 'invalid_request', /scope was sent more than once/,
+    await oauthPost(
+      h,
+      '/oauth/token',
+      [
+        ['grant_type', 'client_credentials'],
+        ['scope', 'api'],
+        ['scope', 'api'],
+      ],
+      auth,
+    ),
+    400,
+    'invalid_request',
+    /scope was sent more than once/,
   );
   await expectError(await oauthPost(h, '/oauth/token', {}, auth), 400, 'invalid_request', /grant_type is required/);
   await expectError(await oauthPost(h, '/oauth/token', { grant_type: 'password' }, auth), 400, 'unsupported_grant_type');
@@ -138,12 +161,25 @@ t.test('RFC 6749 §5.2 errors, each with its exact body', async (t) => {
   await expectError(await oauthPost(h, '/oauth/token', { ...CC, resource: 'not a uri' }, auth), 400, 'invalid_target');
   await expectError(await oauthPost(h, '/oauth/token', { ...CC, resource: 'https://a.example/#frag' }, auth), 400, 'invalid_target');
   await expectError(
-    await oauthPost(h, '/oauth/token', [['grant_type', 'client_credentials'], ['resource', 'https://qpu.example.com'], ['resource', 'https://backend.example.com']], auth),
-    400, 'invalid_target', /single audience/,
+    await oauthPost(
+      h,
+      '/oauth/token',
+      [
+        ['grant_type', 'client_credentials'],
+        ['resource', 'https://qpu.example.com'],
+        ['resource', 'https://backend.example.com'],
+      ],
+      auth,
+    ),
+    400,
+    'invalid_target',
+    /single audience/,
   );
   await expectError(
     await h.inject({ method: 'POST', url: '/oauth/token', headers: { ...auth, 'content-type': 'application/json' }, payload: JSON.stringify(CC) }),
-    400, 'invalid_request', /x-www-form-urlencoded/,
+    400,
+    'invalid_request',
+    /x-www-form-urlencoded/,
   );
   const big = await oauthPost(h, '/oauth/token', { ...CC, scope: 'a'.repeat(17 * 1024) }, auth);
   t.equal(big.statusCode, 413);
@@ -198,7 +234,7 @@ t.test('TESSERA_AUDIENCES: only listed audiences besides the issuer; unset allow
   t.equal(await audOf(any.h, any.auth, { resource: 'https://anything.example/x' }), 'https://anything.example/x');
 });
 
-t.test('a suspended owner\'s key authenticates no more', async (t) => {
+t.test("a suspended owner's key authenticates no more", async (t) => {
   const h = await harness(t);
   const user = await h.user();
   const key = await createSdkKey(h, user);

@@ -93,7 +93,7 @@ t.test('tokens signed by our own key but with wrong typ, iss, aud, times or clai
   t.same(await h.app.oauth.verifier.verify(bad.expired!, { audience: null }), { ok: false, reason: 'expired' });
 });
 
-t.test('a revoked signing key\'s tokens fail at once; retired keys still verify', async (t) => {
+t.test("a revoked signing key's tokens fail at once; retired keys still verify", async (t) => {
   const h = await harness(t);
   const user = await h.user();
   const key = await createSdkKey(h, user);
@@ -112,7 +112,10 @@ t.test('a revoked signing key\'s tokens fail at once; retired keys still verify'
   await h.app.oauth.keys.reload();
   t.equal((await h.inject({ method: 'GET', url: '/api/sdk-keys', headers: bearer(token) })).statusCode, 401);
   const after = (await h.inject({ method: 'GET', url: '/.well-known/jwks.json' })).json();
-  t.same(after.keys.map((k: { kid: string }) => k.kid), [h.app.oauth.keys.signingKey().kid]);
+  t.same(
+    after.keys.map((k: { kid: string }) => k.kid),
+    [h.app.oauth.keys.signingKey().kid],
+  );
 });
 
 t.test('a token verified before is checked again against audience, clock, denylist and client on every call', async (t) => {

@@ -38,7 +38,10 @@ t.test('readyz checks the database, migrations and the change listener', async (
 
 t.test('readyz reports pending migrations', async (t) => {
   const h = await harness(t);
-  await h.db.deleteFrom('tessera_migrations' as never).where('name' as never, '=', '0002_api_tokens' as never).execute();
+  await h.db
+    .deleteFrom('tessera_migrations' as never)
+    .where('name' as never, '=', '0002_api_tokens' as never)
+    .execute();
   const res = await h.inject({ method: 'GET', url: '/readyz' });
   t.equal(res.statusCode, 503);
   t.match(res.json().checks.migrations, /pending migrations: 0002_api_tokens/);

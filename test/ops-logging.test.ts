@@ -36,7 +36,8 @@ t.test('a connection dropped by the server is logged once: as idle when idle, as
     await handle.close();
     await killer.close();
   });
-  const pidOf = async (c: { query: (q: string) => Promise<{ rows: Array<{ pid: number }> }> }) => (await c.query('select pg_backend_pid() as pid')).rows[0]!.pid;
+  const pidOf = async (c: { query: (q: string) => Promise<{ rows: Array<{ pid: number }> }> }) =>
+    (await c.query('select pg_backend_pid() as pid')).rows[0]!.pid;
 
   // Idle: taken, used, given back; then its backend is terminated (as a Postgres restart does).
   const idle = await handle.pool.connect();
@@ -52,7 +53,13 @@ t.test('a connection dropped by the server is logged once: as idle when idle, as
   await sql`select pg_terminate_backend(${busyPid})`.execute(killer.db);
   await sleep(400);
   t.same(msgs(), ['idle database connection failed', 'database connection failed while in use']);
-  t.ok(await busy.query('select 1').then(() => false, () => true), 'its next query fails');
+  t.ok(
+    await busy.query('select 1').then(
+      () => false,
+      () => true,
+    ),
+    'its next query fails',
+  );
   busy.release(new Error('broken'));
   const again = await sql<{ one: number }>`select 1 as one`.execute(handle.db);
   t.equal(again.rows[0]!.one, 1, 'the pool serves with a new connection');

@@ -29,7 +29,10 @@ const introspect = (x: Target, token: string, admin: string) => oauthPost(x, '/o
 async function setup(t: Test) {
   const h = await harness(t);
   const [olga, alice, op] = await Promise.all([h.user(), h.user(), h.user()]);
-  const lab = await h.org('Lab', [[olga, 'owner'], [alice, 'member']]);
+  const lab = await h.org('Lab', [
+    [olga, 'owner'],
+    [alice, 'member'],
+  ]);
   const key = await createSdkKey(h, alice, { name: 'lab job', organization_id: lab.id });
   const other = await h.instance();
   const admin = await h.apiToken(op, ['admin']);
@@ -48,7 +51,10 @@ async function setup(t: Test) {
 
 async function assertCutOff(t: Test, s: Awaited<ReturnType<typeof setup>>) {
   const { h, other, key, token, admin, alice, lab } = s;
-  for (const [name, x] of [['this instance', h], ['another instance', on(other)]] as const) {
+  for (const [name, x] of [
+    ['this instance', h],
+    ['another instance', on(other)],
+  ] as const) {
     await until(`${name} refuses the key`, async () => (await tokenRequest(x, key)).statusCode === 400);
     const refused = await tokenRequest(x, key);
     t.same(refused.json(), BINDING, `${name}: no token`);
@@ -59,9 +65,16 @@ async function assertCutOff(t: Test, s: Awaited<ReturnType<typeof setup>>) {
     t.same((await introspect(x, token, admin)).json(), { active: false }, `${name}: introspection says inactive`);
   }
   const row = await h.db.selectFrom('sdk_keys').select('tokens_valid_after').where('client_id', '=', key.client_id).executeTakeFirstOrThrow();
-  t.equal(row.tokens_valid_after?.getTime(), nextTokensValidAfter(null, h.clock.now()), 'tokens_valid_after stamped: the next whole second, after every iat issued so far');
+  t.equal(
+    row.tokens_valid_after?.getTime(),
+    nextTokensValidAfter(null, h.clock.now()),
+    'tokens_valid_after stamped: the next whole second, after every iat issued so far',
+  );
   const audit = await h.db.selectFrom('audit_events').selectAll().where('action', '=', 'sdk_key.tokens_revoked').execute();
-  t.same(audit.map((a) => [a.target_id, a.organization_id, a.details.user_id]), [[key.client_id, lab.id, alice.id]]);
+  t.same(
+    audit.map((a) => [a.target_id, a.organization_id, a.details.user_id]),
+    [[key.client_id, lab.id, alice.id]],
+  );
 }
 
 t.test('a key whose owner left its organization gets no token and its earlier tokens are refused by /gateway/verify and introspection', async (t) => {
@@ -73,7 +86,12 @@ t.test('a key whose owner left its organization gets no token and its earlier to
 
   // Rejoining (an operator adds her back) makes the binding valid again; earlier tokens stay refused.
   const opt = s.admin;
-  const back = await s.h.inject({ method: 'PUT', url: `/admin/organizations/${s.lab.id}/members/${s.alice.id}`, headers: bearer(opt), payload: { role: 'member' } });
+  const back = await s.h.inject({
+    method: 'PUT',
+    url: `/admin/organizations/${s.lab.id}/members/${s.alice.id}`,
+    headers: bearer(opt),
+    payload: { role: 'member' },
+  });
   t.equal(back.statusCode, 201);
   s.h.clock.advance(1);
   await until('another instance sees the membership', async () => (await tokenRequest(on(s.other), s.key)).statusCode === 200);
@@ -98,14 +116,17 @@ t.test('a key whose owner was removed by an operator is cut off the same way', a
   await assertCutOff(t, s);
 });
 
-t.test('a key bound to nothing loses the org_id of its owner\'s only organization when they leave it: earlier tokens refused', async (t) => {
+t.test("a key bound to nothing loses the org_id of its owner's only organization when they leave it: earlier tokens refused", async (t) => {
   const h = await harness(t);
   const [olga, bob] = await Promise.all([h.user(), h.user()]);
-  const lab = await h.org('Lab', [[olga, 'owner'], [bob, 'member']]);
+  const lab = await h.org('Lab', [
+    [olga, 'owner'],
+    [bob, 'member'],
+  ]);
   const key = await createSdkKey(h, bob, { name: 'unbound' });
   const other = await h.instance();
   const before = await getToken(h, key);
-  t.equal(claimsOf(before).org_id, lab.id, 'the owner\'s only organization');
+  t.equal(claimsOf(before).org_id, lab.id, "the owner's only organization");
   t.equal((await verify(on(other), before)).headers['x-tessera-org-id'], lab.id);
   h.clock.advance(2);
   const bobApi = await h.apiToken(bob);
@@ -127,7 +148,14 @@ t.test('accepting an invitation refreshes the organization a key acts in, on eve
   const key = await createSdkKey(h, carl, { name: 'unbound' });
   const other = await h.instance();
   t.equal(claimsOf(await getToken(on(other), key)).org_id, null, 'cached on the other instance: no organization');
-  const inv = (await h.inject({ method: 'PUT', url: `/api/organizations/${lab.id}/members/${carl.id}`, headers: bearer(await h.apiToken(olga)), payload: { role: 'member' } })).json().invitation;
+  const inv = (
+    await h.inject({
+      method: 'PUT',
+      url: `/api/organizations/${lab.id}/members/${carl.id}`,
+      headers: bearer(await h.apiToken(olga)),
+      payload: { role: 'member' },
+    })
+  ).json().invitation;
   t.equal(claimsOf(await getToken(on(other), key)).org_id, null, 'an invitation changes nothing');
   const carlApi = await h.apiToken(carl);
   t.equal((await h.inject({ method: 'POST', url: `/api/users/me/invitations/${inv.id}/accept`, headers: bearer(carlApi) })).statusCode, 200);

@@ -10,8 +10,7 @@ const del = (h: Harness, token: string, url: string) => h.inject({ method: 'DELE
 const putRole = (h: Harness, token: string, orgId: string, userId: string, role: string) =>
   put(h, token, `/api/organizations/${orgId}/members/${userId}`, { role });
 const roleOf = async (h: Harness, orgId: string, userId: string) =>
-  (await h.db.selectFrom('memberships').select('role').where('organization_id', '=', orgId).where('user_id', '=', userId).executeTakeFirst())
-    ?.role ?? null;
+  (await h.db.selectFrom('memberships').select('role').where('organization_id', '=', orgId).where('user_id', '=', userId).executeTakeFirst())?.role ?? null;
 const invitationNotFound = { error: 'not_found', message: 'invitation not found' };
 
 /** An attacker owning their own organization (with a provider credential) and a victim in none. */
@@ -35,7 +34,11 @@ t.test('an owner of another organization cannot make a user a member: it is an i
   t.equal(await roleOf(h, evil.id, victim.id), null, 'no membership');
   t.same((await get(h, vt, '/api/users/me/organizations')).json(), { organizations: [] }, 'not among my organizations');
   const members = (await get(h, mt, `/api/organizations/${evil.id}/members`)).json().members;
-  t.same(members.map((m: { user_id: string }) => m.user_id), [mallory.id], 'not listed as a member');
+  t.same(
+    members.map((m: { user_id: string }) => m.user_id),
+    [mallory.id],
+    'not listed as a member',
+  );
   // The invited user cannot act as a member either.
   t.equal((await get(h, vt, `/api/organizations/${evil.id}/members`)).statusCode, 404);
   t.equal((await get(h, vt, `/api/organizations/${evil.id}/provider-tokens`)).statusCode, 404);
@@ -84,7 +87,7 @@ t.test('resolve ignores pending invitations; the 409 ambiguity is not triggered 
   t.equal(home.json().organization_id, own.id);
 });
 
-t.test('the invited user accepts and then resolves the organization\'s token', async (t) => {
+t.test("the invited user accepts and then resolves the organization's token", async (t) => {
   const { h, mallory, victim, evil, mt, vt } = await attackSetup(t);
   const inv = (await putRole(h, mt, evil.id, victim.id, 'maintainer')).json().invitation;
   const accepted = await post(h, vt, `/api/users/me/invitations/${inv.id}/accept`);
@@ -109,11 +112,23 @@ t.test('the invited user accepts and then resolves the organization\'s token', a
   );
 });
 
-t.test('declined, cancelled, expired and someone else\'s invitations -> 404', async (t) => {
+t.test("declined, cancelled, expired and someone else's invitations -> 404", async (t) => {
   const h = await harness(t);
   const [owner, maint, member, a, b, c, d] = await Promise.all([h.user(), h.user(), h.user(), h.user(), h.user(), h.user(), h.user()]);
-  const org = await h.org('Lab', [[owner, 'owner'], [maint, 'maintainer'], [member, 'member']]);
-  const [ot, mt, mbt, at, bt, ct, dt] = await Promise.all([h.apiToken(owner), h.apiToken(maint), h.apiToken(member), h.apiToken(a), h.apiToken(b), h.apiToken(c), h.apiToken(d)]);
+  const org = await h.org('Lab', [
+    [owner, 'owner'],
+    [maint, 'maintainer'],
+    [member, 'member'],
+  ]);
+  const [ot, mt, mbt, at, bt, ct, dt] = await Promise.all([
+    h.apiToken(owner),
+    h.apiToken(maint),
+    h.apiToken(member),
+    h.apiToken(a),
+    h.apiToken(b),
+    h.apiToken(c),
+    h.apiToken(d),
+  ]);
   const invite = async (u: { id: string }, role = 'member', token = ot) => (await putRole(h, token, org.id, u.id, role)).json().invitation;
 
   // Declined.
@@ -138,7 +153,10 @@ t.test('declined, cancelled, expired and someone else\'s invitations -> 404', as
   t.same((await post(h, ct, `/api/users/me/invitations/${id.id}/accept`)).json(), invitationNotFound);
   t.equal((await post(h, ct, `/api/users/me/invitations/${id.id}/decline`)).statusCode, 404);
   t.equal(await roleOf(h, org.id, c.id), null);
-  t.equal((await h.inject({ method: 'POST', url: `/api/users/me/invitations/00000000-0000-4000-8000-000000000000/accept`, headers: bearer(ct) })).statusCode, 404);
+  t.equal(
+    (await h.inject({ method: 'POST', url: `/api/users/me/invitations/00000000-0000-4000-8000-000000000000/accept`, headers: bearer(ct) })).statusCode,
+    404,
+  );
 
   // Expired: 7 days later it can no longer be accepted, and is no longer listed.
   const ic = await invite(c);
@@ -156,15 +174,26 @@ t.test('declined, cancelled, expired and someone else\'s invitations -> 404', as
 
   const actions = (await h.db.selectFrom('audit_events').select('action').where('organization_id', '=', org.id).orderBy('id').execute()).map((e) => e.action);
   t.same(actions, [
-    'invitation.create', 'invitation.decline', 'invitation.create', 'invitation.cancel', 'invitation.create', 'invitation.create',
-    'invitation.create', 'invitation.accept', 'membership.set',
+    'invitation.create',
+    'invitation.decline',
+    'invitation.create',
+    'invitation.cancel',
+    'invitation.create',
+    'invitation.create',
+    'invitation.create',
+    'invitation.accept',
+    'membership.set',
   ]);
 });
 
 t.test('invitations follow the role matrix of adding', async (t) => {
   const h = await harness(t);
   const [owner, maint, member, x, y, z, outsider] = await Promise.all([h.user(), h.user(), h.user(), h.user(), h.user(), h.user(), h.user()]);
-  const org = await h.org('Lab', [[owner, 'owner'], [maint, 'maintainer'], [member, 'member']]);
+  const org = await h.org('Lab', [
+    [owner, 'owner'],
+    [maint, 'maintainer'],
+    [member, 'member'],
+  ]);
   const [ot, mt, mbt, xt, outt] = await Promise.all([h.apiToken(owner), h.apiToken(maint), h.apiToken(member), h.apiToken(x), h.apiToken(outsider)]);
 
   const asOwner = await putRole(h, mt, org.id, x.id, 'owner');
@@ -192,7 +221,12 @@ t.test('invitations follow the role matrix of adding', async (t) => {
   const other = await h.org('Other', [[owner, 'owner']]);
   const xi = (await get(h, xt, '/api/users/me/invitations')).json().invitations[0];
   t.equal((await del(h, ot, `/api/organizations/${other.id}/invitations/${xi.id}`)).statusCode, 404);
-  t.same((await post(h, xt, `/api/users/me/invitations/${xi.id}/accept`)).json(), { organization_id: org.id, user_id: x.id, role: 'maintainer', previous_role: null });
+  t.same((await post(h, xt, `/api/users/me/invitations/${xi.id}/accept`)).json(), {
+    organization_id: org.id,
+    user_id: x.id,
+    role: 'maintainer',
+    previous_role: null,
+  });
 });
 
 t.test('an operator adds directly (admin route), superseding a pending invitation', async (t) => {
@@ -262,10 +296,13 @@ t.test('tessera orgs invite sends an invitation; orgs add-member adds directly',
   t.match(err.join(''), /last owner/);
   const tokenId = (await h.db.selectFrom('api_tokens').select('id').where('user_id', '=', u.id).executeTakeFirstOrThrow()).id;
   const audit = await h.db.selectFrom('audit_events').select(['action', 'actor_credential']).where('organization_id', '=', org.id).orderBy('id').execute();
-  t.same(audit.map((e) => [e.action, e.actor_credential]), [
-    ['invitation.create', 'cli'],
-    ['invitation.accept', `api_token:${tokenId}`],
-    ['membership.set', `api_token:${tokenId}`],
-    ['membership.set', 'cli'],
-  ]);
+  t.same(
+    audit.map((e) => [e.action, e.actor_credential]),
+    [
+      ['invitation.create', 'cli'],
+      ['invitation.accept', `api_token:${tokenId}`],
+      ['membership.set', `api_token:${tokenId}`],
+      ['membership.set', 'cli'],
+    ],
+  );
 });

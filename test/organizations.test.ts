@@ -40,14 +40,22 @@ t.test('the role matrix, as a pure rule', async (t) => {
 t.test('members list members; owners manage; maintainers add members but not owners; members cannot', async (t) => {
   const h = await harness(t);
   const [owner, maint, member, newbie, other, outsider] = await Promise.all([h.user(), h.user(), h.user(), h.user(), h.user(), h.user()]);
-  const org = await h.org('Lab', [[owner, 'owner'], [maint, 'maintainer'], [member, 'member']]);
+  const org = await h.org('Lab', [
+    [owner, 'owner'],
+    [maint, 'maintainer'],
+    [member, 'member'],
+  ]);
   const [ot, mt, mbt, xt] = await Promise.all([h.apiToken(owner), h.apiToken(maint), h.apiToken(member), h.apiToken(outsider)]);
 
   const list = await h.inject({ method: 'GET', url: `/api/organizations/${org.id}/members`, headers: bearer(mbt) });
   t.equal(list.statusCode, 200);
   t.same(
     list.json().members.map((m: { user_id: string; role: string }) => [m.user_id, m.role]),
-    [[owner.id, 'owner'], [maint.id, 'maintainer'], [member.id, 'member']],
+    [
+      [owner.id, 'owner'],
+      [maint.id, 'maintainer'],
+      [member.id, 'member'],
+    ],
   );
   t.equal(list.json().members[0].email, owner.email);
   const outsiderList = await h.inject({ method: 'GET', url: `/api/organizations/${org.id}/members`, headers: bearer(xt) });
@@ -125,7 +133,10 @@ t.test('members list members; owners manage; maintainers add members but not own
 t.test('the last owner cannot be removed or demoted, by themselves or an operator', async (t) => {
   const h = await harness(t);
   const [owner, maint, op] = await Promise.all([h.user(), h.user(), h.user()]);
-  const org = await h.org('Solo', [[owner, 'owner'], [maint, 'maintainer']]);
+  const org = await h.org('Solo', [
+    [owner, 'owner'],
+    [maint, 'maintainer'],
+  ]);
   const ot = await h.apiToken(owner);
   const opt = await h.apiToken(op, ['admin']);
   const msg = { error: 'conflict', message: 'the last owner of an organization cannot be removed or demoted; make another member owner first' };
@@ -151,7 +162,10 @@ t.test('two owners demoted at once leave one owner (organization row lock), many
   const opt = await h.apiToken(op, ['admin']);
   for (let round = 0; round < 9; round++) {
     const [a, b] = await Promise.all([h.user(), h.user()]);
-    const org = await h.org(`Race ${round}`, [[a, 'owner'], [b, 'owner']]);
+    const org = await h.org(`Race ${round}`, [
+      [a, 'owner'],
+      [b, 'owner'],
+    ]);
     const [at, bt] = await Promise.all([h.apiToken(a), h.apiToken(b)]);
     const variant = round % 3;
     const [r1, r2] =
@@ -165,7 +179,15 @@ t.test('two owners demoted at once leave one owner (organization row lock), many
             await Promise.all([putRole(h, at, org.id, b.id, 'member'), putRole(h, bt, org.id, a.id, 'member')]);
     const statuses = [r1.statusCode, r2.statusCode].sort();
     t.equal((await owners(h, org.id)).length, 1, `round ${round}: exactly one owner left`);
-    t.same(statuses, [[200, 409], [204, 409], [200, 403]][variant], `round ${round}: one change wins, the other is refused`);
+    t.same(
+      statuses,
+      [
+        [200, 409],
+        [204, 409],
+        [200, 403],
+      ][variant],
+      `round ${round}: one change wins, the other is refused`,
+    );
   }
 });
 
@@ -188,7 +210,10 @@ t.test('operators create, list and read organizations and manage members (scope 
   const noOwner = await h.inject({ method: 'POST', url: '/admin/organizations', headers: bearer(opt), payload: { name: 'Empty' } });
   t.equal(noOwner.statusCode, 201);
   const ghostOwner = await h.inject({
-    method: 'POST', url: '/admin/organizations', headers: bearer(opt), payload: { name: 'G', owner_id: '00000000-0000-4000-8000-000000000000' },
+    method: 'POST',
+    url: '/admin/organizations',
+    headers: bearer(opt),
+    payload: { name: 'G', owner_id: '00000000-0000-4000-8000-000000000000' },
   });
   t.equal(ghostOwner.statusCode, 404);
   t.equal((await h.inject({ method: 'POST', url: '/admin/organizations', headers: bearer(opt), payload: { name: '  ' } })).statusCode, 400);
@@ -201,7 +226,10 @@ t.test('operators create, list and read organizations and manage members (scope 
 
   const one = await h.inject({ method: 'GET', url: `/admin/organizations/${org.id}`, headers: bearer(opt) });
   t.equal(one.statusCode, 200);
-  t.same(one.json().members.map((m: { user_id: string; role: string }) => [m.user_id, m.role]), [[bob.id, 'owner']]);
+  t.same(
+    one.json().members.map((m: { user_id: string; role: string }) => [m.user_id, m.role]),
+    [[bob.id, 'owner']],
+  );
   t.equal((await h.inject({ method: 'GET', url: '/admin/organizations/00000000-0000-4000-8000-000000000000', headers: bearer(opt) })).statusCode, 404);
 
   const page1 = await h.inject({ method: 'GET', url: '/admin/organizations?limit=1', headers: bearer(opt) });

@@ -2,7 +2,6 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import pg from 'pg';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -40,7 +39,9 @@ t.test('npm start path: embedded Postgres, CLI bootstrap, graceful stop, data ke
   const dup = await run(process.execPath, [cli, 'users', 'create', '--email', 'ops@example.com', '--name', 'Again'], { env: cliEnv }).catch((e) => e);
   t.equal(dup.code, 1);
   t.match(dup.stderr, /exists already/);
-  const tok = await run(process.execPath, [cli, 'tokens', 'create', '--user', 'ops@example.com', '--scopes', 'api,admin', '--name', 'bootstrap'], { env: cliEnv });
+  const tok = await run(process.execPath, [cli, 'tokens', 'create', '--user', 'ops@example.com', '--scopes', 'api,admin', '--name', 'bootstrap'], {
+    env: cliEnv,
+  });
   const issued = JSON.parse(tok.stdout);
   t.match(issued.token, /^tsr_pat_/);
   t.match(tok.stderr, /shown once/);
@@ -72,15 +73,19 @@ t.test('Postgres going away: readyz 503, requests fail fast with 503, recovery w
     rmSync(pgData, { recursive: true, force: true });
   });
   const port = await freePort();
-  const server = startServer({
-    DATABASE_URL: pg.connectionString,
-    TESSERA_MASTER_KEY: randomBytes(32).toString('base64'),
-    TESSERA_PEPPER: randomBytes(32).toString('base64'),
-    PORT: String(port),
-    TESSERA_HOST: '127.0.0.1',
-    TESSERA_LOG_LEVEL: 'warn',
-    TESSERA_DB_CONNECT_TIMEOUT_MS: '1000',
-  }, undefined, cli);
+  const server = startServer(
+    {
+      DATABASE_URL: pg.connectionString,
+      TESSERA_MASTER_KEY: randomBytes(32).toString('base64'),
+      TESSERA_PEPPER: randomBytes(32).toString('base64'),
+      PORT: String(port),
+      TESSERA_HOST: '127.0.0.1',
+      TESSERA_LOG_LEVEL: 'warn',
+      TESSERA_DB_CONNECT_TIMEOUT_MS: '1000',
+    },
+    undefined,
+    cli,
+  );
   t.teardown(() => server.child.kill('SIGKILL'));
   await waitReady(port);
   // A well-formed API token (right checksum), so answering needs the database.
@@ -89,8 +94,7 @@ t.test('Postgres going away: readyz 503, requests fail fast with 503, recovery w
   t.equal((await fetch(`http://127.0.0.1:${port}/api/users/me`, { headers: auth })).status, 401, 'unknown token while the database is up');
 
   const asUser = process.getuid?.() === 0 ? ['-u', 'postgres'] : [];
-  const pgctl = (args: string[]) =>
-    asUser.length ? run('runuser', [...asUser, '--', pg.bin.pg_ctl, ...args]) : run(pg.bin.pg_ctl, args);
+  const pgctl = (args: string[]) => (asUser.length ? run('runuser', [...asUser, '--', pg.bin.pg_ctl, ...args]) : run(pg.bin.pg_ctl, args));
   await pgctl(['stop', '-D', pg.dataDir, '-m', 'immediate', '-w']);
 
   const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
@@ -104,7 +108,16 @@ t.test('Postgres going away: readyz 503, requests fail fast with 503, recovery w
   t.equal(api.headers.get('retry-after'), '1');
   t.ok(Date.now() - started < 5000, 'fails fast rather than hanging');
 
-  await pgctl(['start', '-D', pg.dataDir, '-w', '-o', `-p ${pg.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=`, '-l', path.join(pg.dataDir, 'restart.log')]);
+  await pgctl([
+    'start',
+    '-D',
+    pg.dataDir,
+    '-w',
+    '-o',
+    `-p ${pg.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=`,
+    '-l',
+    path.join(pg.dataDir, 'restart.log'),
+  ]);
   const until = Date.now() + 10_000;
   let status = 0;
   while (Date.now() < until) {

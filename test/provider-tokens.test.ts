@@ -86,10 +86,7 @@ t.test('credentials are validated against the provider schema with messages that
   t.match(body.message, /credential\/region has the wrong format/);
   t.match(body.message, /credential\/extra is not a field of this provider/);
   t.notMatch(bad.body, /do-not-echo|EXTRA-VALUE|Not A Region|AKIAEXAMPLE/, 'no value sent is echoed');
-  t.same(
-    body.problems.map((p: { field: string }) => p.field).sort(),
-    ['credential/extra', 'credential/region'],
-  );
+  t.same(body.problems.map((p: { field: string }) => p.field).sort(), ['credential/extra', 'credential/region']);
 
   const missing = await put(h, aliceToken, '/api/provider-tokens/ionq', { credential: {} });
   t.equal(missing.statusCode, 400);
@@ -115,7 +112,10 @@ t.test('credentials are validated against the provider schema with messages that
   });
   t.equal(ok.statusCode, 201);
   t.equal(ok.json().hint, '…4567', 'the hint comes from the (non-secret) access key id');
-  const count = await h.db.selectFrom('provider_tokens').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+  const count = await h.db
+    .selectFrom('provider_tokens')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
   t.equal(Number(count.n), 1, 'rejected writes stored nothing');
 });
 
@@ -150,7 +150,11 @@ t.test('the table holds ciphertext only, sealed under the master key id, and a s
   // And Alice's IQM credential moved onto her IonQ... no: her IonQ ciphertext onto her IQM row (another provider).
   await h.db.updateTable('provider_tokens').set({ ciphertext: aliceIonq.ciphertext }).where('id', '=', aliceIqm.id).execute();
 
-  for (const [token, provider] of [[aliceToken, 'ionq'], [bobToken, 'ionq'], [aliceToken, 'iqm']] as const) {
+  for (const [token, provider] of [
+    [aliceToken, 'ionq'],
+    [bobToken, 'ionq'],
+    [aliceToken, 'iqm'],
+  ] as const) {
     const res = await get(h, token, `/api/provider-tokens/${provider}/resolve`);
     t.equal(res.statusCode, 500, `${provider}: swapped row does not open`);
     t.same(res.json(), {
@@ -175,9 +179,15 @@ t.test('resolution: own credential over the organization, member falls back to i
   const bobToken = await h.apiToken(bob, ['api', 'quantum_tokens']);
   const eve = await h.user();
   const eveToken = await h.apiToken(eve, ['api', 'quantum_tokens']);
-  const org = await h.org('Lab', [[alice, 'owner'], [bob, 'member']]);
+  const org = await h.org('Lab', [
+    [alice, 'owner'],
+    [bob, 'member'],
+  ]);
 
-  t.equal((await put(h, aliceToken, `/api/organizations/${org.id}/provider-tokens/ibm_quantum`, { label: 'lab', credential: { token: IBM_ORG } })).statusCode, 201);
+  t.equal(
+    (await put(h, aliceToken, `/api/organizations/${org.id}/provider-tokens/ibm_quantum`, { label: 'lab', credential: { token: IBM_ORG } })).statusCode,
+    201,
+  );
 
   // Bob (member, no own credential) gets the organization's, auto-selected (his only organization).
   const bobRes = await get(h, bobToken, '/api/provider-tokens/ibm_quantum/resolve');
@@ -260,7 +270,11 @@ t.test('organization credentials: owners and maintainers write, members read met
   const miaToken = await h.apiToken(mia, ['api', 'quantum_tokens']);
   const max = await h.user();
   const maxToken = await h.apiToken(max, ['api', 'quantum_tokens']);
-  const org = await h.org('Lab', [[alice, 'owner'], [mia, 'maintainer'], [max, 'member']]);
+  const org = await h.org('Lab', [
+    [alice, 'owner'],
+    [mia, 'maintainer'],
+    [max, 'member'],
+  ]);
   const url = `/api/organizations/${org.id}/provider-tokens/azure_quantum`;
   const cred = { tenant_id: 'tenant', client_id: 'client-id-000000000000-abcd', client_secret: 'AZURE-SECRET-1' };
 
@@ -348,11 +362,20 @@ t.test('rewrap moves rows to the new master key; they still resolve; a second ru
     { target: 'provider_tokens', rewrapped: 6, failed: [], remaining: 0 },
   ]);
   const signing = await h.db.selectFrom('signing_keys').select('master_key_id').execute();
-  t.ok(signing.every((k) => k.master_key_id === newKey.id), 'the signing key is re-sealed too');
+  t.ok(
+    signing.every((k) => k.master_key_id === newKey.id),
+    'the signing key is re-sealed too',
+  );
   const keys = await h.db.selectFrom('provider_tokens').select('key_id').execute();
-  t.ok(keys.every((k) => k.key_id === newKey.id), 'every row under the new key id');
+  t.ok(
+    keys.every((k) => k.key_id === newKey.id),
+    'every row under the new key id',
+  );
   const audit = await h.db.selectFrom('audit_events').selectAll().where('action', '=', 'provider_token.rewrap').execute();
-  t.equal(audit.reduce((n, e) => n + Number(e.details.count), 0), 6);
+  t.equal(
+    audit.reduce((n, e) => n + Number(e.details.count), 0),
+    6,
+  );
   t.equal(audit.length, 3, 'one audit row per batch of 2');
   t.equal(audit[0]!.actor_credential, 'cli');
 
@@ -405,7 +428,10 @@ t.test('rewrap leaves rows it cannot open, reports them, and carries on', async 
 });
 
 t.test('provider configuration: a subset by name, a JSON file with custom providers, loud errors', async (t) => {
-  t.same(providersFromEnv({ TESSERA_PROVIDERS: 'ionq, iqm' }).map((p) => p.name), ['ionq', 'iqm']);
+  t.same(
+    providersFromEnv({ TESSERA_PROVIDERS: 'ionq, iqm' }).map((p) => p.name),
+    ['ionq', 'iqm'],
+  );
   t.throws(() => providersFromEnv({ TESSERA_PROVIDERS: 'ionq,dwave' }), /unknown provider "dwave"/);
   t.throws(() => providersFromEnv({ TESSERA_PROVIDERS: 'ionq,ionq' }), /configured twice/);
   const dir = t.testdir({
@@ -421,11 +447,16 @@ t.test('provider configuration: a subset by name, a JSON file with custom provid
         },
       ],
     }),
-    'bad.json': JSON.stringify([{ name: 'x1', schema: { type: 'object', properties: { a: { type: 'strin' } }, additionalProperties: false }, secretFields: ['a'] }]),
+    'bad.json': JSON.stringify([
+      { name: 'x1', schema: { type: 'object', properties: { a: { type: 'strin' } }, additionalProperties: false }, secretFields: ['a'] },
+    ]),
     'open.json': JSON.stringify([{ name: 'x2', schema: { type: 'object', properties: { a: { type: 'string' } } }, secretFields: ['a'] }]),
   });
   const list = providersFromEnv({ TESSERA_PROVIDERS_FILE: `${dir}/providers.json` });
-  t.same(list.map((p) => p.name), ['ionq', 'quantinuum']);
+  t.same(
+    list.map((p) => p.name),
+    ['ionq', 'quantinuum'],
+  );
   const reg = new ProviderRegistry(list);
   t.same(reg.validate('quantinuum', { refresh_token: 'r' }), []);
   t.same(reg.validate('quantinuum', { token: 'r' }), [
@@ -435,7 +466,13 @@ t.test('provider configuration: a subset by name, a JSON file with custom provid
   t.throws(() => providersFromEnv({ TESSERA_PROVIDERS_FILE: `${dir}/bad.json` }), /does not compile/);
   t.throws(() => providersFromEnv({ TESSERA_PROVIDERS_FILE: `${dir}/open.json` }), /additionalProperties: false/);
   t.throws(
-    () => loadConfig({ DATABASE_URL: 'postgres://x@127.0.0.1/x', TESSERA_MASTER_KEY: randomBytes(32).toString('base64'), TESSERA_PEPPER: 'p'.repeat(32), TESSERA_PROVIDERS: 'nope' }),
+    () =>
+      loadConfig({
+        DATABASE_URL: 'postgres://x@127.0.0.1/x',
+        TESSERA_MASTER_KEY: randomBytes(32).toString('base64'),
+        TESSERA_PEPPER: 'p'.repeat(32),
+        TESSERA_PROVIDERS: 'nope',
+      }),
     { name: 'ConfigError' },
   );
 

@@ -8,7 +8,11 @@ import { harness, type Harness } from './helper.js';
 import { basic, form } from './oauth-helper.js';
 
 interface Http {
-  (method: string, path: string, opts?: { token?: string; json?: unknown; body?: string; headers?: Record<string, string> }): Promise<{
+  (
+    method: string,
+    path: string,
+    opts?: { token?: string; json?: unknown; body?: string; headers?: Record<string, string> },
+  ): Promise<{
     status: number;
     headers: Headers;
     body: Record<string, unknown>;
@@ -92,7 +96,10 @@ t.test('an organization-bound key stops claiming the organization its owner left
   const h = await harness(t);
   const http = await listen(h);
   const [owner, dev] = [await h.user(), await h.user()];
-  const org = await h.org(undefined, [[owner, 'owner'], [dev, 'member']]);
+  const org = await h.org(undefined, [
+    [owner, 'owner'],
+    [dev, 'member'],
+  ]);
   const devToken = await h.apiToken(dev, ['api', 'quantum_tokens']);
   const key = await sdkKey(http, devToken, { organization_id: org.id });
   const before = (await jwt(http, key)).body.access_token as string;
@@ -130,7 +137,10 @@ t.test('concurrent wrong secrets cannot outrun the failed-authentication limit',
   const count = (s: number) => answers.filter((a) => a.status === s).length;
   t.equal(count(401), 30, 'exactly the limit is processed');
   t.equal(count(429), 90, 'the rest are refused before any work');
-  t.ok(answers.filter((a) => a.status === 429).every((a) => a.headers.get('retry-after')), 'with Retry-After');
+  t.ok(
+    answers.filter((a) => a.status === 429).every((a) => a.headers.get('retry-after')),
+    'with Retry-After',
+  );
 });
 
 t.test('a token issued right after re-enabling a key is accepted at once', async (t) => {

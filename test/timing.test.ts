@@ -1,4 +1,4 @@
-// Timing (issue 9): an unknown client, a wrong secret and a short secret must not be told apart by
+// Timing: an unknown client, a wrong secret and a short secret must not be told apart by
 // response time. Thousands of interleaved in-process requests per class; medians and 10 %-trimmed
 // means compared with a generous ratio (1.5x), retried once so a noisy neighbour on a loaded
 // machine does not fail the build. A real leak (a database look-up for unknown clients, an early
@@ -31,7 +31,12 @@ t.test('unknown client, wrong secret and short secret take the same time', async
   const names = Object.keys(classes);
   const once = async (name: string) => {
     const start = process.hrtime.bigint();
-    const res = await h.inject({ method: 'POST', url: '/oauth/token', headers: { 'content-type': FORM, authorization: classes[name]! }, payload: 'grant_type=client_credentials' });
+    const res = await h.inject({
+      method: 'POST',
+      url: '/oauth/token',
+      headers: { 'content-type': FORM, authorization: classes[name]! },
+      payload: 'grant_type=client_credentials',
+    });
     const ns = Number(process.hrtime.bigint() - start);
     if (res.statusCode !== 401 || res.json().error !== 'invalid_client') throw new Error(`${name}: ${res.statusCode} ${res.body}`);
     return ns;

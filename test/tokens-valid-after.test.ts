@@ -29,7 +29,11 @@ t.test('bulk cut-offs (suspension, leaving an organization) stamp what a single 
       organizationId: org.id,
     });
     const setPrevious = () =>
-      h.db.updateTable('sdk_keys').set({ tokens_valid_after: previous === null ? null : new Date(previous) }).where('id', '=', key.id).execute();
+      h.db
+        .updateTable('sdk_keys')
+        .set({ tokens_valid_after: previous === null ? null : new Date(previous) })
+        .where('id', '=', key.id)
+        .execute();
     const stamp = async () =>
       (await h.db.selectFrom('sdk_keys').select('tokens_valid_after').where('id', '=', key.id).executeTakeFirstOrThrow()).tokens_valid_after!.getTime();
     const expected = nextTokensValidAfter(previous, at);

@@ -53,12 +53,13 @@ export function loadOptions(argv = process.argv.slice(2), env = process.env) {
   }
   const quick = values.quick ?? truthy(env.BENCH_QUICK);
   const pick = (flag, name) => values[flag] ?? env[name];
-  const scenarios = (pick('scenarios', 'BENCH_SCENARIOS') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const scenarios = (pick('scenarios', 'BENCH_SCENARIOS') ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = scenarios.filter((s) => !SCENARIO_IDS.includes(s));
   if (unknown.length) throw new Error(`unknown scenario(s) ${unknown.join(', ')}; choose from ${SCENARIO_IDS.join(', ')}`);
-  const connections = (pick('connections', 'BENCH_CONNECTIONS') ?? (quick ? '10' : '50,200'))
-    .split(',')
-    .map((c) => num('BENCH_CONNECTIONS', c.trim(), 0));
+  const connections = (pick('connections', 'BENCH_CONNECTIONS') ?? (quick ? '10' : '50,200')).split(',').map((c) => num('BENCH_CONNECTIONS', c.trim(), 0));
   const opts = {
     quick,
     duration: num('BENCH_DURATION', pick('duration', 'BENCH_DURATION'), quick ? 2 : 10),

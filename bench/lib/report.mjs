@@ -48,7 +48,7 @@ export function renderMarkdown({ meta, rows, targets, unavailable, failures, not
     );
   }
   L.push('');
-  L.push('## Targets (issue 8)', '');
+  L.push('## Targets', '');
   L.push('| target | conc. | measured | goal | status |');
   L.push('|---|---:|---:|---:|---|');
   for (const t of targets) L.push(`| ${t.name} | ${t.c} | ${t.measured ?? '-'} | ${t.goal} | ${t.status === 'met' ? '**met**' : t.status} |`);

@@ -148,8 +148,7 @@ export function buildScenarios(fx) {
             {
               method: 'POST',
               path: '/api/users/logout',
-              setupRequest: (req, context) =>
-                context.session ? { ...req, headers: { ...req.headers, 'x-access-token': context.session } } : null,
+              setupRequest: (req, context) => (context.session ? { ...req, headers: { ...req.headers, 'x-access-token': context.session } } : null),
               onResponse: (status) => {
                 if (status >= 200 && status < 300) counters.pairs++;
               },
@@ -193,12 +192,18 @@ export function judgeTargets(find, connections) {
     out.push({ name, c, goal: `<= ${goal} ms`, measured: `${a.p99.toFixed(1)} ms`, status: a.p99 <= goal ? 'met' : 'not met' });
   };
   for (const c of connections) {
-    for (const [sc, what] of [['cc-one', 'one client'], ['cc-many', 'many clients']]) {
+    for (const [sc, what] of [
+      ['cc-one', 'one client'],
+      ['cc-many', 'many clients'],
+    ]) {
       ratio(`client_credentials (${what}): Tessera / oidc-provider tokens/s`, sc, undefined, 'peer', 2.0, c);
       ratio(`client_credentials (${what}): Tessera / reference ceiling tokens/s`, sc, undefined, 'ceiling', 0.85, c);
       if (c === 50) p99(`client_credentials (${what}): Tessera p99 at concurrency 50`, sc, undefined, 15, c);
     }
-    for (const [variant, what] of [[undefined, 'JWT'], ['session', 'session token']]) {
+    for (const [variant, what] of [
+      [undefined, 'JWT'],
+      ['session', 'session token'],
+    ]) {
       ratio(`/gateway/verify (${what}): Tessera / oidc-provider introspection req/s`, 'verify', variant, 'peer', 2.0, c);
       if (c === 50) p99(`/gateway/verify (${what}): Tessera p99 at concurrency 50`, 'verify', variant, 10, c);
     }

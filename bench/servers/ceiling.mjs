@@ -58,9 +58,7 @@ app.post('/token', async (request, reply) => {
     .setExpirationTime(now + 3600)
     .setJti(randomUUID())
     .sign(privateKey);
-  return reply
-    .header('cache-control', 'no-store')
-    .send({ access_token: token, token_type: 'Bearer', expires_in: 3600, scope: client.scope });
+  return reply.header('cache-control', 'no-store').send({ access_token: token, token_type: 'Bearer', expires_in: 3600, scope: client.scope });
 });
 
 app.get('/verify', async (request, reply) => {

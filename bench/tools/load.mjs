@@ -34,9 +34,7 @@ const requests = {
       onResponse: (s) => (s >= 200 && s < 300 ? pairs++ : bad++),
     },
   ],
-  verify: [
-    { method: 'GET', path: '/gateway/verify', headers: cred.startsWith('tsr_ses_') ? { 'x-access-token': cred } : { authorization: `Bearer ${cred}` } },
-  ],
+  verify: [{ method: 'GET', path: '/gateway/verify', headers: cred.startsWith('tsr_ses_') ? { 'x-access-token': cred } : { authorization: `Bearer ${cred}` } }],
   token: [
     {
       method: 'POST',
@@ -48,10 +46,25 @@ const requests = {
   ],
 }[kind];
 const pid = process.env.TESSERA_PID;
-const ticks = () => (pid ? readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ').slice(11, 13).reduce((a, b) => a + Number(b), 0) : 0);
+const ticks = () =>
+  pid
+    ? readFileSync(`/proc/${pid}/stat`, 'utf8')
+        .split(') ')[1]
+        .split(' ')
+        .slice(11, 13)
+        .reduce((a, b) => a + Number(b), 0)
+    : 0;
 const t0 = ticks();
 const r = await autocannon({ url: `http://127.0.0.1:${port}`, connections: Number(conc), duration: Number(secs), requests });
 const units = kind === 'pairs' ? pairs : r.requests.total;
-const out = { kind, perSec: Math.round((kind === 'pairs' ? pairs : r.requests.total) / Number(secs)), p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, bad, errors: r.errors };
+const out = {
+  kind,
+  perSec: Math.round((kind === 'pairs' ? pairs : r.requests.total) / Number(secs)),
+  p50: r.latency.p50,
+  p99: r.latency.p99,
+  non2xx: r.non2xx,
+  bad,
+  errors: r.errors,
+};
 if (pid) out.serverCpuMsPerUnit = +(((ticks() - t0) * 10) / units).toFixed(3);
 console.log(JSON.stringify(out));

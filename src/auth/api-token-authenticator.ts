@@ -1,6 +1,6 @@
 import type { Authenticator } from '../plugins/auth.js';
 import type { Config } from '../config.js';
-import type { Clock } from '../clock.js';
+import { epochSeconds, type Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
 import { USAGE_EVERY_MS, type UsageStamps, type UsageTarget } from '../db/usage-stamps.js';
 import { findApiTokenByHash } from '../db/api-tokens.repository.js';
@@ -27,7 +27,7 @@ export function apiTokenAuthenticator(deps: { config: Config; db: Db; clock: Clo
         credentialId: row.id,
         clientId: null,
         organizationId: null,
-        expiresAt: row.expires_at ? Math.floor(row.expires_at.getTime() / 1000) : null,
+        expiresAt: row.expires_at ? epochSeconds(row.expires_at.getTime()) : null,
         apiTokenId: row.id,
       };
     },

@@ -82,10 +82,7 @@ export interface Revoked {
  * session made from any of them ends. One transaction, audited per credential, every instance
  * told. Null when the user has no such live token.
  */
-export async function revokeApiToken(
-  db: Kysely<Database>,
-  input: { userId: string; tokenId: string; now: Date; actor: Actor },
-): Promise<Revoked | null> {
+export async function revokeApiToken(db: Kysely<Database>, input: { userId: string; tokenId: string; now: Date; actor: Actor }): Promise<Revoked | null> {
   return db.transaction().execute(async (trx) => {
     const row = await revokeApiTokenOfUser(trx, input.userId, input.tokenId, input.now);
     if (!row) return null;

@@ -1,6 +1,6 @@
 import type { Authenticator } from '../plugins/auth.js';
 import type { Config } from '../config.js';
-import type { Clock } from '../clock.js';
+import { epochSeconds, type Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
 import { USAGE_EVERY_MS, type UsageStamps, type UsageTarget } from '../db/usage-stamps.js';
 import type { ChangeListener } from '../db/notifications.js';
@@ -43,7 +43,7 @@ export function sessionAuthenticator(deps: SessionAuthenticatorDeps): Authentica
     credentialId: e.sessionId,
     clientId: null,
     organizationId: null,
-    expiresAt: Math.floor(Math.min(e.expiresAt, e.apiTokenExpiresAt ?? Infinity) / 1000),
+    expiresAt: epochSeconds(Math.min(e.expiresAt, e.apiTokenExpiresAt ?? Infinity)),
     apiTokenId: e.apiTokenId,
   });
 

@@ -85,7 +85,11 @@ export const identityCommands: Command[] = [
           if (owner) {
             await upsertMembership(trx, o.id, owner.id, 'owner');
             await recordAudit(trx, CLI_ACTOR, {
-              action: 'membership.set', targetType: 'user', targetId: owner.id, organizationId: o.id, details: { role: 'owner' },
+              action: 'membership.set',
+              targetType: 'user',
+              targetId: owner.id,
+              organizationId: o.id,
+              details: { role: 'owner' },
             });
             await publishChange(trx, { type: 'membership', id: o.id, user_id: owner.id });
           }
@@ -161,10 +165,16 @@ export const identityCommands: Command[] = [
         const user = await resolveUser(handle.db, required(values.user, 'user', this.usage));
         const { token, row } = await handle.db.transaction().execute(async (trx) => {
           const issued = await issueApiToken(trx, config.pepper, {
-            userId: user.id, name: values.name?.trim() || 'cli', scopes, expiresAt,
+            userId: user.id,
+            name: values.name?.trim() || 'cli',
+            scopes,
+            expiresAt,
           });
           await recordAudit(trx, CLI_ACTOR, {
-            action: 'api_token.create', targetType: 'api_token', targetId: issued.row.id, details: { user_id: user.id, scopes },
+            action: 'api_token.create',
+            targetType: 'api_token',
+            targetId: issued.row.id,
+            details: { user_id: user.id, scopes },
           });
           return issued;
         });

@@ -45,17 +45,16 @@ export async function rewrapAll(
 export const rewrapCommand: Command = {
   name: 'keys rewrap',
   usage: 'tessera keys rewrap [--target NAME[,NAME]] [--batch-size N] [--dry-run]',
-  summary:
-    're-encrypt data sealed under TESSERA_PREVIOUS_MASTER_KEYS with TESSERA_MASTER_KEY (idempotent; safe while serving)',
+  summary: 're-encrypt data sealed under TESSERA_PREVIOUS_MASTER_KEYS with TESSERA_MASTER_KEY (idempotent; safe while serving)',
   async run(argv) {
-    const { values } = flags(
-      argv,
-      { target: { type: 'string' }, 'batch-size': { type: 'string' }, 'dry-run': { type: 'boolean' } },
-      this.usage,
-    );
+    const { values } = flags(argv, { target: { type: 'string' }, 'batch-size': { type: 'string' }, 'dry-run': { type: 'boolean' } }, this.usage);
     const batchSize = values['batch-size'] === undefined ? 100 : Number(values['batch-size']);
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw new CliError('--batch-size takes a whole number from 1 to 10000');
-    const only = values.target?.split(',').map((s) => s.trim()).filter(Boolean) ?? [];
+    const only =
+      values.target
+        ?.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean) ?? [];
     const unknown = only.filter((n) => !REWRAP_TARGETS.some((t) => t.name === n));
     if (unknown.length) throw new CliError(`unknown target(s) ${unknown.join(', ')}; choose from ${REWRAP_TARGETS.map((t) => t.name).join(', ')}`);
     await withRuntime(async ({ handle, config }) => {

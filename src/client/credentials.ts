@@ -38,8 +38,7 @@ export function resolveCredentials(o: CredentialOptions = {}): SdkCredentials {
   if (id && secret) return { clientId: id, clientSecret: secret, source: 'environment' };
   if (id || secret) throw new TesseraConfigError('set both TESSERA_CLIENT_ID and TESSERA_CLIENT_SECRET');
   throw new TesseraConfigError(
-    'no Tessera credentials: pass clientId and clientSecret, set TESSERA_SDK_KEY to a key file, ' +
-      'or set TESSERA_CLIENT_ID and TESSERA_CLIENT_SECRET',
+    'no Tessera credentials: pass clientId and clientSecret, set TESSERA_SDK_KEY to a key file, ' + 'or set TESSERA_CLIENT_ID and TESSERA_CLIENT_SECRET',
   );
 }
 

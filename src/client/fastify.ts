@@ -34,11 +34,7 @@ function reject(reply: FastifyReply, err: TesseraVerifyError, realm: string): Fa
   if (err.code === 'temporarily_unavailable') {
     return reply.code(503).header('retry-after', '1').send({ error: 'service_unavailable', message: err.message });
   }
-  return reply
-    .code(err.status)
-    .header('www-authenticate', challenge)
-    .header('cache-control', 'no-store')
-    .send({ error: err.code, message: err.message });
+  return reply.code(err.status).header('www-authenticate', challenge).header('cache-control', 'no-store').send({ error: err.code, message: err.message });
 }
 
 const plugin: FastifyPluginAsync<TesseraAuthOptions> = async (app, opts) => {

@@ -94,8 +94,7 @@ export async function errorFromResponse(res: Response): Promise<TesseraOAuthErro
     /* not JSON */
   }
   const code = typeof body.error === 'string' && body.error ? body.error : res.status >= 500 ? 'server_error' : 'http_error';
-  const description =
-    typeof body.error_description === 'string' ? body.error_description : typeof body.message === 'string' ? body.message : undefined;
+  const description = typeof body.error_description === 'string' ? body.error_description : typeof body.message === 'string' ? body.message : undefined;
   return new TesseraOAuthError(code, res.status, description, isRetryableStatus(res.status, code));
 }
 

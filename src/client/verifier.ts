@@ -154,8 +154,7 @@ class RemoteKeySet {
       const headers: Record<string, string> = { accept: 'application/json' };
       if (this.etag && this.jwks) headers['if-none-match'] = this.etag;
       const res = await requestWithRetry(this.t, this.uri, { method: 'GET', headers });
-      const ttl = (age: number | null) =>
-        Math.min(this.o.maxCacheMs, Math.max(this.o.cooldownMs, age ?? this.o.defaultMaxAgeMs));
+      const ttl = (age: number | null) => Math.min(this.o.maxCacheMs, Math.max(this.o.cooldownMs, age ?? this.o.defaultMaxAgeMs));
       if (res.status === 304 && this.jwks) {
         this.expiresAt = this.t.now() + ttl(maxAgeMs(res.headers.get('cache-control')));
         return;

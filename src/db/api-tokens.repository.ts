@@ -39,21 +39,10 @@ export async function findApiTokenByHash(db: Q, tokenHash: Buffer) {
   return db
     .selectFrom('api_tokens')
     .innerJoin('users', 'users.id', 'api_tokens.user_id')
-    .select([
-      'api_tokens.id',
-      'api_tokens.user_id',
-      'api_tokens.scopes',
-      'api_tokens.expires_at',
-      'api_tokens.revoked_at',
-      'users.status as user_status',
-    ])
+    .select(['api_tokens.id', 'api_tokens.user_id', 'api_tokens.scopes', 'api_tokens.expires_at', 'api_tokens.revoked_at', 'users.status as user_status'])
     .where('api_tokens.token_hash', '=', tokenHash)
     .where('api_tokens.revoked_at', 'is', null)
     .executeTakeFirst();
-}
-
-export async function listApiTokens(db: Q, userId: string): Promise<ApiTokenRow[]> {
-  return db.selectFrom('api_tokens').selectAll().where('user_id', '=', userId).orderBy('created_at').orderBy('id').execute();
 }
 
 export async function countAdminTokens(db: Q): Promise<number> {
@@ -68,14 +57,7 @@ export async function countAdminTokens(db: Q): Promise<number> {
 
 /** The user's live (not revoked) tokens, oldest first. */
 export async function listLiveApiTokens(db: Q, userId: string): Promise<ApiTokenRow[]> {
-  return db
-    .selectFrom('api_tokens')
-    .selectAll()
-    .where('user_id', '=', userId)
-    .where('revoked_at', 'is', null)
-    .orderBy('created_at')
-    .orderBy('id')
-    .execute();
+  return db.selectFrom('api_tokens').selectAll().where('user_id', '=', userId).where('revoked_at', 'is', null).orderBy('created_at').orderBy('id').execute();
 }
 
 /** Revokes one of the user's live tokens; undefined when the user has no such live token. */

@@ -23,9 +23,7 @@ export interface DbHandle {
 const INT8_OID = 20;
 const types = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === INT8_OID && format !== 'binary'
-      ? (v: string) => Number(v)
-      : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    oid === INT8_OID && format !== 'binary' ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
 
 /**
@@ -49,6 +47,8 @@ const PREPARED = /^\/\* prepare:([a-z0-9_.]+) \*\/ /;
 class PreparingClient extends pg.Client {
   private static readonly names = new Map<string, string>();
 
+  // pg's query() is a set of overloads this override forwards to unchanged, so it is typed loosely.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   override query(config: unknown, values?: unknown, callback?: unknown): any {
     if (typeof config === 'string' && Array.isArray(values) && config.startsWith('/* prepare:')) {
       let name = PreparingClient.names.get(config);
@@ -59,8 +59,10 @@ class PreparingClient extends pg.Client {
           PreparingClient.names.set(config, name);
         }
       }
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
       if (name !== undefined) return (super.query as any)({ name, text: config, values }, callback);
     }
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     return (super.query as any)(config, values, callback);
   }
 }

@@ -1,5 +1,18 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, mkdirSync, chmodSync, chownSync, statSync, writeFileSync, rmSync, mkdtempSync, realpathSync, cpSync, renameSync } from 'node:fs';
+import {
+  existsSync,
+  readFileSync,
+  mkdirSync,
+  chmodSync,
+  chownSync,
+  statSync,
+  writeFileSync,
+  rmSync,
+  mkdtempSync,
+  realpathSync,
+  cpSync,
+  renameSync,
+} from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir, platform, arch } from 'node:os';
 import path from 'node:path';
@@ -101,7 +114,11 @@ function blockedParent(dir: string, ids: { uid: number; gid: number }): string |
  */
 export function relocatedClusterDir(dataDir: string): string {
   const real = realpathSync(dataDir);
-  const name = path.basename(path.dirname(real)).replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64) || 'tessera';
+  const name =
+    path
+      .basename(path.dirname(real))
+      .replace(/[^A-Za-z0-9._-]/g, '_')
+      .slice(0, 64) || 'tessera';
   const hash = createHash('sha256').update(real).digest('hex').slice(0, 10);
   return path.join(SHARED_CLUSTER_ROOT, `${name}-${hash}`, 'pg');
 }

@@ -20,6 +20,8 @@ export interface ChangeEvent {
  * Announces a change to every instance. Call it inside the transaction that makes the change:
  * Postgres delivers the notification only if and when that transaction commits.
  */
+// Any database or transaction will do: the statement is raw SQL over no table.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function publishChange(db: Kysely<any>, event: ChangeEvent): Promise<void> {
   await sql`select pg_notify(${CHANNEL}, ${JSON.stringify(event)})`.execute(db);
 }
@@ -80,6 +82,7 @@ export class ChangeListener {
   }
 
   start(): void {
+    // Detached: connect() never rejects (it logs a failure and schedules the next attempt itself).
     void this.connect();
   }
 
@@ -180,7 +183,7 @@ export class ChangeListener {
     client.end().catch(() => undefined);
     const delay = this.retryMs;
     this.retryMs = Math.min(this.retryMs * 2, 2000);
-    this.timer = setTimeout(() => void this.connect(), delay);
+    this.timer = setTimeout(() => void this.connect(), delay); // never rejects, see start()
     this.timer.unref();
   }
 

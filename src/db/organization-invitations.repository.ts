@@ -68,12 +68,7 @@ export async function deleteInvitationOf(db: Q, organizationId: string, userId: 
 
 /** The organization's invitations that have not expired at `now`, oldest first. */
 export async function listOrganizationInvitations(db: Q, organizationId: string, now: Date): Promise<InvitationView[]> {
-  return views(db)
-    .where('i.organization_id', '=', organizationId)
-    .where('i.expires_at', '>', now)
-    .orderBy('i.created_at')
-    .orderBy('i.id')
-    .execute();
+  return views(db).where('i.organization_id', '=', organizationId).where('i.expires_at', '>', now).orderBy('i.created_at').orderBy('i.id').execute();
 }
 
 /** The user's invitations that have not expired at `now`, oldest first. */

@@ -44,11 +44,7 @@ export async function listMembers(db: Q, organizationId: string): Promise<Member
 }
 
 export async function deleteMembership(db: Q, organizationId: string, userId: string): Promise<boolean> {
-  const r = await db
-    .deleteFrom('memberships')
-    .where('organization_id', '=', organizationId)
-    .where('user_id', '=', userId)
-    .executeTakeFirst();
+  const r = await db.deleteFrom('memberships').where('organization_id', '=', organizationId).where('user_id', '=', userId).executeTakeFirst();
   return Number(r.numDeletedRows) === 1;
 }
 
@@ -60,11 +56,7 @@ export async function listOrganizations(db: Q, opts: { limit: number; after?: st
       'organizations.id',
       'organizations.name',
       'organizations.created_at',
-      eb
-        .selectFrom('memberships')
-        .select(eb.fn.countAll<number>().as('n'))
-        .whereRef('memberships.organization_id', '=', 'organizations.id')
-        .as('member_count'),
+      eb.selectFrom('memberships').select(eb.fn.countAll<number>().as('n')).whereRef('memberships.organization_id', '=', 'organizations.id').as('member_count'),
     ])
     .orderBy('organizations.id')
     .limit(opts.limit);

@@ -27,12 +27,7 @@ export async function upsertMembership(db: Q, organizationId: string, userId: st
 }
 
 export async function findMembership(db: Q, organizationId: string, userId: string): Promise<Membership | undefined> {
-  return db
-    .selectFrom('memberships')
-    .selectAll()
-    .where('organization_id', '=', organizationId)
-    .where('user_id', '=', userId)
-    .executeTakeFirst();
+  return db.selectFrom('memberships').selectAll().where('organization_id', '=', organizationId).where('user_id', '=', userId).executeTakeFirst();
 }
 
 /** The user's organizations with the user's role in each, oldest membership first. */

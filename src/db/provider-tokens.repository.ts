@@ -61,17 +61,14 @@ export async function upsertProviderToken(
       last_used_at: null,
     })
     .onConflict((oc) =>
-      oc
-        .columns([col, 'provider'])
-        .where(col, 'is not', null)
-        .doUpdateSet({
-          label: row.label,
-          ciphertext: row.ciphertext,
-          key_id: row.keyId,
-          hint: row.hint,
-          updated_by: row.actorUserId,
-          updated_at: row.now,
-        }),
+      oc.columns([col, 'provider']).where(col, 'is not', null).doUpdateSet({
+        label: row.label,
+        ciphertext: row.ciphertext,
+        key_id: row.keyId,
+        hint: row.hint,
+        updated_by: row.actorUserId,
+        updated_at: row.now,
+      }),
     )
     .returningAll()
     // xmax = 0 only for a freshly inserted tuple.
@@ -92,24 +89,13 @@ export async function deleteProviderToken(db: Q, owner: ProviderTokenOwner, prov
 
 /** Rows sealed under any key but `currentKeyId`, after `afterId`, locked for rewrapping. */
 export async function lockRowsToRewrap(db: Q, currentKeyId: string, afterId: string | null, limit: number): Promise<ProviderTokenRow[]> {
-  let q = db
-    .selectFrom('provider_tokens')
-    .selectAll()
-    .where('key_id', '<>', currentKeyId)
-    .orderBy('id')
-    .limit(limit)
-    .forUpdate();
+  let q = db.selectFrom('provider_tokens').selectAll().where('key_id', '<>', currentKeyId).orderBy('id').limit(limit).forUpdate();
   if (afterId) q = q.where('id', '>', afterId);
   return q.execute();
 }
 
 export async function replaceCiphertext(db: Q, id: string, fromKeyId: string, ciphertext: Buffer, keyId: string): Promise<boolean> {
-  const r = await db
-    .updateTable('provider_tokens')
-    .set({ ciphertext, key_id: keyId })
-    .where('id', '=', id)
-    .where('key_id', '=', fromKeyId)
-    .executeTakeFirst();
+  const r = await db.updateTable('provider_tokens').set({ ciphertext, key_id: keyId }).where('id', '=', id).where('key_id', '=', fromKeyId).executeTakeFirst();
   return Number(r.numUpdatedRows) === 1;
 }
 

@@ -69,11 +69,7 @@ export async function findSdkKey(db: Q, userId: string, clientId: string, opts: 
   return q.executeTakeFirst();
 }
 
-export async function updateSdkKey(
-  db: Q,
-  id: string,
-  set: Pick<Updateable<SdkKeysTable>, 'name' | 'status' | 'tokens_valid_after'>,
-): Promise<SdkKeyRow> {
+export async function updateSdkKey(db: Q, id: string, set: Pick<Updateable<SdkKeysTable>, 'name' | 'status' | 'tokens_valid_after'>): Promise<SdkKeyRow> {
   return db
     .updateTable('sdk_keys')
     .set({ ...set, updated_at: sql<Date>`now()` })
@@ -170,9 +166,7 @@ function authRows(db: Q) {
         select case when count(*) = 1 then min(m.organization_id::text)::uuid end
         from memberships m where m.user_id = k.user_id))`.as('organization_id'),
       sql<boolean>`(k.organization_id is null or exists (
-        select 1 from memberships m where m.user_id = k.user_id and m.organization_id = k.organization_id))`.as(
-        'organization_binding_valid',
-      ),
+        select 1 from memberships m where m.user_id = k.user_id and m.organization_id = k.organization_id))`.as('organization_binding_valid'),
     ]);
 }
 

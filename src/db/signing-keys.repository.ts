@@ -6,10 +6,7 @@ export type SigningKeyRow = Selectable<SigningKeysTable>;
 type Q = Kysely<Database> | Transaction<Database>;
 
 /** Keys in the given states (default: every key that is published or signs), oldest first. */
-export async function listSigningKeys(
-  db: Q,
-  states: readonly SigningKeyState[] = ['next', 'active', 'retired'],
-): Promise<SigningKeyRow[]> {
+export async function listSigningKeys(db: Q, states: readonly SigningKeyState[] = ['next', 'active', 'retired']): Promise<SigningKeyRow[]> {
   return db
     .selectFrom('signing_keys')
     .selectAll()
@@ -98,13 +95,7 @@ export async function setSigningKeyState(
   from: SigningKeyState,
   patch: Partial<Pick<SigningKeyRow, 'state' | 'activate_after' | 'activated_at' | 'retired_at' | 'not_after' | 'revoked_at'>>,
 ): Promise<SigningKeyRow | undefined> {
-  return db
-    .updateTable('signing_keys')
-    .set(patch)
-    .where('kid', '=', kid)
-    .where('state', '=', from)
-    .returningAll()
-    .executeTakeFirst();
+  return db.updateTable('signing_keys').set(patch).where('kid', '=', kid).where('state', '=', from).returningAll().executeTakeFirst();
 }
 
 /** Deletes retired and revoked keys whose `not_after` has passed; returns what was removed. */

@@ -33,12 +33,7 @@ export async function listUsers(db: Db, opts: { limit: number; after?: string })
 }
 
 export async function setUserStatus(db: Q, id: string, status: UserStatus): Promise<User | undefined> {
-  return db
-    .updateTable('users')
-    .set({ status, updated_at: new Date() })
-    .where('id', '=', id)
-    .returningAll()
-    .executeTakeFirst();
+  return db.updateTable('users').set({ status, updated_at: new Date() }).where('id', '=', id).returningAll().executeTakeFirst();
 }
 
 /**

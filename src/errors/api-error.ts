@@ -31,12 +31,10 @@ export class ApiError extends Error {
   }
 }
 
-export const badRequest = (message: string, details?: Record<string, unknown>) =>
-  new ApiError(400, 'invalid_request', message, {}, details);
+export const badRequest = (message: string, details?: Record<string, unknown>) => new ApiError(400, 'invalid_request', message, {}, details);
 export const notFound = (what = 'resource') => new ApiError(404, 'not_found', `${what} not found`);
 export const forbidden = (message: string) => new ApiError(403, 'forbidden', message);
-export const conflict = (message: string, details?: Record<string, unknown>) =>
-  new ApiError(409, 'conflict', message, {}, details);
+export const conflict = (message: string, details?: Record<string, unknown>) => new ApiError(409, 'conflict', message, {}, details);
 
 /** RFC 6750 §3: a missing, malformed, expired or revoked bearer credential. */
 export function invalidToken(message = 'the access token is missing, invalid, expired or revoked', realm = 'tessera'): ApiError {

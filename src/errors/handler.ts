@@ -32,9 +32,7 @@ declare module 'fastify' {
  * query_canceled by statement_timeout, 55P03 lock_not_available by lock_timeout, 25P03
  * idle_in_transaction_session_timeout).
  */
-const UNAVAILABLE_PG_CODES = new Set([
-  '57P01', '57P02', '57P03', '53300', '08000', '08003', '08006', '08001', '08004', '57014', '55P03', '25P03',
-]);
+const UNAVAILABLE_PG_CODES = new Set(['57P01', '57P02', '57P03', '53300', '08000', '08003', '08006', '08001', '08004', '57014', '55P03', '25P03']);
 const UNAVAILABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
 
 /**

@@ -31,7 +31,6 @@ export class OAuthError extends Error {
 }
 
 export const invalidRequest = (description: string) => new OAuthError(400, 'invalid_request', description);
-export const invalidGrant = (description: string) => new OAuthError(400, 'invalid_grant', description);
 export const invalidScope = (description: string) => new OAuthError(400, 'invalid_scope', description);
 export const invalidTarget = (description: string) => new OAuthError(400, 'invalid_target', description);
 export const unauthorizedClient = (description: string) => new OAuthError(400, 'unauthorized_client', description);

@@ -43,7 +43,7 @@ export class NoActiveKeyError extends Error {
 /**
  * The signing keys every instance holds in memory: the one that signs, and every key whose
  * tokens still verify. Reloaded on a `signing_keys` change event and on every listener
- * reconnect; rotation (issue 4) changes rows, publishes `signing_keys`, and this store follows.
+ * reconnect; rotation changes rows, publishes `signing_keys`, and this store follows.
  *
  * Verification accepts `next`, `active` and `retired` keys (all ours, all published); `revoked`
  * keys are not loaded, so their tokens fail at the kid look-up.
@@ -56,9 +56,7 @@ export class SigningKeyStore {
   private again = false;
   private reloadError: string | null = null;
 
-  constructor(
-    private readonly deps: { db: Db; config: Config; clock: Clock; log: Pick<Logger, 'info' | 'warn' | 'error'> },
-  ) {}
+  constructor(private readonly deps: { db: Db; config: Config; clock: Clock; log: Pick<Logger, 'info' | 'warn' | 'error'> }) {}
 
   /**
    * Makes sure one active key exists, creating it if none does. Safe when instances start together:
@@ -170,8 +168,7 @@ export class SigningKeyStore {
       publicJwk,
       verifyKey: previous?.verifyKey ?? (await importVerifyKey(publicJwk, alg)),
       privateKey,
-      accessTokenHeader:
-        previous?.accessTokenHeader ?? Buffer.from(JSON.stringify({ alg, kid: row.kid, typ: 'at+jwt' })).toString('base64url'),
+      accessTokenHeader: previous?.accessTokenHeader ?? Buffer.from(JSON.stringify({ alg, kid: row.kid, typ: 'at+jwt' })).toString('base64url'),
     };
   }
 

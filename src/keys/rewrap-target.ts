@@ -1,11 +1,6 @@
 import { DecryptError, open, seal } from '../crypto/aead.js';
 import { sealedRowsTarget } from '../crypto/rewrap.js';
-import {
-  countSigningKeysByMasterKey,
-  lockSigningKeysToRewrap,
-  replacePrivateKeyCiphertext,
-  type SigningKeyRow,
-} from '../db/signing-keys.repository.js';
+import { countSigningKeysByMasterKey, lockSigningKeysToRewrap, replacePrivateKeyCiphertext, type SigningKeyRow } from '../db/signing-keys.repository.js';
 import { privateKeyAad } from './signing-key.js';
 
 /** Private signing keys: re-sealed under the current master key, still bound to their kid. */

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, type KeyObject } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, sign as nodeSign, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, importJWK, type CryptoKey, type JWK } from 'jose';
 import type { MasterKey, SigningAlg } from '../config.js';
 import { open, seal } from '../crypto/aead.js';
@@ -46,10 +46,7 @@ export async function generateSigningKey(alg: SigningAlg, masterKey: MasterKey):
 }
 
 /** Opens a stored private key with whichever configured master key sealed it. */
-export function openPrivateKey(
-  keys: readonly MasterKey[],
-  row: { kid: string; private_key_ciphertext: Buffer; master_key_id: string },
-): KeyObject {
+export function openPrivateKey(keys: readonly MasterKey[], row: { kid: string; private_key_ciphertext: Buffer; master_key_id: string }): KeyObject {
   const der = open(keys, { ciphertext: row.private_key_ciphertext, keyId: row.master_key_id }, privateKeyAad(row.kid));
   return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
 }
@@ -66,16 +63,10 @@ export async function importVerifyKey(jwk: JWK, alg: SigningAlg): Promise<Crypto
   return (await importJWK(jwk, alg)) as CryptoKey;
 }
 
-/** Public key as a Node KeyObject (for checks that a private key matches its published half). */
-export function publicKeyObject(jwk: JWK): KeyObject {
-  return createPublicKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
-}
-
 /**
  * Compact JWS over `header` and `payload` with node:crypto. The signature is computed on libuv's
- * thread pool (node:crypto's callback form): signing is a third of a token request's CPU, and off
- * the event loop it runs on the second core while the loop parses and answers other requests (the
- * synchronous form capped /oauth/token at 0.8x the reference server at the same CPU per request).
+ * thread pool (node:crypto's callback form): signing is a large share of a token request's CPU, and
+ * off the event loop it runs on another core while the loop parses and answers other requests.
  */
 export function signCompact(alg: SigningAlg, privateKey: KeyObject, headerB64: string, payload: object): Promise<string> {
   const input = `${headerB64}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;

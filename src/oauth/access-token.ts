@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
-import type { Clock } from '../clock.js';
+import { epochSeconds, type Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { SigningKeyStore } from '../keys/key-store.js';
 import { signCompact } from '../keys/signing-key.js';
@@ -38,7 +38,7 @@ export interface MintedToken {
  * The `iat` is then at most one second ahead of the clock (far within the verification tolerance).
  */
 export function issuedAtFor(client: Pick<ClientEntry, 'tokensValidAfterMs'>, nowMs: number): number {
-  return Math.max(Math.floor(nowMs / 1000), Math.ceil(client.tokensValidAfterMs / 1000));
+  return Math.max(epochSeconds(nowMs), Math.ceil(client.tokensValidAfterMs / 1000));
 }
 
 /**
@@ -47,7 +47,7 @@ export function issuedAtFor(client: Pick<ClientEntry, 'tokensValidAfterMs'>, now
  * token issued after an earlier re-enable may carry that stamp's second as its `iat`).
  */
 export function nextTokensValidAfter(previousMs: number | null, nowMs: number): number {
-  return Math.max(Math.floor(nowMs / 1000) + 1, Math.ceil((previousMs ?? 0) / 1000) + 1) * 1000;
+  return Math.max(epochSeconds(nowMs) + 1, Math.ceil((previousMs ?? 0) / 1000) + 1) * 1000;
 }
 
 /** Signs an access token with the active key; header `{alg, kid, typ: 'at+jwt'}`; `exp` never after the key's `expires_at`. */
@@ -58,7 +58,7 @@ export async function mintAccessToken(
   const key = keys.signingKey();
   const iat = issuedAtFor(input.client, input.nowMs);
   // Never later than the key's own expiry.
-  const keyExp = input.client.expiresAtMs === null ? Infinity : Math.floor(input.client.expiresAtMs / 1000);
+  const keyExp = input.client.expiresAtMs === null ? Infinity : epochSeconds(input.client.expiresAtMs);
   const claims: AccessTokenClaims = {
     iss: input.issuer,
     sub: input.client.clientId,
@@ -74,20 +74,9 @@ export async function mintAccessToken(
 }
 
 /** Why a token was refused (for logs and tests; callers answer "invalid" whatever it is). */
-export type RejectReason =
-  | 'malformed'
-  | 'algorithm'
-  | 'unknown_kid'
-  | 'signature'
-  | 'claims'
-  | 'expired'
-  | 'audience'
-  | 'revoked'
-  | 'client';
+export type RejectReason = 'malformed' | 'algorithm' | 'unknown_kid' | 'signature' | 'claims' | 'expired' | 'audience' | 'revoked' | 'client';
 
-export type VerifyResult =
-  | { ok: true; claims: AccessTokenClaims; client: ClientEntry }
-  | { ok: false; reason: RejectReason };
+export type VerifyResult = { ok: true; claims: AccessTokenClaims; client: ClientEntry } | { ok: false; reason: RejectReason };
 
 export interface VerifyOptions {
   /** Required audience; `null` accepts any (introspection answers for every resource server). */
@@ -148,30 +137,31 @@ export class AccessTokenVerifier {
         const aud = payload.aud;
         if (!(aud === opts.audience || (Array.isArray(aud) && aud.includes(opts.audience)))) return fail('audience');
       }
-      const now = Math.floor(clock.now() / 1000);
+      const now = epochSeconds(clock.now());
       const tolerance = config.clockToleranceSeconds;
       if (typeof payload.nbf === 'number' && payload.nbf > now + tolerance) return fail('claims');
       if (typeof payload.exp === 'number' && payload.exp <= now - tolerance) return fail('expired');
-    } else try {
-      const result = await jwtVerify(token, key.verifyKey, {
-        algorithms: [key.alg],
-        typ: 'at+jwt',
-        issuer: config.issuer,
-        ...(opts.audience !== null ? { audience: opts.audience } : {}),
-        clockTolerance: config.clockToleranceSeconds,
-        currentDate: new Date(clock.now()),
-        requiredClaims: ['exp', 'iat', 'jti', 'sub', 'client_id', 'scope'],
-      });
-      payload = result.payload;
-      if (this.checked.size >= AccessTokenVerifier.MAX_CHECKED) this.checked.clear();
-      this.checked.set(token, { kid: header.kid, payload });
-    } catch (err) {
-      if (err instanceof joseErrors.JWTExpired) return fail('expired');
-      if (err instanceof joseErrors.JWSSignatureVerificationFailed) return fail('signature');
-      if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'aud') return fail('audience');
-      if (err instanceof joseErrors.JOSEAlgNotAllowed) return fail('algorithm');
-      return fail(err instanceof joseErrors.JOSEError ? 'claims' : 'malformed');
-    }
+    } else
+      try {
+        const result = await jwtVerify(token, key.verifyKey, {
+          algorithms: [key.alg],
+          typ: 'at+jwt',
+          issuer: config.issuer,
+          ...(opts.audience !== null ? { audience: opts.audience } : {}),
+          clockTolerance: config.clockToleranceSeconds,
+          currentDate: new Date(clock.now()),
+          requiredClaims: ['exp', 'iat', 'jti', 'sub', 'client_id', 'scope'],
+        });
+        payload = result.payload;
+        if (this.checked.size >= AccessTokenVerifier.MAX_CHECKED) this.checked.clear();
+        this.checked.set(token, { kid: header.kid, payload });
+      } catch (err) {
+        if (err instanceof joseErrors.JWTExpired) return fail('expired');
+        if (err instanceof joseErrors.JWSSignatureVerificationFailed) return fail('signature');
+        if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'aud') return fail('audience');
+        if (err instanceof joseErrors.JOSEAlgNotAllowed) return fail('algorithm');
+        return fail(err instanceof joseErrors.JOSEError ? 'claims' : 'malformed');
+      }
     const nowS = clock.now() / 1000;
     if (
       typeof payload.iat !== 'number' ||

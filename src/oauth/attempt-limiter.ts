@@ -4,9 +4,7 @@ import type { Clock } from '../clock.js';
  * An attempt's place in its key's budget: `keep()` when it counts (a failure), `release()` when it
  * does not (a success); exactly one of them, once. Or, past the budget, how long until it renews.
  */
-export type Reservation =
-  | { ok: true; keep(): void; release(): void }
-  | { ok: false; retryAfterSeconds: number };
+export type Reservation = { ok: true; keep(): void; release(): void } | { ok: false; retryAfterSeconds: number };
 
 interface Window {
   /** Attempts kept plus attempts under way. */

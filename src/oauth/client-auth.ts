@@ -29,10 +29,7 @@ function formDecode(s: string): string | null {
  * when it sent none. Two methods at once is `invalid_request`; a malformed Basic header is
  * `invalid_client`. A `client_id` in the body beside Basic must name the same client.
  */
-export function extractClientCredentials(
-  authorization: string | undefined,
-  body: Record<string, string | undefined>,
-): ClientCredentials | null {
+export function extractClientCredentials(authorization: string | undefined, body: Record<string, string | undefined>): ClientCredentials | null {
   const postId = body.client_id;
   const postSecret = body.client_secret;
   if (authorization !== undefined) {

@@ -148,4 +148,3 @@ export async function deleteSdkKeyFor(deps: SdkKeyDeps, actor: Actor, userId: st
     await publishChange(trx, { type: SDK_KEY_EVENT, id: clientId });
   });
 }
-

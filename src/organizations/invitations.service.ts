@@ -64,13 +64,7 @@ export async function putMember(
  * An operator invites a user (instead of adding them directly). 404 for an unknown organization
  * or user, 409 when the user is a member already.
  */
-export async function inviteAsOperator(
-  deps: MembershipDeps,
-  audit: Actor,
-  organizationId: string,
-  targetUserId: string,
-  role: Role,
-): Promise<InvitationView> {
+export async function inviteAsOperator(deps: MembershipDeps, audit: Actor, organizationId: string, targetUserId: string, role: Role): Promise<InvitationView> {
   return deps.db.transaction().execute(async (trx) => {
     const org = await lockOrganization(trx, organizationId);
     if (!org) throw notFound('organization');

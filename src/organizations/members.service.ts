@@ -52,8 +52,7 @@ export interface MembershipChange {
   previousRole: Role | null;
 }
 
-const lastOwner = () =>
-  conflict('the last owner of an organization cannot be removed or demoted; make another member owner first');
+const lastOwner = () => conflict('the last owner of an organization cannot be removed or demoted; make another member owner first');
 
 /** What membership changes need: the database and the clock (key cut-offs are stamped with it). */
 export interface MembershipDeps {
@@ -166,6 +165,6 @@ export async function requireMembership(db: Db, organizationId: string, userId: 
 /** 403 unless the role may write the organization's provider credentials. */
 export function requireWriter(role: Role): void {
   if (role !== 'owner' && role !== 'maintainer') {
-    throw new ApiError(403, 'forbidden', 'only owners and maintainers can change the organization\'s provider credentials');
+    throw new ApiError(403, 'forbidden', "only owners and maintainers can change the organization's provider credentials");
   }
 }

@@ -95,15 +95,21 @@ export const authPlugin = fp(
     };
 
     app.decorate('requireAuth', function requireAuth(...scopes: string[]): preHandlerAsyncHookHandler {
-      return markBearerGuard(async function authenticate(request) {
-        await authenticateBearer(request, scopes, false);
-      } as preHandlerAsyncHookHandler, scopes);
+      return markBearerGuard(
+        async function authenticate(request) {
+          await authenticateBearer(request, scopes, false);
+        } as preHandlerAsyncHookHandler,
+        scopes,
+      );
     });
 
     app.decorate('requireCredentialManager', function requireCredentialManager(...scopes: string[]): preHandlerAsyncHookHandler {
-      return markBearerGuard(async function authenticateCredentialManager(request) {
-        await authenticateBearer(request, scopes, true);
-      } as preHandlerAsyncHookHandler, scopes);
+      return markBearerGuard(
+        async function authenticateCredentialManager(request) {
+          await authenticateBearer(request, scopes, true);
+        } as preHandlerAsyncHookHandler,
+        scopes,
+      );
     });
   },
   { name: 'tessera-auth' },

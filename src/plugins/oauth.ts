@@ -12,11 +12,9 @@ import { SDK_KEY_EVENT, SDK_KEY_PURPOSE } from '../oauth/sdk-keys.service.js';
 import type { Authenticator } from './auth.js';
 
 /** Change-event types this feature publishes and follows. */
-export const SDK_KEY_CHANGED = SDK_KEY_EVENT;
 export const REVOKED_TOKEN = 'revoked_token';
 /** Published by whoever changes a user's status (follows: every cached key of that user is dropped). */
 export const USER_CHANGED = 'user';
-
 
 /** OAuth services held by an app instance. */
 export interface OAuthServices {
@@ -45,14 +43,10 @@ export const oauthPlugin = fp(
   async function oauthPlugin(app: FastifyInstance) {
     const { config, db, clock } = app;
     const keys = new SigningKeyStore({ db, config, clock, log: app.log });
-    const clients = new ClientCache(
-      { byClientIds: (ids) => findSdkKeysForAuth(db, ids), recent: (limit) => recentSdkKeysForAuth(db, limit) },
-      clock,
-    );
+    const clients = new ClientCache({ byClientIds: (ids) => findSdkKeysForAuth(db, ids), recent: (limit) => recentSdkKeysForAuth(db, limit) }, clock);
     // Fills the SDK-key cache in the background, so a (re)started instance does not send every
     // client's first request to Postgres; requests meanwhile load their own keys as before.
-    const warmClients = () =>
-      clients.warm().catch((err) => app.log.warn({ err: { message: (err as Error).message } }, 'could not preload SDK keys'));
+    const warmClients = () => clients.warm().catch((err) => app.log.warn({ err: { message: (err as Error).message } }, 'could not preload SDK keys'));
     const revoked = new RevokedTokenSet();
     const verifier = new AccessTokenVerifier({ config, clock, keys, clients, revoked });
     const toleranceMs = config.clockToleranceSeconds * 1000;
@@ -98,7 +92,7 @@ export const oauthPlugin = fp(
     };
     app.authenticators.push(jwtAuthenticator);
 
-    app.changes.on(SDK_KEY_CHANGED, (e) => {
+    app.changes.on(SDK_KEY_EVENT, (e) => {
       if (typeof e.id === 'string') clients.invalidate(e.id);
       else clients.clear();
     });
@@ -119,7 +113,7 @@ export const oauthPlugin = fp(
     });
     app.changes.onReset(() => {
       clients.clear();
-      void warmClients();
+      void warmClients(); // detached: the warm-up only fills a cache, and logs its own failure
       keys.reload().catch((err) => app.log.error({ err }, 'could not reload signing keys'));
       reloadRevoked().catch((err) => app.log.warn({ err: { message: (err as Error).message } }, 'could not reload revoked tokens'));
     });

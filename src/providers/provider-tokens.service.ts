@@ -92,7 +92,9 @@ export async function putProviderToken(
   const problems = deps.registry.validate(provider, input.credential);
   if (problems.length) {
     const list = problems.map((p) => `credential${p.field} ${p.message}`);
-    throw badRequest(`invalid ${provider} credential: ${list.join('; ')}`, { problems: problems.map((p) => ({ field: `credential${p.field}`, message: p.message })) });
+    throw badRequest(`invalid ${provider} credential: ${list.join('; ')}`, {
+      problems: problems.map((p) => ({ field: `credential${p.field}`, message: p.message })),
+    });
   }
   const credential = input.credential as Record<string, unknown>;
   const label = input.label?.trim() || null;

@@ -50,7 +50,7 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
           'Scopes can only be those the calling credential holds (so `admin` needs a caller with `admin`). ' +
           '`expires_in` is in seconds; without it the token lives until revoked. The new token is a child of the ' +
           'API token the caller acts for (its own, or the one its session came from): it never expires later than ' +
-          'that token (a later or absent `expires_in` gets the parent\'s expiry, shown in `expires_at`) and is revoked ' +
+          "that token (a later or absent `expires_in` gets the parent's expiry, shown in `expires_at`) and is revoked " +
           'with it. SDK-key access tokens cannot create API tokens (403 insufficient_scope).',
         security,
         body: {

@@ -64,8 +64,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
         tags: ['login'],
         operationId: 'logout',
         summary: 'End the session whose token is sent (x-access-token or Bearer)',
-        description:
-          'Durable before the 204: from then on the token gets 401 on every endpoint of every instance. A second logout gets 401.',
+        description: 'Durable before the 204: from then on the token gets 401 on every endpoint of every instance. A second logout gets 401.',
         security: [{ accessToken: [] }, { bearer: [] }],
         response: {
           204: { type: 'null', description: 'Logged out' },

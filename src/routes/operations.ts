@@ -36,9 +36,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
     const r = await sql<{ ms: number }>`select (extract(epoch from clock_timestamp()) * 1000)::float8 as ms`.execute(app.db);
     const skewS = (app.clock.now() - Number(r.rows[0]!.ms)) / 1000;
     const tolerance = app.config.clockToleranceSeconds;
-    return Math.abs(skewS) > tolerance
-      ? `clock is ${Math.round(skewS)} s off the database's (tolerance ${tolerance} s, TESSERA_CLOCK_TOLERANCE)`
-      : null;
+    return Math.abs(skewS) > tolerance ? `clock is ${Math.round(skewS)} s off the database's (tolerance ${tolerance} s, TESSERA_CLOCK_TOLERANCE)` : null;
   });
   app.readinessChecks.set('change_listener', async () => (app.changes.isConnected ? null : 'not listening for changes'));
 
@@ -74,10 +72,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
       await Promise.all(
         [...app.readinessChecks].map(async ([name, check]) => {
           try {
-            const problem = await Promise.race([
-              check(),
-              new Promise<string>((r) => setTimeout(() => r('timed out'), 2000).unref()),
-            ]);
+            const problem = await Promise.race([check(), new Promise<string>((r) => setTimeout(() => r('timed out'), 2000).unref())]);
             checks[name] = problem ?? 'ok';
             if (problem) ok = false;
           } catch (err) {

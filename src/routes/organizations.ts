@@ -8,13 +8,7 @@ import { findUserById } from '../db/users.repository.js';
 import type { Role } from '../db/tables/identity.js';
 import { notFound } from '../errors/api-error.js';
 import { changeMembership, requireMembership, type MembershipActor } from '../organizations/members.service.js';
-import {
-  cancelInvitation,
-  myInvitations,
-  organizationInvitations,
-  putMember,
-  respondToInvitation,
-} from '../organizations/invitations.service.js';
+import { cancelInvitation, myInvitations, organizationInvitations, putMember, respondToInvitation } from '../organizations/invitations.service.js';
 import type { InvitationView } from '../db/organization-invitations.repository.js';
 import { dateTimeSchema, errorResponses, nextAfterSchema, pageQuerySchema, uuidSchema } from './schemas.js';
 
@@ -142,7 +136,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ['organizations'],
         operationId: 'listOrganizationMembers',
-        summary: 'List the organization\'s members and their roles (members)',
+        summary: "List the organization's members and their roles (members)",
         params: orgParams,
         response: { 200: memberList, ...errorResponses(400, 401, 403, 404) },
       },
@@ -152,7 +146,6 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       return { members: await membersOf(app, request.params.orgId) };
     },
   );
-
 
   const deps = { db: app.db, clock: app.clock };
   const asUserActor = (request: Parameters<typeof requestActor>[0]) => ({
@@ -168,7 +161,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ['organizations'],
         operationId: 'putOrganizationMember',
-        summary: 'Change a member\'s role, or invite a user (owners; maintainers within limits)',
+        summary: "Change a member's role, or invite a user (owners; maintainers within limits)",
         description: `${CONSENT} ${MATRIX}`,
         params: memberParams,
         body: roleBody,
@@ -214,7 +207,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ['organizations'],
         operationId: 'listOrganizationInvitations',
-        summary: 'The organization\'s pending invitations (owners and maintainers)',
+        summary: "The organization's pending invitations (owners and maintainers)",
         description: 'Invitations not yet accepted, declined, cancelled or expired. Members get 403, non-members 404.',
         params: orgParams,
         response: { 200: invitationList, ...errorResponses(400, 401, 403, 404) },
@@ -321,11 +314,21 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       const org = await app.db.transaction().execute(async (trx) => {
         if (ownerId && !(await findUserById(trx, ownerId))) throw notFound('user');
         const o = await createOrganization(trx, name);
-        await recordAudit(trx, actor, { action: 'organization.create', targetType: 'organization', targetId: o.id, organizationId: o.id, details: { name: o.name } });
+        await recordAudit(trx, actor, {
+          action: 'organization.create',
+          targetType: 'organization',
+          targetId: o.id,
+          organizationId: o.id,
+          details: { name: o.name },
+        });
         if (ownerId) {
           await upsertMembership(trx, o.id, ownerId, 'owner');
           await recordAudit(trx, actor, {
-            action: 'membership.set', targetType: 'user', targetId: ownerId, organizationId: o.id, details: { role: 'owner', previous_role: null, by: 'operator' },
+            action: 'membership.set',
+            targetType: 'user',
+            targetId: ownerId,
+            organizationId: o.id,
+            details: { role: 'owner', previous_role: null, by: 'operator' },
           });
           await publishChange(trx, { type: 'membership', id: o.id, user_id: ownerId });
         }

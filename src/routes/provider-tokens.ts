@@ -58,7 +58,7 @@ function credentialDescription(registry: ProviderRegistry): string {
     const req = new Set((spec.schema.required ?? []) as string[]);
     return `- \`${n}\`: ${props.map((p) => (req.has(p) ? `**${p}**` : p)).join(', ')}`;
   });
-  return ['The credential, validated against the provider\'s schema (required fields in bold); write-only:', ...lines].join('\n');
+  return ["The credential, validated against the provider's schema (required fields in bold); write-only:", ...lines].join('\n');
 }
 
 function putBody(registry: ProviderRegistry) {
@@ -196,7 +196,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
         tags: ['provider-tokens'],
         operationId: 'resolveProviderToken',
         summary:
-          'Run-time resolution (scope quantum_tokens): your own credential, else your organization\'s; returns the secret. ' +
+          "Run-time resolution (scope quantum_tokens): your own credential, else your organization's; returns the secret. " +
           'Audited. 409 lists the organization ids when you belong to several and name none.',
         params: { type: 'object', required: ['provider'], properties: { provider: providerParam } },
         querystring: {
@@ -241,7 +241,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ['provider-tokens'],
         operationId: 'listOrganizationProviderTokens',
-        summary: 'List the organization\'s provider credentials (metadata only; members)',
+        summary: "List the organization's provider credentials (metadata only; members)",
         params: orgParams,
         response: { 200: tokenList, ...errorResponses(400, 401, 403, 404) },
       },
@@ -259,7 +259,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ['provider-tokens'],
         operationId: 'getOrganizationProviderToken',
-        summary: 'Metadata of the organization\'s credential for one provider (members)',
+        summary: "Metadata of the organization's credential for one provider (members)",
         params: orgProviderParams,
         response: { 200: tokenMetadata, ...errorResponses(400, 401, 403, 404) },
       },
@@ -277,7 +277,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ['provider-tokens'],
         operationId: 'putOrganizationProviderToken',
-        summary: 'Store (create or replace) the organization\'s credential for a provider (owners and maintainers)',
+        summary: "Store (create or replace) the organization's credential for a provider (owners and maintainers)",
         params: orgProviderParams,
         body: putBody(registry),
         response: {
@@ -289,13 +289,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request, reply) => {
       requireWriter(await requireMembership(app.db, request.params.orgId, request.principal!.userId));
-      const { row, created } = await putProviderToken(
-        deps,
-        orgOwner(request.params.orgId),
-        request.params.provider,
-        request.body,
-        requestActor(request),
-      );
+      const { row, created } = await putProviderToken(deps, orgOwner(request.params.orgId), request.params.provider, request.body, requestActor(request));
       reply.code(created ? 201 : 200);
       return metadata(row);
     },
@@ -308,7 +302,7 @@ export async function providerTokenRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ['provider-tokens'],
         operationId: 'deleteOrganizationProviderToken',
-        summary: 'Delete the organization\'s credential for a provider (owners and maintainers)',
+        summary: "Delete the organization's credential for a provider (owners and maintainers)",
         params: orgProviderParams,
         response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 401, 403, 404) },
       },

@@ -81,9 +81,7 @@ export async function wellKnownRoutes(app: FastifyInstance): Promise<void> {
     },
     async (_request, reply) => {
       // Algorithms of the keys that sign or still verify, the configured one first.
-      const algs = [...new Set([signingAlg, ...app.oauth.keys.algorithms()])].filter((a) =>
-        (SIGNING_ALGS as readonly string[]).includes(a),
-      );
+      const algs = [...new Set([signingAlg, ...app.oauth.keys.algorithms()])].filter((a) => (SIGNING_ALGS as readonly string[]).includes(a));
       reply.header('cache-control', `public, max-age=${jwksMaxAgeSeconds}`);
       return { ...metadata, access_token_signing_alg_values_supported: algs };
     },

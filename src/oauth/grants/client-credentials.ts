@@ -59,9 +59,7 @@ export function resolveAudience(params: ClientCredentialsParams, issuer: string,
  */
 export function requireValidOrganizationBinding(client: ClientEntry): void {
   if (!client.organizationBindingValid) {
-    throw unauthorizedClient(
-      "this SDK key's organization binding is no longer valid: its owner is not a member of that organization",
-    );
+    throw unauthorizedClient("this SDK key's organization binding is no longer valid: its owner is not a member of that organization");
   }
 }
 

@@ -84,7 +84,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
         summary: 'Create an SDK key (at most 2 per user); the client_secret is returned this once',
         description:
           'The key is a child of the API token the caller acts for (its own, or the one its session came from): its scopes ' +
-          'are within that token\'s, it expires with it (`expires_at`; its access tokens never outlive it) and it is deleted ' +
+          "are within that token's, it expires with it (`expires_at`; its access tokens never outlive it) and it is deleted " +
           'when that token is revoked. SDK-key access tokens cannot create, change or delete SDK keys (403 insufficient_scope).',
         security,
         body: {
@@ -119,7 +119,10 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
         organizationId: request.body.organization_id ?? null,
       });
       app.oauth.clients.invalidate(row.client_id);
-      return reply.code(201).header('cache-control', 'no-store').send({ ...view(row), client_secret: secret });
+      return reply
+        .code(201)
+        .header('cache-control', 'no-store')
+        .send({ ...view(row), client_secret: secret });
     },
   );
 

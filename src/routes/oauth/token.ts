@@ -65,11 +65,13 @@ export async function tokenRoute(app: FastifyInstance, ctx: OAuthRouteContext): 
       }
       await ctx.limitClient(request, client.clientId);
       const now = app.clock.now();
-      const response = await clientCredentialsGrant(
-        { scope: body.scope, audience: body.audience, resource: body.resource },
-        client,
-        { keys: app.oauth.keys, issuer: app.config.issuer, allowedAudiences: app.config.allowedAudiences, ttlSeconds: app.config.accessTokenTtlSeconds, nowMs: now },
-      );
+      const response = await clientCredentialsGrant({ scope: body.scope, audience: body.audience, resource: body.resource }, client, {
+        keys: app.oauth.keys,
+        issuer: app.config.issuer,
+        allowedAudiences: app.config.allowedAudiences,
+        ttlSeconds: app.config.accessTokenTtlSeconds,
+        nowMs: now,
+      });
       app.usage.touch(SDK_KEY_USAGE, client.clientId, new Date(now));
       return noStore(reply).send(response);
     },
