@@ -32,6 +32,16 @@ function isUniqueViolation(err: unknown): boolean {
   return (err as { code?: string })?.code === '23505';
 }
 
+/** `--org ID --user USER --role R` of the membership commands, checked before any database work. */
+function membershipFlags(argv: string[], usage: string): { orgId: string; role: Role; userRef: string } {
+  const { values } = flags(argv, { org: { type: 'string' }, user: { type: 'string' }, role: { type: 'string' } }, usage);
+  const orgId = required(values.org, 'org', usage);
+  const role = (values.role ?? 'member') as Role;
+  if (!ROLES.includes(role)) throw new CliError(`--role must be one of ${ROLES.join(', ')}`);
+  if (!UUID.test(orgId)) throw new CliError(`--org takes an organization id (uuid), got ${orgId}`);
+  return { orgId, role, userRef: required(values.user, 'user', usage) };
+}
+
 export const migrateCommand: Command = {
   name: 'migrate',
   usage: 'tessera migrate',
@@ -104,13 +114,9 @@ export const identityCommands: Command[] = [
     usage: 'tessera orgs add-member --org ORG_ID --user USER --role owner|maintainer|member',
     summary: 'add a user to an organization, or change their role',
     async run(argv) {
-      const { values } = flags(argv, { org: { type: 'string' }, user: { type: 'string' }, role: { type: 'string' } }, this.usage);
-      const orgId = required(values.org, 'org', this.usage);
-      const role = (values.role ?? 'member') as Role;
-      if (!ROLES.includes(role)) throw new CliError(`--role must be one of ${ROLES.join(', ')}`);
-      if (!UUID.test(orgId)) throw new CliError(`--org takes an organization id (uuid), got ${orgId}`);
+      const { orgId, role, userRef } = membershipFlags(argv, this.usage);
       await withRuntime(async ({ handle }) => {
-        const user = await resolveUser(handle.db, required(values.user, 'user', this.usage));
+        const user = await resolveUser(handle.db, userRef);
         if (!(await findOrganization(handle.db, orgId))) throw new CliError(`no organization ${orgId}`);
         const m = await changeMembership({ db: handle.db, clock: systemClock }, { kind: 'operator', audit: CLI_ACTOR }, orgId, user.id, role).catch(cliError);
         print({ organization_id: m.organizationId, user_id: m.userId, role: m.role });
@@ -122,13 +128,9 @@ export const identityCommands: Command[] = [
     usage: 'tessera orgs invite --org ORG_ID --user USER --role owner|maintainer|member',
     summary: 'invite a user to an organization (a membership once they accept; orgs add-member adds directly)',
     async run(argv) {
-      const { values } = flags(argv, { org: { type: 'string' }, user: { type: 'string' }, role: { type: 'string' } }, this.usage);
-      const orgId = required(values.org, 'org', this.usage);
-      const role = (values.role ?? 'member') as Role;
-      if (!ROLES.includes(role)) throw new CliError(`--role must be one of ${ROLES.join(', ')}`);
-      if (!UUID.test(orgId)) throw new CliError(`--org takes an organization id (uuid), got ${orgId}`);
+      const { orgId, role, userRef } = membershipFlags(argv, this.usage);
       await withRuntime(async ({ handle }) => {
-        const user = await resolveUser(handle.db, required(values.user, 'user', this.usage));
+        const user = await resolveUser(handle.db, userRef);
         const inv = await inviteAsOperator({ db: handle.db, clock: systemClock }, CLI_ACTOR, orgId, user.id, role).catch(cliError);
         print({
           invitation: {
