@@ -5,7 +5,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { bearer, harness, type Harness } from './helper.js';
 import { basic, claimsOf, createSdkKey, getToken, oauthPost, type SdkKey } from './oauth-helper.js';
 import { issueApiToken } from '../src/auth/api-tokens.service.js';
-import { SDK_KEY_TOKEN_CANNOT_MANAGE } from '../src/errors/api-error.js';
+import { SDK_KEY_TOKEN_CANNOT_MANAGE } from '../src/platform/errors/api-error.js';
 import type { User } from '../src/db/users.repository.js';
 
 const CC = { grant_type: 'client_credentials' };

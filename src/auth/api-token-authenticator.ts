@@ -1,8 +1,8 @@
-import type { Authenticator } from '../plugins/auth.js';
-import type { Config } from '../config.js';
-import { epochSeconds, type Clock } from '../clock.js';
-import type { Db } from '../db/database.js';
-import { USAGE_EVERY_MS, type UsageStamps, type UsageTarget } from '../db/usage-stamps.js';
+import type { Authenticator } from '../platform/auth/auth-plugin.js';
+import type { Config } from '../platform/config.js';
+import { epochSeconds, type Clock } from '../platform/clock.js';
+import type { Db } from '../platform/database/database.js';
+import { USAGE_EVERY_MS, type UsageStamps, type UsageTarget } from '../platform/database/usage-stamps.js';
 import { findApiTokenByHash } from '../db/api-tokens.repository.js';
 import { API_TOKEN_PREFIX, hashApiToken, isWellFormedApiToken } from './api-token.js';
 

@@ -1,4 +1,4 @@
-import { checksummedTokens, hashSecret } from '../crypto/secrets.js';
+import { checksummedTokens, hashSecret } from '../platform/crypto/secrets.js';
 
 /**
  * Personal access tokens look like `tsr_pat_<43 base62 chars: 256 random bits><6 chars: CRC-32>`.

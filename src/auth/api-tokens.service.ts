@@ -1,15 +1,15 @@
 import type { Kysely, Transaction } from 'kysely';
-import type { Database } from '../db/database.js';
+import type { Database } from '../platform/database/database.js';
 import { insertApiToken, revokeApiTokenOfUser, revokeLiveDescendants, type ApiTokenRow } from '../db/api-tokens.repository.js';
 import { deleteSdkKeysOfParents } from '../db/sdk-keys.repository.js';
 import { revokeSessionsOfApiToken } from '../db/sessions.repository.js';
-import { publishChange } from '../db/notifications.js';
-import { recordAudit, type Actor } from '../db/audit.repository.js';
-import { forbidden } from '../errors/api-error.js';
+import { publishChange } from '../platform/database/notifications.js';
+import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
+import { forbidden } from '../platform/errors/api-error.js';
 import { SDK_KEY_EVENT } from '../oauth/sdk-keys.service.js';
 import { displayPrefix, generateApiToken, hashApiToken } from './api-token.js';
 import { capExpiry, lockParent } from './credential-parent.js';
-import type { Principal } from './principal.js';
+import type { Principal } from '../platform/auth/principal.js';
 
 /** Creates an API token and returns it with its row; the token exists nowhere else after this. */
 export async function issueApiToken(

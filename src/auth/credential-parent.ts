@@ -1,9 +1,9 @@
 import type { Transaction } from 'kysely';
-import type { Database } from '../db/database.js';
+import type { Database } from '../platform/database/database.js';
 import { lockLiveApiToken } from '../db/api-tokens.repository.js';
 import { lockActiveUser } from '../db/users.repository.js';
-import { invalidToken, sdkKeyTokenCannotManage } from '../errors/api-error.js';
-import type { Principal } from './principal.js';
+import { invalidToken, sdkKeyTokenCannotManage } from '../platform/errors/api-error.js';
+import type { Principal } from '../platform/auth/principal.js';
 
 /** What a credential created through the API inherits from the API token behind its creator. */
 export interface ParentGrant {

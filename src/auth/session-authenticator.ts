@@ -1,11 +1,11 @@
-import type { Authenticator } from '../plugins/auth.js';
-import type { Config } from '../config.js';
-import { epochSeconds, type Clock } from '../clock.js';
-import type { Db } from '../db/database.js';
-import { USAGE_EVERY_MS, type UsageStamps, type UsageTarget } from '../db/usage-stamps.js';
-import type { ChangeListener } from '../db/notifications.js';
+import type { Authenticator } from '../platform/auth/auth-plugin.js';
+import type { Config } from '../platform/config.js';
+import { epochSeconds, type Clock } from '../platform/clock.js';
+import type { Db } from '../platform/database/database.js';
+import { USAGE_EVERY_MS, type UsageStamps, type UsageTarget } from '../platform/database/usage-stamps.js';
+import type { ChangeListener } from '../platform/database/notifications.js';
 import { findLiveSessionByHash } from '../db/sessions.repository.js';
-import type { Principal } from './principal.js';
+import type { Principal } from '../platform/auth/principal.js';
 import type { CachedSession, SessionCache } from './session-cache.js';
 import { hashSessionToken, isWellFormedSessionToken, SESSION_TOKEN_PREFIX } from './session-token.js';
 import { slidingOf } from './sessions.service.js';

@@ -1,4 +1,4 @@
-import { checksummedTokens, hashSecret } from '../crypto/secrets.js';
+import { checksummedTokens, hashSecret } from '../platform/crypto/secrets.js';
 
 /** Session tokens (the `id` loginWithToken returns): `tsr_ses_<256 random bits, base62><CRC-32>`. */
 const sessionTokens = checksummedTokens('tsr_ses_');

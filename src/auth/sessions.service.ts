@@ -1,5 +1,5 @@
-import type { Config } from '../config.js';
-import type { Db } from '../db/database.js';
+import type { Config } from '../platform/config.js';
+import type { Db } from '../platform/database/database.js';
 import { createSessionFromApiToken, revokeSessionByHash, type NewSession } from '../db/sessions.repository.js';
 import { hashApiToken, isWellFormedApiToken } from './api-token.js';
 import { generateSessionToken, hashSessionToken } from './session-token.js';

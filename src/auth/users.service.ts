@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
-import type { Database } from '../db/database.js';
-import { publishChange } from '../db/notifications.js';
-import { recordAudit, type Actor } from '../db/audit.repository.js';
+import type { Database } from '../platform/database/database.js';
+import { publishChange } from '../platform/database/notifications.js';
+import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
 import { createUser, setUserStatus, type User } from '../db/users.repository.js';
 import { revokeApiTokensOfUser } from '../db/api-tokens.repository.js';
 import { revokeSessionsOfUser } from '../db/sessions.repository.js';

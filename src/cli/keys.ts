@@ -1,4 +1,4 @@
-import type { Runtime } from '../runtime.js';
+import type { Runtime } from '../platform/runtime.js';
 import { SigningKeyAlreadyRevokedError, SigningKeyLifecycle, SigningKeyNotFoundError } from '../keys/rotation.js';
 import { CLI_ACTOR, CliError, flags, print, withRuntime, type Command } from './context.js';
 

@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import type { Database } from './database.js';
+import type { Database } from '../platform/database/database.js';
 import type { ApiTokensTable } from './tables/api-tokens.js';
 
 export type ApiTokenRow = Selectable<ApiTokensTable>;

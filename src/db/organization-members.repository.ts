@@ -1,5 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
-import type { Database } from './database.js';
+import type { Database } from '../platform/database/database.js';
 import type { Organization } from './organizations.repository.js';
 import type { Role } from './tables/identity.js';
 

@@ -1,5 +1,5 @@
 import type { Kysely, Selectable, Transaction } from 'kysely';
-import type { Database } from './database.js';
+import type { Database } from '../platform/database/database.js';
 import type { MembershipsTable, OrganizationsTable, Role } from './tables/identity.js';
 
 export type Organization = Selectable<OrganizationsTable>;

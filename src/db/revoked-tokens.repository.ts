@@ -1,5 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
-import type { Database } from './database.js';
+import type { Database } from '../platform/database/database.js';
 
 type Q = Kysely<Database> | Transaction<Database>;
 

@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Selectable, type Transaction, type Updateable } from 'kysely';
-import type { Database } from './database.js';
+import type { Database } from '../platform/database/database.js';
 import type { SdkKeysTable } from './tables/oauth.js';
 import type { UserStatus } from './tables/identity.js';
 

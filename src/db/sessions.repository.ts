@@ -1,8 +1,8 @@
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import { preparedMarker, type Database } from './database.js';
+import { preparedMarker, type Database } from '../platform/database/database.js';
 import type { SessionsTable } from './tables/sessions.js';
-import { auditInsertFrom } from './audit.repository.js';
-import { changeNotifySql } from './notifications.js';
+import { auditInsertFrom } from '../platform/database/audit.repository.js';
+import { changeNotifySql } from '../platform/database/notifications.js';
 
 export type SessionRow = Selectable<SessionsTable>;
 type Q = Kysely<Database> | Transaction<Database>;

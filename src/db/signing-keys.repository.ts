@@ -1,5 +1,5 @@
 import type { Kysely, Selectable, Transaction } from 'kysely';
-import type { Database } from './database.js';
+import type { Database } from '../platform/database/database.js';
 import type { SigningKeyState, SigningKeysTable } from './tables/oauth.js';
 
 export type SigningKeyRow = Selectable<SigningKeysTable>;

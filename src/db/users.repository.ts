@@ -1,6 +1,6 @@
 import type { Insertable, Selectable } from 'kysely';
 import type { Kysely, Transaction } from 'kysely';
-import type { Database, Db } from './database.js';
+import type { Database, Db } from '../platform/database/database.js';
 import type { UsersTable, UserStatus } from './tables/identity.js';
 
 export type User = Selectable<UsersTable>;

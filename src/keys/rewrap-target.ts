@@ -1,5 +1,5 @@
-import { DecryptError, open, seal } from '../crypto/aead.js';
-import { sealedRowsTarget } from '../crypto/rewrap.js';
+import { DecryptError, open, seal } from '../platform/crypto/aead.js';
+import { sealedRowsTarget } from '../platform/crypto/rewrap.js';
 import { countSigningKeysByMasterKey, lockSigningKeysToRewrap, replacePrivateKeyCiphertext, type SigningKeyRow } from '../db/signing-keys.repository.js';
 import { privateKeyAad } from './signing-key.js';
 

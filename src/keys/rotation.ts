@@ -1,10 +1,10 @@
 import { sql, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
-import type { Config } from '../config.js';
-import type { Database, Db } from '../db/database.js';
-import { recordAudit, type Actor } from '../db/audit.repository.js';
-import { publishChange } from '../db/notifications.js';
+import type { Clock } from '../platform/clock.js';
+import type { Config } from '../platform/config.js';
+import type { Database, Db } from '../platform/database/database.js';
+import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
+import { publishChange } from '../platform/database/notifications.js';
 import {
   deleteExpiredSigningKeys,
   findActiveSigningKey,

@@ -1,7 +1,7 @@
 import { createPrivateKey, generateKeyPairSync, sign as nodeSign, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, importJWK, type CryptoKey, type JWK } from 'jose';
-import type { MasterKey, SigningAlg } from '../config.js';
-import { open, seal } from '../crypto/aead.js';
+import type { MasterKey, SigningAlg } from '../platform/config.js';
+import { open, seal } from '../platform/crypto/aead.js';
 
 /** What a new signing key is stored as. */
 export interface NewSigningKey {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
-import { epochSeconds, type Clock } from '../clock.js';
-import type { Config } from '../config.js';
+import { epochSeconds, type Clock } from '../platform/clock.js';
+import type { Config } from '../platform/config.js';
 import type { SigningKeyStore } from '../keys/key-store.js';
 import { signCompact } from '../keys/signing-key.js';
 import type { ClientCache, ClientEntry } from './client-cache.js';

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { Clock } from '../clock.js';
-import type { Db } from '../db/database.js';
-import { recordAudit, type Actor } from '../db/audit.repository.js';
-import { publishChange } from '../db/notifications.js';
+import type { Clock } from '../platform/clock.js';
+import type { Db } from '../platform/database/database.js';
+import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
+import { publishChange } from '../platform/database/notifications.js';
 import { findMembership } from '../db/organizations.repository.js';
 import {
   countSdkKeys,
@@ -15,10 +15,10 @@ import {
   updateSdkKey,
   type SdkKeyRow,
 } from '../db/sdk-keys.repository.js';
-import { conflict, forbidden, notFound } from '../errors/api-error.js';
-import { hashSecret, randomSecret } from '../crypto/secrets.js';
+import { conflict, forbidden, notFound } from '../platform/errors/api-error.js';
+import { hashSecret, randomSecret } from '../platform/crypto/secrets.js';
 import { lockParent } from '../auth/credential-parent.js';
-import type { Principal } from '../auth/principal.js';
+import type { Principal } from '../platform/auth/principal.js';
 import { nextTokensValidAfter } from './access-token.js';
 
 /** Change-event type for SDK keys (id = client_id). */

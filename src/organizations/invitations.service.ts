@@ -1,8 +1,8 @@
 import type { Transaction } from 'kysely';
-import type { Clock } from '../clock.js';
-import type { Database } from '../db/database.js';
-import { recordAudit, type Actor } from '../db/audit.repository.js';
-import { publishChange } from '../db/notifications.js';
+import type { Clock } from '../platform/clock.js';
+import type { Database } from '../platform/database/database.js';
+import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
+import { publishChange } from '../platform/database/notifications.js';
 import { lockOrganization } from '../db/organization-members.repository.js';
 import {
   deleteInvitation,
@@ -15,7 +15,7 @@ import {
 import { findMembership, type Organization } from '../db/organizations.repository.js';
 import { findUserById } from '../db/users.repository.js';
 import type { Role } from '../db/tables/identity.js';
-import { conflict, forbidden, notFound } from '../errors/api-error.js';
+import { conflict, forbidden, notFound } from '../platform/errors/api-error.js';
 import {
   actorRole,
   applyMembershipChange,

@@ -1,8 +1,8 @@
 import type { Transaction } from 'kysely';
-import type { Clock } from '../clock.js';
-import type { Database, Db } from '../db/database.js';
-import { recordAudit, type Actor } from '../db/audit.repository.js';
-import { publishChange } from '../db/notifications.js';
+import type { Clock } from '../platform/clock.js';
+import type { Database, Db } from '../platform/database/database.js';
+import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
+import { publishChange } from '../platform/database/notifications.js';
 import { findMembership, upsertMembership } from '../db/organizations.repository.js';
 import { countOwners, deleteMembership, lockOrganization } from '../db/organization-members.repository.js';
 import { deleteInvitationOf } from '../db/organization-invitations.repository.js';
@@ -10,7 +10,7 @@ import { cutOffOrganizationKeys } from '../db/sdk-keys.repository.js';
 import { findUserById } from '../db/users.repository.js';
 import { SDK_KEY_EVENT } from '../oauth/sdk-keys.service.js';
 import type { Role } from '../db/tables/identity.js';
-import { ApiError, conflict, forbidden, notFound } from '../errors/api-error.js';
+import { ApiError, conflict, forbidden, notFound } from '../platform/errors/api-error.js';
 
 /**
  * Who changes membership: an operator (scope `admin`, any change) or a user acting through their

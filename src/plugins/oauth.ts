@@ -2,14 +2,14 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { findSdkKeysForAuth, recentSdkKeysForAuth } from '../db/sdk-keys.repository.js';
 import { listLiveRevokedTokens, pruneRevokedTokens } from '../db/revoked-tokens.repository.js';
-import { hashSecret, safeEqual } from '../crypto/secrets.js';
+import { hashSecret, safeEqual } from '../platform/crypto/secrets.js';
 import { SIGNING_KEYS_CHANGED, SigningKeyStore } from '../keys/key-store.js';
 import { AccessTokenVerifier, looksLikeJwt } from '../oauth/access-token.js';
 import { authenticateClient, type ClientCredentials } from '../oauth/client-auth.js';
 import { ClientCache, type ClientEntry } from '../oauth/client-cache.js';
 import { RevokedTokenSet } from '../oauth/denylist.js';
 import { SDK_KEY_EVENT, SDK_KEY_PURPOSE } from '../oauth/sdk-keys.service.js';
-import type { Authenticator } from './auth.js';
+import type { Authenticator } from '../platform/auth/auth-plugin.js';
 
 /** Change-event types this feature publishes and follows. */
 export const REVOKED_TOKEN = 'revoked_token';

@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
-import type { Config, MasterKey } from '../config.js';
-import { DecryptError, open, seal } from '../crypto/aead.js';
-import type { Db } from '../db/database.js';
-import { recordAudit, type Actor } from '../db/audit.repository.js';
-import { publishChange } from '../db/notifications.js';
+import type { Clock } from '../platform/clock.js';
+import type { Config, MasterKey } from '../platform/config.js';
+import { DecryptError, open, seal } from '../platform/crypto/aead.js';
+import type { Db } from '../platform/database/database.js';
+import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
+import { publishChange } from '../platform/database/notifications.js';
 import { findMembership, organizationsOfUser } from '../db/organizations.repository.js';
 import {
   deleteProviderToken,
@@ -13,8 +13,8 @@ import {
   type ProviderTokenOwner,
   type ProviderTokenRow,
 } from '../db/provider-tokens.repository.js';
-import { USAGE_EVERY_MS, type UsageStamps, type UsageTarget } from '../db/usage-stamps.js';
-import { ApiError, badRequest, conflict, notFound } from '../errors/api-error.js';
+import { USAGE_EVERY_MS, type UsageStamps, type UsageTarget } from '../platform/database/usage-stamps.js';
+import { ApiError, badRequest, conflict, notFound } from '../platform/errors/api-error.js';
 import type { ProviderRegistry } from './registry.js';
 
 const PROVIDER_TOKEN_USAGE: UsageTarget = { table: 'provider_tokens', keyColumn: 'id', keyType: 'uuid', everyMs: USAGE_EVERY_MS };

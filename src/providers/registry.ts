@@ -1,5 +1,5 @@
 import type { ErrorObject, ValidateFunction } from 'ajv';
-import { credentialAjv, type ProviderSpec } from './catalog.js';
+import { credentialAjv, type ProviderSpec } from '../platform/provider-catalog.js';
 
 export interface CredentialProblem {
   /** JSON pointer into the credential (`/region`), empty for the object itself. */

@@ -1,5 +1,5 @@
-import { DecryptError, seal } from '../crypto/aead.js';
-import { sealedRowsTarget } from '../crypto/rewrap.js';
+import { DecryptError, seal } from '../platform/crypto/aead.js';
+import { sealedRowsTarget } from '../platform/crypto/rewrap.js';
 import { countByKey, lockRowsToRewrap, replaceCiphertext, type ProviderTokenRow } from '../db/provider-tokens.repository.js';
 import { openCredentialBytes, ownerOfRow, providerTokenAad } from './provider-tokens.service.js';
 

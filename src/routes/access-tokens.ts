@@ -1,10 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-import { badRequest, notFound } from '../errors/api-error.js';
-import { credentialLabel } from '../auth/principal.js';
-import { API_SCOPES } from '../auth/scopes.js';
+import { badRequest, notFound } from '../platform/errors/api-error.js';
+import { credentialLabel } from '../platform/auth/principal.js';
+import { API_SCOPES } from '../platform/auth/scopes.js';
 import { createChildApiToken, revokeApiToken } from '../auth/api-tokens.service.js';
 import { listLiveApiTokens, type ApiTokenRow } from '../db/api-tokens.repository.js';
-import { dateTimeSchema, errorResponses, uuidSchema } from './schemas.js';
+import { dateTimeSchema, errorResponses, uuidSchema } from '../platform/http/schemas.js';
 
 const MAX_EXPIRES_IN = 10 * 365 * 86400;
 

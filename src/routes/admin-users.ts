@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { conflict, notFound } from '../errors/api-error.js';
-import { credentialLabel } from '../auth/principal.js';
-import type { Actor } from '../db/audit.repository.js';
+import { conflict, notFound } from '../platform/errors/api-error.js';
+import { credentialLabel } from '../platform/auth/principal.js';
+import type { Actor } from '../platform/database/audit.repository.js';
 import { findUserById, listUsers } from '../db/users.repository.js';
 import { activateUser, createUserAudited, DuplicateEmailError, suspendUser } from '../auth/users.service.js';
-import { errorResponses, nextAfterSchema, pageQuerySchema, uuidSchema } from './schemas.js';
+import { errorResponses, nextAfterSchema, pageQuerySchema, uuidSchema } from '../platform/http/schemas.js';
 import { userSchema, userView } from './users.js';
 
 function actorOf(request: FastifyRequest): Actor {

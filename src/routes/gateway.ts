@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
-import { badRequest, insufficientScope, invalidToken, missingToken } from '../errors/api-error.js';
-import { extractBearer } from '../plugins/auth.js';
-import { hasScopes } from '../auth/principal.js';
-import { parseScopeString } from '../auth/scopes.js';
-import { errorResponses } from './schemas.js';
+import { badRequest, insufficientScope, invalidToken, missingToken } from '../platform/errors/api-error.js';
+import { extractBearer } from '../platform/auth/auth-plugin.js';
+import { hasScopes } from '../platform/auth/principal.js';
+import { parseScopeString } from '../platform/auth/scopes.js';
+import { errorResponses } from '../platform/http/schemas.js';
 
 const identityHeaders = {
   'X-Tessera-Subject': { type: 'string', description: 'The user the credential acts for (uuid)' },

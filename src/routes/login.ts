@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
-import { badRequest, invalidToken, missingToken } from '../errors/api-error.js';
-import { extractBearer } from '../plugins/auth.js';
+import { badRequest, invalidToken, missingToken } from '../platform/errors/api-error.js';
+import { extractBearer } from '../platform/auth/auth-plugin.js';
 import { isWellFormedSessionToken, SESSION_TOKEN_PREFIX } from '../auth/session-token.js';
 import { loginWithApiToken, logoutSession } from '../auth/sessions.service.js';
-import { dateTimeSchema, errorResponses, uuidSchema } from './schemas.js';
+import { dateTimeSchema, errorResponses, uuidSchema } from '../platform/http/schemas.js';
 
 /** Token login and logout, compatible with the IBM Quantum flow. */
 export async function loginRoutes(app: FastifyInstance): Promise<void> {

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
-import { pendingMigrations } from '../db/migrate.js';
+import { pendingMigrations } from '../platform/database/migrate.js';
 
 const statusBody = {
   type: 'object',

@@ -1,16 +1,16 @@
 import type { FastifyInstance } from 'fastify';
-import { requestActor } from '../auth/request-actor.js';
-import { recordAudit } from '../db/audit.repository.js';
-import { publishChange } from '../db/notifications.js';
+import { requestActor } from '../platform/auth/request-actor.js';
+import { recordAudit } from '../platform/database/audit.repository.js';
+import { publishChange } from '../platform/database/notifications.js';
 import { listMembers, listOrganizations } from '../db/organization-members.repository.js';
 import { createOrganization, findOrganization, upsertMembership } from '../db/organizations.repository.js';
 import { findUserById } from '../db/users.repository.js';
 import type { Role } from '../db/tables/identity.js';
-import { notFound } from '../errors/api-error.js';
+import { notFound } from '../platform/errors/api-error.js';
 import { changeMembership, requireMembership, type MembershipActor } from '../organizations/members.service.js';
 import { cancelInvitation, myInvitations, organizationInvitations, putMember, respondToInvitation } from '../organizations/invitations.service.js';
 import type { InvitationView } from '../db/organization-invitations.repository.js';
-import { dateTimeSchema, errorResponses, nextAfterSchema, pageQuerySchema, uuidSchema } from './schemas.js';
+import { dateTimeSchema, errorResponses, nextAfterSchema, pageQuerySchema, uuidSchema } from '../platform/http/schemas.js';
 
 const roleSchema = { type: 'string', enum: ['owner', 'maintainer', 'member'] } as const;
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { requestActor } from '../auth/request-actor.js';
+import { requestActor } from '../platform/auth/request-actor.js';
 import { findProviderToken, listProviderTokens, type ProviderTokenOwner } from '../db/provider-tokens.repository.js';
-import { notFound } from '../errors/api-error.js';
+import { notFound } from '../platform/errors/api-error.js';
 import { requireMembership, requireWriter } from '../organizations/members.service.js';
 import { ProviderRegistry } from '../providers/registry.js';
 import {
@@ -12,7 +12,7 @@ import {
   resolveProviderToken,
   type ProviderTokenDeps,
 } from '../providers/provider-tokens.service.js';
-import { dateTimeSchema, errorResponses, uuidSchema } from './schemas.js';
+import { dateTimeSchema, errorResponses, uuidSchema } from '../platform/http/schemas.js';
 
 const providerParam = {
   type: 'string',

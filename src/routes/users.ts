@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import { notFound } from '../errors/api-error.js';
+import { notFound } from '../platform/errors/api-error.js';
 import { findUserById, type User } from '../db/users.repository.js';
 import { organizationsOfUser } from '../db/organizations.repository.js';
-import { dateTimeSchema, errorResponses, uuidSchema } from './schemas.js';
+import { dateTimeSchema, errorResponses, uuidSchema } from '../platform/http/schemas.js';
 
 export const userSchema = {
   type: 'object',

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import { SIGNING_ALGS } from '../config.js';
+import { SIGNING_ALGS } from '../platform/config.js';
 import { GRANT_TYPE } from '../oauth/grants/client-credentials.js';
 import { SDK_KEY_SCOPES } from '../oauth/scopes.js';
-import { errorResponses } from './schemas.js';
+import { errorResponses } from '../platform/http/schemas.js';
 
 const stringArray = { type: 'array', items: { type: 'string' } } as const;
 

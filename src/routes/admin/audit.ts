@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { listAuditEvents } from '../../db/audit.repository.js';
-import { dateTimeSchema, errorResponses, uuidSchema } from '../schemas.js';
+import { listAuditEvents } from '../../platform/database/audit.repository.js';
+import { dateTimeSchema, errorResponses, uuidSchema } from '../../platform/http/schemas.js';
 
 const eventSchema = {
   type: 'object',

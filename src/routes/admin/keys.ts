@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import { requestActor } from '../../auth/request-actor.js';
-import { conflict, notFound } from '../../errors/api-error.js';
+import { requestActor } from '../../platform/auth/request-actor.js';
+import { conflict, notFound } from '../../platform/errors/api-error.js';
 import { SigningKeyAlreadyRevokedError, SigningKeyNotFoundError } from '../../keys/rotation.js';
-import { dateTimeSchema, errorResponses } from '../schemas.js';
+import { dateTimeSchema, errorResponses } from '../../platform/http/schemas.js';
 
 const nullableTime = { anyOf: [dateTimeSchema, { type: 'null' }] } as const;
 

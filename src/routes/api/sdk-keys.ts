@@ -1,11 +1,11 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { credentialLabel, type Principal } from '../../auth/principal.js';
-import type { Actor } from '../../db/audit.repository.js';
+import { credentialLabel, type Principal } from '../../platform/auth/principal.js';
+import type { Actor } from '../../platform/database/audit.repository.js';
 import { listSdkKeys, findSdkKey, type SdkKeyRow } from '../../db/sdk-keys.repository.js';
-import { forbidden, notFound } from '../../errors/api-error.js';
+import { forbidden, notFound } from '../../platform/errors/api-error.js';
 import { isSdkKeyScope, SDK_KEY_SCOPES } from '../../oauth/scopes.js';
 import { createSdkKey, deleteSdkKeyFor, updateSdkKeyFor } from '../../oauth/sdk-keys.service.js';
-import { dateTimeSchema, errorResponses, uuidSchema } from '../schemas.js';
+import { dateTimeSchema, errorResponses, uuidSchema } from '../../platform/http/schemas.js';
 
 const CLIENT_ID_PATTERN = '^s_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
 

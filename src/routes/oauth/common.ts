@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, preValidationAsyncHookHandler } from 'fastify';
-import { OAuthError, invalidClient, invalidRequest, invalidTarget } from '../../errors/oauth-error.js';
+import { OAuthError, invalidClient, invalidRequest, invalidTarget } from '../../platform/errors/oauth-error.js';
 import { extractClientCredentials } from '../../oauth/client-auth.js';
 import type { ClientEntry } from '../../oauth/client-cache.js';
 import { AttemptLimiter } from '../../oauth/attempt-limiter.js';

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { registerFormParser } from '../../plugins/form.js';
+import { registerFormParser } from '../../platform/http/form.js';
 import { OAUTH_BODY_LIMIT, oauthRouteContext } from './common.js';
 import { introspectRoute } from './introspect.js';
 import { revokeRoute } from './revoke.js';

@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Principal } from '../../auth/principal.js';
-import { OAuthError, invalidRequest } from '../../errors/oauth-error.js';
-import { extractBearer } from '../../plugins/auth.js';
+import type { Principal } from '../../platform/auth/principal.js';
+import { OAuthError, invalidRequest } from '../../platform/errors/oauth-error.js';
+import { extractBearer } from '../../platform/auth/auth-plugin.js';
 import { looksLikeJwt } from '../../oauth/access-token.js';
-import { oauthErrorResponses } from '../schemas.js';
+import { oauthErrorResponses } from '../../platform/http/schemas.js';
 import { formOnly, noStore, OAUTH_BODY_LIMIT, type FormBody, type OAuthRouteContext } from './common.js';
 
 /** Scopes that let a bearer token introspect any token. */

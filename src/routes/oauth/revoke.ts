@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify';
-import { invalidRequest } from '../../errors/oauth-error.js';
-import { recordAudit } from '../../db/audit.repository.js';
-import { publishChange } from '../../db/notifications.js';
+import { invalidRequest } from '../../platform/errors/oauth-error.js';
+import { recordAudit } from '../../platform/database/audit.repository.js';
+import { publishChange } from '../../platform/database/notifications.js';
 import { insertRevokedToken } from '../../db/revoked-tokens.repository.js';
 import { looksLikeJwt } from '../../oauth/access-token.js';
 import { REVOKED_TOKEN } from '../../plugins/oauth.js';
-import { oauthErrorResponses } from '../schemas.js';
+import { oauthErrorResponses } from '../../platform/http/schemas.js';
 import { formOnly, noStore, OAUTH_BODY_LIMIT, type FormBody, type OAuthRouteContext } from './common.js';
 
 const revokeBody = {

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import { invalidRequest, unsupportedGrantType } from '../../errors/oauth-error.js';
+import { invalidRequest, unsupportedGrantType } from '../../platform/errors/oauth-error.js';
 import { clientCredentialsGrant, GRANT_TYPE } from '../../oauth/grants/client-credentials.js';
-import { USAGE_EVERY_MS, type UsageTarget } from '../../db/usage-stamps.js';
-import { oauthErrorResponses } from '../schemas.js';
+import { USAGE_EVERY_MS, type UsageTarget } from '../../platform/database/usage-stamps.js';
+import { oauthErrorResponses } from '../../platform/http/schemas.js';
 import { formOnly, noStore, OAUTH_BODY_LIMIT, type FormBody, type OAuthRouteContext } from './common.js';
 
 const SDK_KEY_USAGE: UsageTarget = { table: 'sdk_keys', keyColumn: 'client_id', keyType: 'text', everyMs: USAGE_EVERY_MS };

@@ -5,7 +5,7 @@ import { FileMigrationProvider, Migrator, type MigrationResultSet } from 'kysely
 import type { Db } from './database.js';
 
 /** `migrations/` beside `src/` (from source, and from `dist/` after a build). */
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url));
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../migrations', import.meta.url));
 
 function migrator(db: Db): Migrator {
   return new Migrator({

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
 import { ApiError, insufficientScope, invalidToken, missingToken, sdkKeyTokenCannotManage } from '../errors/api-error.js';
-import { hasScopes, type Principal } from '../auth/principal.js';
-import { markBearerGuard } from './contract.js';
+import { hasScopes, type Principal } from './principal.js';
+import { markBearerGuard } from '../http/contract.js';
 
 /**
  * One kind of bearer credential. The first authenticator whose `accepts` matches the token's

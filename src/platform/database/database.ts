@@ -1,11 +1,11 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { IdentityTables } from './tables/identity.js';
-import type { ApiTokenTables } from './tables/api-tokens.js';
-import type { ProviderTokenTables } from './tables/provider-tokens.js';
-import type { SessionTables } from './tables/sessions.js';
-import type { OAuthTables } from './tables/oauth.js';
+import type { IdentityTables } from '../../db/tables/identity.js';
+import type { ApiTokenTables } from '../../db/tables/api-tokens.js';
+import type { ProviderTokenTables } from '../../db/tables/provider-tokens.js';
+import type { SessionTables } from '../../db/tables/sessions.js';
+import type { OAuthTables } from '../../db/tables/oauth.js';
 
 /** Every table Tessera owns. Each feature declares its tables in `tables/` and joins them here. */
 export interface Database extends IdentityTables, ApiTokenTables, OAuthTables, SessionTables, ProviderTokenTables {}

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { loadConfig, type Config } from './config.js';
-import { createDb, type DbHandle } from './db/database.js';
-import { startEmbeddedPostgres, type EmbeddedPg } from './db/embedded.js';
+import { createDb, type DbHandle } from './database/database.js';
+import { startEmbeddedPostgres, type EmbeddedPg } from './database/embedded.js';
 import { createLogger } from './log.js';
 
 /** What a Tessera process (server or CLI command) runs on. */

@@ -1,5 +1,5 @@
 import type { FastifyInstance, RouteOptions } from 'fastify';
-import { errorResponses, oauthErrorResponses } from '../routes/schemas.js';
+import { errorResponses, oauthErrorResponses } from './schemas.js';
 
 const BEARER_GUARD = Symbol('tessera.bearerGuard');
 

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import path from 'node:path';
-import { providersFromEnv, type ProviderSpec } from './providers/catalog.js';
+import { providersFromEnv, type ProviderSpec } from './provider-catalog.js';
 
 /** Signing algorithms Tessera can issue JWTs with. */
 export const SIGNING_ALGS = ['EdDSA', 'ES256', 'RS256'] as const;

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import type { Actor } from '../db/audit.repository.js';
+import type { Actor } from '../database/audit.repository.js';
 import { credentialLabel } from './principal.js';
 
 /** The audit actor of an authenticated request: its user, credential, address and request id. */

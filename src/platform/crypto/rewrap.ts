@@ -1,7 +1,7 @@
 import type { MasterKey } from '../config.js';
 import type { Transaction } from 'kysely';
-import type { Database, Db } from '../db/database.js';
-import { recordAudit, type Actor } from '../db/audit.repository.js';
+import type { Database, Db } from '../database/database.js';
+import { recordAudit, type Actor } from '../database/audit.repository.js';
 
 /** What a rewrap target reports. Ids only: never a secret. */
 export interface RewrapResult {

@@ -4,7 +4,7 @@ import fp from 'fastify-plugin';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { safeEqual } from '../crypto/secrets.js';
 import { invalidToken, missingToken } from '../errors/api-error.js';
-import { errorResponses } from '../routes/schemas.js';
+import { errorResponses } from './schemas.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

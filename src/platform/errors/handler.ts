@@ -2,7 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import FindMyWay, { type HTTPMethod } from 'find-my-way';
 import { ApiError, type ApiErrorCode } from './api-error.js';
 import { OAuthError, type OAuthErrorCode } from './oauth-error.js';
-import { routeFacts, type RouteFacts } from '../plugins/contract.js';
+import { routeFacts, type RouteFacts } from '../http/contract.js';
 import { UnavailableLog } from './unavailable-log.js';
 
 declare module 'fastify' {
