@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { migrateToLatest } from './platform/database/migrate.js';
-import { countAdminTokens } from './db/api-tokens.repository.js';
+import { countAdminTokens } from './api-tokens/api-tokens.repository.js';
 import { openRuntime, type Runtime } from './platform/runtime.js';
 
 /**

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { open, seal, DecryptError } from '../src/platform/crypto/aead.js';
 import { masterKeyFrom } from '../src/platform/config.js';
 import { crc32, hashSecret, randomBase62, randomSecret, safeEqual } from '../src/platform/crypto/secrets.js';
-import { generateApiToken, isWellFormedApiToken } from '../src/auth/api-token.js';
+import { generateApiToken, isWellFormedApiToken } from '../src/api-tokens/api-token.js';
 
 const mk = () => masterKeyFrom(randomBytes(32).toString('base64'), 'test');
 

@@ -7,8 +7,8 @@ import { isDatabaseUnavailable } from '../src/platform/errors/handler.js';
 import { buildApp } from '../src/app.js';
 import { createDb } from '../src/platform/database/database.js';
 import { migrateToLatest } from '../src/platform/database/migrate.js';
-import { createUser } from '../src/db/users.repository.js';
-import { issueApiToken } from '../src/auth/api-tokens.service.js';
+import { createUser } from '../src/identity/users.repository.js';
+import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
 import { contractValidator, freshDatabase, testConfig } from './helper.js';
 import { basic } from './oauth-helper.js';
 

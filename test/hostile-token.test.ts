@@ -9,7 +9,7 @@ import { harness } from './helper.js';
 import { basic, createSdkKey, FORM, oauthPost } from './oauth-helper.js';
 import { databaseDigest, leaksInternals } from './db-digest.js';
 import { hashSecret } from '../src/platform/crypto/secrets.js';
-import { insertSdkKey } from '../src/db/sdk-keys.repository.js';
+import { insertSdkKey } from '../src/oauth/sdk-keys.repository.js';
 import { authenticateClient, type ClientAuthDeps } from '../src/oauth/client-auth.js';
 import { parseForm } from '../src/platform/http/form.js';
 

@@ -7,7 +7,7 @@ import { loadConfig, masterKeyFrom } from '../src/platform/config.js';
 import { loggerOptions } from '../src/platform/log.js';
 import { rewrapAll } from '../src/cli/rewrap.js';
 import { providersFromEnv } from '../src/platform/provider-catalog.js';
-import { ProviderRegistry } from '../src/providers/registry.js';
+import { ProviderRegistry } from '../src/provider-tokens/registry.js';
 
 const IBM = 'ibmq-0123456789abcdef-SECRET-wxyz';
 const IBM_ORG = 'ibmq-org-fedcba9876543210-ORGSECRET';

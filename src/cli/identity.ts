@@ -1,16 +1,16 @@
 import { migrateToLatest } from '../platform/database/migrate.js';
-import { createUser, findUserByEmail, findUserById } from '../db/users.repository.js';
-import { createOrganization, findOrganization, ROLES, upsertMembership } from '../db/organizations.repository.js';
+import { createUser, findUserByEmail, findUserById } from '../identity/users.repository.js';
+import { createOrganization, findOrganization, ROLES, upsertMembership } from '../identity/organizations.repository.js';
 import { recordAudit } from '../platform/database/audit.repository.js';
 import { publishChange } from '../platform/database/notifications.js';
-import { issueApiToken } from '../auth/api-tokens.service.js';
+import { issueApiToken } from '../api-tokens/api-tokens.service.js';
 import { API_SCOPES, isApiScope } from '../platform/auth/scopes.js';
-import type { Role } from '../db/tables/identity.js';
+import type { Role } from '../identity/identity.table.js';
 import type { Db } from '../platform/database/database.js';
 import { systemClock } from '../platform/clock.js';
 import { ApiError } from '../platform/errors/api-error.js';
-import { changeMembership } from '../organizations/members.service.js';
-import { inviteAsOperator } from '../organizations/invitations.service.js';
+import { changeMembership } from '../identity/memberships.service.js';
+import { inviteAsOperator } from '../identity/invitations.service.js';
 import { CLI_ACTOR, CliError, flags, print, required, withRuntime, type Command } from './context.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

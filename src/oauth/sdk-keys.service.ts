@@ -3,7 +3,7 @@ import type { Clock } from '../platform/clock.js';
 import type { Db } from '../platform/database/database.js';
 import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
 import { publishChange } from '../platform/database/notifications.js';
-import { findMembership } from '../db/organizations.repository.js';
+import { findMembership } from '../identity/organizations.repository.js';
 import {
   countSdkKeys,
   deleteSdkKey,
@@ -14,10 +14,10 @@ import {
   SDK_KEYS_PER_USER,
   updateSdkKey,
   type SdkKeyRow,
-} from '../db/sdk-keys.repository.js';
+} from './sdk-keys.repository.js';
 import { conflict, forbidden, notFound } from '../platform/errors/api-error.js';
 import { hashSecret, randomSecret } from '../platform/crypto/secrets.js';
-import { lockParent } from '../auth/credential-parent.js';
+import { lockParent } from '../api-tokens/credential-parent.js';
 import type { Principal } from '../platform/auth/principal.js';
 import { nextTokensValidAfter } from './access-token.js';
 

@@ -1,6 +1,6 @@
 import { sql, type Kysely, type RawBuilder, type Selectable, type Transaction } from 'kysely';
 import type { Database } from './database.js';
-import type { AuditEventsTable } from '../../db/tables/identity.js';
+import type { AuditEventsTable } from '../../identity/identity.table.js';
 
 export type AuditEvent = Selectable<AuditEventsTable>;
 type Q = Kysely<Database> | Transaction<Database>;

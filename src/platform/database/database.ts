@@ -1,14 +1,15 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { IdentityTables } from '../../db/tables/identity.js';
-import type { ApiTokenTables } from '../../db/tables/api-tokens.js';
-import type { ProviderTokenTables } from '../../db/tables/provider-tokens.js';
-import type { SessionTables } from '../../db/tables/sessions.js';
-import type { OAuthTables } from '../../db/tables/oauth.js';
+import type { IdentityTables } from '../../identity/identity.table.js';
+import type { ApiTokenTables } from '../../api-tokens/api-tokens.table.js';
+import type { ProviderTokenTables } from '../../provider-tokens/provider-tokens.table.js';
+import type { SessionTables } from '../../sessions/sessions.table.js';
+import type { OAuthTables } from '../../oauth/oauth.table.js';
+import type { SigningKeyTables } from '../../signing-keys/signing-keys.table.js';
 
-/** Every table Tessera owns. Each feature declares its tables in `tables/` and joins them here. */
-export interface Database extends IdentityTables, ApiTokenTables, OAuthTables, SessionTables, ProviderTokenTables {}
+/** Every table Tessera owns. Each feature declares its tables in its `<feature>.table.ts` and joins them here. */
+export interface Database extends IdentityTables, ApiTokenTables, OAuthTables, SigningKeyTables, SessionTables, ProviderTokenTables {}
 
 export type Db = Kysely<Database>;
 
