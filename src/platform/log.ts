@@ -42,7 +42,7 @@ export const REDACT_PATHS = [
     'masterKey',
     'pepper',
     'authorization',
-    // Quantum provider credentials (src/providers/catalog.ts secretFields).
+    // Quantum provider credentials (src/platform/provider-catalog.ts secretFields).
     'api_key',
     'apiKey',
     'secret_access_key',
