@@ -14,11 +14,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'nod
 import { tmpdir, cpus, totalmem } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startEmbeddedPostgres } from '../dist/src/db/embedded.js';
-import { createDb } from '../dist/src/db/database.js';
-import { migrateToLatest } from '../dist/src/db/migrate.js';
-import { createUser } from '../dist/src/db/users.repository.js';
-import { issueApiToken } from '../dist/src/auth/api-tokens.service.js';
+import { startEmbeddedPostgres } from '../dist/src/platform/database/embedded.js';
+import { createDb } from '../dist/src/platform/database/database.js';
+import { migrateToLatest } from '../dist/src/platform/database/migrate.js';
+import { createUser } from '../dist/src/identity/users.repository.js';
+import { issueApiToken } from '../dist/src/api-tokens/api-tokens.service.js';
 import { freePort, startNode, waitReady, stopAll, killAllNow, tail } from './lib/procs.mjs';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');

@@ -15,10 +15,10 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
-import { openRuntime } from '../dist/src/runtime.js';
-import { createUser } from '../dist/src/db/users.repository.js';
-import { issueApiToken } from '../dist/src/auth/api-tokens.service.js';
-import { recordAudit } from '../dist/src/db/audit.repository.js';
+import { openRuntime } from '../dist/src/platform/runtime.js';
+import { createUser } from '../dist/src/identity/users.repository.js';
+import { issueApiToken } from '../dist/src/api-tokens/api-tokens.service.js';
+import { recordAudit } from '../dist/src/platform/database/audit.repository.js';
 
 const { values } = parseArgs({ options: { users: { type: 'string', default: '0' }, out: { type: 'string' }, vacuum: { type: 'boolean' } } });
 const count = Number(values.users);

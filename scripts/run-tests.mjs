@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import { Parser } from 'tap-parser';
-import { startEmbeddedPostgres } from '../dist/src/db/embedded.js';
+import { startEmbeddedPostgres } from '../dist/src/platform/database/embedded.js';
 
 const args = process.argv.slice(2);
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');

@@ -1,6 +1,6 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ConfigError } from './config.js';
+import { ConfigError } from './platform/config.js';
 import { CliError, type Command } from './cli/context.js';
 import { identityCommands, migrateCommand } from './cli/identity.js';
 import { rewrapCommand } from './cli/rewrap.js';

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
-import { migrateToLatest } from './db/migrate.js';
-import { countAdminTokens } from './db/api-tokens.repository.js';
-import { openRuntime, type Runtime } from './runtime.js';
+import { migrateToLatest } from './platform/database/migrate.js';
+import { countAdminTokens } from './api-tokens/api-tokens.repository.js';
+import { openRuntime, type Runtime } from './platform/runtime.js';
 
 /**
  * Starts Tessera: configuration, database (embedded when DATABASE_URL is absent), migrations,

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { bearer, harness } from './helper.js';
-import { isWellFormedApiToken } from '../src/auth/api-token.js';
+import { isWellFormedApiToken } from '../src/api-tokens/api-token.js';
 
 t.test('create -> the token once; list never shows it; it works as a bearer credential', async (t) => {
   const h = await harness(t);

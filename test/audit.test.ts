@@ -1,6 +1,6 @@
 import t from 'tap';
 import { harness, bearer } from './helper.js';
-import { recordAudit } from '../src/db/audit.repository.js';
+import { recordAudit } from '../src/platform/database/audit.repository.js';
 
 t.test('operators page through the audit trail; others cannot read it', async (t) => {
   const h = await harness(t);

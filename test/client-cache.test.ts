@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import t from 'tap';
-import { findSdkKeysForAuth, recentSdkKeysForAuth } from '../src/db/sdk-keys.repository.js';
+import { findSdkKeysForAuth, recentSdkKeysForAuth } from '../src/oauth/sdk-keys.repository.js';
 import { ClientCache, type ClientLoader } from '../src/oauth/client-cache.js';
 import { countPoolConnections, handleOf, harness, type Harness } from './helper.js';
 import { createSdkKey, getToken, type SdkKey } from './oauth-helper.js';

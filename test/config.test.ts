@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { ConfigError, loadConfig } from '../src/platform/config.js';
 
 const key = () => randomBytes(32).toString('base64');
 const base = () => ({ DATABASE_URL: 'postgres://u:p@db:5432/tessera', TESSERA_MASTER_KEY: key(), TESSERA_PEPPER: key() });

@@ -113,7 +113,7 @@ t.test('security: a route with a bearer guard lists the bearer scheme; every ope
 t.test('every operation documents the error statuses the shared machinery can answer for it, in its error format', async (t) => {
   const { app, close } = await contractApp();
   t.teardown(close);
-  const { implicitErrorStatuses } = await import('../src/plugins/contract.js');
+  const { implicitErrorStatuses } = await import('../src/platform/http/contract.js');
   const ops = operationsOf();
   for (const r of app.routeTable.filter((x) => !x.hidden)) {
     const op = ops.get(specKey(r.method, r.url));
@@ -134,7 +134,7 @@ t.test('every operation documents the error statuses the shared machinery can an
 
 t.test('the contract rules run at registration: operationId required, security and statuses derived', async (t) => {
   const Fastify = (await import('fastify')).default;
-  const { registerContractRules, markBearerGuard } = await import('../src/plugins/contract.js');
+  const { registerContractRules, markBearerGuard } = await import('../src/platform/http/contract.js');
   const guard = markBearerGuard(async () => undefined, ['api']);
 
   const bare = Fastify();

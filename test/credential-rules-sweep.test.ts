@@ -4,10 +4,10 @@ import t from 'tap';
 import type { LightMyRequestResponse } from 'fastify';
 import { bearer, harness, type Harness } from './helper.js';
 import { getToken } from './oauth-helper.js';
-import { issueApiToken } from '../src/auth/api-tokens.service.js';
-import { SDK_KEY_TOKEN_CANNOT_MANAGE } from '../src/errors/api-error.js';
-import type { User } from '../src/db/users.repository.js';
-import type { Organization } from '../src/db/organizations.repository.js';
+import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
+import { SDK_KEY_TOKEN_CANNOT_MANAGE } from '../src/platform/errors/api-error.js';
+import type { User } from '../src/identity/users.repository.js';
+import type { Organization } from '../src/identity/organizations.repository.js';
 
 type Principal = 'api token, all scopes' | 'api token, scope api only' | 'api token with an expiry' | 'session' | 'SDK-key JWT' | 'admin api token';
 const PRINCIPALS: Principal[] = ['api token, all scopes', 'api token, scope api only', 'api token with an expiry', 'session', 'SDK-key JWT', 'admin api token'];

@@ -4,9 +4,9 @@ import t, { type Test } from 'tap';
 import type { LightMyRequestResponse } from 'fastify';
 import { bearer, harness, type Harness } from './helper.js';
 import { basic, claimsOf, createSdkKey, getToken, oauthPost, type SdkKey } from './oauth-helper.js';
-import { issueApiToken } from '../src/auth/api-tokens.service.js';
-import { SDK_KEY_TOKEN_CANNOT_MANAGE } from '../src/errors/api-error.js';
-import type { User } from '../src/db/users.repository.js';
+import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
+import { SDK_KEY_TOKEN_CANNOT_MANAGE } from '../src/platform/errors/api-error.js';
+import type { User } from '../src/identity/users.repository.js';
 
 const CC = { grant_type: 'client_credentials' };
 const REFUSED_JWT = { error: 'insufficient_scope', message: SDK_KEY_TOKEN_CANNOT_MANAGE };

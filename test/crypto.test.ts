@@ -1,9 +1,9 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { open, seal, DecryptError } from '../src/crypto/aead.js';
-import { masterKeyFrom } from '../src/config.js';
-import { crc32, hashSecret, randomBase62, randomSecret, safeEqual } from '../src/crypto/secrets.js';
-import { generateApiToken, isWellFormedApiToken } from '../src/auth/api-token.js';
+import { open, seal, DecryptError } from '../src/platform/crypto/aead.js';
+import { masterKeyFrom } from '../src/platform/config.js';
+import { crc32, hashSecret, randomBase62, randomSecret, safeEqual } from '../src/platform/crypto/secrets.js';
+import { generateApiToken, isWellFormedApiToken } from '../src/api-tokens/api-token.js';
 
 const mk = () => masterKeyFrom(randomBytes(32).toString('base64'), 'test');
 

@@ -4,12 +4,12 @@ import t from 'tap';
 import pg from 'pg';
 import { sql } from 'kysely';
 import { buildApp } from '../src/app.js';
-import { createDb } from '../src/db/database.js';
-import { migrateToLatest } from '../src/db/migrate.js';
-import { createUser } from '../src/db/users.repository.js';
-import { issueApiToken } from '../src/auth/api-tokens.service.js';
-import { isDatabaseUnavailable } from '../src/errors/handler.js';
-import { loadConfig } from '../src/config.js';
+import { createDb } from '../src/platform/database/database.js';
+import { migrateToLatest } from '../src/platform/database/migrate.js';
+import { createUser } from '../src/identity/users.repository.js';
+import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
+import { isDatabaseUnavailable } from '../src/platform/errors/handler.js';
+import { loadConfig } from '../src/platform/config.js';
 import { freshDatabase, testConfig } from './helper.js';
 
 t.test('a table locked by another session: 100 concurrent logins are all answered 503 with Retry-After while it is held, then logins work again', async (t) => {

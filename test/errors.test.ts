@@ -2,9 +2,9 @@ import t from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { harness, bearer } from './helper.js';
 import { sql, type Transaction } from 'kysely';
-import type { Database } from '../src/db/database.js';
-import { ApiError } from '../src/errors/api-error.js';
-import { invalidClient } from '../src/errors/oauth-error.js';
+import type { Database } from '../src/platform/database/database.js';
+import { ApiError } from '../src/platform/errors/api-error.js';
+import { invalidClient } from '../src/platform/errors/oauth-error.js';
 
 // Probe routes exercise the shared parsers, validation and error handler exactly as features use them.
 function probes(app: FastifyInstance) {

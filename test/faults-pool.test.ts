@@ -3,12 +3,12 @@
 // cached clients still get tokens); everything works again once the connections come back.
 import t from 'tap';
 import { sql } from 'kysely';
-import { isDatabaseUnavailable } from '../src/errors/handler.js';
+import { isDatabaseUnavailable } from '../src/platform/errors/handler.js';
 import { buildApp } from '../src/app.js';
-import { createDb } from '../src/db/database.js';
-import { migrateToLatest } from '../src/db/migrate.js';
-import { createUser } from '../src/db/users.repository.js';
-import { issueApiToken } from '../src/auth/api-tokens.service.js';
+import { createDb } from '../src/platform/database/database.js';
+import { migrateToLatest } from '../src/platform/database/migrate.js';
+import { createUser } from '../src/identity/users.repository.js';
+import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
 import { contractValidator, freshDatabase, testConfig } from './helper.js';
 import { basic } from './oauth-helper.js';
 

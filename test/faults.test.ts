@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { startEmbeddedPostgres, type EmbeddedPg } from '../src/db/embedded.js';
-import { createDb } from '../src/db/database.js';
-import { createUser } from '../src/db/users.repository.js';
-import { issueApiToken } from '../src/auth/api-tokens.service.js';
-import { migrateToLatest } from '../src/db/migrate.js';
+import { startEmbeddedPostgres, type EmbeddedPg } from '../src/platform/database/embedded.js';
+import { createDb } from '../src/platform/database/database.js';
+import { createUser } from '../src/identity/users.repository.js';
+import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
+import { migrateToLatest } from '../src/platform/database/migrate.js';
 import { freePort } from './helper.js';
 import { basic } from './oauth-helper.js';
 

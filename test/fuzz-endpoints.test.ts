@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { bearer, harness } from './helper.js';
 import { basic, createSdkKey, getToken } from './oauth-helper.js';
 import { databaseDigest } from './db-digest.js';
-import { hashApiToken } from '../src/auth/api-token.js';
+import { hashApiToken } from '../src/api-tokens/api-token.js';
 
 const ENDPOINTS = ['/oauth/token', '/oauth/introspect', '/oauth/revoke', '/api/users/loginWithToken', '/api/users/logout'] as const;
 const NUM_RUNS = Number(process.env.FUZZ_RUNS ?? 400);

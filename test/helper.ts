@@ -5,14 +5,14 @@ import net from 'node:net';
 import pg from 'pg';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../src/app.js';
-import { loadConfig, type Config } from '../src/config.js';
-import { createDb, type DbHandle } from '../src/db/database.js';
-import { migrateToLatest } from '../src/db/migrate.js';
-import { createUser, type User } from '../src/db/users.repository.js';
-import { createOrganization, upsertMembership, type Organization } from '../src/db/organizations.repository.js';
-import { issueApiToken } from '../src/auth/api-tokens.service.js';
-import type { Role } from '../src/db/tables/identity.js';
-import type { Clock } from '../src/clock.js';
+import { loadConfig, type Config } from '../src/platform/config.js';
+import { createDb, type DbHandle } from '../src/platform/database/database.js';
+import { migrateToLatest } from '../src/platform/database/migrate.js';
+import { createUser, type User } from '../src/identity/users.repository.js';
+import { createOrganization, upsertMembership, type Organization } from '../src/identity/organizations.repository.js';
+import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
+import type { Role } from '../src/identity/identity.table.js';
+import type { Clock } from '../src/platform/clock.js';
 import { ContractValidator } from './contract-validator.js';
 
 /** The subset of tap's Test the harness needs (teardown). */

@@ -8,10 +8,10 @@ import type { LightMyRequestResponse } from 'fastify';
 import { harness } from './helper.js';
 import { basic, createSdkKey, FORM, oauthPost } from './oauth-helper.js';
 import { databaseDigest, leaksInternals } from './db-digest.js';
-import { hashSecret } from '../src/crypto/secrets.js';
-import { insertSdkKey } from '../src/db/sdk-keys.repository.js';
+import { hashSecret } from '../src/platform/crypto/secrets.js';
+import { insertSdkKey } from '../src/oauth/sdk-keys.repository.js';
 import { authenticateClient, type ClientAuthDeps } from '../src/oauth/client-auth.js';
-import { parseForm } from '../src/plugins/form.js';
+import { parseForm } from '../src/platform/http/form.js';
 
 const CC = 'grant_type=client_credentials';
 

@@ -4,7 +4,7 @@ import t from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { bearer, harness, type TestClock, type Harness } from './helper.js';
-import { SigningKeyLifecycle } from '../src/keys/rotation.js';
+import { SigningKeyLifecycle } from '../src/signing-keys/rotation.js';
 import { basic, createSdkKey, getToken, headerOf, oauthPost, type SdkKey } from './oauth-helper.js';
 
 /**

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { loggerOptions, redactUrl } from '../src/log.js';
+import { loggerOptions, redactUrl } from '../src/platform/log.js';
 
 function capture() {
   const lines: string[] = [];

@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { Test } from 'tap';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { bearer, harness, TestClock } from './helper.js';
-import { isWellFormedSessionToken } from '../src/auth/session-token.js';
+import { isWellFormedSessionToken } from '../src/sessions/session-token.js';
 
 async function login(h: { inject(o: InjectOptions): Promise<LightMyRequestResponse> }, apiToken: string) {
   return h.inject({ method: 'POST', url: '/api/users/loginWithToken', payload: { apiToken } });

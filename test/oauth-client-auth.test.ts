@@ -2,7 +2,7 @@ import t from 'tap';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { authenticateClient, extractClientCredentials, type ClientAuthDeps } from '../src/oauth/client-auth.js';
 import type { ClientEntry } from '../src/oauth/client-cache.js';
-import { OAuthError } from '../src/errors/oauth-error.js';
+import { OAuthError } from '../src/platform/errors/oauth-error.js';
 
 const pepper = Buffer.alloc(32, 1);
 const hash = (s: string) => createHmac('sha256', pepper).update(s).digest();

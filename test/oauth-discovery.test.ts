@@ -2,8 +2,8 @@ import t from 'tap';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { harness } from './helper.js';
 import { createSdkKey, getToken, headerOf } from './oauth-helper.js';
-import { createDb } from '../src/db/database.js';
-import { SigningKeyStore } from '../src/keys/key-store.js';
+import { createDb } from '../src/platform/database/database.js';
+import { SigningKeyStore } from '../src/signing-keys/key-store.js';
 
 t.test('discovery metadata lists every endpoint, grant, auth method and algorithm', async (t) => {
   const h = await harness(t);

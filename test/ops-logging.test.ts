@@ -5,13 +5,13 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { sql } from 'kysely';
 import { buildApp } from '../src/app.js';
-import { createDb } from '../src/db/database.js';
-import { migrateToLatest } from '../src/db/migrate.js';
-import { createUser } from '../src/db/users.repository.js';
-import { issueApiToken } from '../src/auth/api-tokens.service.js';
-import { UnavailableLog } from '../src/errors/unavailable-log.js';
-import { UsageStamps, type UsageTarget } from '../src/db/usage-stamps.js';
-import { loggerOptions } from '../src/log.js';
+import { createDb } from '../src/platform/database/database.js';
+import { migrateToLatest } from '../src/platform/database/migrate.js';
+import { createUser } from '../src/identity/users.repository.js';
+import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
+import { UnavailableLog } from '../src/platform/errors/unavailable-log.js';
+import { UsageStamps, type UsageTarget } from '../src/platform/database/usage-stamps.js';
+import { loggerOptions } from '../src/platform/log.js';
 import { freshDatabase, harness, testConfig } from './helper.js';
 
 function capture(level = 'info') {

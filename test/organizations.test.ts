@@ -1,7 +1,7 @@
 import t from 'tap';
 import { bearer, harness, type Harness } from './helper.js';
-import { membershipChangeDenied } from '../src/organizations/members.service.js';
-import type { Role } from '../src/db/tables/identity.js';
+import { membershipChangeDenied } from '../src/identity/memberships.service.js';
+import type { Role } from '../src/identity/identity.table.js';
 
 const roleOf = async (h: Harness, orgId: string, userId: string) =>
   (await h.db.selectFrom('memberships').select('role').where('organization_id', '=', orgId).where('user_id', '=', userId).executeTakeFirst())?.role ?? null;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { startEmbeddedPostgres } from '../src/db/embedded.js';
+import { startEmbeddedPostgres } from '../src/platform/database/embedded.js';
 import { freePort } from './helper.js';
 import { startServer, waitReady } from './process-helper.js';
 
@@ -89,7 +89,7 @@ t.test('Postgres going away: readyz 503, requests fail fast with 503, recovery w
   t.teardown(() => server.child.kill('SIGKILL'));
   await waitReady(port);
   // A well-formed API token (right checksum), so answering needs the database.
-  const { generateApiToken } = await import('../src/auth/api-token.js');
+  const { generateApiToken } = await import('../src/api-tokens/api-token.js');
   const auth = { authorization: `Bearer ${generateApiToken()}` };
   t.equal((await fetch(`http://127.0.0.1:${port}/api/users/me`, { headers: auth })).status, 401, 'unknown token while the database is up');
 

@@ -3,11 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { bearer, harness, testConfig, type Harness, type TeardownHost } from './helper.js';
-import { loadConfig, masterKeyFrom } from '../src/config.js';
-import { loggerOptions } from '../src/log.js';
+import { loadConfig, masterKeyFrom } from '../src/platform/config.js';
+import { loggerOptions } from '../src/platform/log.js';
 import { rewrapAll } from '../src/cli/rewrap.js';
-import { providersFromEnv } from '../src/providers/catalog.js';
-import { ProviderRegistry } from '../src/providers/registry.js';
+import { providersFromEnv } from '../src/platform/provider-catalog.js';
+import { ProviderRegistry } from '../src/provider-tokens/registry.js';
 
 const IBM = 'ibmq-0123456789abcdef-SECRET-wxyz';
 const IBM_ORG = 'ibmq-org-fedcba9876543210-ORGSECRET';

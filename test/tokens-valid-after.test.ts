@@ -4,7 +4,7 @@
 import t from 'tap';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { harness } from './helper.js';
-import { cutOffOrganizationKeys, disableSdkKeysOfUser, insertSdkKey } from '../src/db/sdk-keys.repository.js';
+import { cutOffOrganizationKeys, disableSdkKeysOfUser, insertSdkKey } from '../src/oauth/sdk-keys.repository.js';
 import { issuedAtFor, nextTokensValidAfter } from '../src/oauth/access-token.js';
 
 t.test('bulk cut-offs (suspension, leaving an organization) stamp what a single disable stamps', async (t) => {

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import t from 'tap';
-import { FLUSH_CHUNK, UsageStamps, type UsageTarget } from '../src/db/usage-stamps.js';
+import { FLUSH_CHUNK, UsageStamps, type UsageTarget } from '../src/platform/database/usage-stamps.js';
 import { harness } from './helper.js';
 import { createSdkKey, getToken } from './oauth-helper.js';
 

@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { openRuntime, type Runtime } from '../runtime.js';
-import type { Actor } from '../db/audit.repository.js';
+import { openRuntime, type Runtime } from '../platform/runtime.js';
+import type { Actor } from '../platform/database/audit.repository.js';
 
 /** A CLI failure with a message for the operator (exit code 1, no stack trace). */
 export class CliError extends Error {

@@ -1,5 +1,5 @@
-import type { Runtime } from '../runtime.js';
-import { SigningKeyAlreadyRevokedError, SigningKeyLifecycle, SigningKeyNotFoundError } from '../keys/rotation.js';
+import type { Runtime } from '../platform/runtime.js';
+import { SigningKeyAlreadyRevokedError, SigningKeyLifecycle, SigningKeyNotFoundError } from '../signing-keys/rotation.js';
 import { CLI_ACTOR, CliError, flags, print, withRuntime, type Command } from './context.js';
 
 /** What the commands pass to the signing-key lifecycle besides the runtime (tests inject a pause). */

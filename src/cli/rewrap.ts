@@ -1,8 +1,8 @@
-import type { Config } from '../config.js';
-import type { Db } from '../db/database.js';
-import type { RewrapResult, RewrapTarget } from '../crypto/rewrap.js';
-import { providerTokensRewrapTarget } from '../providers/rewrap-target.js';
-import { signingKeysRewrapTarget } from '../keys/rewrap-target.js';
+import type { Config } from '../platform/config.js';
+import type { Db } from '../platform/database/database.js';
+import type { RewrapResult, RewrapTarget } from '../platform/crypto/rewrap.js';
+import { providerTokensRewrapTarget } from '../provider-tokens/rewrap-target.js';
+import { signingKeysRewrapTarget } from '../signing-keys/rewrap-target.js';
 import { CLI_ACTOR, CliError, flags, print, withRuntime, type Command } from './context.js';
 
 /*

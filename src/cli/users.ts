@@ -1,4 +1,4 @@
-import { activateUser, suspendUser } from '../auth/users.service.js';
+import { activateUser, suspendUser } from '../identity/users.service.js';
 import { CLI_ACTOR, flags, print, required, withRuntime, type Command } from './context.js';
 import { resolveUser } from './identity.js';
 

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
-import { epochSeconds, type Clock } from '../clock.js';
-import type { Config } from '../config.js';
-import type { SigningKeyStore } from '../keys/key-store.js';
-import { signCompact } from '../keys/signing-key.js';
+import { epochSeconds, type Clock } from '../platform/clock.js';
+import type { Config } from '../platform/config.js';
+import type { SigningKeyStore } from '../signing-keys/key-store.js';
+import { signCompact } from '../signing-keys/signing-key.js';
 import type { ClientCache, ClientEntry } from './client-cache.js';
 import type { RevokedTokenSet } from './denylist.js';
 

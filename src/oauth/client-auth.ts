@@ -1,4 +1,4 @@
-import { invalidClient, invalidRequest } from '../errors/oauth-error.js';
+import { invalidClient, invalidRequest } from '../platform/errors/oauth-error.js';
 import type { ClientEntry } from './client-cache.js';
 
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post';

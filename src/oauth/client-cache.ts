@@ -1,5 +1,5 @@
-import type { Clock } from '../clock.js';
-import type { SdkKeyAuthRow } from '../db/sdk-keys.repository.js';
+import type { Clock } from '../platform/clock.js';
+import type { SdkKeyAuthRow } from './sdk-keys.repository.js';
 
 /** What the token endpoint and the verifier know of an SDK key, held in memory. */
 export interface ClientEntry {

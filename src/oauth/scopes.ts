@@ -1,5 +1,5 @@
-import { parseScopeString } from '../auth/scopes.js';
-import { invalidScope } from '../errors/oauth-error.js';
+import { parseScopeString } from '../platform/auth/scopes.js';
+import { invalidScope } from '../platform/errors/oauth-error.js';
 
 /** Scopes an SDK key may hold (`admin` stays with operators' API tokens). */
 export const SDK_KEY_SCOPES = ['api', 'quantum_tokens', 'introspect'] as const;

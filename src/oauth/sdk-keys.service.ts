@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { Clock } from '../clock.js';
-import type { Db } from '../db/database.js';
-import { recordAudit, type Actor } from '../db/audit.repository.js';
-import { publishChange } from '../db/notifications.js';
-import { findMembership } from '../db/organizations.repository.js';
+import type { Clock } from '../platform/clock.js';
+import type { Db } from '../platform/database/database.js';
+import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
+import { publishChange } from '../platform/database/notifications.js';
+import { findMembership } from '../identity/organizations.repository.js';
 import {
   countSdkKeys,
   deleteSdkKey,
@@ -14,11 +14,11 @@ import {
   SDK_KEYS_PER_USER,
   updateSdkKey,
   type SdkKeyRow,
-} from '../db/sdk-keys.repository.js';
-import { conflict, forbidden, notFound } from '../errors/api-error.js';
-import { hashSecret, randomSecret } from '../crypto/secrets.js';
-import { lockParent } from '../auth/credential-parent.js';
-import type { Principal } from '../auth/principal.js';
+} from './sdk-keys.repository.js';
+import { conflict, forbidden, notFound } from '../platform/errors/api-error.js';
+import { hashSecret, randomSecret } from '../platform/crypto/secrets.js';
+import { lockParent } from '../api-tokens/credential-parent.js';
+import type { Principal } from '../platform/auth/principal.js';
 import { nextTokensValidAfter } from './access-token.js';
 
 /** Change-event type for SDK keys (id = client_id). */

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../app.js';
-import { loadConfig } from '../config.js';
-import { createDb } from '../db/database.js';
+import { loadConfig } from '../platform/config.js';
+import { createDb } from '../platform/database/database.js';
 
 /**
  * An app built only to read its routes and contract: nothing connects (the pool is lazy, the app is

@@ -1,5 +1,5 @@
-import { invalidTarget, unauthorizedClient } from '../../errors/oauth-error.js';
-import type { SigningKeyStore } from '../../keys/key-store.js';
+import { invalidTarget, unauthorizedClient } from '../../platform/errors/oauth-error.js';
+import type { SigningKeyStore } from '../../signing-keys/key-store.js';
 import { mintAccessToken } from '../access-token.js';
 import type { ClientEntry } from '../client-cache.js';
 import { grantedScopes } from '../scopes.js';

@@ -1,0 +1,136 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from '../platform/database/database.js';
+import { insertApiToken, revokeApiTokenOfUser, revokeLiveDescendants, type ApiTokenRow } from './api-tokens.repository.js';
+import { deleteSdkKeysOfParents } from '../oauth/sdk-keys.repository.js';
+import { revokeSessionsOfApiToken } from '../sessions/sessions.repository.js';
+import { publishChange } from '../platform/database/notifications.js';
+import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
+import { forbidden } from '../platform/errors/api-error.js';
+import { SDK_KEY_EVENT } from '../oauth/sdk-keys.service.js';
+import { displayPrefix, generateApiToken, hashApiToken } from './api-token.js';
+import { capExpiry, lockParent } from './credential-parent.js';
+import type { Principal } from '../platform/auth/principal.js';
+
+/** Creates an API token and returns it with its row; the token exists nowhere else after this. */
+export async function issueApiToken(
+  db: Kysely<Database> | Transaction<Database>,
+  pepper: Buffer,
+  input: { userId: string; name: string; scopes: string[]; expiresAt: Date | null; parentApiTokenId?: string | null },
+): Promise<{ token: string; row: ApiTokenRow }> {
+  const token = generateApiToken();
+  const row = await insertApiToken(db, {
+    userId: input.userId,
+    name: input.name,
+    tokenHash: hashApiToken(pepper, token),
+    displayPrefix: displayPrefix(token),
+    scopes: [...new Set(input.scopes)],
+    expiresAt: input.expiresAt,
+    parentApiTokenId: input.parentApiTokenId ?? null,
+  });
+  return { token, row };
+}
+
+/**
+ * Creates an API token on behalf of an API-token or session principal: its parent is the API
+ * token the principal acts for, its scopes a subset of the parent's (else 403 `forbidden` naming
+ * the others), its expiry the requested one capped at the parent's (a request for later, or for
+ * none, gets the parent's). Audited in the same transaction.
+ */
+export async function createChildApiToken(
+  db: Kysely<Database>,
+  pepper: Buffer,
+  principal: Principal,
+  input: { name: string; scopes: string[]; expiresAt: Date | null; now: Date; actor: Actor },
+): Promise<{ token: string; row: ApiTokenRow }> {
+  return db.transaction().execute(async (trx) => {
+    const parent = await lockParent(trx, principal, input.now);
+    const lacking = input.scopes.filter((s) => !parent.scopes.includes(s));
+    if (lacking.length) throw forbidden(`a token cannot grant scopes its creator's credential lacks: ${lacking.join(', ')}`);
+    const issued = await issueApiToken(trx, pepper, {
+      userId: principal.userId,
+      name: input.name,
+      scopes: input.scopes,
+      expiresAt: capExpiry(input.expiresAt, parent.expiresAt),
+      parentApiTokenId: parent.apiTokenId,
+    });
+    await recordAudit(trx, input.actor, {
+      action: 'api_token.create',
+      targetType: 'api_token',
+      targetId: issued.row.id,
+      details: {
+        name: input.name,
+        scopes: issued.row.scopes,
+        parent_api_token_id: parent.apiTokenId,
+        expires_at: issued.row.expires_at?.toISOString() ?? null,
+      },
+    });
+    return issued;
+  });
+}
+
+/** What a revocation ended, for the caller to drop its own caches at once. */
+export interface Revoked {
+  /** The token and every live descendant of it. */
+  apiTokenIds: string[];
+  /** client_ids of the SDK keys those tokens created (deleted). */
+  sdkKeyClientIds: string[];
+}
+
+/**
+ * Revokes one of the user's API tokens and, transitively, every credential created from it: its
+ * descendant API tokens are revoked, the SDK keys any of them created are deleted, and every
+ * session made from any of them ends. One transaction, audited per credential, every instance
+ * told. Null when the user has no such live token.
+ */
+export async function revokeApiToken(db: Kysely<Database>, input: { userId: string; tokenId: string; now: Date; actor: Actor }): Promise<Revoked | null> {
+  return db.transaction().execute(async (trx) => {
+    const row = await revokeApiTokenOfUser(trx, input.userId, input.tokenId, input.now);
+    if (!row) return null;
+    const ended = [row.id];
+    await endSessions(trx, row.id, row.user_id, input, { via: null });
+    // Until nothing is left: a creation that held a parent's lock commits before the update of
+    // that parent returns, and the next round (a new snapshot) sees what it created.
+    for (;;) {
+      const found = await revokeLiveDescendants(trx, row.id, input.now);
+      if (found.length === 0) break;
+      for (const d of found) {
+        ended.push(d.id);
+        await endSessions(trx, d.id, row.user_id, input, { via: d.parent_api_token_id });
+      }
+    }
+    const keys = await deleteSdkKeysOfParents(trx, ended);
+    for (const k of keys) {
+      await recordAudit(trx, input.actor, {
+        action: 'sdk_key.delete',
+        targetType: 'sdk_key',
+        targetId: k.client_id,
+        organizationId: k.organization_id,
+        details: { name: k.name, reason: 'parent_revoked', parent_api_token_id: k.parent_api_token_id },
+      });
+      await publishChange(trx, { type: SDK_KEY_EVENT, id: k.client_id });
+    }
+    return { apiTokenIds: ended, sdkKeyClientIds: keys.map((k) => k.client_id) };
+  });
+}
+
+/** Ends a revoked token's sessions, tells every instance, and audits the revocation. */
+async function endSessions(
+  trx: Transaction<Database>,
+  tokenId: string,
+  userId: string,
+  input: { now: Date; actor: Actor },
+  cause: { via: string | null },
+): Promise<void> {
+  const sessions = await revokeSessionsOfApiToken(trx, tokenId, input.now);
+  await publishChange(trx, { type: 'api_token', id: tokenId });
+  await recordAudit(trx, input.actor, {
+    action: 'api_token.revoke',
+    targetType: 'api_token',
+    targetId: tokenId,
+    details: {
+      user_id: userId,
+      sessions_ended: sessions.length,
+      ...(cause.via === null ? {} : { reason: 'parent_revoked', parent_api_token_id: cause.via }),
+    },
+  });
+}

@@ -1,0 +1,148 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { conflict, notFound } from '../platform/errors/api-error.js';
+import { credentialLabel } from '../platform/auth/principal.js';
+import type { Actor } from '../platform/database/audit.repository.js';
+import { findUserById, listUsers } from './users.repository.js';
+import { activateUser, createUserAudited, DuplicateEmailError, suspendUser } from './users.service.js';
+import { errorResponses, nextAfterSchema, pageQuerySchema, uuidSchema } from '../platform/http/schemas.js';
+import { userSchema, userView } from './users.routes.js';
+
+function actorOf(request: FastifyRequest): Actor {
+  const p = request.principal!;
+  return { userId: p.userId, credential: credentialLabel(p), ip: request.ip, requestId: request.id };
+}
+
+const idParams = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: uuidSchema } } as const;
+
+/** Operators managing users (scope admin). */
+export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
+  const security: Array<Record<string, string[]>> = [{ bearer: [] }, { accessToken: [] }];
+  const admin = app.requireAuth('admin');
+  const manageAdmin = app.requireCredentialManager('admin');
+
+  app.get<{ Querystring: { limit?: number; after?: string } }>(
+    '/admin/users',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['admin'],
+        operationId: 'adminListUsers',
+        summary: 'List users, by id (page with `after` = the last id seen)',
+        security,
+        querystring: pageQuerySchema,
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['users', 'next_after'],
+            properties: { users: { type: 'array', items: userSchema }, next_after: nextAfterSchema },
+          },
+          ...errorResponses(400, 401, 403, 429, 503),
+        },
+      },
+    },
+    async (request) => {
+      const limit = request.query.limit ?? 100;
+      const users = await listUsers(app.db, { limit, after: request.query.after });
+      return { users: users.map(userView), next_after: users.length === limit ? users[users.length - 1]!.id : null };
+    },
+  );
+
+  app.post<{ Body: { email: string; name: string } }>(
+    '/admin/users',
+    {
+      preHandler: manageAdmin,
+      schema: {
+        tags: ['admin'],
+        operationId: 'adminCreateUser',
+        summary: 'Create a user',
+        security,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['email', 'name'],
+          properties: {
+            email: { type: 'string', minLength: 3, maxLength: 320, pattern: '^[^\\s@]+@[^\\s@]+$' },
+            name: { type: 'string', minLength: 1, maxLength: 200, pattern: '\\S' },
+          },
+        },
+        response: { 201: userSchema, ...errorResponses(400, 401, 403, 409, 413, 415, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      try {
+        const user = await createUserAudited(app.db, actorOf(request), request.body);
+        reply.code(201);
+        return userView(user);
+      } catch (err) {
+        if (err instanceof DuplicateEmailError) throw conflict(err.message);
+        throw err;
+      }
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/admin/users/:id',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['admin'],
+        operationId: 'adminGetUser',
+        summary: 'One user',
+        security,
+        params: idParams,
+        response: { 200: userSchema, ...errorResponses(400, 401, 403, 404, 429, 503) },
+      },
+    },
+    async (request) => {
+      const user = await findUserById(app.db, request.params.id);
+      if (!user) throw notFound('user');
+      return userView(user);
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    '/admin/users/:id/suspend',
+    {
+      preHandler: manageAdmin,
+      schema: {
+        tags: ['admin'],
+        operationId: 'adminSuspendUser',
+        summary:
+          'Suspend a user: every API token and session of theirs ends and every SDK key is disabled, at once, on every ' +
+          'instance; every token issued before stays refused for good, even after activation',
+        security,
+        params: idParams,
+        response: { 200: userSchema, ...errorResponses(400, 401, 403, 404, 429, 503) },
+      },
+    },
+    async (request) => {
+      const done = await suspendUser(app.db, { userId: request.params.id, now: new Date(app.clock.now()), actor: actorOf(request) });
+      if (!done) throw notFound('user');
+      // This instance forgets the user's sessions and keys at once; the others through the notifications.
+      app.sessionCache.invalidate('user', done.user.id);
+      app.oauth.clients.invalidateUser(done.user.id);
+      return userView(done.user);
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    '/admin/users/:id/activate',
+    {
+      preHandler: manageAdmin,
+      schema: {
+        tags: ['admin'],
+        operationId: 'adminActivateUser',
+        summary: 'Make a suspended user active again (nothing comes back: tokens stay revoked, SDK keys disabled)',
+        security,
+        params: idParams,
+        response: { 200: userSchema, ...errorResponses(400, 401, 403, 404, 429, 503) },
+      },
+    },
+    async (request) => {
+      const user = await activateUser(app.db, { userId: request.params.id, actor: actorOf(request) });
+      if (!user) throw notFound('user');
+      return userView(user);
+    },
+  );
+}

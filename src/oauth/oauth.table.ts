@@ -1,0 +1,37 @@
+import type { ColumnType, Generated } from 'kysely';
+
+export type SdkKeyStatus = 'enabled' | 'disabled';
+
+export interface SdkKeysTable {
+  id: Generated<string>;
+  /** `s_<uuid>`, the OAuth client_id. */
+  client_id: string;
+  user_id: string;
+  name: string;
+  /** HMAC-SHA256(pepper, 'sdk_key' \0 secret); the secret itself is never stored. */
+  secret_hash: Buffer;
+  scopes: ColumnType<string[], string[], string[]>;
+  organization_id: string | null;
+  status: ColumnType<SdkKeyStatus, SdkKeyStatus | undefined, SdkKeyStatus>;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+  last_used_at: Date | null;
+  /** Tokens issued (iat) before this instant are rejected. */
+  tokens_valid_after: Date | null;
+  /** The API token that created the key; revoking it deletes the key. Null: no parent. */
+  parent_api_token_id: string | null;
+  /** The key stops authenticating then (its parent's expiry); its tokens expire by then too. */
+  expires_at: Date | null;
+}
+
+export interface RevokedTokensTable {
+  jti: string;
+  client_id: string | null;
+  expires_at: Date;
+  revoked_at: Generated<Date>;
+}
+
+export interface OAuthTables {
+  sdk_keys: SdkKeysTable;
+  revoked_tokens: RevokedTokensTable;
+}

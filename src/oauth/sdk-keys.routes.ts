@@ -1,0 +1,217 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { credentialLabel, type Principal } from '../platform/auth/principal.js';
+import type { Actor } from '../platform/database/audit.repository.js';
+import { listSdkKeys, findSdkKey, type SdkKeyRow } from './sdk-keys.repository.js';
+import { forbidden, notFound } from '../platform/errors/api-error.js';
+import { isSdkKeyScope, SDK_KEY_SCOPES } from './scopes.js';
+import { createSdkKey, deleteSdkKeyFor, updateSdkKeyFor } from './sdk-keys.service.js';
+import { dateTimeSchema, errorResponses, uuidSchema } from '../platform/http/schemas.js';
+
+const CLIENT_ID_PATTERN = '^s_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
+
+const keyProperties = {
+  client_id: { type: 'string', pattern: CLIENT_ID_PATTERN },
+  name: { type: 'string' },
+  scopes: { type: 'array', items: { type: 'string' } },
+  status: { type: 'string', enum: ['enabled', 'disabled'] },
+  organization_id: { anyOf: [uuidSchema, { type: 'null' }] },
+  created_at: dateTimeSchema,
+  updated_at: dateTimeSchema,
+  last_used_at: { anyOf: [dateTimeSchema, { type: 'null' }], description: 'Last token issued with this key, to within a minute (null: never used)' },
+  expires_at: {
+    anyOf: [dateTimeSchema, { type: 'null' }],
+    description: 'The expiry of the API token that created the key (null: none); the key and its tokens stop working then',
+  },
+} as const;
+const keyRequired = ['client_id', 'name', 'scopes', 'status', 'organization_id', 'created_at', 'updated_at', 'last_used_at', 'expires_at'];
+
+/** An SDK key as the API shows it: never the secret nor its hash. */
+const sdkKeySchema = { type: 'object', additionalProperties: false, required: keyRequired, properties: keyProperties } as const;
+
+/** The create response: the only place the secret ever appears. */
+const createdSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: [...keyRequired, 'client_secret'],
+  properties: {
+    ...keyProperties,
+    client_secret: { type: 'string', description: 'Shown once: store it now; Tessera keeps only a keyed hash' },
+  },
+} as const;
+
+const params = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['clientId'],
+  properties: { clientId: { type: 'string', pattern: CLIENT_ID_PATTERN } },
+} as const;
+
+const nameSchema = { type: 'string', minLength: 1, maxLength: 200, pattern: '\\S' } as const;
+
+function view(row: SdkKeyRow) {
+  return {
+    client_id: row.client_id,
+    name: row.name,
+    scopes: row.scopes,
+    status: row.status,
+    organization_id: row.organization_id,
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+    last_used_at: row.last_used_at ? row.last_used_at.toISOString() : null,
+    expires_at: row.expires_at ? row.expires_at.toISOString() : null,
+  };
+}
+
+function actorOf(request: FastifyRequest): Actor {
+  const p = request.principal as Principal;
+  return { userId: p.userId, credential: credentialLabel(p), ip: request.ip, requestId: request.id };
+}
+
+/** /api/sdk-keys: a user's SDK keys (bearer with scope `api`). */
+export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
+  const deps = { db: app.db, pepper: app.config.pepper, clock: app.clock };
+  const auth = app.requireAuth('api');
+  const manage = app.requireCredentialManager('api');
+  const security: Array<Record<string, string[]>> = [{ bearer: [] }, { accessToken: [] }];
+
+  app.post<{ Body: { name: string; scopes?: string[]; organization_id?: string } }>(
+    '/api/sdk-keys',
+    {
+      preHandler: manage,
+      schema: {
+        tags: ['self-service'],
+        operationId: 'createSdkKey',
+        summary: 'Create an SDK key (at most 2 per user); the client_secret is returned this once',
+        description:
+          'The key is a child of the API token the caller acts for (its own, or the one its session came from): its scopes ' +
+          "are within that token's, it expires with it (`expires_at`; its access tokens never outlive it) and it is deleted " +
+          'when that token is revoked. SDK-key access tokens cannot create, change or delete SDK keys (403 insufficient_scope).',
+        security,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['name'],
+          properties: {
+            name: nameSchema,
+            scopes: {
+              type: 'array',
+              items: { type: 'string', enum: [...SDK_KEY_SCOPES] },
+              uniqueItems: true,
+              minItems: 1,
+              description: 'Default: the scopes of the calling credential that an SDK key may hold',
+            },
+            organization_id: { ...uuidSchema, description: 'Organization for the org_id claim (default: your only one)' },
+          },
+        },
+        response: { 201: createdSchema, ...errorResponses(400, 401, 403, 409, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const p = request.principal as Principal;
+      const held = p.scopes.filter(isSdkKeyScope);
+      const scopes = request.body.scopes ?? held;
+      const missing = scopes.filter((s) => !p.scopes.includes(s));
+      if (missing.length) throw forbidden(`an SDK key cannot hold scopes your credential lacks: ${missing.join(' ')}`);
+      if (scopes.length === 0) throw forbidden('your credential holds no scope an SDK key could carry');
+      const { row, secret } = await createSdkKey(deps, actorOf(request), p, {
+        name: request.body.name.trim(),
+        scopes,
+        organizationId: request.body.organization_id ?? null,
+      });
+      app.oauth.clients.invalidate(row.client_id);
+      return reply
+        .code(201)
+        .header('cache-control', 'no-store')
+        .send({ ...view(row), client_secret: secret });
+    },
+  );
+
+  app.get(
+    '/api/sdk-keys',
+    {
+      preHandler: auth,
+      schema: {
+        tags: ['self-service'],
+        operationId: 'listSdkKeys',
+        summary: 'List your SDK keys (never their secrets)',
+        security,
+        response: {
+          200: { type: 'object', additionalProperties: false, required: ['sdk_keys'], properties: { sdk_keys: { type: 'array', items: sdkKeySchema } } },
+          ...errorResponses(401, 403, 429, 503),
+        },
+      },
+    },
+    async (request) => ({ sdk_keys: (await listSdkKeys(app.db, (request.principal as Principal).userId)).map(view) }),
+  );
+
+  app.get<{ Params: { clientId: string } }>(
+    '/api/sdk-keys/:clientId',
+    {
+      preHandler: auth,
+      schema: {
+        tags: ['self-service'],
+        operationId: 'getSdkKey',
+        summary: 'One of your SDK keys',
+        security,
+        params,
+        response: { 200: sdkKeySchema, ...errorResponses(400, 401, 403, 404, 429, 503) },
+      },
+    },
+    async (request) => {
+      const row = await findSdkKey(app.db, (request.principal as Principal).userId, request.params.clientId);
+      if (!row) throw notFound('SDK key');
+      return view(row);
+    },
+  );
+
+  app.patch<{ Params: { clientId: string }; Body: { name?: string; status?: 'enabled' | 'disabled' } }>(
+    '/api/sdk-keys/:clientId',
+    {
+      preHandler: manage,
+      schema: {
+        tags: ['self-service'],
+        operationId: 'updateSdkKey',
+        summary: 'Rename, enable or disable an SDK key (disabling revokes every token it issued)',
+        security,
+        params,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          minProperties: 1,
+          properties: { name: nameSchema, status: { type: 'string', enum: ['enabled', 'disabled'] } },
+        },
+        response: { 200: sdkKeySchema, ...errorResponses(400, 401, 403, 404, 429, 503) },
+      },
+    },
+    async (request) => {
+      const { clientId } = request.params;
+      const row = await updateSdkKeyFor(deps, actorOf(request), (request.principal as Principal).userId, clientId, {
+        name: request.body.name?.trim(),
+        status: request.body.status,
+      });
+      app.oauth.clients.invalidate(clientId);
+      return view(row);
+    },
+  );
+
+  app.delete<{ Params: { clientId: string } }>(
+    '/api/sdk-keys/:clientId',
+    {
+      preHandler: manage,
+      schema: {
+        tags: ['self-service'],
+        operationId: 'deleteSdkKey',
+        summary: 'Delete an SDK key (every token it issued stops working)',
+        security,
+        params,
+        response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { clientId } = request.params;
+      await deleteSdkKeyFor(deps, actorOf(request), (request.principal as Principal).userId, clientId);
+      app.oauth.clients.invalidate(clientId);
+      return reply.code(204).send();
+    },
+  );
+}

@@ -1,0 +1,79 @@
+import type { FastifyInstance } from 'fastify';
+import { invalidRequest, unsupportedGrantType } from '../platform/errors/oauth-error.js';
+import { clientCredentialsGrant, GRANT_TYPE } from './grants/client-credentials.js';
+import { USAGE_EVERY_MS, type UsageTarget } from '../platform/database/usage-stamps.js';
+import { oauthErrorResponses } from '../platform/http/schemas.js';
+import { formOnly, noStore, OAUTH_BODY_LIMIT, type FormBody, type OAuthRouteContext } from './endpoint-common.js';
+
+const SDK_KEY_USAGE: UsageTarget = { table: 'sdk_keys', keyColumn: 'client_id', keyType: 'text', everyMs: USAGE_EVERY_MS };
+
+const tokenBody = {
+  type: 'object',
+  properties: {
+    grant_type: { type: 'string', description: 'client_credentials (the only grant supported)' },
+    scope: { type: 'string', description: 'Space-separated subset of the SDK key scopes (default: all of them)' },
+    audience: { type: 'string', description: 'Audience of the token (default: this issuer); others must be listed in TESSERA_AUDIENCES, else invalid_target' },
+    resource: { type: 'string', description: 'RFC 8707 resource indicator (absolute URI); same effect as audience' },
+    client_id: { type: 'string', description: 'client_secret_post' },
+    client_secret: { type: 'string', description: 'client_secret_post' },
+  },
+} as const;
+
+const tokenResponse = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['access_token', 'token_type', 'expires_in', 'scope'],
+  properties: {
+    access_token: { type: 'string', description: 'JWT (RFC 9068, typ at+jwt)' },
+    token_type: { type: 'string', enum: ['Bearer'] },
+    expires_in: { type: 'integer' },
+    scope: { type: 'string' },
+  },
+} as const;
+
+/** POST /oauth/token: RFC 6749 §4.4 client_credentials with client_secret_basic or client_secret_post. */
+export async function tokenRoute(app: FastifyInstance, ctx: OAuthRouteContext): Promise<void> {
+  const limits = app.config.rateLimit;
+  app.post(
+    '/oauth/token',
+    {
+      bodyLimit: OAUTH_BODY_LIMIT,
+      config: {
+        errorFormat: 'oauth',
+        rateLimit: { max: limits.tokenPerIp, timeWindow: 60_000, keyGenerator: (r) => `oauth-token-ip:${r.ip}` },
+      },
+      schema: {
+        tags: ['oauth'],
+        operationId: 'requestToken',
+        summary: 'Token endpoint: an SDK key (client_credentials) gets a JWT access token',
+        description:
+          'RFC 6749 §4.4. Authenticate with HTTP Basic (client_secret_basic, id and secret form-urlencoded) or with ' +
+          'client_id and client_secret in the body (client_secret_post), never both. Parameters only in the body, each once.',
+        consumes: ['application/x-www-form-urlencoded'],
+        security: [{ clientBasic: [] }, {}],
+        body: tokenBody,
+        response: { 200: tokenResponse, ...oauthErrorResponses(400, 401, 413, 415, 429, 503) },
+      },
+      preValidation: formOnly,
+    },
+    async (request, reply) => {
+      const client = (await ctx.authenticateClient(request))!;
+      const body = request.body as FormBody;
+      if (body.grant_type === undefined || body.grant_type === '') throw invalidRequest('grant_type is required');
+      if (body.grant_type !== GRANT_TYPE) {
+        throw unsupportedGrantType(`grant_type ${body.grant_type} is not supported; use ${GRANT_TYPE}`);
+      }
+      await ctx.limitClient(request, client.clientId);
+      const now = app.clock.now();
+      const response = await clientCredentialsGrant({ scope: body.scope, audience: body.audience, resource: body.resource }, client, {
+        keys: app.oauth.keys,
+        issuer: app.config.issuer,
+        allowedAudiences: app.config.allowedAudiences,
+        ttlSeconds: app.config.accessTokenTtlSeconds,
+        nowMs: now,
+      });
+      app.usage.touch(SDK_KEY_USAGE, client.clientId, new Date(now));
+      return noStore(reply).send(response);
+    },
+  );
+}
