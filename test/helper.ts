@@ -173,6 +173,18 @@ export async function harness(
   return h;
 }
 
+/** Points the in-process CLI (`main(argv)`) at the harness's database and secrets until the test ends. */
+export function cliOnHarness(t: TeardownHost, h: Pick<Harness, 'connectionString' | 'config'>): void {
+  const saved = { ...process.env };
+  t.teardown(() => {
+    process.env = saved;
+  });
+  process.env.DATABASE_URL = h.connectionString;
+  process.env.TESSERA_MASTER_KEY = h.config.masterKey.key.toString('base64');
+  process.env.TESSERA_PEPPER = h.config.pepper.toString('utf8');
+  process.env.TESSERA_LOG_LEVEL = 'silent';
+}
+
 /** `{ authorization: 'Bearer <token>' }` */
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { bearer, harness, type Harness } from './helper.js';
+import { bearer, harness, type Harness, cliOnHarness } from './helper.js';
 import { main } from '../src/cli.js';
 
 const put = (h: Harness, token: string, url: string, payload: unknown) =>
@@ -248,14 +248,7 @@ t.test('tessera orgs invite sends an invitation; orgs add-member adds directly',
   const org = await h.org('Lab', [[owner, 'owner']]);
   const ut = await h.apiToken(u);
 
-  const saved = { ...process.env };
-  t.teardown(() => {
-    process.env = saved;
-  });
-  process.env.DATABASE_URL = h.connectionString;
-  process.env.TESSERA_MASTER_KEY = h.config.masterKey.key.toString('base64');
-  process.env.TESSERA_PEPPER = h.config.pepper.toString('utf8');
-  process.env.TESSERA_LOG_LEVEL = 'silent';
+  cliOnHarness(t, h);
   const out: string[] = [];
   const err: string[] = [];
   const write = process.stdout.write.bind(process.stdout);

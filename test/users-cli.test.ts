@@ -1,5 +1,5 @@
 import t from 'tap';
-import { harness } from './helper.js';
+import { harness, cliOnHarness } from './helper.js';
 import { main } from '../src/cli.js';
 
 t.test('tessera users suspend|activate --user ends sessions and tokens on running instances', async (t) => {
@@ -9,14 +9,7 @@ t.test('tessera users suspend|activate --user ends sessions and tokens on runnin
   const session = (await h.inject({ method: 'POST', url: '/api/users/loginWithToken', payload: { apiToken } })).json().id;
   t.equal((await h.inject({ method: 'GET', url: '/gateway/verify', headers: { 'x-access-token': session } })).statusCode, 200);
 
-  const saved = { ...process.env };
-  t.teardown(() => {
-    process.env = saved;
-  });
-  process.env.DATABASE_URL = h.connectionString;
-  process.env.TESSERA_MASTER_KEY = h.config.masterKey.key.toString('base64');
-  process.env.TESSERA_PEPPER = h.config.pepper.toString('utf8');
-  process.env.TESSERA_LOG_LEVEL = 'silent';
+  cliOnHarness(t, h);
   const out: string[] = [];
   const write = process.stdout.write.bind(process.stdout);
   const capture = async (argv: string[]) => {
