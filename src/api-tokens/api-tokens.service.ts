@@ -6,7 +6,7 @@ import { revokeSessionsOfApiToken } from '../sessions/sessions.repository.js';
 import { publishChange } from '../platform/database/notifications.js';
 import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
 import { forbidden } from '../platform/errors/api-error.js';
-import { SDK_KEY_EVENT } from '../oauth/sdk-keys.service.js';
+import { recordKeyChange } from '../oauth/sdk-keys.service.js';
 import { displayPrefix, generateApiToken, hashApiToken } from './api-token.js';
 import { capExpiry, lockParent } from './credential-parent.js';
 import type { Principal } from '../platform/auth/principal.js';
@@ -100,14 +100,11 @@ export async function revokeApiToken(db: Kysely<Database>, input: { userId: stri
     }
     const keys = await deleteSdkKeysOfParents(trx, ended);
     for (const k of keys) {
-      await recordAudit(trx, input.actor, {
-        action: 'sdk_key.delete',
-        targetType: 'sdk_key',
-        targetId: k.client_id,
-        organizationId: k.organization_id,
-        details: { name: k.name, reason: 'parent_revoked', parent_api_token_id: k.parent_api_token_id },
+      await recordKeyChange(trx, input.actor, { clientId: k.client_id, organizationId: k.organization_id }, 'sdk_key.delete', {
+        name: k.name,
+        reason: 'parent_revoked',
+        parent_api_token_id: k.parent_api_token_id,
       });
-      await publishChange(trx, { type: SDK_KEY_EVENT, id: k.client_id });
     }
     return { apiTokenIds: ended, sdkKeyClientIds: keys.map((k) => k.client_id) };
   });

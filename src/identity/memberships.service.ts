@@ -8,7 +8,7 @@ import { countOwners, deleteMembership, lockOrganization } from './memberships.r
 import { deleteInvitationOf } from './invitations.repository.js';
 import { cutOffOrganizationKeys } from '../oauth/sdk-keys.repository.js';
 import { findUserById } from './users.repository.js';
-import { SDK_KEY_EVENT } from '../oauth/sdk-keys.service.js';
+import { recordKeyChange } from '../oauth/sdk-keys.service.js';
 import type { Role } from './identity.table.js';
 import { ApiError, conflict, forbidden, notFound } from '../platform/errors/api-error.js';
 
@@ -144,14 +144,7 @@ export async function applyMembershipChange(
 async function cutOffKeys(trx: Transaction<Database>, clock: Clock, actor: Actor, organizationId: string, userId: string): Promise<void> {
   const clientIds = await cutOffOrganizationKeys(trx, userId, organizationId, new Date(clock.now()));
   for (const clientId of clientIds) {
-    await recordAudit(trx, actor, {
-      action: 'sdk_key.tokens_revoked',
-      targetType: 'sdk_key',
-      targetId: clientId,
-      organizationId,
-      details: { reason: 'membership_ended', user_id: userId },
-    });
-    await publishChange(trx, { type: SDK_KEY_EVENT, id: clientId });
+    await recordKeyChange(trx, actor, { clientId, organizationId }, 'sdk_key.tokens_revoked', { reason: 'membership_ended', user_id: userId });
   }
 }
 

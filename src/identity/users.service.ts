@@ -6,7 +6,7 @@ import { createUser, setUserStatus, type User } from './users.repository.js';
 import { revokeApiTokensOfUser } from '../api-tokens/api-tokens.repository.js';
 import { revokeSessionsOfUser } from '../sessions/sessions.repository.js';
 import { disableSdkKeysOfUser } from '../oauth/sdk-keys.repository.js';
-import { SDK_KEY_EVENT } from '../oauth/sdk-keys.service.js';
+import { recordKeyChange } from '../oauth/sdk-keys.service.js';
 
 export class DuplicateEmailError extends Error {
   override name = 'DuplicateEmailError';
@@ -46,14 +46,7 @@ export async function suspendUser(
     const sessionsEnded = await revokeSessionsOfUser(trx, user.id, input.now);
     const keys = await disableSdkKeysOfUser(trx, user.id, input.now);
     for (const k of keys) {
-      await recordAudit(trx, input.actor, {
-        action: 'sdk_key.disable',
-        targetType: 'sdk_key',
-        targetId: k.client_id,
-        organizationId: k.organization_id,
-        details: { reason: 'user_suspended' },
-      });
-      await publishChange(trx, { type: SDK_KEY_EVENT, id: k.client_id });
+      await recordKeyChange(trx, input.actor, { clientId: k.client_id, organizationId: k.organization_id }, 'sdk_key.disable', { reason: 'user_suspended' });
     }
     await publishChange(trx, { type: 'user', id: user.id });
     await recordAudit(trx, input.actor, {

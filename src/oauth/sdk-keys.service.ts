@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../platform/clock.js';
-import type { Db } from '../platform/database/database.js';
+import type { Transaction } from 'kysely';
+import type { Database, Db } from '../platform/database/database.js';
 import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
 import { publishChange } from '../platform/database/notifications.js';
 import { findMembership } from '../identity/organizations.repository.js';
@@ -23,6 +24,21 @@ import { nextTokensValidAfter } from './access-token.js';
 
 /** Change-event type for SDK keys (id = client_id). */
 export const SDK_KEY_EVENT = 'sdk_key';
+
+/**
+ * Audits one change to a key and announces it to every instance, both in the caller's transaction,
+ * so the audit trail and every instance's client cache follow exactly the changes that commit.
+ */
+export async function recordKeyChange(
+  trx: Transaction<Database>,
+  actor: Actor,
+  key: { clientId: string; organizationId: string | null },
+  action: string,
+  details: Record<string, unknown>,
+): Promise<void> {
+  await recordAudit(trx, actor, { action, targetType: 'sdk_key', targetId: key.clientId, organizationId: key.organizationId, details });
+  await publishChange(trx, { type: SDK_KEY_EVENT, id: key.clientId });
+}
 export const SDK_KEY_PURPOSE = 'sdk_key';
 
 export interface SdkKeyDeps {
@@ -138,13 +154,6 @@ export async function deleteSdkKeyFor(deps: SdkKeyDeps, actor: Actor, userId: st
     const key = await findSdkKey(trx, userId, clientId, { forUpdate: true });
     if (!key) throw notFound('SDK key');
     await deleteSdkKey(trx, key.id);
-    await recordAudit(trx, actor, {
-      action: 'sdk_key.delete',
-      targetType: 'sdk_key',
-      targetId: clientId,
-      organizationId: key.organization_id,
-      details: { name: key.name },
-    });
-    await publishChange(trx, { type: SDK_KEY_EVENT, id: clientId });
+    await recordKeyChange(trx, actor, { clientId, organizationId: key.organization_id }, 'sdk_key.delete', { name: key.name });
   });
 }
