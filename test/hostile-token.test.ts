@@ -10,7 +10,7 @@ import { basic, createSdkKey, FORM, oauthPost } from './oauth-helper.js';
 import { databaseDigest, leaksInternals } from './db-digest.js';
 import { hashSecret } from '../src/platform/crypto/secrets.js';
 import { insertSdkKey } from '../src/oauth/sdk-keys.repository.js';
-import { authenticateClient, type ClientAuthDeps } from '../src/oauth/client-auth.js';
+import { verifyClientCredentials, type ClientAuthDeps } from '../src/oauth/client-auth.js';
 import { parseForm } from '../src/platform/http/form.js';
 
 const CC = 'grant_type=client_credentials';
@@ -183,7 +183,7 @@ t.test('10 KB ids and 500 KB secrets are refused before any look-up or hashing o
     },
     compare: () => false,
   };
-  const err = await authenticateClient({ method: 'client_secret_basic', clientId: 'x'.repeat(10 * 1024), secret: 's'.repeat(500 * 1024) }, deps).catch(
+  const err = await verifyClientCredentials({ method: 'client_secret_basic', clientId: 'x'.repeat(10 * 1024), secret: 's'.repeat(500 * 1024) }, deps).catch(
     (e) => e,
   );
   t.equal(err.error, 'invalid_client');

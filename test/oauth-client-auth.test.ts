@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { authenticateClient, extractClientCredentials, type ClientAuthDeps } from '../src/oauth/client-auth.js';
+import { verifyClientCredentials, extractClientCredentials, type ClientAuthDeps } from '../src/oauth/client-auth.js';
 import type { ClientEntry } from '../src/oauth/client-cache.js';
 import { OAuthError } from '../src/platform/errors/oauth-error.js';
 
@@ -53,11 +53,11 @@ async function failure(p: Promise<unknown>): Promise<OAuthError> {
 
 t.test('unknown and wrong clients do the same work (one lookup, one HMAC, one compare) and fail alike', async (t) => {
   const unknown = counting(() => null);
-  const e1 = await failure(authenticateClient({ method: 'client_secret_basic', clientId, secret: 'guess' }, unknown.deps));
+  const e1 = await failure(verifyClientCredentials({ method: 'client_secret_basic', clientId, secret: 'guess' }, unknown.deps));
   const wrong = counting(() => entry);
-  const e2 = await failure(authenticateClient({ method: 'client_secret_basic', clientId, secret: 'guess' }, wrong.deps));
+  const e2 = await failure(verifyClientCredentials({ method: 'client_secret_basic', clientId, secret: 'guess' }, wrong.deps));
   const disabled = counting(() => ({ ...entry, status: 'disabled' }));
-  const e3 = await failure(authenticateClient({ method: 'client_secret_basic', clientId, secret: 'right' }, disabled.deps));
+  const e3 = await failure(verifyClientCredentials({ method: 'client_secret_basic', clientId, secret: 'right' }, disabled.deps));
   for (const c of [unknown.calls, wrong.calls, disabled.calls]) {
     t.equal(c.lookup, 1);
     t.equal(c.hash, 1);
@@ -75,11 +75,11 @@ t.test('unknown and wrong clients do the same work (one lookup, one HMAC, one co
 
   // A client id that cannot be ours skips the lookup but still hashes and compares.
   const odd = counting(() => entry);
-  await failure(authenticateClient({ method: 'client_secret_post', clientId: 'admin', secret: 'x' }, odd.deps));
+  await failure(verifyClientCredentials({ method: 'client_secret_post', clientId: 'admin', secret: 'x' }, odd.deps));
   t.same([odd.calls.lookup, odd.calls.hash, odd.calls.compare], [0, 1, 1]);
 
   const good = counting(() => entry);
-  const ok = await authenticateClient({ method: 'client_secret_post', clientId, secret: 'right' }, good.deps);
+  const ok = await verifyClientCredentials({ method: 'client_secret_post', clientId, secret: 'right' }, good.deps);
   t.equal(ok.clientId, clientId);
   t.same([good.calls.hash, good.calls.compare], [1, 1]);
 });

@@ -71,10 +71,11 @@ t.test('concurrent failed authentications cannot outrun the per-IP limit: the re
   const h = await harness(t, { env: { TESSERA_RATE_LIMIT: 'true', TESSERA_RATE_LIMIT_FAILED_AUTH_PER_IP: '30' } });
   const key = await createSdkKey(h, await h.user());
   let worked = 0;
-  const authenticate = h.app.oauth.authenticateClient;
-  h.app.oauth.authenticateClient = (creds) => {
+  const checks = h.app.oauth.clientAuth.checks;
+  const hash = checks.hash;
+  checks.hash = (secret) => {
     worked++;
-    return authenticate(creds);
+    return hash(secret);
   };
   const looked = new Set<string>();
   const get = h.app.oauth.clients.get.bind(h.app.oauth.clients);

@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { badRequest, insufficientScope, invalidToken, missingToken } from '../platform/errors/api-error.js';
-import { extractBearer } from '../platform/auth/auth-plugin.js';
-import { hasScopes } from '../platform/auth/principal.js';
+import { badRequest } from '../platform/errors/api-error.js';
+import { authenticate } from '../platform/auth/authenticate.js';
 import { parseScopeString } from '../platform/auth/scopes.js';
 import { errorResponses } from '../platform/http/schemas.js';
 
@@ -44,16 +43,12 @@ export async function gatewayRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const required = request.query.scope === undefined ? [] : parseScopeString(request.query.scope.trim());
       if (required === null) throw badRequest('scope must be space-separated scope names');
-      const token = extractBearer(request);
-      if (!token) throw missingToken();
-      const principal = await app.resolveBearer(token, request);
-      if (!principal) throw invalidToken();
+      const principal = await authenticate(request, { scopes: required });
       if (app.config.trustProxy !== false) {
         const fm = request.headers['x-forwarded-method'];
         const fu = request.headers['x-forwarded-uri'];
         if (fm || fu) request.log.debug({ forwardedMethod: fm, forwardedUri: fu, credential: principal.kind }, 'gateway verify');
       }
-      if (!hasScopes(principal, required)) throw insufficientScope(required);
       return reply
         .code(200)
         .headers({

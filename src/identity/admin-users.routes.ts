@@ -1,16 +1,10 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { conflict, notFound } from '../platform/errors/api-error.js';
-import { credentialLabel } from '../platform/auth/principal.js';
-import type { Actor } from '../platform/database/audit.repository.js';
+import { requestActor } from '../platform/auth/request-actor.js';
 import { findUserById, listUsers } from './users.repository.js';
 import { activateUser, createUserAudited, DuplicateEmailError, suspendUser } from './users.service.js';
 import { errorResponses, nextAfterSchema, pageQuerySchema, uuidSchema } from '../platform/http/schemas.js';
 import { userSchema, userView } from './users.routes.js';
-
-function actorOf(request: FastifyRequest): Actor {
-  const p = request.principal!;
-  return { userId: p.userId, credential: credentialLabel(p), ip: request.ip, requestId: request.id };
-}
 
 const idParams = { type: 'object', additionalProperties: false, required: ['id'], properties: { id: uuidSchema } } as const;
 
@@ -71,7 +65,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request, reply) => {
       try {
-        const user = await createUserAudited(app.db, actorOf(request), request.body);
+        const user = await createUserAudited(app.db, requestActor(request), request.body);
         reply.code(201);
         return userView(user);
       } catch (err) {
@@ -117,7 +111,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request) => {
-      const done = await suspendUser(app.db, { userId: request.params.id, now: new Date(app.clock.now()), actor: actorOf(request) });
+      const done = await suspendUser(app.db, { userId: request.params.id, now: new Date(app.clock.now()), actor: requestActor(request) });
       if (!done) throw notFound('user');
       // This instance forgets the user's sessions and keys at once; the others through the notifications.
       app.sessionCache.invalidate('user', done.user.id);
@@ -140,7 +134,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request) => {
-      const user = await activateUser(app.db, { userId: request.params.id, actor: actorOf(request) });
+      const user = await activateUser(app.db, { userId: request.params.id, actor: requestActor(request) });
       if (!user) throw notFound('user');
       return userView(user);
     },

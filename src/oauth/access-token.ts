@@ -3,7 +3,7 @@ import { decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload
 import { epochSeconds, type Clock } from '../platform/clock.js';
 import type { Config } from '../platform/config.js';
 import type { SigningKeyStore } from '../signing-keys/key-store.js';
-import { signCompact } from '../signing-keys/signing-key.js';
+import { signCompact } from '../platform/crypto/jws.js';
 import type { ClientCache, ClientEntry } from './client-cache.js';
 import type { RevokedTokenSet } from './denylist.js';
 

@@ -1,5 +1,13 @@
-import { invalidClient, invalidRequest } from '../platform/errors/oauth-error.js';
-import type { ClientEntry } from './client-cache.js';
+import type { FastifyRequest } from 'fastify';
+import type { Clock } from '../platform/clock.js';
+import type { Config } from '../platform/config.js';
+import { hashSecret, safeEqual } from '../platform/crypto/secrets.js';
+import { OAuthError, invalidClient, invalidRequest } from '../platform/errors/oauth-error.js';
+import { AttemptLimiter } from '../platform/http/attempt-limiter.js';
+import type { ClientCache, ClientEntry } from './client-cache.js';
+
+/** HMAC purpose of an SDK key's secret: the stored `secret_hash` is `hashSecret(pepper, secret, SDK_KEY_PURPOSE)`. */
+export const SDK_KEY_PURPOSE = 'sdk_key';
 
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post';
 
@@ -57,7 +65,7 @@ export function extractClientCredentials(authorization: string | undefined, body
   return null;
 }
 
-/** The pieces client authentication is made of, injected so tests can count what runs. */
+/** The pieces verification is made of: the look-up, the HMAC and the comparison. */
 export interface ClientAuthDeps {
   lookup(clientId: string): Promise<ClientEntry | null> | ClientEntry | null;
   /** HMAC-SHA256(pepper, secret) as stored. */
@@ -70,11 +78,11 @@ export interface ClientAuthDeps {
 const DUMMY_HASH = Buffer.alloc(32, 0x5a);
 
 /**
- * Authenticates a client by its secret. Unknown, wrong, disabled and suspended-owner clients all
- * end in the same `invalid_client`, after the same work: one HMAC and one constant-time compare
- * (against a dummy hash when there is no client).
+ * Verifies a client's secret. Unknown, wrong, disabled and suspended-owner clients all end in the
+ * same `invalid_client`, after the same work: one HMAC and one constant-time compare (against a
+ * dummy hash when there is no client).
  */
-export async function authenticateClient(creds: ClientCredentials, deps: ClientAuthDeps): Promise<ClientEntry> {
+export async function verifyClientCredentials(creds: ClientCredentials, deps: ClientAuthDeps): Promise<ClientEntry> {
   const entry = CLIENT_ID_RE.test(creds.clientId) ? await deps.lookup(creds.clientId) : null;
   const secret = creds.secret.length <= MAX_SECRET_LENGTH ? creds.secret : '';
   const presented = deps.hash(secret);
@@ -83,4 +91,62 @@ export async function authenticateClient(creds: ClientCredentials, deps: ClientA
     throw invalidClient();
   }
   return entry;
+}
+
+function tooMany(ttlInSeconds: number, what: string): OAuthError {
+  const s = String(Math.max(1, ttlInSeconds));
+  return new OAuthError(429, 'temporarily_unavailable', `${what}; retry in ${s} s`, { 'retry-after': s });
+}
+
+/**
+ * Client authentication for /oauth/token, /oauth/introspect and /oauth/revoke (RFC 6749 §2.3.1):
+ * the credentials are read from `Authorization: Basic` or the form body, and verified against the
+ * SDK-key cache with the pepper's HMAC and a constant-time compare.
+ *
+ * Failed authentications are limited per IP when `config.rateLimit.enabled`: every attempt takes a
+ * slot of its IP's budget synchronously, before any parsing, look-up or hash, and gives it back
+ * unless it ends in `invalid_client`. So at most `failedAuthPerIp` failures a minute are worked on
+ * per IP, however many arrive at once; the others get 429 with `Retry-After` without touching
+ * Postgres or the pepper (an attempt that finds the budget held by attempts still under way waits
+ * for their outcome first).
+ */
+export class ClientAuthenticator {
+  /** What verification runs on; its members are looked up on every call (tests wrap them to count the work). */
+  readonly checks: ClientAuthDeps;
+  private readonly failed: AttemptLimiter | null;
+
+  constructor(deps: { clients: Pick<ClientCache, 'get'>; config: Pick<Config, 'pepper' | 'rateLimit'>; clock: Clock }) {
+    const { clients, config, clock } = deps;
+    this.checks = {
+      lookup: (clientId) => clients.get(clientId),
+      hash: (secret) => hashSecret(config.pepper, secret, SDK_KEY_PURPOSE),
+      compare: safeEqual,
+    };
+    const limits = config.rateLimit;
+    this.failed = limits.enabled ? new AttemptLimiter({ max: limits.failedAuthPerIp, windowMs: 60_000, clock }) : null;
+  }
+
+  /**
+   * The SDK key the request authenticates as. No credentials, malformed ones and wrong ones are
+   * `invalid_client` (401); two methods at once is `invalid_request`; past the per-IP budget of
+   * failures, 429.
+   */
+  async authenticateClient(request: FastifyRequest): Promise<ClientEntry> {
+    const slot = this.failed ? await this.failed.acquire(request.ip) : null;
+    if (slot && !slot.ok) throw tooMany(slot.retryAfterSeconds, 'too many failed client authentications');
+    let counts = false;
+    try {
+      const creds = extractClientCredentials(request.headers.authorization, request.body as Record<string, string | undefined>);
+      if (!creds) throw invalidClient();
+      return await verifyClientCredentials(creds, this.checks);
+    } catch (err) {
+      counts = err instanceof OAuthError && err.error === 'invalid_client';
+      throw err;
+    } finally {
+      if (slot?.ok) {
+        if (counts) slot.keep();
+        else slot.release();
+      }
+    }
+  }
 }

@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { authenticate, type BearerAnswers } from '../platform/auth/authenticate.js';
 import type { Principal } from '../platform/auth/principal.js';
 import { OAuthError, invalidRequest } from '../platform/errors/oauth-error.js';
-import { extractBearer } from '../platform/auth/auth-plugin.js';
-import { looksLikeJwt } from './access-token.js';
+import { formOnly, noStore, OAUTH_BODY_LIMIT, type FormBody } from '../platform/http/form.js';
 import { oauthErrorResponses } from '../platform/http/schemas.js';
-import { formOnly, noStore, OAUTH_BODY_LIMIT, type FormBody, type OAuthRouteContext } from './endpoint-common.js';
+import { looksLikeJwt } from './access-token.js';
 
 /** Scopes that let a bearer token introspect any token. */
 export const INTROSPECTION_SCOPES = ['introspect', 'admin'] as const;
@@ -51,30 +51,30 @@ const bearerError = (status: 401 | 403, error: 'invalid_token' | 'insufficient_s
         : `Bearer realm="tessera", error="insufficient_scope", scope="${INTROSPECTION_SCOPES.join(' ')}"`,
   });
 
+/** RFC 6750 answers in the RFC 6749 §5.2 body the OAuth routes use. */
+const INTROSPECTION_BEARER_ANSWERS: BearerAnswers = {
+  malformed: () => bearerError(401, 'invalid_token', 'the bearer credential is malformed'),
+  missing: () => bearerError(401, 'invalid_token', 'the bearer credential is invalid, expired or revoked'),
+  invalid: () => bearerError(401, 'invalid_token', 'the bearer credential is invalid, expired or revoked'),
+  cannotManage: () => bearerError(403, 'insufficient_scope', `introspection needs scope ${INTROSPECTION_SCOPES.join(' or ')}`),
+  insufficient: () => bearerError(403, 'insufficient_scope', `introspection needs scope ${INTROSPECTION_SCOPES.join(' or ')}`),
+};
+
 /**
  * POST /oauth/introspect (RFC 7662). Callers: an SDK key (sees its own tokens only) or a bearer
  * credential with scope `introspect` or `admin` (sees every token). JWTs are checked by the
  * access-token verifier with any audience; every other token kind through the authenticator
  * chain (`app.resolveBearer`), so new kinds of credential are covered as they are added.
  */
-export async function introspectRoute(app: FastifyInstance, ctx: OAuthRouteContext): Promise<void> {
+export async function introspectRoute(app: FastifyInstance): Promise<void> {
+  /** A bearer caller when `Authorization` says Bearer; otherwise the request must authenticate as a client. */
   async function caller(request: FastifyRequest): Promise<Caller> {
     const auth = request.headers.authorization;
     if (auth !== undefined && /^Bearer\b/i.test(auth)) {
-      let token: string | null;
-      try {
-        token = extractBearer(request);
-      } catch {
-        throw bearerError(401, 'invalid_token', 'the bearer credential is malformed');
-      }
-      const principal = token ? await app.resolveBearer(token, request) : null;
-      if (!principal) throw bearerError(401, 'invalid_token', 'the bearer credential is invalid, expired or revoked');
-      if (!INTROSPECTION_SCOPES.some((s) => principal.scopes.includes(s))) {
-        throw bearerError(403, 'insufficient_scope', `introspection needs scope ${INTROSPECTION_SCOPES.join(' or ')}`);
-      }
+      const principal = await authenticate(request, { anyOf: INTROSPECTION_SCOPES }, INTROSPECTION_BEARER_ANSWERS);
       return { kind: 'bearer', principal };
     }
-    const client = (await ctx.authenticateClient(request))!;
+    const client = await app.oauth.clientAuth.authenticateClient(request);
     return { kind: 'client', clientId: client.clientId };
   }
 

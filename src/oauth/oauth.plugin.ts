@@ -2,14 +2,13 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { findSdkKeysForAuth, recentSdkKeysForAuth } from './sdk-keys.repository.js';
 import { listLiveRevokedTokens, pruneRevokedTokens } from './revoked-tokens.repository.js';
-import { hashSecret, safeEqual } from '../platform/crypto/secrets.js';
 import { SIGNING_KEYS_CHANGED, SigningKeyStore } from '../signing-keys/key-store.js';
 import { AccessTokenVerifier, looksLikeJwt } from './access-token.js';
-import { authenticateClient, type ClientCredentials } from './client-auth.js';
-import { ClientCache, type ClientEntry } from './client-cache.js';
+import { ClientAuthenticator } from './client-auth.js';
+import { ClientCache } from './client-cache.js';
 import { RevokedTokenSet } from './denylist.js';
-import { SDK_KEY_EVENT, SDK_KEY_PURPOSE } from './sdk-keys.service.js';
-import type { Authenticator } from '../platform/auth/auth-plugin.js';
+import { SDK_KEY_EVENT } from './sdk-keys.service.js';
+import type { Authenticator } from '../platform/auth/authenticate.js';
 
 /** Change-event types this feature publishes and follows. */
 export const REVOKED_TOKEN = 'revoked_token';
@@ -22,8 +21,8 @@ export interface OAuthServices {
   clients: ClientCache;
   revoked: RevokedTokenSet;
   verifier: AccessTokenVerifier;
-  /** Authenticates an SDK key by its secret (one HMAC; no Postgres once the client is cached). */
-  authenticateClient(creds: ClientCredentials): Promise<ClientEntry>;
+  /** Client authentication on the OAuth endpoints (one HMAC; no Postgres once the client is cached). */
+  clientAuth: ClientAuthenticator;
   /** Reloads the jti denylist from the database (union with what is held). */
   reloadRevoked(): Promise<void>;
 }
@@ -62,12 +61,7 @@ export const oauthPlugin = fp(
       clients,
       revoked,
       verifier,
-      authenticateClient: (creds) =>
-        authenticateClient(creds, {
-          lookup: (id) => clients.get(id),
-          hash: (secret) => hashSecret(config.pepper, secret, SDK_KEY_PURPOSE),
-          compare: safeEqual,
-        }),
+      clientAuth: new ClientAuthenticator({ clients, config, clock }),
       reloadRevoked,
     };
     app.decorate('oauth', services);

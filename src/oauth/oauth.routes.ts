@@ -1,6 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { registerFormParser } from '../platform/http/form.js';
-import { OAUTH_BODY_LIMIT, oauthRouteContext } from './endpoint-common.js';
+import { OAUTH_BODY_LIMIT, registerFormParser } from '../platform/http/form.js';
 import { introspectRoute } from './introspect.routes.js';
 import { revokeRoute } from './revoke.routes.js';
 import { tokenRoute } from './token.routes.js';
@@ -8,8 +7,7 @@ import { tokenRoute } from './token.routes.js';
 /** /oauth/token, /oauth/introspect, /oauth/revoke: the only routes that read form bodies (in this context only). */
 export async function oauthRoutes(app: FastifyInstance): Promise<void> {
   registerFormParser(app, OAUTH_BODY_LIMIT);
-  const ctx = oauthRouteContext(app);
-  await tokenRoute(app, ctx);
-  await introspectRoute(app, ctx);
-  await revokeRoute(app, ctx);
+  await tokenRoute(app);
+  await introspectRoute(app);
+  await revokeRoute(app);
 }

@@ -1,12 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { invalidRequest } from '../platform/errors/oauth-error.js';
-import { recordAudit } from '../platform/database/audit.repository.js';
-import { publishChange } from '../platform/database/notifications.js';
-import { insertRevokedToken } from './revoked-tokens.repository.js';
-import { looksLikeJwt } from './access-token.js';
-import { REVOKED_TOKEN } from './oauth.plugin.js';
+import { formOnly, noStore, OAUTH_BODY_LIMIT, type FormBody } from '../platform/http/form.js';
 import { oauthErrorResponses } from '../platform/http/schemas.js';
-import { formOnly, noStore, OAUTH_BODY_LIMIT, type FormBody, type OAuthRouteContext } from './endpoint-common.js';
+import { revokeAccessToken } from './revocation.service.js';
 
 const revokeBody = {
   type: 'object',
@@ -23,7 +19,7 @@ const revokeBody = {
  * denylist until the token expires, on every instance (NOTIFY). Unknown, invalid or expired
  * tokens get 200 (nothing to do); a valid token of another client gets 400 and stays active.
  */
-export async function revokeRoute(app: FastifyInstance, ctx: OAuthRouteContext): Promise<void> {
+export async function revokeRoute(app: FastifyInstance): Promise<void> {
   app.post(
     '/oauth/revoke',
     {
@@ -44,28 +40,13 @@ export async function revokeRoute(app: FastifyInstance, ctx: OAuthRouteContext):
       preValidation: formOnly,
     },
     async (request, reply) => {
-      const client = (await ctx.authenticateClient(request))!;
+      const client = await app.oauth.clientAuth.authenticateClient(request);
       const body = request.body as FormBody;
       if (body.token === undefined || body.token === '') throw invalidRequest('token is required');
       noStore(reply);
-      const token = body.token;
-      if (token.length <= 4096 && looksLikeJwt(token)) {
-        const r = await app.oauth.verifier.verify(token, { audience: null });
-        if (r.ok) {
-          if (r.claims.client_id !== client.clientId) throw invalidRequest('the token was not issued to this client');
-          const { jti, exp } = r.claims;
-          await app.db.transaction().execute(async (trx) => {
-            await insertRevokedToken(trx, { jti, clientId: client.clientId, expiresAt: new Date(exp * 1000) });
-            await recordAudit(
-              trx,
-              { userId: client.userId, credential: `client:${client.clientId}`, ip: request.ip, requestId: request.id },
-              { action: 'oauth.token.revoke', targetType: 'access_token', targetId: jti, details: { client_id: client.clientId } },
-            );
-            await publishChange(trx, { type: REVOKED_TOKEN, id: jti, exp });
-          });
-          app.oauth.revoked.add(jti, exp * 1000 + app.config.clockToleranceSeconds * 1000);
-        }
-      }
+      const { verifier, revoked } = app.oauth;
+      const deps = { db: app.db, verifier, revoked, clockToleranceSeconds: app.config.clockToleranceSeconds };
+      await revokeAccessToken(deps, client, body.token, { ip: request.ip, requestId: request.id });
       return reply.code(200).send();
     },
   );

@@ -1,6 +1,6 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { credentialLabel, type Principal } from '../platform/auth/principal.js';
-import type { Actor } from '../platform/database/audit.repository.js';
+import type { FastifyInstance } from 'fastify';
+import type { Principal } from '../platform/auth/principal.js';
+import { requestActor } from '../platform/auth/request-actor.js';
 import { listSdkKeys, findSdkKey, type SdkKeyRow } from './sdk-keys.repository.js';
 import { forbidden, notFound } from '../platform/errors/api-error.js';
 import { isSdkKeyScope, SDK_KEY_SCOPES } from './scopes.js';
@@ -62,11 +62,6 @@ function view(row: SdkKeyRow) {
   };
 }
 
-function actorOf(request: FastifyRequest): Actor {
-  const p = request.principal as Principal;
-  return { userId: p.userId, credential: credentialLabel(p), ip: request.ip, requestId: request.id };
-}
-
 /** /api/sdk-keys: a user's SDK keys (bearer with scope `api`). */
 export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
   const deps = { db: app.db, pepper: app.config.pepper, clock: app.clock };
@@ -113,7 +108,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       const missing = scopes.filter((s) => !p.scopes.includes(s));
       if (missing.length) throw forbidden(`an SDK key cannot hold scopes your credential lacks: ${missing.join(' ')}`);
       if (scopes.length === 0) throw forbidden('your credential holds no scope an SDK key could carry');
-      const { row, secret } = await createSdkKey(deps, actorOf(request), p, {
+      const { row, secret } = await createSdkKey(deps, requestActor(request), p, {
         name: request.body.name.trim(),
         scopes,
         organizationId: request.body.organization_id ?? null,
@@ -185,7 +180,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const { clientId } = request.params;
-      const row = await updateSdkKeyFor(deps, actorOf(request), (request.principal as Principal).userId, clientId, {
+      const row = await updateSdkKeyFor(deps, requestActor(request), (request.principal as Principal).userId, clientId, {
         name: request.body.name?.trim(),
         status: request.body.status,
       });
@@ -209,7 +204,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request, reply) => {
       const { clientId } = request.params;
-      await deleteSdkKeyFor(deps, actorOf(request), (request.principal as Principal).userId, clientId);
+      await deleteSdkKeyFor(deps, requestActor(request), (request.principal as Principal).userId, clientId);
       app.oauth.clients.invalidate(clientId);
       return reply.code(204).send();
     },

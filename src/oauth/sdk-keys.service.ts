@@ -21,6 +21,7 @@ import { hashSecret, randomSecret } from '../platform/crypto/secrets.js';
 import { lockParent } from '../api-tokens/credential-parent.js';
 import type { Principal } from '../platform/auth/principal.js';
 import { nextTokensValidAfter } from './access-token.js';
+import { SDK_KEY_PURPOSE } from './client-auth.js';
 
 /** Change-event type for SDK keys (id = client_id). */
 export const SDK_KEY_EVENT = 'sdk_key';
@@ -39,7 +40,6 @@ export async function recordKeyChange(
   await recordAudit(trx, actor, { action, targetType: 'sdk_key', targetId: key.clientId, organizationId: key.organizationId, details });
   await publishChange(trx, { type: SDK_KEY_EVENT, id: key.clientId });
 }
-export const SDK_KEY_PURPOSE = 'sdk_key';
 
 export interface SdkKeyDeps {
   db: Db;

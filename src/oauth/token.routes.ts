@@ -1,9 +1,9 @@
-import type { FastifyInstance } from 'fastify';
-import { invalidRequest, unsupportedGrantType } from '../platform/errors/oauth-error.js';
-import { clientCredentialsGrant, GRANT_TYPE } from './grants/client-credentials.js';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { OAuthError, invalidRequest, unsupportedGrantType } from '../platform/errors/oauth-error.js';
 import { USAGE_EVERY_MS, type UsageTarget } from '../platform/database/usage-stamps.js';
+import { formOnly, noStore, OAUTH_BODY_LIMIT, type FormBody } from '../platform/http/form.js';
 import { oauthErrorResponses } from '../platform/http/schemas.js';
-import { formOnly, noStore, OAUTH_BODY_LIMIT, type FormBody, type OAuthRouteContext } from './endpoint-common.js';
+import { clientCredentialsGrant, GRANT_TYPE } from './client-credentials.grant.js';
 
 const SDK_KEY_USAGE: UsageTarget = { table: 'sdk_keys', keyColumn: 'client_id', keyType: 'text', everyMs: USAGE_EVERY_MS };
 
@@ -31,9 +31,35 @@ const tokenResponse = {
   },
 } as const;
 
-/** POST /oauth/token: RFC 6749 §4.4 client_credentials with client_secret_basic or client_secret_post. */
-export async function tokenRoute(app: FastifyInstance, ctx: OAuthRouteContext): Promise<void> {
+type Limiter = NonNullable<ReturnType<FastifyInstance['createRateLimit']>>;
+
+/**
+ * Token requests per client (when `config.rateLimit.enabled`): 429 with `Retry-After` past
+ * `tokenPerClient` a minute. Per-IP request limits are route config, applied before the body is read.
+ */
+function perClientLimit(app: FastifyInstance): (request: FastifyRequest, clientId: string) => Promise<void> {
   const limits = app.config.rateLimit;
+  if (!limits.enabled || typeof app.createRateLimit !== 'function') return async () => undefined;
+  const clientOf = new WeakMap<FastifyRequest, string>();
+  const perClient: Limiter = app.createRateLimit({
+    max: limits.tokenPerClient,
+    timeWindow: 60_000,
+    keyGenerator: (r) => `oauth-client:${clientOf.get(r) ?? ''}`,
+  });
+  return async (request, clientId) => {
+    clientOf.set(request, clientId);
+    const r = await perClient(request);
+    if (!r.isAllowed && r.isExceeded) {
+      const s = String(Math.max(1, r.ttlInSeconds));
+      throw new OAuthError(429, 'temporarily_unavailable', `too many token requests for this client; retry in ${s} s`, { 'retry-after': s });
+    }
+  };
+}
+
+/** POST /oauth/token: RFC 6749 §4.4 client_credentials with client_secret_basic or client_secret_post. */
+export async function tokenRoute(app: FastifyInstance): Promise<void> {
+  const limits = app.config.rateLimit;
+  const limitClient = perClientLimit(app);
   app.post(
     '/oauth/token',
     {
@@ -57,13 +83,13 @@ export async function tokenRoute(app: FastifyInstance, ctx: OAuthRouteContext): 
       preValidation: formOnly,
     },
     async (request, reply) => {
-      const client = (await ctx.authenticateClient(request))!;
+      const client = await app.oauth.clientAuth.authenticateClient(request);
       const body = request.body as FormBody;
       if (body.grant_type === undefined || body.grant_type === '') throw invalidRequest('grant_type is required');
       if (body.grant_type !== GRANT_TYPE) {
         throw unsupportedGrantType(`grant_type ${body.grant_type} is not supported; use ${GRANT_TYPE}`);
       }
-      await ctx.limitClient(request, client.clientId);
+      await limitClient(request, client.clientId);
       const now = app.clock.now();
       const response = await clientCredentialsGrant({ scope: body.scope, audience: body.audience, resource: body.resource }, client, {
         keys: app.oauth.keys,

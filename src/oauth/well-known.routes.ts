@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { SIGNING_ALGS } from '../platform/config.js';
-import { GRANT_TYPE } from './grants/client-credentials.js';
+import { GRANT_TYPE } from './client-credentials.grant.js';
 import { SDK_KEY_SCOPES } from './scopes.js';
 import { errorResponses } from '../platform/http/schemas.js';
 

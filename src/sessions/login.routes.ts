@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { badRequest, invalidToken, missingToken } from '../platform/errors/api-error.js';
-import { extractBearer } from '../platform/auth/auth-plugin.js';
+import { badRequest, invalidToken } from '../platform/errors/api-error.js';
+import { bearerToken } from '../platform/auth/authenticate.js';
 import { isWellFormedSessionToken, SESSION_TOKEN_PREFIX } from './session-token.js';
 import { loginWithApiToken, logoutSession } from './sessions.service.js';
 import { dateTimeSchema, errorResponses, uuidSchema } from '../platform/http/schemas.js';
@@ -73,8 +73,8 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request, reply) => {
-      const token = extractBearer(request);
-      if (!token) throw missingToken();
+      // The session is ended, not resolved: its token is read as every bearer is, then looked up by logout.
+      const token = bearerToken(request);
       if (!token.startsWith(SESSION_TOKEN_PREFIX)) {
         throw badRequest('logout ends a session: send the token loginWithToken returned');
       }

@@ -1,4 +1,4 @@
-import type { Authenticator } from '../platform/auth/auth-plugin.js';
+import type { Authenticator } from '../platform/auth/authenticate.js';
 import type { Config } from '../platform/config.js';
 import { epochSeconds, type Clock } from '../platform/clock.js';
 import type { Db } from '../platform/database/database.js';

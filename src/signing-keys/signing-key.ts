@@ -1,4 +1,4 @@
-import { createPrivateKey, generateKeyPairSync, sign as nodeSign, type KeyObject } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, importJWK, type CryptoKey, type JWK } from 'jose';
 import type { MasterKey, SigningAlg } from '../platform/config.js';
 import { open, seal } from '../platform/crypto/aead.js';
@@ -61,25 +61,4 @@ export function publicMembers(jwk: Record<string, unknown>): JWK {
 /** Public key as a WebCrypto key for jose's verifier. */
 export async function importVerifyKey(jwk: JWK, alg: SigningAlg): Promise<CryptoKey> {
   return (await importJWK(jwk, alg)) as CryptoKey;
-}
-
-/**
- * Compact JWS over `header` and `payload` with node:crypto. The signature is computed on libuv's
- * thread pool (node:crypto's callback form): signing is a large share of a token request's CPU, and
- * off the event loop it runs on another core while the loop parses and answers other requests.
- */
-export function signCompact(alg: SigningAlg, privateKey: KeyObject, headerB64: string, payload: object): Promise<string> {
-  const input = `${headerB64}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
-  const data = Buffer.from(input);
-  return new Promise((resolve, reject) => {
-    const done = (err: Error | null, sig: Buffer) => (err ? reject(err) : resolve(`${input}.${sig.toString('base64url')}`));
-    switch (alg) {
-      case 'EdDSA':
-        return nodeSign(null, data, privateKey, done);
-      case 'ES256':
-        return nodeSign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' }, done);
-      case 'RS256':
-        return nodeSign('sha256', data, privateKey, done);
-    }
-  });
 }

@@ -1,5 +1,12 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, preValidationAsyncHookHandler } from 'fastify';
 import { badRequest } from '../errors/api-error.js';
+import { invalidRequest, invalidTarget } from '../errors/oauth-error.js';
+
+/** Largest OAuth request body accepted (form parameters only). */
+export const OAUTH_BODY_LIMIT = 16 * 1024;
+
+/** A form body after {@link formOnly}: each parameter once, empty ones dropped. */
+export type FormBody = Record<string, string | undefined>;
 
 export type ParsedForm = Record<string, string | string[]>;
 
@@ -45,4 +52,41 @@ export function registerFormParser(app: FastifyInstance, bodyLimit: number): voi
       done(err as Error, undefined);
     }
   });
+}
+
+/**
+ * Before validation, on every OAuth endpoint: parameters only in an
+ * application/x-www-form-urlencoded body (never in the URL: RFC 6749 §2.3.1, §3.2), each at most
+ * once (§3.1: "Request and response parameters MUST NOT be included more than once").
+ */
+export const formOnly: preValidationAsyncHookHandler = async function formOnly(request) {
+  const q = request.url.indexOf('?');
+  if (q >= 0 && request.url.length > q + 1) {
+    throw invalidRequest('send parameters in the request body, never in the URL');
+  }
+  const type = request.headers['content-type'] ?? '';
+  if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(type)) {
+    throw invalidRequest('send parameters as application/x-www-form-urlencoded');
+  }
+  const body = (request.body ?? {}) as Record<string, unknown>;
+  const kept: Record<string, string> = {};
+  for (const [name, value] of Object.entries(body)) {
+    // Appendix A: param-name = 1*name-char (ALPHA / DIGIT / "-" / "." / "_"). `scope[a]`, `a b`, NUL, ... are not names.
+    if (!PARAM_NAME.test(name)) throw invalidRequest('malformed parameter name: letters, digits, "-", "." and "_" only');
+    if (Array.isArray(value)) {
+      // RFC 8707 §2 lets `resource` repeat, and lets a server that issues single-audience tokens refuse that.
+      if (name === 'resource') throw invalidTarget('one resource per token request: Tessera issues tokens for a single audience');
+      throw invalidRequest(`parameter ${name.slice(0, 64)} was sent more than once`);
+    }
+    // §3.1: "Parameters sent without a value MUST be treated as if they were omitted from the request."
+    if (typeof value === 'string' && value !== '') kept[name] = value;
+  }
+  request.body = kept;
+};
+
+const PARAM_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** RFC 6749 §5.1: token responses (and everything else secret-bearing) must not be cached. */
+export function noStore(reply: FastifyReply): FastifyReply {
+  return reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
 }

@@ -4,6 +4,7 @@ import fp from 'fastify-plugin';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { safeEqual } from '../crypto/secrets.js';
 import { invalidToken, missingToken } from '../errors/api-error.js';
+import { parseBearerHeader } from '../auth/authenticate.js';
 import { errorResponses } from './schemas.js';
 
 declare module 'fastify' {
@@ -44,9 +45,9 @@ export const metricsPlugin = fp(
     const digest = app.config.metricsTokenDigest;
     const requireToken = async (request: FastifyRequest) => {
       if (!digest) return;
-      const m = /^Bearer +(\S+) *$/i.exec(request.headers.authorization ?? '');
-      if (!m) throw missingToken('metrics');
-      if (!safeEqual(createHash('sha256').update(m[1]!).digest(), digest)) throw invalidToken(undefined, 'metrics');
+      const token = parseBearerHeader(request.headers.authorization);
+      if (token === null) throw missingToken('metrics');
+      if (!safeEqual(createHash('sha256').update(token).digest(), digest)) throw invalidToken(undefined, 'metrics');
     };
 
     app.get(

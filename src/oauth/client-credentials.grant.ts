@@ -1,8 +1,8 @@
-import { invalidTarget, unauthorizedClient } from '../../platform/errors/oauth-error.js';
-import type { SigningKeyStore } from '../../signing-keys/key-store.js';
-import { mintAccessToken } from '../access-token.js';
-import type { ClientEntry } from '../client-cache.js';
-import { grantedScopes } from '../scopes.js';
+import { parseScopeString } from '../platform/auth/scopes.js';
+import { invalidScope, invalidTarget, unauthorizedClient } from '../platform/errors/oauth-error.js';
+import type { SigningKeyStore } from '../signing-keys/key-store.js';
+import { mintAccessToken } from './access-token.js';
+import type { ClientEntry } from './client-cache.js';
 
 export const GRANT_TYPE = 'client_credentials';
 
@@ -18,6 +18,20 @@ export interface TokenResponse {
   token_type: 'Bearer';
   expires_in: number;
   scope: string;
+}
+
+/**
+ * RFC 6749 §3.3: the scope of the token. Absent -> every scope of the key; present -> a subset of
+ * the key's scopes, else `invalid_scope`. Returns scopes in the key's order.
+ */
+export function grantedScopes(requested: string | undefined, allowed: readonly string[]): string[] {
+  if (requested === undefined) return [...allowed];
+  const parsed = parseScopeString(requested);
+  if (parsed === null) throw invalidScope('scope is malformed: space-separated scope tokens expected');
+  if (parsed.length === 0) return [...allowed];
+  const unknown = parsed.filter((s) => !allowed.includes(s));
+  if (unknown.length > 0) throw invalidScope(`this client may not request: ${unknown.join(' ')}`);
+  return allowed.filter((s) => parsed.includes(s));
 }
 
 /** RFC 8707 §2: an absolute URI without a fragment. */

@@ -1,4 +1,4 @@
-import type { Clock } from '../platform/clock.js';
+import type { Clock } from '../clock.js';
 
 /**
  * An attempt's place in its key's budget: `keep()` when it counts (a failure), `release()` when it
