@@ -33,6 +33,7 @@ import { wellKnownRoutes } from './oauth/well-known.routes.js';
 import { sdkKeyRoutes } from './oauth/sdk-keys.routes.js';
 import { keyRotationPlugin } from './signing-keys/key-rotation.plugin.js';
 import { adminKeysRoutes } from './signing-keys/signing-keys.routes.js';
+import { installCascades } from './cascades.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -146,6 +147,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     clientErrorHandler,
   };
   const app = Fastify(options);
+  installCascades();
 
   app.decorate('config', config);
   app.decorate('db', db);

@@ -1,12 +1,10 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../platform/database/database.js';
 import { insertApiToken, revokeApiTokenOfUser, revokeLiveDescendants, type ApiTokenRow } from './api-tokens.repository.js';
-import { deleteSdkKeysOfParents } from '../oauth/sdk-keys.repository.js';
-import { revokeSessionsOfApiToken } from '../sessions/sessions.repository.js';
 import { publishChange } from '../platform/database/notifications.js';
 import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
 import { forbidden } from '../platform/errors/api-error.js';
-import { recordKeyChange } from '../oauth/sdk-keys.service.js';
+import { cascades } from '../platform/cascades.js';
 import { displayPrefix, generateApiToken, hashApiToken } from './api-token.js';
 import { capExpiry, lockParent } from './credential-parent.js';
 import type { Principal } from '../platform/auth/principal.js';
@@ -98,15 +96,13 @@ export async function revokeApiToken(db: Kysely<Database>, input: { userId: stri
         await endSessions(trx, d.id, row.user_id, input, { via: d.parent_api_token_id });
       }
     }
-    const keys = await deleteSdkKeysOfParents(trx, ended);
-    for (const k of keys) {
-      await recordKeyChange(trx, input.actor, { clientId: k.client_id, organizationId: k.organization_id }, 'sdk_key.delete', {
-        name: k.name,
-        reason: 'parent_revoked',
-        parent_api_token_id: k.parent_api_token_id,
-      });
-    }
-    return { apiTokenIds: ended, sdkKeyClientIds: keys.map((k) => k.client_id) };
+    const { sdkKeysDeleted } = await cascades.run(
+      trx,
+      'apiTokenFamilyRevoked',
+      { apiTokenIds: ended, now: input.now, actor: input.actor },
+      { sdkKeysDeleted: [] },
+    );
+    return { apiTokenIds: ended, sdkKeyClientIds: sdkKeysDeleted };
   });
 }
 
@@ -118,7 +114,7 @@ async function endSessions(
   input: { now: Date; actor: Actor },
   cause: { via: string | null },
 ): Promise<void> {
-  const sessions = await revokeSessionsOfApiToken(trx, tokenId, input.now);
+  const { sessionsEnded } = await cascades.run(trx, 'apiTokenRevoked', { apiTokenId: tokenId, now: input.now, actor: input.actor }, { sessionsEnded: 0 });
   await publishChange(trx, { type: 'api_token', id: tokenId });
   await recordAudit(trx, input.actor, {
     action: 'api_token.revoke',
@@ -126,7 +122,7 @@ async function endSessions(
     targetId: tokenId,
     details: {
       user_id: userId,
-      sessions_ended: sessions.length,
+      sessions_ended: sessionsEnded,
       ...(cause.via === null ? {} : { reason: 'parent_revoked', parent_api_token_id: cause.via }),
     },
   });

@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { openRuntime, type Runtime } from '../platform/runtime.js';
 import type { Actor } from '../platform/database/audit.repository.js';
+import { installCascades } from '../cascades.js';
 
 /** A CLI failure with a message for the operator (exit code 1, no stack trace). */
 export class CliError extends Error {
@@ -37,8 +38,9 @@ export function required(value: string | boolean | undefined, name: string, usag
   return value.trim();
 }
 
-/** Runs `fn` with the database open (embedded Postgres started or attached), logs at warn. */
+/** Runs `fn` with the database open (embedded Postgres started or attached) and the credential cascades installed, logs at warn. */
 export async function withRuntime<T>(fn: (rt: Runtime) => Promise<T>): Promise<T> {
+  installCascades();
   const rt = await openRuntime(process.env, { logLevel: process.env.TESSERA_LOG_LEVEL ?? 'warn', logToStderr: true });
   try {
     return await fn(rt);

@@ -6,9 +6,8 @@ import { publishChange } from '../platform/database/notifications.js';
 import { findMembership, upsertMembership } from './organizations.repository.js';
 import { countOwners, deleteMembership, lockOrganization } from './memberships.repository.js';
 import { deleteInvitationOf } from './invitations.repository.js';
-import { cutOffOrganizationKeys } from '../oauth/sdk-keys.repository.js';
 import { findUserById } from './users.repository.js';
-import { recordKeyChange } from '../oauth/sdk-keys.service.js';
+import { cascades } from '../platform/cascades.js';
 import type { Role } from './identity.table.js';
 import { ApiError, conflict, forbidden, notFound } from '../platform/errors/api-error.js';
 
@@ -135,17 +134,11 @@ export async function applyMembershipChange(
     organizationId,
     details: { role, previous_role: current, by: actor.kind, ...(superseded ? { superseded_invitation: superseded.id } : {}), ...extra },
   });
-  if (role === null) await cutOffKeys(trx, clock, actor.audit, organizationId, targetUserId);
+  if (role === null) {
+    await cascades.run(trx, 'membershipEnded', { organizationId, userId: targetUserId, now: new Date(clock.now()), actor: actor.audit }, { sdkKeysCutOff: [] });
+  }
   await publishChange(trx, { type: 'membership', id: organizationId, user_id: targetUserId });
   return { organizationId, userId: targetUserId, role, previousRole: current };
-}
-
-/** The membership of `userId` in `organizationId` has ended: their tokens acting in it stop working. */
-async function cutOffKeys(trx: Transaction<Database>, clock: Clock, actor: Actor, organizationId: string, userId: string): Promise<void> {
-  const clientIds = await cutOffOrganizationKeys(trx, userId, organizationId, new Date(clock.now()));
-  for (const clientId of clientIds) {
-    await recordKeyChange(trx, actor, { clientId, organizationId }, 'sdk_key.tokens_revoked', { reason: 'membership_ended', user_id: userId });
-  }
 }
 
 /** The caller's role in the organization, or 404 when they are not a member (or it does not exist). */

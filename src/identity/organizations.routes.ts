@@ -1,12 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { requestActor } from '../platform/auth/request-actor.js';
-import { recordAudit } from '../platform/database/audit.repository.js';
-import { publishChange } from '../platform/database/notifications.js';
 import { listMembers, listOrganizations } from './memberships.repository.js';
-import { createOrganization, findOrganization, upsertMembership } from './organizations.repository.js';
-import { findUserById } from './users.repository.js';
+import { findOrganization } from './organizations.repository.js';
 import type { Role } from './identity.table.js';
 import { notFound } from '../platform/errors/api-error.js';
+import { createOrganizationAsOperator } from './organizations.service.js';
 import { changeMembership, requireMembership, type MembershipActor } from './memberships.service.js';
 import { cancelInvitation, myInvitations, organizationInvitations, putMember, respondToInvitation } from './invitations.service.js';
 import type { InvitationView } from './invitations.repository.js';
@@ -309,31 +307,8 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request, reply) => {
-      const actor = requestActor(request);
       const { name, owner_id: ownerId } = request.body;
-      const org = await app.db.transaction().execute(async (trx) => {
-        if (ownerId && !(await findUserById(trx, ownerId))) throw notFound('user');
-        const o = await createOrganization(trx, name);
-        await recordAudit(trx, actor, {
-          action: 'organization.create',
-          targetType: 'organization',
-          targetId: o.id,
-          organizationId: o.id,
-          details: { name: o.name },
-        });
-        if (ownerId) {
-          await upsertMembership(trx, o.id, ownerId, 'owner');
-          await recordAudit(trx, actor, {
-            action: 'membership.set',
-            targetType: 'user',
-            targetId: ownerId,
-            organizationId: o.id,
-            details: { role: 'owner', previous_role: null, by: 'operator' },
-          });
-          await publishChange(trx, { type: 'membership', id: o.id, user_id: ownerId });
-        }
-        return o;
-      });
+      const org = await createOrganizationAsOperator(app.db, requestActor(request), { name, ...(ownerId ? { ownerId } : {}) });
       reply.code(201);
       return { id: org.id, name: org.name, created_at: org.created_at.toISOString(), member_count: ownerId ? 1 : 0 };
     },
