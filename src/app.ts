@@ -7,6 +7,7 @@ import type { Config } from './platform/config.js';
 import { systemClock, type Clock } from './platform/clock.js';
 import type { Db } from './platform/database/database.js';
 import { ChangeListener } from './platform/database/notifications.js';
+import { JobRunner } from './platform/jobs.js';
 import { UsageStamps } from './platform/database/usage-stamps.js';
 import { ApiError } from './platform/errors/api-error.js';
 import { registerErrorHandling } from './platform/errors/handler.js';
@@ -46,8 +47,6 @@ declare module 'fastify' {
     changes: ChangeListener;
     /** Batched last_used_at stamps. */
     usage: UsageStamps;
-    /** True when built only to read routes and the contract: onReady hooks must not touch the database. */
-    contractOnly: boolean;
   }
 }
 
@@ -67,8 +66,6 @@ export interface AppDeps {
    * logger, so every line of the process is in one ordered stream); default: pino at `config.logLevel`.
    */
   logger?: boolean | FastifyBaseLogger;
-  /** Build routes and the contract only: start nothing that touches the database (npm run openapi). */
-  contractOnly?: boolean;
   /**
    * Test harnesses only: called with every response before it is sent (the contract checker).
    * Without it no hook is added.
@@ -124,8 +121,10 @@ function partValidators() {
 
 /**
  * Builds the Tessera application: plugins in tiers (transport, then services, then routes), every
- * dependency injected. The caller owns `db` and closes it after `app.close()`; the app owns what
- * it starts (change listener, usage stamps).
+ * dependency injected. The caller owns `db` and closes it after `app.close()`. Background jobs
+ * (change listener, usage stamps, key lifecycle, pruning) are registered in `app.jobs` and run
+ * only once the caller starts them (`await app.jobs.start()` after `ready()`); closing the app
+ * stops them and closes the listener and usage stamps.
  */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, db } = deps;
@@ -153,7 +152,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('db', db);
   app.decorate('jobDb', deps.jobDb ?? db);
   app.decorate('clock', clock);
-  app.decorate('contractOnly', deps.contractOnly === true);
+  // Plugins register their background jobs here; nothing runs until the server starts them (src/server.ts).
+  const jobs = new JobRunner(app.log);
+  app.decorate('jobs', jobs);
   const changes = new ChangeListener(deps.connectionString, app.log);
   app.decorate('changes', changes);
   const usage = new UsageStamps(db, app.log);
@@ -226,13 +227,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(sdkKeyRoutes);
   await app.register(adminKeysRoutes);
 
-  app.addHook('onReady', async () => {
-    if (app.contractOnly) return;
-    changes.start();
-    usage.start();
-    await Promise.race([changes.ready(), new Promise((r) => setTimeout(r, 5000).unref())]);
+  jobs.register({
+    name: 'change-listener',
+    async start() {
+      changes.start();
+      usage.start();
+      await Promise.race([changes.ready(), new Promise((r) => setTimeout(r, 5000).unref())]);
+    },
   });
   app.addHook('onClose', async () => {
+    await jobs.stop();
     await usage.close();
     await changes.close();
   });

@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { conflict, notFound } from '../platform/errors/api-error.js';
+import { notFound } from '../platform/errors/api-error.js';
 import { credentialLabel } from '../platform/auth/principal.js';
 import type { Actor } from '../platform/database/audit.repository.js';
 import { findUserById, listUsers } from './users.repository.js';
-import { activateUser, createUserAudited, DuplicateEmailError, suspendUser } from './users.service.js';
+import { activateUser, createUserAudited, suspendUser } from './users.service.js';
 import { errorResponses, nextAfterSchema, pageQuerySchema, uuidSchema } from '../platform/http/schemas.js';
 import { userSchema, userView } from './users.routes.js';
 
@@ -70,14 +70,9 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request, reply) => {
-      try {
-        const user = await createUserAudited(app.db, actorOf(request), request.body);
-        reply.code(201);
-        return userView(user);
-      } catch (err) {
-        if (err instanceof DuplicateEmailError) throw conflict(err.message);
-        throw err;
-      }
+      const user = await createUserAudited(app.db, actorOf(request), request.body);
+      reply.code(201);
+      return userView(user);
     },
   );
 

@@ -4,12 +4,9 @@ import { publishChange } from '../platform/database/notifications.js';
 import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
 import { createUser, setUserStatus, type User } from './users.repository.js';
 import { cascades } from '../platform/cascades.js';
+import { conflict } from '../platform/errors/api-error.js';
 
-export class DuplicateEmailError extends Error {
-  override name = 'DuplicateEmailError';
-}
-
-/** Creates a user (audited). Throws DuplicateEmailError when the email is taken. */
+/** Creates a user (audited). 409 `conflict` when the email is taken. */
 export async function createUserAudited(db: Kysely<Database>, actor: Actor, input: { email: string; name: string }): Promise<User> {
   try {
     return await db.transaction().execute(async (trx) => {
@@ -18,7 +15,7 @@ export async function createUserAudited(db: Kysely<Database>, actor: Actor, inpu
       return u;
     });
   } catch (err) {
-    if ((err as { code?: string }).code === '23505') throw new DuplicateEmailError(`a user with email ${input.email} exists already`);
+    if ((err as { code?: string }).code === '23505') throw conflict(`a user with email ${input.email} exists already`);
     throw err;
   }
 }

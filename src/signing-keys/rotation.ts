@@ -1,3 +1,4 @@
+import { conflict, notFound } from '../platform/errors/api-error.js';
 import { sql, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { Clock } from '../platform/clock.js';
@@ -94,12 +95,6 @@ export interface RevokeResult {
   replacement: SigningKeyView | null;
 }
 
-export class SigningKeyNotFoundError extends Error {
-  override name = 'SigningKeyNotFoundError';
-}
-export class SigningKeyAlreadyRevokedError extends Error {
-  override name = 'SigningKeyAlreadyRevokedError';
-}
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
@@ -369,8 +364,8 @@ export class SigningKeyLifecycle {
   async revoke(actor: Actor, kid: string): Promise<RevokeResult> {
     const { result } = await this.step('revoke', async (trx, events) => {
       const row = await findSigningKey(trx, kid);
-      if (!row) throw new SigningKeyNotFoundError(`signing key ${kid} not found`);
-      if (row.state === 'revoked') throw new SigningKeyAlreadyRevokedError(`signing key ${kid} is already revoked`);
+      if (!row) throw notFound('signing key');
+      if (row.state === 'revoked') throw conflict(`signing key ${kid} is already revoked`);
       const now = this.now();
       const notAfter = row.state === 'retired' && row.not_after ? row.not_after : this.removeAfter(now);
       const revoked = await setSigningKeyState(trx, kid, row.state, { state: 'revoked', revoked_at: now, not_after: notAfter });

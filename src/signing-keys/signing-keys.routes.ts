@@ -1,7 +1,5 @@
 import type { FastifyInstance } from 'fastify';
 import { requestActor } from '../platform/auth/request-actor.js';
-import { conflict, notFound } from '../platform/errors/api-error.js';
-import { SigningKeyAlreadyRevokedError, SigningKeyNotFoundError } from './rotation.js';
 import { dateTimeSchema, errorResponses } from '../platform/http/schemas.js';
 
 const nullableTime = { anyOf: [dateTimeSchema, { type: 'null' }] } as const;
@@ -163,13 +161,7 @@ export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request) => {
-      try {
-        return await app.keyRotation.lifecycle.revoke(requestActor(request), request.params.kid);
-      } catch (err) {
-        if (err instanceof SigningKeyNotFoundError) throw notFound('signing key');
-        if (err instanceof SigningKeyAlreadyRevokedError) throw conflict(err.message);
-        throw err;
-      }
+      return app.keyRotation.lifecycle.revoke(requestActor(request), request.params.kid);
     },
   );
 }
