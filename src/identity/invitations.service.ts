@@ -2,7 +2,7 @@ import type { Transaction } from 'kysely';
 import type { Clock } from '../platform/clock.js';
 import type { Database } from '../platform/database/database.js';
 import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
-import { publishChange } from '../platform/database/notifications.js';
+import { publishChange, type ChangeEventType } from '../platform/database/notifications.js';
 import { lockOrganization } from './memberships.repository.js';
 import {
   deleteInvitation,
@@ -30,7 +30,7 @@ import {
 export const INVITATION_TTL_MS = 7 * 24 * 3600_000;
 
 /** Change-event type for invitations (id = invitation id, user_id = the invited user). */
-export const INVITATION_EVENT = 'invitation';
+export const INVITATION_EVENT = 'invitation' satisfies ChangeEventType;
 
 export type PutMemberResult = { kind: 'changed'; change: MembershipChange } | { kind: 'invited'; invitation: InvitationView };
 

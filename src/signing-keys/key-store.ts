@@ -6,13 +6,13 @@ import type { Clock } from '../platform/clock.js';
 import { SIGNING_ALGS, type Config, type SigningAlg } from '../platform/config.js';
 import type { Db } from '../platform/database/database.js';
 import { recordAudit } from '../platform/database/audit.repository.js';
-import { publishChange } from '../platform/database/notifications.js';
+import { publishChange, type ChangeEventType } from '../platform/database/notifications.js';
 import { findActiveSigningKey, insertSigningKey, listSigningKeys, type SigningKeyRow } from './signing-keys.repository.js';
 import type { SigningKeyState } from './signing-keys.table.js';
 import { generateSigningKey, importVerifyKey, openPrivateKey, publicMembers } from './signing-key.js';
 
 /** Change-event type published whenever a signing key is created or changes state. */
-export const SIGNING_KEYS_CHANGED = 'signing_keys';
+export const SIGNING_KEYS_CHANGED = 'signing_keys' satisfies ChangeEventType;
 
 /** Advisory-lock key serialising every change to the set of signing keys (first-key creation, rotation). */
 export const SIGNING_KEYS_LOCK = 'tessera:signing_keys';
