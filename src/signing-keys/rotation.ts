@@ -18,6 +18,7 @@ import {
 } from './signing-keys.repository.js';
 import { SIGNING_KEYS_CHANGED, SIGNING_KEYS_LOCK } from './key-store.js';
 import { generateSigningKey } from './signing-key.js';
+import { ensureActiveKeyIn } from './bootstrap.js';
 
 /*
  * Signing-key lifecycle: next -> active -> retired -> removed (row deleted), and revoked.
@@ -94,7 +95,6 @@ export interface RevokeResult {
   /** The key that signs now, when the revoked key was the active one. */
   replacement: SigningKeyView | null;
 }
-
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
@@ -211,13 +211,8 @@ export class SigningKeyLifecycle {
 
   /** Makes sure a key signs: promotes a waiting `next` key, or creates an active one. */
   private async ensureActive(trx: Trx, events: KeyEvent[], actor: Actor): Promise<SigningKeyRow> {
-    const active = await findActiveSigningKey(trx);
-    if (active) return active;
-    const [next] = await listSigningKeys(trx, ['next']);
-    if (next) return (await this.activate(trx, events, actor, 'bootstrap', next, null, null)).active;
-    const row = await this.createKey(trx, 'active', this.now());
-    events.push({ event: 'created', kid: row.kid, kind: 'bootstrap' }, { event: 'activated', kid: row.kid, kind: 'bootstrap' });
-    await this.audit(trx, actor, 'signing_key.create', row, { state: 'active', kind: 'bootstrap' });
+    const { row, events: changed } = await ensureActiveKeyIn(trx, { config: this.deps.config, now: this.now(), actor });
+    events.push(...changed);
     return row;
   }
 
