@@ -1,6 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify';
 import { AjvCompiler } from '@fastify/ajv-compiler';
 import rateLimit from '@fastify/rate-limit';
 import type { Config } from './platform/config.js';
@@ -15,12 +22,13 @@ import { registerContractRules } from './platform/http/contract.js';
 import { lazyChildLoggerFactory, loggerOptions } from './platform/log.js';
 import { authPlugin } from './platform/auth/auth-plugin.js';
 import { openapiPlugin } from './platform/http/openapi.js';
+import { adminSurface } from './platform/http/admin-surface.js';
 import { metricsPlugin } from './platform/http/metrics.js';
 import { apiTokenAuthenticator } from './api-tokens/api-token.authenticator.js';
 import { operationsRoutes } from './operations/operations.routes.js';
 import { adminAuditRoutes } from './audit/audit.routes.js';
 import { providerTokenRoutes } from './provider-tokens/provider-tokens.routes.js';
-import { organizationRoutes } from './identity/organizations.routes.js';
+import { adminOrganizationRoutes, organizationRoutes } from './identity/organizations.routes.js';
 import { sessionsPlugin } from './sessions/sessions.plugin.js';
 import { sessionAuthenticator } from './sessions/session.authenticator.js';
 import { loginRoutes } from './sessions/login.routes.js';
@@ -212,20 +220,25 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(oauthPlugin);
   await app.register(keyRotationPlugin);
 
-  // Tier 3: routes.
+  // Tier 3: routes, by surface: self-service under /api, operators under /admin (guarded once per
+  // scope by adminSurface, never per route), OAuth and discovery, the gateway, operations. The
+  // registration order is the order of the paths in openapi.yaml, so the operators' routes are
+  // mounted where their paths have always been listed.
+  const admin = (routes: FastifyPluginAsync) => app.register(adminSurface, { prefix: '/admin', routes: [routes] });
   await app.register(operationsRoutes);
-  await app.register(adminAuditRoutes);
+  await admin(adminAuditRoutes);
   await app.register(providerTokenRoutes);
   await app.register(organizationRoutes);
+  await admin(adminOrganizationRoutes);
   await app.register(loginRoutes);
   await app.register(usersRoutes);
   await app.register(accessTokensRoutes);
-  await app.register(adminUsersRoutes);
+  await admin(adminUsersRoutes);
   await app.register(gatewayRoutes);
   await app.register(oauthRoutes);
   await app.register(wellKnownRoutes);
   await app.register(sdkKeyRoutes);
-  await app.register(adminKeysRoutes);
+  await admin(adminKeysRoutes);
 
   jobs.register({
     name: 'change-listener',

@@ -17,13 +17,10 @@ const idParams = { type: 'object', additionalProperties: false, required: ['id']
 /** Operators managing users (scope admin). */
 export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
   const security: Array<Record<string, string[]>> = [{ bearer: [] }, { accessToken: [] }];
-  const admin = app.requireAuth('admin');
-  const manageAdmin = app.requireCredentialManager('admin');
 
   app.get<{ Querystring: { limit?: number; after?: string } }>(
-    '/admin/users',
+    '/users',
     {
-      preHandler: admin,
       schema: {
         tags: ['admin'],
         operationId: 'adminListUsers',
@@ -49,9 +46,8 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.post<{ Body: { email: string; name: string } }>(
-    '/admin/users',
+    '/users',
     {
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'adminCreateUser',
@@ -77,9 +73,8 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.get<{ Params: { id: string } }>(
-    '/admin/users/:id',
+    '/users/:id',
     {
-      preHandler: admin,
       schema: {
         tags: ['admin'],
         operationId: 'adminGetUser',
@@ -97,9 +92,8 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.post<{ Params: { id: string } }>(
-    '/admin/users/:id/suspend',
+    '/users/:id/suspend',
     {
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'adminSuspendUser',
@@ -122,9 +116,8 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.post<{ Params: { id: string } }>(
-    '/admin/users/:id/activate',
+    '/users/:id/activate',
     {
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'adminActivateUser',

@@ -119,12 +119,10 @@ async function membersOf(app: FastifyInstance, orgId: string) {
   return rows.map((r) => ({ user_id: r.user_id, email: r.email, name: r.name, role: r.role, joined_at: r.created_at.toISOString() }));
 }
 
-/** Organization membership: owners and maintainers under /api, operators under /admin. */
+/** Organization membership managed by owners and maintainers (under /api). */
 export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   const api = app.requireAuth('api');
   const manageApi = app.requireCredentialManager('api');
-  const admin = app.requireAuth('admin');
-  const manageAdmin = app.requireCredentialManager('admin');
 
   // --- members managing their organization -------------------------------------------------
   app.get<{ Params: { orgId: string } }>(
@@ -287,12 +285,14 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       return reply.code(204).send();
     },
   );
+}
 
-  // --- operators ----------------------------------------------------------------------------
+/** Operators managing organizations and their members (paths under /admin, guarded by the admin surface). */
+export async function adminOrganizationRoutes(app: FastifyInstance): Promise<void> {
+  const deps = { db: app.db, clock: app.clock };
   app.post<{ Body: { name: string; owner_id?: string } }>(
-    '/admin/organizations',
+    '/organizations',
     {
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'adminCreateOrganization',
@@ -315,9 +315,8 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.get<{ Querystring: { limit?: number; after?: string } }>(
-    '/admin/organizations',
+    '/organizations',
     {
-      preHandler: admin,
       schema: {
         tags: ['admin'],
         operationId: 'adminListOrganizations',
@@ -345,9 +344,8 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.get<{ Params: { orgId: string } }>(
-    '/admin/organizations/:orgId',
+    '/organizations/:orgId',
     {
-      preHandler: admin,
       schema: {
         tags: ['admin'],
         operationId: 'adminGetOrganization',
@@ -367,9 +365,8 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   const asOperator = (request: Parameters<typeof requestActor>[0]): MembershipActor => ({ kind: 'operator', audit: requestActor(request) });
 
   app.put<{ Params: { orgId: string; userId: string }; Body: { role: Role } }>(
-    '/admin/organizations/:orgId/members/:userId',
+    '/organizations/:orgId/members/:userId',
     {
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'adminPutOrganizationMember',
@@ -387,9 +384,8 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.delete<{ Params: { orgId: string; userId: string } }>(
-    '/admin/organizations/:orgId/members/:userId',
+    '/organizations/:orgId/members/:userId',
     {
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'adminRemoveOrganizationMember',

@@ -33,13 +33,10 @@ const kidParams = {
 /** Operators' signing-key controls (scope admin); every change audited in its transaction. */
 export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
   const security: Array<Record<string, string[]>> = [{ bearer: [] }, { accessToken: [] }];
-  const admin = app.requireAuth('admin');
-  const manageAdmin = app.requireCredentialManager('admin');
 
   app.get(
-    '/admin/keys',
+    '/keys',
     {
-      preHandler: admin,
       schema: {
         tags: ['admin'],
         operationId: 'listSigningKeys',
@@ -87,13 +84,12 @@ export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.post<{ Body: { immediate?: boolean; if_active_kid?: string } | undefined }>(
-    '/admin/keys/rotate',
+    '/keys/rotate',
     {
       // The body is optional: none means `{}`.
       preValidation: async (request) => {
         if (request.body === undefined || request.body === null) request.body = {};
       },
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'rotateSigningKey',
@@ -137,9 +133,8 @@ export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.post<{ Params: { kid: string } }>(
-    '/admin/keys/:kid/revoke',
+    '/keys/:kid/revoke',
     {
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'revokeSigningKey',
