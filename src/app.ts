@@ -42,7 +42,8 @@ import { wellKnownRoutes } from './oauth/well-known.routes.js';
 import { sdkKeyRoutes } from './oauth/sdk-keys.routes.js';
 import { keyRotationPlugin } from './signing-keys/key-rotation.plugin.js';
 import { adminKeysRoutes } from './signing-keys/signing-keys.routes.js';
-import { installCascades } from './cascades.js';
+import { credentialCascades } from './cascades.js';
+import type { CascadeRegistry } from './platform/cascades.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -51,6 +52,8 @@ declare module 'fastify' {
     /** The signing-key job's pool: not cut short by the request time bounds (`db` when none is given). */
     jobDb: Db;
     clock: Clock;
+    /** What a credential's change does to the credentials depending on it (run in its transaction). */
+    cascades: CascadeRegistry;
     /** Cross-instance change notifications (Postgres LISTEN/NOTIFY). */
     changes: ChangeListener;
     /** Batched last_used_at stamps. */
@@ -154,12 +157,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     clientErrorHandler,
   };
   const app = Fastify(options);
-  installCascades();
 
   app.decorate('config', config);
   app.decorate('db', db);
   app.decorate('jobDb', deps.jobDb ?? db);
   app.decorate('clock', clock);
+  app.decorate('cascades', credentialCascades());
   // Plugins register their background jobs here; nothing runs until the server starts them (src/server.ts).
   const jobs = new JobRunner(app.log);
   app.decorate('jobs', jobs);

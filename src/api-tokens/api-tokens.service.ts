@@ -4,7 +4,7 @@ import { insertApiToken, revokeApiTokenOfUser, revokeLiveDescendants, type ApiTo
 import { publishChange } from '../platform/database/notifications.js';
 import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
 import { forbidden } from '../platform/errors/api-error.js';
-import { cascades } from '../platform/cascades.js';
+import type { CascadeRegistry } from '../platform/cascades.js';
 import { displayPrefix, generateApiToken, hashApiToken } from './api-token.js';
 import { capExpiry, lockParent } from './credential-parent.js';
 import type { Principal } from '../platform/auth/principal.js';
@@ -80,12 +80,15 @@ export interface Revoked {
  * session made from any of them ends. One transaction, audited per credential, every instance
  * told. Null when the user has no such live token.
  */
-export async function revokeApiToken(db: Kysely<Database>, input: { userId: string; tokenId: string; now: Date; actor: Actor }): Promise<Revoked | null> {
+export async function revokeApiToken(
+  { db, cascades }: { db: Kysely<Database>; cascades: CascadeRegistry },
+  input: { userId: string; tokenId: string; now: Date; actor: Actor },
+): Promise<Revoked | null> {
   return db.transaction().execute(async (trx) => {
     const row = await revokeApiTokenOfUser(trx, input.userId, input.tokenId, input.now);
     if (!row) return null;
     const ended = [row.id];
-    await endSessions(trx, row.id, row.user_id, input, { via: null });
+    await endSessions(trx, cascades, row.id, row.user_id, input, { via: null });
     // Until nothing is left: a creation that held a parent's lock commits before the update of
     // that parent returns, and the next round (a new snapshot) sees what it created.
     for (;;) {
@@ -93,7 +96,7 @@ export async function revokeApiToken(db: Kysely<Database>, input: { userId: stri
       if (found.length === 0) break;
       for (const d of found) {
         ended.push(d.id);
-        await endSessions(trx, d.id, row.user_id, input, { via: d.parent_api_token_id });
+        await endSessions(trx, cascades, d.id, row.user_id, input, { via: d.parent_api_token_id });
       }
     }
     const { sdkKeysDeleted } = await cascades.run(
@@ -109,6 +112,7 @@ export async function revokeApiToken(db: Kysely<Database>, input: { userId: stri
 /** Ends a revoked token's sessions, tells every instance, and audits the revocation. */
 async function endSessions(
   trx: Transaction<Database>,
+  cascades: CascadeRegistry,
   tokenId: string,
   userId: string,
   input: { now: Date; actor: Actor },

@@ -1,7 +1,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { openRuntime, type Runtime } from '../platform/runtime.js';
 import type { Actor } from '../platform/database/audit.repository.js';
-import { installCascades } from '../cascades.js';
+import { credentialCascades } from '../cascades.js';
+import type { CascadeRegistry } from '../platform/cascades.js';
 
 /** A CLI failure with a message for the operator (exit code 1, no stack trace). */
 export class CliError extends Error {
@@ -17,6 +18,11 @@ export interface Command {
 }
 
 export const CLI_ACTOR: Actor = { userId: null, credential: 'cli' };
+
+/** The credential cascades the CLI's changes run (the application's, built the same way). */
+export function cliCascades(): CascadeRegistry {
+  return credentialCascades();
+}
 
 type FlagsConfig<T> = { args: string[]; options: T; allowPositionals: true; strict: true };
 
@@ -38,9 +44,8 @@ export function required(value: string | boolean | undefined, name: string, usag
   return value.trim();
 }
 
-/** Runs `fn` with the database open (embedded Postgres started or attached) and the credential cascades installed, logs at warn. */
+/** Runs `fn` with the database open (embedded Postgres started or attached), logs at warn. */
 export async function withRuntime<T>(fn: (rt: Runtime) => Promise<T>): Promise<T> {
-  installCascades();
   const rt = await openRuntime(process.env, { logLevel: process.env.TESSERA_LOG_LEVEL ?? 'warn', logToStderr: true });
   try {
     return await fn(rt);

@@ -106,7 +106,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request) => {
-      const done = await suspendUser(app.db, { userId: request.params.id, now: new Date(app.clock.now()), actor: actorOf(request) });
+      const done = await suspendUser(app, { userId: request.params.id, now: new Date(app.clock.now()), actor: actorOf(request) });
       if (!done) throw notFound('user');
       // This instance forgets the user's sessions and keys at once; the others through the notifications.
       app.sessionCache.invalidate('user', done.user.id);

@@ -7,7 +7,7 @@ import { findMembership, upsertMembership } from './organizations.repository.js'
 import { countOwners, deleteMembership, lockOrganization } from './memberships.repository.js';
 import { deleteInvitationOf } from './invitations.repository.js';
 import { findUserById } from './users.repository.js';
-import { cascades } from '../platform/cascades.js';
+import type { CascadeRegistry } from '../platform/cascades.js';
 import type { Role } from './identity.table.js';
 import { ApiError, conflict, forbidden, notFound } from '../platform/errors/api-error.js';
 
@@ -53,10 +53,11 @@ export interface MembershipChange {
 
 const lastOwner = () => conflict('the last owner of an organization cannot be removed or demoted; make another member owner first');
 
-/** What membership changes need: the database and the clock (key cut-offs are stamped with it). */
+/** What membership changes need: the database, the clock (key cut-offs are stamped with it) and the cascades a membership's end runs. */
 export interface MembershipDeps {
   db: Db;
   clock: Clock;
+  cascades: CascadeRegistry;
 }
 
 /**
@@ -82,7 +83,7 @@ export async function changeMembership(
       const denied = membershipChangeDenied(own, actor.userId === targetUserId, current, role);
       if (denied) throw forbidden(denied);
     }
-    return applyMembershipChange(trx, deps.clock, actor, organizationId, targetUserId, current, role, {});
+    return applyMembershipChange(trx, deps, actor, organizationId, targetUserId, current, role, {});
   });
 }
 
@@ -108,7 +109,7 @@ export async function actorRole(
  */
 export async function applyMembershipChange(
   trx: Transaction<Database>,
-  clock: Clock,
+  { clock, cascades }: Pick<MembershipDeps, 'clock' | 'cascades'>,
   actor: { kind: 'operator' | 'user' | 'invitation'; audit: Actor },
   organizationId: string,
   targetUserId: string,

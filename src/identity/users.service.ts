@@ -3,7 +3,7 @@ import type { Database } from '../platform/database/database.js';
 import { publishChange } from '../platform/database/notifications.js';
 import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
 import { createUser, setUserStatus, type User } from './users.repository.js';
-import { cascades } from '../platform/cascades.js';
+import type { CascadeRegistry } from '../platform/cascades.js';
 import { conflict } from '../platform/errors/api-error.js';
 
 /** Creates a user (audited). 409 `conflict` when the email is taken. */
@@ -28,7 +28,7 @@ export async function createUserAudited(db: Kysely<Database>, actor: Actor, inpu
  * Returns the user, or undefined when there is none.
  */
 export async function suspendUser(
-  db: Kysely<Database>,
+  { db, cascades }: { db: Kysely<Database>; cascades: CascadeRegistry },
   input: { userId: string; now: Date; actor: Actor },
 ): Promise<{ user: User; tokensRevoked: number; sessionsEnded: number; sdkKeysDisabled: string[] } | undefined> {
   return db.transaction().execute(async (trx) => {

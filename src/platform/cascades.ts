@@ -11,6 +11,7 @@ import type { Actor } from './database/audit.repository.js';
  *
  * Each event has its input and its result: every handler returns the part of the result it is
  * responsible for, and the caller gets the merged result (starting from the initial value it passes).
+ * Each composition root (the application, the CLI) builds its own registry (src/cascades.ts).
  */
 export interface CascadeEvents {
   /** A user was suspended: every credential they hold ends (API tokens, sessions, SDK keys). */
@@ -45,8 +46,7 @@ export type CascadeHandler<E extends CascadeName> = (
 /**
  * The handlers of every cascade event, each under a stable name. Handlers run one after another in
  * the order their names were first registered, so one composition gives one order everywhere;
- * registering a name again replaces its handler and keeps its place (building the application
- * twice in one process registers nothing twice).
+ * registering a name again replaces its handler and keeps its place.
  */
 export class CascadeRegistry {
   private readonly handlers = new Map<CascadeName, Map<string, CascadeHandler<CascadeName>>>();
@@ -71,6 +71,3 @@ export class CascadeRegistry {
     return result;
   }
 }
-
-/** The process's cascade handlers, registered by the composition root (see src/cascades.ts). */
-export const cascades = new CascadeRegistry();
