@@ -1,12 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify';
 import { AjvCompiler } from '@fastify/ajv-compiler';
 import rateLimit from '@fastify/rate-limit';
 import type { Config } from './platform/config.js';
 import { systemClock, type Clock } from './platform/clock.js';
 import type { Db } from './platform/database/database.js';
 import { ChangeListener } from './platform/database/notifications.js';
+import { JobRunner } from './platform/jobs.js';
 import { UsageStamps } from './platform/database/usage-stamps.js';
 import { ApiError } from './platform/errors/api-error.js';
 import { registerErrorHandling } from './platform/errors/handler.js';
@@ -14,12 +22,13 @@ import { registerContractRules } from './platform/http/contract.js';
 import { lazyChildLoggerFactory, loggerOptions } from './platform/log.js';
 import { authPlugin } from './platform/auth/auth-plugin.js';
 import { openapiPlugin } from './platform/http/openapi.js';
+import { adminSurface } from './platform/http/admin-surface.js';
 import { metricsPlugin } from './platform/http/metrics.js';
 import { apiTokenAuthenticator } from './api-tokens/api-token.authenticator.js';
 import { operationsRoutes } from './operations/operations.routes.js';
 import { adminAuditRoutes } from './audit/audit.routes.js';
 import { providerTokenRoutes } from './provider-tokens/provider-tokens.routes.js';
-import { organizationRoutes } from './identity/organizations.routes.js';
+import { adminOrganizationRoutes, organizationRoutes } from './identity/organizations.routes.js';
 import { sessionsPlugin } from './sessions/sessions.plugin.js';
 import { sessionAuthenticator } from './sessions/session.authenticator.js';
 import { loginRoutes } from './sessions/login.routes.js';
@@ -33,6 +42,8 @@ import { wellKnownRoutes } from './oauth/well-known.routes.js';
 import { sdkKeyRoutes } from './oauth/sdk-keys.routes.js';
 import { keyRotationPlugin } from './signing-keys/key-rotation.plugin.js';
 import { adminKeysRoutes } from './signing-keys/signing-keys.routes.js';
+import { credentialCascades } from './cascades.js';
+import type { CascadeRegistry } from './platform/cascades.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -41,12 +52,12 @@ declare module 'fastify' {
     /** The signing-key job's pool: not cut short by the request time bounds (`db` when none is given). */
     jobDb: Db;
     clock: Clock;
+    /** What a credential's change does to the credentials depending on it (run in its transaction). */
+    cascades: CascadeRegistry;
     /** Cross-instance change notifications (Postgres LISTEN/NOTIFY). */
     changes: ChangeListener;
     /** Batched last_used_at stamps. */
     usage: UsageStamps;
-    /** True when built only to read routes and the contract: onReady hooks must not touch the database. */
-    contractOnly: boolean;
   }
 }
 
@@ -66,8 +77,6 @@ export interface AppDeps {
    * logger, so every line of the process is in one ordered stream); default: pino at `config.logLevel`.
    */
   logger?: boolean | FastifyBaseLogger;
-  /** Build routes and the contract only: start nothing that touches the database (npm run openapi). */
-  contractOnly?: boolean;
   /**
    * Test harnesses only: called with every response before it is sent (the contract checker).
    * Without it no hook is added.
@@ -123,8 +132,10 @@ function partValidators() {
 
 /**
  * Builds the Tessera application: plugins in tiers (transport, then services, then routes), every
- * dependency injected. The caller owns `db` and closes it after `app.close()`; the app owns what
- * it starts (change listener, usage stamps).
+ * dependency injected. The caller owns `db` and closes it after `app.close()`. Background jobs
+ * (change listener, usage stamps, key lifecycle, pruning) are registered in `app.jobs` and run
+ * only once the caller starts them (`await app.jobs.start()` after `ready()`); closing the app
+ * stops them and closes the listener and usage stamps.
  */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, db } = deps;
@@ -151,7 +162,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('db', db);
   app.decorate('jobDb', deps.jobDb ?? db);
   app.decorate('clock', clock);
-  app.decorate('contractOnly', deps.contractOnly === true);
+  app.decorate('cascades', credentialCascades());
+  // Plugins register their background jobs here; nothing runs until the server starts them (src/server.ts).
+  const jobs = new JobRunner(app.log);
+  app.decorate('jobs', jobs);
   const changes = new ChangeListener(deps.connectionString, app.log);
   app.decorate('changes', changes);
   const usage = new UsageStamps(db, app.log);
@@ -209,28 +223,36 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(oauthPlugin);
   await app.register(keyRotationPlugin);
 
-  // Tier 3: routes.
+  // Tier 3: routes, by surface: self-service under /api, operators under /admin (guarded once per
+  // scope by adminSurface, never per route), OAuth and discovery, the gateway, operations. The
+  // registration order is the order of the paths in openapi.yaml, so the operators' routes are
+  // mounted where their paths have always been listed.
+  const admin = (routes: FastifyPluginAsync) => app.register(adminSurface, { prefix: '/admin', routes: [routes] });
   await app.register(operationsRoutes);
-  await app.register(adminAuditRoutes);
+  await admin(adminAuditRoutes);
   await app.register(providerTokenRoutes);
   await app.register(organizationRoutes);
+  await admin(adminOrganizationRoutes);
   await app.register(loginRoutes);
   await app.register(usersRoutes);
   await app.register(accessTokensRoutes);
-  await app.register(adminUsersRoutes);
+  await admin(adminUsersRoutes);
   await app.register(gatewayRoutes);
   await app.register(oauthRoutes);
   await app.register(wellKnownRoutes);
   await app.register(sdkKeyRoutes);
-  await app.register(adminKeysRoutes);
+  await admin(adminKeysRoutes);
 
-  app.addHook('onReady', async () => {
-    if (app.contractOnly) return;
-    changes.start();
-    usage.start();
-    await Promise.race([changes.ready(), new Promise((r) => setTimeout(r, 5000).unref())]);
+  jobs.register({
+    name: 'change-listener',
+    async start() {
+      changes.start();
+      usage.start();
+      await Promise.race([changes.ready(), new Promise((r) => setTimeout(r, 5000).unref())]);
+    },
   });
   app.addHook('onClose', async () => {
+    await jobs.stop();
     await usage.close();
     await changes.close();
   });

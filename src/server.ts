@@ -31,6 +31,11 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app
       statementTimeoutMs: config.dbStatementTimeoutMs === 0 ? 0 : Math.max(60_000, config.dbStatementTimeoutMs),
     });
     app = await buildApp({ config, db: handle.db, jobDb: jobs.db, connectionString: handle.connectionString, logger: log });
+    await app.ready();
+    // The background jobs (change listener, usage stamps, signing keys, pruning): their first runs
+    // complete before the port opens, so the first request finds the signing key loaded and the
+    // listener in place; closing the app stops them.
+    await app.jobs.start();
     await app.listen({ port: config.port, host: config.host });
   } catch (err) {
     await app?.close().catch(() => undefined);

@@ -31,6 +31,7 @@ t.test('a table locked by another session: 100 concurrent logins are all answere
     await handle.close();
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
+  await app.jobs.start();
   const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   const user = await createUser(handle.db, { email: 'lock@example.com', name: 'Lock' });
   const { token: apiToken } = await issueApiToken(handle.db, config.pepper, { userId: user.id, name: 't', scopes: ['api'], expiresAt: null });

@@ -25,6 +25,7 @@ t.test('a pool held by slow queries: fast 503s, responsive event loop, /healthz 
     await handle.close();
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
+  await app.jobs.start();
   const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   const user = await createUser(handle.db, { email: 'pool@example.com', name: 'Pool' });
   const { token: apiToken } = await issueApiToken(handle.db, config.pepper, { userId: user.id, name: 't', scopes: ['api'], expiresAt: null });

@@ -133,6 +133,8 @@ export async function harness(
     opts.routes?.(a);
     apps.push(a);
     await a.ready();
+    // As the server does: an instance runs its background jobs.
+    await a.jobs.start();
     return a;
   };
   const app = await build(config, handle, clock);

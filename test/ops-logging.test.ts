@@ -106,6 +106,7 @@ t.test('an app answering 503s writes one warning, not one per request', async (t
   const { log, lines } = capture('warn');
   const app = await buildApp({ config, db: handle.db, connectionString, logger: log });
   await app.ready();
+  await app.jobs.start();
   let closed = false;
   t.teardown(async () => {
     if (!closed) await app.close();

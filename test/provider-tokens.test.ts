@@ -402,6 +402,7 @@ t.test('rewrap moves rows to the new master key; they still resolve; a second ru
   });
   t.teardown(() => app3.close());
   await app3.ready();
+  await app3.jobs.start();
   const res = await app3.inject({ method: 'GET', url: '/api/provider-tokens/ionq/resolve', headers: bearer(aliceToken) });
   t.equal(res.statusCode, 200);
   t.same(res.json().credential, { api_key: 'org-key' });

@@ -136,7 +136,7 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request, reply) => {
       const p = request.principal!;
-      const revoked = await revokeApiToken(app.db, {
+      const revoked = await revokeApiToken(app, {
         userId: p.userId,
         tokenId: request.params.id,
         now: new Date(app.clock.now()),

@@ -1,12 +1,10 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../platform/database/database.js';
 import { insertApiToken, revokeApiTokenOfUser, revokeLiveDescendants, type ApiTokenRow } from './api-tokens.repository.js';
-import { deleteSdkKeysOfParents } from '../oauth/sdk-keys.repository.js';
-import { revokeSessionsOfApiToken } from '../sessions/sessions.repository.js';
 import { publishChange } from '../platform/database/notifications.js';
 import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
 import { forbidden } from '../platform/errors/api-error.js';
-import { recordKeyChange } from '../oauth/sdk-keys.service.js';
+import type { CascadeRegistry } from '../platform/cascades.js';
 import { displayPrefix, generateApiToken, hashApiToken } from './api-token.js';
 import { capExpiry, lockParent } from './credential-parent.js';
 import type { Principal } from '../platform/auth/principal.js';
@@ -82,12 +80,15 @@ export interface Revoked {
  * session made from any of them ends. One transaction, audited per credential, every instance
  * told. Null when the user has no such live token.
  */
-export async function revokeApiToken(db: Kysely<Database>, input: { userId: string; tokenId: string; now: Date; actor: Actor }): Promise<Revoked | null> {
+export async function revokeApiToken(
+  { db, cascades }: { db: Kysely<Database>; cascades: CascadeRegistry },
+  input: { userId: string; tokenId: string; now: Date; actor: Actor },
+): Promise<Revoked | null> {
   return db.transaction().execute(async (trx) => {
     const row = await revokeApiTokenOfUser(trx, input.userId, input.tokenId, input.now);
     if (!row) return null;
     const ended = [row.id];
-    await endSessions(trx, row.id, row.user_id, input, { via: null });
+    await endSessions(trx, cascades, row.id, row.user_id, input, { via: null });
     // Until nothing is left: a creation that held a parent's lock commits before the update of
     // that parent returns, and the next round (a new snapshot) sees what it created.
     for (;;) {
@@ -95,30 +96,29 @@ export async function revokeApiToken(db: Kysely<Database>, input: { userId: stri
       if (found.length === 0) break;
       for (const d of found) {
         ended.push(d.id);
-        await endSessions(trx, d.id, row.user_id, input, { via: d.parent_api_token_id });
+        await endSessions(trx, cascades, d.id, row.user_id, input, { via: d.parent_api_token_id });
       }
     }
-    const keys = await deleteSdkKeysOfParents(trx, ended);
-    for (const k of keys) {
-      await recordKeyChange(trx, input.actor, { clientId: k.client_id, organizationId: k.organization_id }, 'sdk_key.delete', {
-        name: k.name,
-        reason: 'parent_revoked',
-        parent_api_token_id: k.parent_api_token_id,
-      });
-    }
-    return { apiTokenIds: ended, sdkKeyClientIds: keys.map((k) => k.client_id) };
+    const { sdkKeysDeleted } = await cascades.run(
+      trx,
+      'apiTokenFamilyRevoked',
+      { apiTokenIds: ended, now: input.now, actor: input.actor },
+      { sdkKeysDeleted: [] },
+    );
+    return { apiTokenIds: ended, sdkKeyClientIds: sdkKeysDeleted };
   });
 }
 
 /** Ends a revoked token's sessions, tells every instance, and audits the revocation. */
 async function endSessions(
   trx: Transaction<Database>,
+  cascades: CascadeRegistry,
   tokenId: string,
   userId: string,
   input: { now: Date; actor: Actor },
   cause: { via: string | null },
 ): Promise<void> {
-  const sessions = await revokeSessionsOfApiToken(trx, tokenId, input.now);
+  const { sessionsEnded } = await cascades.run(trx, 'apiTokenRevoked', { apiTokenId: tokenId, now: input.now, actor: input.actor }, { sessionsEnded: 0 });
   await publishChange(trx, { type: 'api_token', id: tokenId });
   await recordAudit(trx, input.actor, {
     action: 'api_token.revoke',
@@ -126,7 +126,7 @@ async function endSessions(
     targetId: tokenId,
     details: {
       user_id: userId,
-      sessions_ended: sessions.length,
+      sessions_ended: sessionsEnded,
       ...(cause.via === null ? {} : { reason: 'parent_revoked', parent_api_token_id: cause.via }),
     },
   });

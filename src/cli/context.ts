@@ -1,6 +1,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { openRuntime, type Runtime } from '../platform/runtime.js';
 import type { Actor } from '../platform/database/audit.repository.js';
+import { credentialCascades } from '../cascades.js';
+import type { CascadeRegistry } from '../platform/cascades.js';
 
 /** A CLI failure with a message for the operator (exit code 1, no stack trace). */
 export class CliError extends Error {
@@ -16,6 +18,11 @@ export interface Command {
 }
 
 export const CLI_ACTOR: Actor = { userId: null, credential: 'cli' };
+
+/** The credential cascades the CLI's changes run (the application's, built the same way). */
+export function cliCascades(): CascadeRegistry {
+  return credentialCascades();
+}
 
 type FlagsConfig<T> = { args: string[]; options: T; allowPositionals: true; strict: true };
 

@@ -11,7 +11,7 @@ import { systemClock } from '../platform/clock.js';
 import { ApiError } from '../platform/errors/api-error.js';
 import { changeMembership } from '../identity/memberships.service.js';
 import { inviteAsOperator } from '../identity/invitations.service.js';
-import { CLI_ACTOR, CliError, flags, print, required, withRuntime, type Command } from './context.js';
+import { CLI_ACTOR, cliCascades, CliError, flags, print, required, withRuntime, type Command } from './context.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -118,7 +118,13 @@ export const identityCommands: Command[] = [
       await withRuntime(async ({ handle }) => {
         const user = await resolveUser(handle.db, userRef);
         if (!(await findOrganization(handle.db, orgId))) throw new CliError(`no organization ${orgId}`);
-        const m = await changeMembership({ db: handle.db, clock: systemClock }, { kind: 'operator', audit: CLI_ACTOR }, orgId, user.id, role).catch(cliError);
+        const m = await changeMembership(
+          { db: handle.db, clock: systemClock, cascades: cliCascades() },
+          { kind: 'operator', audit: CLI_ACTOR },
+          orgId,
+          user.id,
+          role,
+        ).catch(cliError);
         print({ organization_id: m.organizationId, user_id: m.userId, role: m.role });
       });
     },
@@ -131,7 +137,7 @@ export const identityCommands: Command[] = [
       const { orgId, role, userRef } = membershipFlags(argv, this.usage);
       await withRuntime(async ({ handle }) => {
         const user = await resolveUser(handle.db, userRef);
-        const inv = await inviteAsOperator({ db: handle.db, clock: systemClock }, CLI_ACTOR, orgId, user.id, role).catch(cliError);
+        const inv = await inviteAsOperator({ db: handle.db, clock: systemClock, cascades: cliCascades() }, CLI_ACTOR, orgId, user.id, role).catch(cliError);
         print({
           invitation: {
             id: inv.id,

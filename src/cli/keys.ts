@@ -1,5 +1,6 @@
 import type { Runtime } from '../platform/runtime.js';
-import { SigningKeyAlreadyRevokedError, SigningKeyLifecycle, SigningKeyNotFoundError } from '../signing-keys/rotation.js';
+import { SigningKeyLifecycle } from '../signing-keys/rotation.js';
+import { ApiError } from '../platform/errors/api-error.js';
 import { CLI_ACTOR, CliError, flags, print, withRuntime, type Command } from './context.js';
 
 /** What the commands pass to the signing-key lifecycle besides the runtime (tests inject a pause). */
@@ -58,7 +59,8 @@ export function keyCommandsWith(opts: KeyCommandOptions): Command[] {
         try {
           print(await lifecycleOf(rt).revoke(CLI_ACTOR, positionals[0]!));
         } catch (err) {
-          if (err instanceof SigningKeyNotFoundError || err instanceof SigningKeyAlreadyRevokedError) throw new CliError(err.message);
+          // The operator named the kid: say which one is unknown.
+          if (err instanceof ApiError) throw new CliError(err.code === 'not_found' ? `signing key ${positionals[0]!} not found` : err.message);
           throw err;
         }
       });

@@ -1,5 +1,5 @@
 import { activateUser, suspendUser } from '../identity/users.service.js';
-import { CLI_ACTOR, flags, print, required, withRuntime, type Command } from './context.js';
+import { CLI_ACTOR, cliCascades, flags, print, required, withRuntime, type Command } from './context.js';
 import { resolveUser } from './identity.js';
 
 /** Suspending and re-activating users. */
@@ -15,7 +15,7 @@ export const userStatusCommands: Command[] = [
       const ref = required(values.user, 'user', this.usage);
       await withRuntime(async ({ handle }) => {
         const user = await resolveUser(handle.db, ref);
-        const done = await suspendUser(handle.db, { userId: user.id, now: new Date(), actor: CLI_ACTOR });
+        const done = await suspendUser({ db: handle.db, cascades: cliCascades() }, { userId: user.id, now: new Date(), actor: CLI_ACTOR });
         print({
           id: user.id,
           status: done!.user.status,

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import { conflict, notFound } from '../platform/errors/api-error.js';
+import { notFound } from '../platform/errors/api-error.js';
 import { requestActor } from '../platform/auth/request-actor.js';
 import { findUserById, listUsers } from './users.repository.js';
-import { activateUser, createUserAudited, DuplicateEmailError, suspendUser } from './users.service.js';
+import { activateUser, createUserAudited, suspendUser } from './users.service.js';
 import { errorResponses, nextAfterSchema, pageQuerySchema, uuidSchema } from '../platform/http/schemas.js';
 import { userSchema, userView } from './users.routes.js';
 
@@ -11,13 +11,10 @@ const idParams = { type: 'object', additionalProperties: false, required: ['id']
 /** Operators managing users (scope admin). */
 export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
   const security: Array<Record<string, string[]>> = [{ bearer: [] }, { accessToken: [] }];
-  const admin = app.requireAuth('admin');
-  const manageAdmin = app.requireCredentialManager('admin');
 
   app.get<{ Querystring: { limit?: number; after?: string } }>(
-    '/admin/users',
+    '/users',
     {
-      preHandler: admin,
       schema: {
         tags: ['admin'],
         operationId: 'adminListUsers',
@@ -43,9 +40,8 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.post<{ Body: { email: string; name: string } }>(
-    '/admin/users',
+    '/users',
     {
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'adminCreateUser',
@@ -64,21 +60,15 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request, reply) => {
-      try {
-        const user = await createUserAudited(app.db, requestActor(request), request.body);
-        reply.code(201);
-        return userView(user);
-      } catch (err) {
-        if (err instanceof DuplicateEmailError) throw conflict(err.message);
-        throw err;
-      }
+      const user = await createUserAudited(app.db, requestActor(request), request.body);
+      reply.code(201);
+      return userView(user);
     },
   );
 
   app.get<{ Params: { id: string } }>(
-    '/admin/users/:id',
+    '/users/:id',
     {
-      preHandler: admin,
       schema: {
         tags: ['admin'],
         operationId: 'adminGetUser',
@@ -96,9 +86,8 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.post<{ Params: { id: string } }>(
-    '/admin/users/:id/suspend',
+    '/users/:id/suspend',
     {
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'adminSuspendUser',
@@ -111,7 +100,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request) => {
-      const done = await suspendUser(app.db, { userId: request.params.id, now: new Date(app.clock.now()), actor: requestActor(request) });
+      const done = await suspendUser(app, { userId: request.params.id, now: new Date(app.clock.now()), actor: requestActor(request) });
       if (!done) throw notFound('user');
       // This instance forgets the user's sessions and keys at once; the others through the notifications.
       app.sessionCache.invalidate('user', done.user.id);
@@ -121,9 +110,8 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.post<{ Params: { id: string } }>(
-    '/admin/users/:id/activate',
+    '/users/:id/activate',
     {
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'adminActivateUser',

@@ -2,7 +2,7 @@ import type { Transaction } from 'kysely';
 import type { Clock } from '../platform/clock.js';
 import type { Database } from '../platform/database/database.js';
 import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
-import { publishChange } from '../platform/database/notifications.js';
+import { publishChange, type ChangeEventType } from '../platform/database/notifications.js';
 import { lockOrganization } from './memberships.repository.js';
 import {
   deleteInvitation,
@@ -30,7 +30,7 @@ import {
 export const INVITATION_TTL_MS = 7 * 24 * 3600_000;
 
 /** Change-event type for invitations (id = invitation id, user_id = the invited user). */
-export const INVITATION_EVENT = 'invitation';
+export const INVITATION_EVENT = 'invitation' satisfies ChangeEventType;
 
 export type PutMemberResult = { kind: 'changed'; change: MembershipChange } | { kind: 'invited'; invitation: InvitationView };
 
@@ -54,7 +54,7 @@ export async function putMember(
     const denied = membershipChangeDenied(own, actor.userId === targetUserId, current, role);
     if (denied) throw forbidden(denied);
     if (current !== null) {
-      return { kind: 'changed', change: await applyMembershipChange(trx, deps.clock, actor, organizationId, targetUserId, current, role, {}) };
+      return { kind: 'changed', change: await applyMembershipChange(trx, deps, actor, organizationId, targetUserId, current, role, {}) };
     }
     return { kind: 'invited', invitation: await invite(trx, deps.clock, actor.audit, actor.userId, org, targetUserId, role) };
   });
@@ -182,7 +182,7 @@ export async function respondToInvitation(
     if (!accept) return null;
     const current = (await findMembership(trx, inv!.organization_id, userId))?.role ?? null;
     if (current !== null) return { organizationId: inv!.organization_id, userId, role: current, previousRole: current };
-    return applyMembershipChange(trx, deps.clock, { kind: 'invitation', audit }, inv!.organization_id, userId, null, inv!.role, {
+    return applyMembershipChange(trx, deps, { kind: 'invitation', audit }, inv!.organization_id, userId, null, inv!.role, {
       invitation_id: inv!.id,
       invited_by: inv!.invited_by,
     });

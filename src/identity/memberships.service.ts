@@ -6,9 +6,8 @@ import { publishChange } from '../platform/database/notifications.js';
 import { findMembership, upsertMembership } from './organizations.repository.js';
 import { countOwners, deleteMembership, lockOrganization } from './memberships.repository.js';
 import { deleteInvitationOf } from './invitations.repository.js';
-import { cutOffOrganizationKeys } from '../oauth/sdk-keys.repository.js';
 import { findUserById } from './users.repository.js';
-import { recordKeyChange } from '../oauth/sdk-keys.service.js';
+import type { CascadeRegistry } from '../platform/cascades.js';
 import type { Role } from './identity.table.js';
 import { ApiError, conflict, forbidden, notFound } from '../platform/errors/api-error.js';
 
@@ -54,10 +53,11 @@ export interface MembershipChange {
 
 const lastOwner = () => conflict('the last owner of an organization cannot be removed or demoted; make another member owner first');
 
-/** What membership changes need: the database and the clock (key cut-offs are stamped with it). */
+/** What membership changes need: the database, the clock (key cut-offs are stamped with it) and the cascades a membership's end runs. */
 export interface MembershipDeps {
   db: Db;
   clock: Clock;
+  cascades: CascadeRegistry;
 }
 
 /**
@@ -83,7 +83,7 @@ export async function changeMembership(
       const denied = membershipChangeDenied(own, actor.userId === targetUserId, current, role);
       if (denied) throw forbidden(denied);
     }
-    return applyMembershipChange(trx, deps.clock, actor, organizationId, targetUserId, current, role, {});
+    return applyMembershipChange(trx, deps, actor, organizationId, targetUserId, current, role, {});
   });
 }
 
@@ -109,7 +109,7 @@ export async function actorRole(
  */
 export async function applyMembershipChange(
   trx: Transaction<Database>,
-  clock: Clock,
+  { clock, cascades }: Pick<MembershipDeps, 'clock' | 'cascades'>,
   actor: { kind: 'operator' | 'user' | 'invitation'; audit: Actor },
   organizationId: string,
   targetUserId: string,
@@ -135,17 +135,11 @@ export async function applyMembershipChange(
     organizationId,
     details: { role, previous_role: current, by: actor.kind, ...(superseded ? { superseded_invitation: superseded.id } : {}), ...extra },
   });
-  if (role === null) await cutOffKeys(trx, clock, actor.audit, organizationId, targetUserId);
+  if (role === null) {
+    await cascades.run(trx, 'membershipEnded', { organizationId, userId: targetUserId, now: new Date(clock.now()), actor: actor.audit }, { sdkKeysCutOff: [] });
+  }
   await publishChange(trx, { type: 'membership', id: organizationId, user_id: targetUserId });
   return { organizationId, userId: targetUserId, role, previousRole: current };
-}
-
-/** The membership of `userId` in `organizationId` has ended: their tokens acting in it stop working. */
-async function cutOffKeys(trx: Transaction<Database>, clock: Clock, actor: Actor, organizationId: string, userId: string): Promise<void> {
-  const clientIds = await cutOffOrganizationKeys(trx, userId, organizationId, new Date(clock.now()));
-  for (const clientId of clientIds) {
-    await recordKeyChange(trx, actor, { clientId, organizationId }, 'sdk_key.tokens_revoked', { reason: 'membership_ended', user_id: userId });
-  }
 }
 
 /** The caller's role in the organization, or 404 when they are not a member (or it does not exist). */

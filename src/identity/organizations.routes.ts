@@ -1,12 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { requestActor } from '../platform/auth/request-actor.js';
-import { recordAudit } from '../platform/database/audit.repository.js';
-import { publishChange } from '../platform/database/notifications.js';
 import { listMembers, listOrganizations } from './memberships.repository.js';
-import { createOrganization, findOrganization, upsertMembership } from './organizations.repository.js';
-import { findUserById } from './users.repository.js';
+import { findOrganization } from './organizations.repository.js';
 import type { Role } from './identity.table.js';
 import { notFound } from '../platform/errors/api-error.js';
+import { createOrganizationAsOperator } from './organizations.service.js';
 import { changeMembership, requireMembership, type MembershipActor } from './memberships.service.js';
 import { cancelInvitation, myInvitations, organizationInvitations, putMember, respondToInvitation } from './invitations.service.js';
 import type { InvitationView } from './invitations.repository.js';
@@ -121,12 +119,10 @@ async function membersOf(app: FastifyInstance, orgId: string) {
   return rows.map((r) => ({ user_id: r.user_id, email: r.email, name: r.name, role: r.role, joined_at: r.created_at.toISOString() }));
 }
 
-/** Organization membership: owners and maintainers under /api, operators under /admin. */
+/** Organization membership managed by owners and maintainers (under /api). */
 export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   const api = app.requireAuth('api');
   const manageApi = app.requireCredentialManager('api');
-  const admin = app.requireAuth('admin');
-  const manageAdmin = app.requireCredentialManager('admin');
 
   // --- members managing their organization -------------------------------------------------
   app.get<{ Params: { orgId: string } }>(
@@ -147,7 +143,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
     },
   );
 
-  const deps = { db: app.db, clock: app.clock };
+  const deps = { db: app.db, clock: app.clock, cascades: app.cascades };
   const asUserActor = (request: Parameters<typeof requestActor>[0]) => ({
     kind: 'user' as const,
     userId: request.principal!.userId,
@@ -289,12 +285,14 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       return reply.code(204).send();
     },
   );
+}
 
-  // --- operators ----------------------------------------------------------------------------
+/** Operators managing organizations and their members (paths under /admin, guarded by the admin surface). */
+export async function adminOrganizationRoutes(app: FastifyInstance): Promise<void> {
+  const deps = { db: app.db, clock: app.clock, cascades: app.cascades };
   app.post<{ Body: { name: string; owner_id?: string } }>(
-    '/admin/organizations',
+    '/organizations',
     {
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'adminCreateOrganization',
@@ -309,40 +307,16 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request, reply) => {
-      const actor = requestActor(request);
       const { name, owner_id: ownerId } = request.body;
-      const org = await app.db.transaction().execute(async (trx) => {
-        if (ownerId && !(await findUserById(trx, ownerId))) throw notFound('user');
-        const o = await createOrganization(trx, name);
-        await recordAudit(trx, actor, {
-          action: 'organization.create',
-          targetType: 'organization',
-          targetId: o.id,
-          organizationId: o.id,
-          details: { name: o.name },
-        });
-        if (ownerId) {
-          await upsertMembership(trx, o.id, ownerId, 'owner');
-          await recordAudit(trx, actor, {
-            action: 'membership.set',
-            targetType: 'user',
-            targetId: ownerId,
-            organizationId: o.id,
-            details: { role: 'owner', previous_role: null, by: 'operator' },
-          });
-          await publishChange(trx, { type: 'membership', id: o.id, user_id: ownerId });
-        }
-        return o;
-      });
+      const org = await createOrganizationAsOperator(app.db, requestActor(request), { name, ...(ownerId ? { ownerId } : {}) });
       reply.code(201);
       return { id: org.id, name: org.name, created_at: org.created_at.toISOString(), member_count: ownerId ? 1 : 0 };
     },
   );
 
   app.get<{ Querystring: { limit?: number; after?: string } }>(
-    '/admin/organizations',
+    '/organizations',
     {
-      preHandler: admin,
       schema: {
         tags: ['admin'],
         operationId: 'adminListOrganizations',
@@ -370,9 +344,8 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.get<{ Params: { orgId: string } }>(
-    '/admin/organizations/:orgId',
+    '/organizations/:orgId',
     {
-      preHandler: admin,
       schema: {
         tags: ['admin'],
         operationId: 'adminGetOrganization',
@@ -392,9 +365,8 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   const asOperator = (request: Parameters<typeof requestActor>[0]): MembershipActor => ({ kind: 'operator', audit: requestActor(request) });
 
   app.put<{ Params: { orgId: string; userId: string }; Body: { role: Role } }>(
-    '/admin/organizations/:orgId/members/:userId',
+    '/organizations/:orgId/members/:userId',
     {
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'adminPutOrganizationMember',
@@ -412,9 +384,8 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.delete<{ Params: { orgId: string; userId: string } }>(
-    '/admin/organizations/:orgId/members/:userId',
+    '/organizations/:orgId/members/:userId',
     {
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'adminRemoveOrganizationMember',

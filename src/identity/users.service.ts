@@ -3,16 +3,10 @@ import type { Database } from '../platform/database/database.js';
 import { publishChange } from '../platform/database/notifications.js';
 import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
 import { createUser, setUserStatus, type User } from './users.repository.js';
-import { revokeApiTokensOfUser } from '../api-tokens/api-tokens.repository.js';
-import { revokeSessionsOfUser } from '../sessions/sessions.repository.js';
-import { disableSdkKeysOfUser } from '../oauth/sdk-keys.repository.js';
-import { recordKeyChange } from '../oauth/sdk-keys.service.js';
+import type { CascadeRegistry } from '../platform/cascades.js';
+import { conflict } from '../platform/errors/api-error.js';
 
-export class DuplicateEmailError extends Error {
-  override name = 'DuplicateEmailError';
-}
-
-/** Creates a user (audited). Throws DuplicateEmailError when the email is taken. */
+/** Creates a user (audited). 409 `conflict` when the email is taken. */
 export async function createUserAudited(db: Kysely<Database>, actor: Actor, input: { email: string; name: string }): Promise<User> {
   try {
     return await db.transaction().execute(async (trx) => {
@@ -21,7 +15,7 @@ export async function createUserAudited(db: Kysely<Database>, actor: Actor, inpu
       return u;
     });
   } catch (err) {
-    if ((err as { code?: string }).code === '23505') throw new DuplicateEmailError(`a user with email ${input.email} exists already`);
+    if ((err as { code?: string }).code === '23505') throw conflict(`a user with email ${input.email} exists already`);
     throw err;
   }
 }
@@ -34,7 +28,7 @@ export async function createUserAudited(db: Kysely<Database>, actor: Actor, inpu
  * Returns the user, or undefined when there is none.
  */
 export async function suspendUser(
-  db: Kysely<Database>,
+  { db, cascades }: { db: Kysely<Database>; cascades: CascadeRegistry },
   input: { userId: string; now: Date; actor: Actor },
 ): Promise<{ user: User; tokensRevoked: number; sessionsEnded: number; sdkKeysDisabled: string[] } | undefined> {
   return db.transaction().execute(async (trx) => {
@@ -42,20 +36,20 @@ export async function suspendUser(
     // verification also requires the user active and the API token live.
     const user = await setUserStatus(trx, input.userId, 'suspended');
     if (!user) return undefined;
-    const tokens = await revokeApiTokensOfUser(trx, user.id, input.now);
-    const sessionsEnded = await revokeSessionsOfUser(trx, user.id, input.now);
-    const keys = await disableSdkKeysOfUser(trx, user.id, input.now);
-    for (const k of keys) {
-      await recordKeyChange(trx, input.actor, { clientId: k.client_id, organizationId: k.organization_id }, 'sdk_key.disable', { reason: 'user_suspended' });
-    }
+    const ended = await cascades.run(
+      trx,
+      'userSuspended',
+      { userId: user.id, now: input.now, actor: input.actor },
+      { apiTokensRevoked: 0, sessionsEnded: 0, sdkKeysDisabled: [] },
+    );
     await publishChange(trx, { type: 'user', id: user.id });
     await recordAudit(trx, input.actor, {
       action: 'user.suspend',
       targetType: 'user',
       targetId: user.id,
-      details: { api_tokens_revoked: tokens.length, sessions_ended: sessionsEnded, sdk_keys_disabled: keys.length },
+      details: { api_tokens_revoked: ended.apiTokensRevoked, sessions_ended: ended.sessionsEnded, sdk_keys_disabled: ended.sdkKeysDisabled.length },
     });
-    return { user, tokensRevoked: tokens.length, sessionsEnded, sdkKeysDisabled: keys.map((k) => k.client_id) };
+    return { user, tokensRevoked: ended.apiTokensRevoked, sessionsEnded: ended.sessionsEnded, sdkKeysDisabled: ended.sdkKeysDisabled };
   });
 }
 

@@ -115,23 +115,25 @@ export const oauthPlugin = fp(
     app.readinessChecks.set('signing_key', async () => (keys.hasActiveKey() ? null : 'no active signing key is loaded'));
 
     let pruneTimer: NodeJS.Timeout | null = null;
-    app.addHook('onReady', async () => {
-      if (app.contractOnly) return;
-      await keys.ensureActiveKey();
-      await keys.reload();
-      await reloadRevoked();
-      let ticks = 0;
-      pruneTimer = setInterval(() => {
-        revoked.prune(clock.now());
-        // Every hour, one delete of expired denylist rows (any instance may do it; it is idempotent).
-        if (++ticks % 60 === 0) {
-          pruneRevokedTokens(db, new Date(clock.now() - toleranceMs)).catch(() => undefined);
-        }
-      }, 60_000);
-      pruneTimer.unref();
-    });
-    app.addHook('onClose', async () => {
-      if (pruneTimer) clearInterval(pruneTimer);
+    app.jobs.register({
+      name: 'signing-keys-and-denylist',
+      async start() {
+        await keys.ensureActiveKey();
+        await keys.reload();
+        await reloadRevoked();
+        let ticks = 0;
+        pruneTimer = setInterval(() => {
+          revoked.prune(clock.now());
+          // Every hour, one delete of expired denylist rows (any instance may do it; it is idempotent).
+          if (++ticks % 60 === 0) {
+            pruneRevokedTokens(db, new Date(clock.now() - toleranceMs)).catch(() => undefined);
+          }
+        }, 60_000);
+        pruneTimer.unref();
+      },
+      stop() {
+        if (pruneTimer) clearInterval(pruneTimer);
+      },
     });
   },
   { name: 'tessera-oauth', dependencies: ['tessera-auth'] },

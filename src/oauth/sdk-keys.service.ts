@@ -3,7 +3,7 @@ import type { Clock } from '../platform/clock.js';
 import type { Transaction } from 'kysely';
 import type { Database, Db } from '../platform/database/database.js';
 import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
-import { publishChange } from '../platform/database/notifications.js';
+import { publishChange, type ChangeEventType } from '../platform/database/notifications.js';
 import { findMembership } from '../identity/organizations.repository.js';
 import {
   countSdkKeys,
@@ -24,7 +24,7 @@ import { nextTokensValidAfter } from './access-token.js';
 import { SDK_KEY_PURPOSE } from './client-auth.js';
 
 /** Change-event type for SDK keys (id = client_id). */
-export const SDK_KEY_EVENT = 'sdk_key';
+export const SDK_KEY_EVENT = 'sdk_key' satisfies ChangeEventType;
 
 /**
  * Audits one change to a key and announces it to every instance, both in the caller's transaction,

@@ -5,8 +5,8 @@ import { loadConfig } from '../platform/config.js';
 import { createDb } from '../platform/database/database.js';
 
 /**
- * An app built only to read its routes and contract: nothing connects (the pool is lazy, the app is
- * never made ready). The issuer is fixed so the generated document does not depend on the machine.
+ * An app built only to read its routes and contract: nothing connects (the pool is lazy, and its
+ * background jobs, the only parts that touch the database at start, are never started). The issuer is fixed so the generated document does not depend on the machine.
  */
 export async function contractApp(): Promise<{ app: FastifyInstance; close(): Promise<void> }> {
   const connectionString = 'postgres://contract@127.0.0.1:1/contract';
@@ -18,7 +18,7 @@ export async function contractApp(): Promise<{ app: FastifyInstance; close(): Pr
     TESSERA_LOG_LEVEL: 'silent',
   });
   const handle = createDb({ connectionString, max: 1 });
-  const app = await buildApp({ config, db: handle.db, connectionString, logger: false, contractOnly: true });
+  const app = await buildApp({ config, db: handle.db, connectionString, logger: false });
   await app.ready();
   return {
     app,

@@ -39,18 +39,22 @@ export const sessionsPlugin = fp(
     });
 
     let timer: NodeJS.Timeout | null = null;
-    app.addHook('onReady', async () => {
-      if (app.contractOnly) return;
-      timer = setInterval(() => {
-        app.pruneSessions().then(
-          (n) => n > 0 && app.log.debug({ pruned: n }, 'expired sessions pruned'),
-          (err: Error) => app.log.warn({ err: { message: err.message } }, 'could not prune sessions'),
-        );
-      }, PRUNE_EVERY_MS);
-      timer.unref();
+    app.jobs.register({
+      name: 'session-pruning',
+      start() {
+        timer = setInterval(() => {
+          app.pruneSessions().then(
+            (n) => n > 0 && app.log.debug({ pruned: n }, 'expired sessions pruned'),
+            (err: Error) => app.log.warn({ err: { message: err.message } }, 'could not prune sessions'),
+          );
+        }, PRUNE_EVERY_MS);
+        timer.unref();
+      },
+      stop() {
+        if (timer) clearInterval(timer);
+      },
     });
     app.addHook('onClose', async () => {
-      if (timer) clearInterval(timer);
       for (const off of offs) off();
       cache.clear();
     });

@@ -82,17 +82,22 @@ export const keyRotationPlugin = fp(
     });
 
     let timer: NodeJS.Timeout | null = null;
-    app.addHook('onReady', async () => {
-      if (app.contractOnly) return;
-      // Finish whatever a crashed run left half done before serving.
-      await runOnce().catch((err) => app.log.error({ err }, 'signing-key job failed'));
-      timer = setInterval(() => {
-        runOnce().catch((err) => app.log.error({ err }, 'signing-key job failed'));
-      }, config.keyCheckIntervalSeconds * 1000);
-      timer.unref();
+    app.jobs.register({
+      name: 'signing-key-lifecycle',
+      async start() {
+        // Finish whatever a crashed run left half done before serving.
+        await runOnce().catch((err) => app.log.error({ err }, 'signing-key job failed'));
+        timer = setInterval(() => {
+          runOnce().catch((err) => app.log.error({ err }, 'signing-key job failed'));
+        }, config.keyCheckIntervalSeconds * 1000);
+        timer.unref();
+      },
+      async stop() {
+        if (timer) clearInterval(timer);
+        await queue;
+      },
     });
     app.addHook('onClose', async () => {
-      if (timer) clearInterval(timer);
       await queue;
     });
   },

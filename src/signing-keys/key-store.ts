@@ -5,14 +5,14 @@ import type { Logger } from 'pino';
 import type { Clock } from '../platform/clock.js';
 import { SIGNING_ALGS, type Config, type SigningAlg } from '../platform/config.js';
 import type { Db } from '../platform/database/database.js';
-import { recordAudit } from '../platform/database/audit.repository.js';
-import { publishChange } from '../platform/database/notifications.js';
-import { findActiveSigningKey, insertSigningKey, listSigningKeys, type SigningKeyRow } from './signing-keys.repository.js';
+import { publishChange, type ChangeEventType } from '../platform/database/notifications.js';
+import { findActiveSigningKey, listSigningKeys, type SigningKeyRow } from './signing-keys.repository.js';
 import type { SigningKeyState } from './signing-keys.table.js';
-import { generateSigningKey, importVerifyKey, openPrivateKey, publicMembers } from './signing-key.js';
+import { importVerifyKey, openPrivateKey, publicMembers } from './signing-key.js';
+import { ensureActiveKeyIn } from './bootstrap.js';
 
 /** Change-event type published whenever a signing key is created or changes state. */
-export const SIGNING_KEYS_CHANGED = 'signing_keys';
+export const SIGNING_KEYS_CHANGED = 'signing_keys' satisfies ChangeEventType;
 
 /** Advisory-lock key serialising every change to the set of signing keys (first-key creation, rotation). */
 export const SIGNING_KEYS_LOCK = 'tessera:signing_keys';
@@ -61,41 +61,19 @@ export class SigningKeyStore {
   /**
    * Makes sure one active key exists, creating it if none does. Safe when instances start together:
    * the advisory lock serialises them, and the unique partial index on `state = 'active'` would
-   * refuse a second active key anyway. A waiting `next` key is promoted rather than a new one made.
+   * refuse a second active key anyway. A waiting `next` key is promoted rather than a new one made
+   * (the bootstrap in bootstrap.ts, the same the rotation job runs).
    */
   async ensureActiveKey(): Promise<void> {
     const { db, config, clock } = this.deps;
     if (await findActiveSigningKey(db)) return;
     await db.transaction().execute(async (trx) => {
       await sql`select pg_advisory_xact_lock(hashtext(${SIGNING_KEYS_LOCK}))`.execute(trx);
-      if (await findActiveSigningKey(trx)) return;
-      const now = new Date(clock.now());
-      const [next] = await listSigningKeys(trx, ['next']);
-      let kid: string;
-      // Audited like the rotation job's own bootstrap (actor `system`, kind `bootstrap`).
-      const actor = { userId: null, credential: 'system' };
-      if (next) {
-        await trx.updateTable('signing_keys').set({ state: 'active', activated_at: now }).where('kid', '=', next.kid).execute();
-        kid = next.kid;
-        await recordAudit(trx, actor, {
-          action: 'signing_key.activate',
-          targetType: 'signing_key',
-          targetId: kid,
-          details: { kind: 'bootstrap', alg: next.alg, retired_kid: null, published_at: next.created_at.toISOString() },
-        });
-      } else {
-        const key = await generateSigningKey(config.signingAlg, config.masterKey);
-        await insertSigningKey(trx, { ...key, state: 'active', activateAfter: now, activatedAt: now });
-        kid = key.kid;
-        await recordAudit(trx, actor, {
-          action: 'signing_key.create',
-          targetType: 'signing_key',
-          targetId: kid,
-          details: { alg: key.alg, state: 'active', kind: 'bootstrap' },
-        });
-      }
-      await publishChange(trx, { type: SIGNING_KEYS_CHANGED, id: kid, state: 'active' });
-      this.deps.log.info({ kid }, 'activated a signing key');
+      // The rotation job's own bootstrap (actor `system`, kind `bootstrap`).
+      const { row, events } = await ensureActiveKeyIn(trx, { config, now: new Date(clock.now()), actor: { userId: null, credential: 'system' } });
+      if (events.length === 0) return;
+      await publishChange(trx, { type: SIGNING_KEYS_CHANGED, id: row.kid, state: 'active' });
+      this.deps.log.info({ kid: row.kid }, 'activated a signing key');
     });
   }
 

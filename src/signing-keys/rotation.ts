@@ -1,3 +1,4 @@
+import { conflict, notFound } from '../platform/errors/api-error.js';
 import { sql, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { Clock } from '../platform/clock.js';
@@ -17,6 +18,7 @@ import {
 } from './signing-keys.repository.js';
 import { SIGNING_KEYS_CHANGED, SIGNING_KEYS_LOCK } from './key-store.js';
 import { generateSigningKey } from './signing-key.js';
+import { ensureActiveKeyIn } from './bootstrap.js';
 
 /*
  * Signing-key lifecycle: next -> active -> retired -> removed (row deleted), and revoked.
@@ -92,13 +94,6 @@ export interface RevokeResult {
   key: SigningKeyView;
   /** The key that signs now, when the revoked key was the active one. */
   replacement: SigningKeyView | null;
-}
-
-export class SigningKeyNotFoundError extends Error {
-  override name = 'SigningKeyNotFoundError';
-}
-export class SigningKeyAlreadyRevokedError extends Error {
-  override name = 'SigningKeyAlreadyRevokedError';
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -216,13 +211,8 @@ export class SigningKeyLifecycle {
 
   /** Makes sure a key signs: promotes a waiting `next` key, or creates an active one. */
   private async ensureActive(trx: Trx, events: KeyEvent[], actor: Actor): Promise<SigningKeyRow> {
-    const active = await findActiveSigningKey(trx);
-    if (active) return active;
-    const [next] = await listSigningKeys(trx, ['next']);
-    if (next) return (await this.activate(trx, events, actor, 'bootstrap', next, null, null)).active;
-    const row = await this.createKey(trx, 'active', this.now());
-    events.push({ event: 'created', kid: row.kid, kind: 'bootstrap' }, { event: 'activated', kid: row.kid, kind: 'bootstrap' });
-    await this.audit(trx, actor, 'signing_key.create', row, { state: 'active', kind: 'bootstrap' });
+    const { row, events: changed } = await ensureActiveKeyIn(trx, { config: this.deps.config, now: this.now(), actor });
+    events.push(...changed);
     return row;
   }
 
@@ -369,8 +359,8 @@ export class SigningKeyLifecycle {
   async revoke(actor: Actor, kid: string): Promise<RevokeResult> {
     const { result } = await this.step('revoke', async (trx, events) => {
       const row = await findSigningKey(trx, kid);
-      if (!row) throw new SigningKeyNotFoundError(`signing key ${kid} not found`);
-      if (row.state === 'revoked') throw new SigningKeyAlreadyRevokedError(`signing key ${kid} is already revoked`);
+      if (!row) throw notFound('signing key');
+      if (row.state === 'revoked') throw conflict(`signing key ${kid} is already revoked`);
       const now = this.now();
       const notAfter = row.state === 'retired' && row.not_after ? row.not_after : this.removeAfter(now);
       const revoked = await setSigningKeyState(trx, kid, row.state, { state: 'revoked', revoked_at: now, not_after: notAfter });

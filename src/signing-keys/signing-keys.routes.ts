@@ -1,7 +1,5 @@
 import type { FastifyInstance } from 'fastify';
 import { requestActor } from '../platform/auth/request-actor.js';
-import { conflict, notFound } from '../platform/errors/api-error.js';
-import { SigningKeyAlreadyRevokedError, SigningKeyNotFoundError } from './rotation.js';
 import { dateTimeSchema, errorResponses } from '../platform/http/schemas.js';
 
 const nullableTime = { anyOf: [dateTimeSchema, { type: 'null' }] } as const;
@@ -35,13 +33,10 @@ const kidParams = {
 /** Operators' signing-key controls (scope admin); every change audited in its transaction. */
 export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
   const security: Array<Record<string, string[]>> = [{ bearer: [] }, { accessToken: [] }];
-  const admin = app.requireAuth('admin');
-  const manageAdmin = app.requireCredentialManager('admin');
 
   app.get(
-    '/admin/keys',
+    '/keys',
     {
-      preHandler: admin,
       schema: {
         tags: ['admin'],
         operationId: 'listSigningKeys',
@@ -89,13 +84,12 @@ export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.post<{ Body: { immediate?: boolean; if_active_kid?: string } | undefined }>(
-    '/admin/keys/rotate',
+    '/keys/rotate',
     {
       // The body is optional: none means `{}`.
       preValidation: async (request) => {
         if (request.body === undefined || request.body === null) request.body = {};
       },
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'rotateSigningKey',
@@ -139,9 +133,8 @@ export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
   );
 
   app.post<{ Params: { kid: string } }>(
-    '/admin/keys/:kid/revoke',
+    '/keys/:kid/revoke',
     {
-      preHandler: manageAdmin,
       schema: {
         tags: ['admin'],
         operationId: 'revokeSigningKey',
@@ -163,13 +156,7 @@ export async function adminKeysRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request) => {
-      try {
-        return await app.keyRotation.lifecycle.revoke(requestActor(request), request.params.kid);
-      } catch (err) {
-        if (err instanceof SigningKeyNotFoundError) throw notFound('signing key');
-        if (err instanceof SigningKeyAlreadyRevokedError) throw conflict(err.message);
-        throw err;
-      }
+      return app.keyRotation.lifecycle.revoke(requestActor(request), request.params.kid);
     },
   );
 }

@@ -7,14 +7,36 @@ import type { Logger } from 'pino';
 export const CHANNEL = 'tessera_events';
 
 /**
- * A change other instances must learn of: `type` names what changed (`sdk_key`, `session`,
- * `api_token`, `signing_keys`, `user`, ...), `id` which one. Never carries a secret.
+ * Every change other instances must learn of, by type: what each event carries besides its
+ * `type`. `id` names what changed; nothing here ever carries a secret. Publishers and listeners
+ * both name events from this one list, so a misspelt or unknown type does not compile.
  */
-export interface ChangeEvent {
-  type: string;
-  id?: string;
-  [k: string]: unknown;
+export interface ChangeEvents {
+  /** An API token was revoked (its sessions and cached verifications go with it). */
+  api_token: { id: string };
+  /** An invitation was created, answered or cancelled (`user_id`: the invited user). */
+  invitation: { id: string; user_id: string };
+  /** A membership was set or ended (`id`: the organization). */
+  membership: { id: string; user_id: string };
+  /** A provider token was stored or deleted. */
+  provider_token: { id: string };
+  /** An access token's jti joined the denylist (`exp`: its expiry, seconds since the epoch). */
+  revoked_token: { id: string; exp: number };
+  /** A session ended. */
+  session: { id: string };
+  /** An SDK key changed (`id`: its client_id). */
+  sdk_key: { id: string };
+  /** The signing keys changed (`id`: the key a lifecycle step changed first). */
+  signing_keys: { id: string; state?: string; step?: string };
+  /** A user's status changed. */
+  user: { id: string };
 }
+
+/** The union of change-event types. */
+export type ChangeEventType = keyof ChangeEvents;
+
+/** One change event: `type` and what that type carries (a union over every type by default). */
+export type ChangeEvent<T extends ChangeEventType = ChangeEventType> = { [K in T]: { type: K } & ChangeEvents[K] }[T];
 
 /**
  * Announces a change to every instance. Call it inside the transaction that makes the change:
@@ -22,7 +44,7 @@ export interface ChangeEvent {
  */
 // Any database or transaction will do: the statement is raw SQL over no table.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export async function publishChange(db: Kysely<any>, event: ChangeEvent): Promise<void> {
+export async function publishChange<T extends ChangeEventType>(db: Kysely<any>, event: ChangeEvent<T>): Promise<void> {
   await sql`select pg_notify(${CHANNEL}, ${JSON.stringify(event)})`.execute(db);
 }
 
@@ -31,11 +53,15 @@ export async function publishChange(db: Kysely<any>, event: ChangeEvent): Promis
  * data-modifying CTE): `idExpr` is the changed row's id column. The notification is sent if and
  * when the statement's transaction commits, exactly as with publishChange.
  */
-export function changeNotifySql(type: string, idExpr: RawBuilder<string>): RawBuilder<unknown> {
+export function changeNotifySql(type: ChangeEventType, idExpr: RawBuilder<string>): RawBuilder<unknown> {
   return sql`pg_notify(${CHANNEL}, json_build_object('type', ${type}::text, 'id', ${idExpr})::text)`;
 }
 
-export type ChangeHandler = (event: ChangeEvent) => void;
+/**
+ * A handler of events of type `T`. Events arrive from other processes: a field may be missing
+ * from an event sent by an older or newer instance, so handlers check what they use.
+ */
+export type ChangeHandler<T extends ChangeEventType = ChangeEventType> = (event: Partial<ChangeEvent<T>> & { type: T }) => void;
 
 /**
  * Keeps one dedicated connection LISTENing on {@link CHANNEL} and hands each event to the
@@ -61,7 +87,7 @@ export class ChangeListener {
   }
 
   /** Handlers for one event type, or `*` for all. */
-  on(type: string, handler: ChangeHandler): () => void {
+  on<T extends ChangeEventType>(type: T | '*', handler: ChangeHandler<T>): () => void {
     this.emitter.on(`event:${type}`, handler);
     return () => this.emitter.off(`event:${type}`, handler);
   }

@@ -1,6 +1,9 @@
 /**
  * Errors of the self-service, admin and operations API. Rendered as `{ "error": code, "message": ... }`;
  * `code` is stable and documented, `message` is for people.
+ *
+ * The one convention for refusals: services throw an ApiError (status, code, message) and the one
+ * error handler (handler.ts) renders it; routes never translate errors. The CLI prints the message.
  */
 export type ApiErrorCode =
   | 'invalid_request'

@@ -172,7 +172,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
   const allowed = new Map<string, Set<string>>();
   const table: FastifyInstance['routeTable'] = [];
   app.decorate('routeTable', table);
-  app.addHook('onRoute', (route) => {
+  app.addHook('onRoute', function routeTableEntry(route) {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const m of methods) {
       if (m === 'HEAD' || m === 'OPTIONS') continue;
@@ -183,7 +183,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
         hidden: schema.hide === true,
         schema,
         errorFormat: (route.config as { errorFormat?: string } | undefined)?.errorFormat === 'oauth' ? 'oauth' : 'api',
-        facts: routeFacts(route, m),
+        facts: routeFacts(route, m, this),
       });
       let set = allowed.get(route.url);
       if (!set) {

@@ -1,4 +1,4 @@
-import type { FastifyInstance, RouteOptions } from 'fastify';
+import type { FastifyInstance, preHandlerAsyncHookHandler, RouteOptions } from 'fastify';
 import { errorResponses, oauthErrorResponses } from './schemas.js';
 
 const BEARER_GUARD = Symbol('tessera.bearerGuard');
@@ -17,8 +17,24 @@ export function markBearerGuard<T extends object>(hook: T, scopes: readonly stri
 
 type HookSlot = RouteOptions['onRequest'] | RouteOptions['preValidation'] | RouteOptions['preHandler'];
 
-/** The scopes of the bearer guard among the route's hooks, or null when it has none. */
-export function bearerGuardOf(route: Pick<RouteOptions, 'onRequest' | 'preValidation' | 'preHandler'>): string[] | null {
+const SCOPE_GUARD = Symbol('tessera.scopeGuard');
+
+/**
+ * Guards every route of an encapsulated scope (and of the plugins it registers) with one
+ * preHandler, and marks the scope so those routes are documented as needing the token, exactly
+ * as a route's own guard would be. Call it before the scope registers its routes.
+ */
+export function guardScope(scope: FastifyInstance, scopes: readonly string[], guard: preHandlerAsyncHookHandler): void {
+  // Plugin instances inherit from their parent's prototype chain, so nested plugins see the mark.
+  Object.defineProperty(scope, SCOPE_GUARD, { value: [...scopes] });
+  scope.addHook('preHandler', guard);
+}
+
+/**
+ * The scopes of the bearer guard among the route's hooks, or of the guarded scope (see
+ * {@link guardScope}) `instance` (the instance the route is declared on) belongs to; null when none.
+ */
+export function bearerGuardOf(route: Pick<RouteOptions, 'onRequest' | 'preValidation' | 'preHandler'>, instance?: object): string[] | null {
   for (const slot of [route.onRequest, route.preValidation, route.preHandler] as HookSlot[]) {
     const hooks = slot === undefined ? [] : Array.isArray(slot) ? slot : [slot];
     for (const hook of hooks) {
@@ -26,7 +42,7 @@ export function bearerGuardOf(route: Pick<RouteOptions, 'onRequest' | 'preValida
       if (scopes) return scopes;
     }
   }
-  return null;
+  return (instance as Record<symbol, string[] | undefined> | undefined)?.[SCOPE_GUARD] ?? null;
 }
 
 /** What the shared machinery does to a route, whatever its handler does. */
@@ -40,12 +56,12 @@ export interface RouteFacts {
   validates: boolean;
 }
 
-export function routeFacts(route: RouteOptions, method: string): RouteFacts {
+export function routeFacts(route: RouteOptions, method: string, instance?: object): RouteFacts {
   const schema = (route.schema ?? {}) as Record<string, unknown>;
   const config = (route.config ?? {}) as { rateLimit?: unknown };
   return {
     method,
-    guarded: bearerGuardOf(route) !== null,
+    guarded: bearerGuardOf(route, instance) !== null,
     rateLimited: config.rateLimit !== false,
     validates: ['body', 'querystring', 'params', 'headers'].some((part) => schema[part] !== undefined),
   };
@@ -75,7 +91,7 @@ export function implicitErrorStatuses(facts: RouteFacts): number[] {
  */
 export function registerContractRules(app: FastifyInstance): void {
   const operationIds = new Map<string, string>();
-  app.addHook('onRoute', (route) => {
+  app.addHook('onRoute', function contractRules(route) {
     const methods = (Array.isArray(route.method) ? route.method : [route.method]).filter((m) => m !== 'HEAD' && m !== 'OPTIONS');
     if (methods.length === 0) return;
     const schema = route.schema as (Record<string, unknown> & { hide?: boolean }) | undefined;
@@ -90,7 +106,7 @@ export function registerContractRules(app: FastifyInstance): void {
     if (seen !== undefined && seen !== where) throw new Error(`${where}: operationId ${operationId} is already used by ${seen}`);
     operationIds.set(operationId, where);
 
-    const guard = bearerGuardOf(route);
+    const guard = bearerGuardOf(route, this);
     let security = schema.security as Array<Record<string, string[]>> | undefined;
     if (guard && security !== undefined && !security.some((s) => 'bearer' in s)) {
       throw new Error(`${where}: the route has a bearer guard, so its security must list the bearer scheme`);
@@ -100,7 +116,7 @@ export function registerContractRules(app: FastifyInstance): void {
     const format = (route.config as { errorFormat?: string } | undefined)?.errorFormat === 'oauth' ? 'oauth' : 'api';
     const declared = (schema.response ?? {}) as Record<string, unknown>;
     const statuses = new Set<number>();
-    for (const m of methods) for (const s of implicitErrorStatuses(routeFacts(route, m))) statuses.add(s);
+    for (const m of methods) for (const s of implicitErrorStatuses(routeFacts(route, m, this))) statuses.add(s);
     const missing = [...statuses].filter((s) => declared[s] === undefined && declared[String(s)] === undefined);
     const added = format === 'oauth' ? oauthErrorResponses(...missing) : errorResponses(...missing);
     route.schema = { ...schema, security, response: sortByStatus({ ...declared, ...added }) };

@@ -19,7 +19,8 @@ export const metricsPlugin = fp(
   async function metricsPlugin(app: FastifyInstance) {
     const registry = new Registry();
     registry.setDefaultLabels({ service: 'tessera' });
-    if (!app.contractOnly) collectDefaultMetrics({ register: registry, prefix: 'tessera_' });
+    // Process metrics (event-loop delay sampling among them) belong to a running server only.
+    app.jobs.register({ name: 'process-metrics', start: () => collectDefaultMetrics({ register: registry, prefix: 'tessera_' }) });
     app.decorate('metrics', registry);
     const requests = new Counter({
       name: 'tessera_http_requests_total',
