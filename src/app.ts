@@ -1,13 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import Fastify, {
-  type FastifyBaseLogger,
-  type FastifyInstance,
-  type FastifyPluginAsync,
-  type FastifyReply,
-  type FastifyRequest,
-  type FastifyServerOptions,
-} from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { AjvCompiler } from '@fastify/ajv-compiler';
 import rateLimit from '@fastify/rate-limit';
 import type { Config } from './platform/config.js';
@@ -223,25 +216,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(oauthPlugin);
   await app.register(keyRotationPlugin);
 
-  // Tier 3: routes, by surface: self-service under /api, operators under /admin (guarded once per
-  // scope by adminSurface, never per route), OAuth and discovery, the gateway, operations. The
-  // registration order is the order of the paths in openapi.yaml, so the operators' routes are
-  // mounted where their paths have always been listed.
-  const admin = (routes: FastifyPluginAsync) => app.register(adminSurface, { prefix: '/admin', routes: [routes] });
+  // Tier 3: routes, by surface, in the order openapi.yaml lists them: operations, self-service
+  // under /api, OAuth and discovery, the gateway, then the operators' routes under /admin, all
+  // registered in one scope whose guard adminSurface adds once (never per route).
   await app.register(operationsRoutes);
-  await admin(adminAuditRoutes);
-  await app.register(providerTokenRoutes);
-  await app.register(organizationRoutes);
-  await admin(adminOrganizationRoutes);
   await app.register(loginRoutes);
   await app.register(usersRoutes);
   await app.register(accessTokensRoutes);
-  await admin(adminUsersRoutes);
-  await app.register(gatewayRoutes);
+  await app.register(sdkKeyRoutes);
+  await app.register(organizationRoutes);
+  await app.register(providerTokenRoutes);
   await app.register(oauthRoutes);
   await app.register(wellKnownRoutes);
-  await app.register(sdkKeyRoutes);
-  await admin(adminKeysRoutes);
+  await app.register(gatewayRoutes);
+  await app.register(adminSurface, { prefix: '/admin', routes: [adminUsersRoutes, adminOrganizationRoutes, adminKeysRoutes, adminAuditRoutes] });
 
   jobs.register({
     name: 'change-listener',

@@ -29,6 +29,28 @@ export async function issueApiToken(
 }
 
 /**
+ * Creates an API token that an operator made (the CLI's bootstrap): no parent credential, so the
+ * scopes and expiry are the operator's choice. Audited in the same transaction.
+ */
+export async function createApiTokenAsOperator(
+  db: Kysely<Database>,
+  pepper: Buffer,
+  actor: Actor,
+  input: { userId: string; name: string; scopes: string[]; expiresAt: Date | null },
+): Promise<{ token: string; row: ApiTokenRow }> {
+  return db.transaction().execute(async (trx) => {
+    const issued = await issueApiToken(trx, pepper, input);
+    await recordAudit(trx, actor, {
+      action: 'api_token.create',
+      targetType: 'api_token',
+      targetId: issued.row.id,
+      details: { user_id: input.userId, scopes: issued.row.scopes },
+    });
+    return issued;
+  });
+}
+
+/**
  * Creates an API token on behalf of an API-token or session principal: its parent is the API
  * token the principal acts for, its scopes a subset of the parent's (else 403 `forbidden` naming
  * the others), its expiry the requested one capped at the parent's (a request for later, or for

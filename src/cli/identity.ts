@@ -1,9 +1,9 @@
 import { migrateToLatest } from '../platform/database/migrate.js';
-import { createUser, findUserByEmail, findUserById } from '../identity/users.repository.js';
-import { createOrganization, findOrganization, ROLES, upsertMembership } from '../identity/organizations.repository.js';
-import { recordAudit } from '../platform/database/audit.repository.js';
-import { publishChange } from '../platform/database/notifications.js';
-import { issueApiToken } from '../api-tokens/api-tokens.service.js';
+import { findUserByEmail, findUserById } from '../identity/users.repository.js';
+import { findOrganization, ROLES } from '../identity/organizations.repository.js';
+import { createUserAudited } from '../identity/users.service.js';
+import { createOrganizationAsOperator } from '../identity/organizations.service.js';
+import { createApiTokenAsOperator } from '../api-tokens/api-tokens.service.js';
 import { API_SCOPES, isApiScope } from '../platform/auth/scopes.js';
 import type { Role } from '../identity/identity.table.js';
 import type { Db } from '../platform/database/database.js';
@@ -26,10 +26,6 @@ export async function resolveUser(db: Db, ref: string) {
 function cliError(err: unknown): never {
   if (err instanceof ApiError) throw new CliError(err.message);
   throw err;
-}
-
-function isUniqueViolation(err: unknown): boolean {
-  return (err as { code?: string })?.code === '23505';
 }
 
 /** `--org ID --user USER --role R` of the membership commands, checked before any database work. */
@@ -65,17 +61,7 @@ export const identityCommands: Command[] = [
       const name = required(values.name, 'name', this.usage);
       if (!/^[^\s@]+@[^\s@]+$/.test(email)) throw new CliError(`not an email address: ${email}`);
       await withRuntime(async ({ handle }) => {
-        const user = await handle.db
-          .transaction()
-          .execute(async (trx) => {
-            const u = await createUser(trx, { email, name });
-            await recordAudit(trx, CLI_ACTOR, { action: 'user.create', targetType: 'user', targetId: u.id, details: { email: u.email } });
-            return u;
-          })
-          .catch((err) => {
-            if (isUniqueViolation(err)) throw new CliError(`a user with email ${email} exists already`);
-            throw err;
-          });
+        const user = await createUserAudited(handle.db, CLI_ACTOR, { email, name }).catch(cliError);
         print({ id: user.id, email: user.email, name: user.name, status: user.status });
       });
     },
@@ -89,22 +75,7 @@ export const identityCommands: Command[] = [
       const name = required(values.name, 'name', this.usage);
       await withRuntime(async ({ handle }) => {
         const owner = values.owner ? await resolveUser(handle.db, values.owner) : null;
-        const org = await handle.db.transaction().execute(async (trx) => {
-          const o = await createOrganization(trx, name);
-          await recordAudit(trx, CLI_ACTOR, { action: 'organization.create', targetType: 'organization', targetId: o.id, organizationId: o.id });
-          if (owner) {
-            await upsertMembership(trx, o.id, owner.id, 'owner');
-            await recordAudit(trx, CLI_ACTOR, {
-              action: 'membership.set',
-              targetType: 'user',
-              targetId: owner.id,
-              organizationId: o.id,
-              details: { role: 'owner' },
-            });
-            await publishChange(trx, { type: 'membership', id: o.id, user_id: owner.id });
-          }
-          return o;
-        });
+        const org = await createOrganizationAsOperator(handle.db, CLI_ACTOR, { name, ownerId: owner?.id }).catch(cliError);
         print({ id: org.id, name: org.name, owner: owner?.id ?? null });
       });
     },
@@ -171,20 +142,11 @@ export const identityCommands: Command[] = [
       }
       await withRuntime(async ({ handle, config }) => {
         const user = await resolveUser(handle.db, required(values.user, 'user', this.usage));
-        const { token, row } = await handle.db.transaction().execute(async (trx) => {
-          const issued = await issueApiToken(trx, config.pepper, {
-            userId: user.id,
-            name: values.name?.trim() || 'cli',
-            scopes,
-            expiresAt,
-          });
-          await recordAudit(trx, CLI_ACTOR, {
-            action: 'api_token.create',
-            targetType: 'api_token',
-            targetId: issued.row.id,
-            details: { user_id: user.id, scopes },
-          });
-          return issued;
+        const { token, row } = await createApiTokenAsOperator(handle.db, config.pepper, CLI_ACTOR, {
+          userId: user.id,
+          name: values.name?.trim() || 'cli',
+          scopes,
+          expiresAt,
         });
         process.stderr.write('This token is shown once; store it now.\n');
         print({ id: row.id, user_id: user.id, scopes: row.scopes, expires_at: row.expires_at, token });
