@@ -1,5 +1,5 @@
 import t from 'tap';
-import { bearer, harness } from './helper.js';
+import { bearer, harness } from './support/helper.js';
 import { isWellFormedApiToken } from '../src/api-tokens/api-token.js';
 
 t.test('create -> the token once; list never shows it; it works as a bearer credential', async (t) => {

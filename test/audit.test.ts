@@ -1,5 +1,5 @@
 import t from 'tap';
-import { harness, bearer } from './helper.js';
+import { harness, bearer } from './support/helper.js';
 import { recordAudit } from '../src/platform/database/audit.repository.js';
 
 t.test('operators page through the audit trail; others cannot read it', async (t) => {

@@ -2,8 +2,8 @@ import { sql } from 'kysely';
 import t from 'tap';
 import { findSdkKeysForAuth, recentSdkKeysForAuth } from '../src/oauth/sdk-keys.repository.js';
 import { ClientCache, type ClientLoader } from '../src/oauth/client-cache.js';
-import { countPoolConnections, handleOf, harness, type Harness } from './helper.js';
-import { createSdkKey, getToken, type SdkKey } from './oauth-helper.js';
+import { countPoolConnections, handleOf, harness, type Harness } from './support/helper.js';
+import { createSdkKey, getToken, type SdkKey } from './support/oauth-helper.js';
 
 /** `n` SDK keys (two per user, the limit). */
 async function keys(h: Harness, n: number): Promise<SdkKey[]> {

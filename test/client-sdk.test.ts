@@ -14,9 +14,9 @@ import {
   TokenLogin,
   resolveCredentials,
 } from '../src/client/index.js';
-import { freePort } from './helper.js';
-import { claimsOf, createSdkKey } from './oauth-helper.js';
-import { liveTessera, ManualClock, recordingSleep } from './client-helper.js';
+import { freePort } from './support/helper.js';
+import { claimsOf, createSdkKey } from './support/oauth-helper.js';
+import { liveTessera, ManualClock, recordingSleep } from './support/client-helper.js';
 
 const TOKEN = '/oauth/token';
 const DISCOVERY = '/.well-known/oauth-authorization-server';

@@ -8,9 +8,9 @@ import { generateKeyPair, SignJWT } from 'jose';
 import Fastify from 'fastify';
 import { ClientCredentials, createVerifier, TesseraVerifyError, TokenLogin, type Verifier } from '../src/client/index.js';
 import { tesseraAuth } from '../src/client/fastify.js';
-import { freePort, type Harness } from './helper.js';
-import { basic, createSdkKey, getToken, headerOf, oauthPost } from './oauth-helper.js';
-import { liveTessera, ManualClock } from './client-helper.js';
+import { freePort, type Harness } from './support/helper.js';
+import { basic, createSdkKey, getToken, headerOf, oauthPost } from './support/oauth-helper.js';
+import { liveTessera, ManualClock } from './support/client-helper.js';
 
 const JWKS = '/.well-known/jwks.json';
 const ENV = { TESSERA_ACCESS_TOKEN_TTL: '600s', TESSERA_JWKS_MAX_AGE: '120s' };

@@ -8,8 +8,8 @@
 // Sessions and logouts do not depend on the instance clock agreeing (a logout is a database fact).
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { bearer, harness, TestClock } from './helper.js';
-import { basic, createSdkKey, oauthPost } from './oauth-helper.js';
+import { bearer, harness, TestClock } from './support/helper.js';
+import { basic, createSdkKey, oauthPost } from './support/oauth-helper.js';
 
 /** The real time, shifted. */
 class SkewedClock extends TestClock {

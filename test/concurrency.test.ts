@@ -2,7 +2,7 @@
 // logout's 204 is refused everywhere), double logout, and the two-key limit under 2 instances x
 // 50 parallel creations for two users at once.
 import t from 'tap';
-import { bearer, harness } from './helper.js';
+import { bearer, harness } from './support/helper.js';
 
 t.test('logout racing use on two instances: no request started after the 204 succeeds, on either', async (t) => {
   const h = await harness(t);

@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ContractValidator } from './contract-validator.js';
-import { harness, bearer } from './helper.js';
+import { ContractValidator } from './support/contract-validator.js';
+import { harness, bearer } from './support/helper.js';
 
 /** The parts of a request and reply the validator reads. */
 function fake(method: string, url: string | undefined, status: number, contentType: string | undefined) {

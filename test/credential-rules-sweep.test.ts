@@ -2,8 +2,8 @@
 // principal. A write route missing from MATRIX fails the test, so a new route has to be placed.
 import t from 'tap';
 import type { LightMyRequestResponse } from 'fastify';
-import { bearer, harness, type Harness } from './helper.js';
-import { getToken } from './oauth-helper.js';
+import { bearer, harness, type Harness } from './support/helper.js';
+import { getToken } from './support/oauth-helper.js';
 import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
 import { SDK_KEY_TOKEN_CANNOT_MANAGE } from '../src/platform/errors/api-error.js';
 import type { User } from '../src/identity/users.repository.js';

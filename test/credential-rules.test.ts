@@ -2,8 +2,8 @@
 // created it; SDK-key JWTs never manage credentials; suspension cuts off every earlier token for good.
 import t, { type Test } from 'tap';
 import type { LightMyRequestResponse } from 'fastify';
-import { bearer, harness, type Harness } from './helper.js';
-import { basic, claimsOf, createSdkKey, getToken, oauthPost, type SdkKey } from './oauth-helper.js';
+import { bearer, harness, type Harness } from './support/helper.js';
+import { basic, claimsOf, createSdkKey, getToken, oauthPost, type SdkKey } from './support/oauth-helper.js';
 import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
 import { SDK_KEY_TOKEN_CANNOT_MANAGE } from '../src/platform/errors/api-error.js';
 import type { User } from '../src/identity/users.repository.js';

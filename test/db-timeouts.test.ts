@@ -10,7 +10,7 @@ import { createUser } from '../src/identity/users.repository.js';
 import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
 import { isDatabaseUnavailable } from '../src/platform/errors/handler.js';
 import { loadConfig } from '../src/platform/config.js';
-import { freshDatabase, testConfig } from './helper.js';
+import { freshDatabase, testConfig } from './support/helper.js';
 
 t.test('a table locked by another session: 100 concurrent logins are all answered 503 with Retry-After while it is held, then logins work again', async (t) => {
   const connectionString = await freshDatabase(t);

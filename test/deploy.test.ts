@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parse } from 'yaml';
-import { freePort, freshDatabase } from './helper.js';
+import { freePort, freshDatabase } from './support/helper.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8');

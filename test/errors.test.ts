@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { harness, bearer } from './helper.js';
+import { harness, bearer } from './support/helper.js';
 import { sql, type Transaction } from 'kysely';
 import type { Database } from '../src/platform/database/database.js';
 import { ApiError } from '../src/platform/errors/api-error.js';

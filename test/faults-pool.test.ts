@@ -9,8 +9,8 @@ import { createDb } from '../src/platform/database/database.js';
 import { migrateToLatest } from '../src/platform/database/migrate.js';
 import { createUser } from '../src/identity/users.repository.js';
 import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
-import { contractValidator, freshDatabase, testConfig } from './helper.js';
-import { basic } from './oauth-helper.js';
+import { contractValidator, freshDatabase, testConfig } from './support/helper.js';
+import { basic } from './support/oauth-helper.js';
 
 t.test('a pool held by slow queries: fast 503s, responsive event loop, /healthz answers, recovery', async (t) => {
   const connectionString = await freshDatabase(t);

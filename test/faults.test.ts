@@ -13,8 +13,8 @@ import { createDb } from '../src/platform/database/database.js';
 import { createUser } from '../src/identity/users.repository.js';
 import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
 import { migrateToLatest } from '../src/platform/database/migrate.js';
-import { freePort } from './helper.js';
-import { basic } from './oauth-helper.js';
+import { freePort } from './support/helper.js';
+import { basic } from './support/oauth-helper.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const cli = path.join(root, 'dist', 'src', 'cli.js');

@@ -7,9 +7,9 @@
 // client's token, a revoked API token), so the fuzzer reaches deep paths without a legitimate write.
 import t from 'tap';
 import fc from 'fast-check';
-import { bearer, harness } from './helper.js';
-import { basic, createSdkKey, getToken } from './oauth-helper.js';
-import { databaseDigest } from './db-digest.js';
+import { bearer, harness } from './support/helper.js';
+import { basic, createSdkKey, getToken } from './support/oauth-helper.js';
+import { databaseDigest } from './support/db-digest.js';
 import { hashApiToken } from '../src/api-tokens/api-token.js';
 
 const ENDPOINTS = ['/oauth/token', '/oauth/introspect', '/oauth/revoke', '/api/users/loginWithToken', '/api/users/logout'] as const;

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { bearer, harness } from './helper.js';
+import { bearer, harness } from './support/helper.js';
 
 const xat = (token: string) => ({ 'x-access-token': token });
 

@@ -2,9 +2,9 @@
 // credential, malformed path parameters, and secrets that must never be readable again.
 import t from 'tap';
 import { sql } from 'kysely';
-import { bearer, harness } from './helper.js';
-import { createSdkKey, getToken } from './oauth-helper.js';
-import { databaseDigest, leaksInternals } from './db-digest.js';
+import { bearer, harness } from './support/helper.js';
+import { createSdkKey, getToken } from './support/oauth-helper.js';
+import { databaseDigest, leaksInternals } from './support/db-digest.js';
 
 t.test("another user's or organization's ids: 404, nothing changed, nothing learned", async (t) => {
   const h = await harness(t);

@@ -3,9 +3,9 @@
 // tolerance, and credentials of one kind used where another is required.
 import t from 'tap';
 import { SignJWT, base64url, importJWK, type JWK } from 'jose';
-import { bearer, countPoolConnections, harness } from './helper.js';
-import { basic, claimsOf, createSdkKey, getToken, headerOf, oauthPost } from './oauth-helper.js';
-import { databaseDigest, leaksInternals } from './db-digest.js';
+import { bearer, countPoolConnections, harness } from './support/helper.js';
+import { basic, claimsOf, createSdkKey, getToken, headerOf, oauthPost } from './support/oauth-helper.js';
+import { databaseDigest, leaksInternals } from './support/db-digest.js';
 
 function forge(header: Record<string, unknown>, payload: Record<string, unknown>, sig = ''): string {
   return `${base64url.encode(JSON.stringify(header))}.${base64url.encode(JSON.stringify(payload))}.${sig}`;

@@ -5,9 +5,9 @@
 import t, { type Test } from 'tap';
 import http from 'node:http';
 import type { LightMyRequestResponse } from 'fastify';
-import { harness } from './helper.js';
-import { basic, createSdkKey, FORM, oauthPost } from './oauth-helper.js';
-import { databaseDigest, leaksInternals } from './db-digest.js';
+import { harness } from './support/helper.js';
+import { basic, createSdkKey, FORM, oauthPost } from './support/oauth-helper.js';
+import { databaseDigest, leaksInternals } from './support/db-digest.js';
 import { hashSecret } from '../src/platform/crypto/secrets.js';
 import { insertSdkKey } from '../src/oauth/sdk-keys.repository.js';
 import { verifyClientCredentials, type ClientAuthDeps } from '../src/oauth/client-auth.js';

@@ -1,7 +1,7 @@
 import t from 'tap';
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { harness, bearer } from './helper.js';
+import { harness, bearer } from './support/helper.js';
 
 type Schema = { type?: string | string[]; format?: string; pattern?: string; properties?: Record<string, Schema> };
 

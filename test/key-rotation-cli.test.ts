@@ -4,7 +4,7 @@ import t from 'tap';
 import { spawn, execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { harness, TestClock, type Harness } from './helper.js';
+import { harness, TestClock, type Harness } from './support/helper.js';
 import { sql } from 'kysely';
 import { main } from '../src/cli.js';
 

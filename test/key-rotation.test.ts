@@ -3,9 +3,9 @@
 import t from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
-import { bearer, harness, type TestClock, type Harness } from './helper.js';
+import { bearer, harness, type TestClock, type Harness } from './support/helper.js';
 import { SigningKeyLifecycle } from '../src/signing-keys/rotation.js';
-import { basic, createSdkKey, getToken, headerOf, oauthPost, type SdkKey } from './oauth-helper.js';
+import { basic, createSdkKey, getToken, headerOf, oauthPost, type SdkKey } from './support/oauth-helper.js';
 
 /**
  * A resource server as deployed: fetches the JWKS over HTTP, caches it for the Cache-Control max-age

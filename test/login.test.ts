@@ -2,7 +2,7 @@ import t from 'tap';
 import pg from 'pg';
 import type { Test } from 'tap';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
-import { bearer, harness, TestClock } from './helper.js';
+import { bearer, harness, TestClock } from './support/helper.js';
 import { isWellFormedSessionToken } from '../src/sessions/session-token.js';
 import type { ChangeEventType } from '../src/platform/database/notifications.js';
 

@@ -3,8 +3,8 @@
 import t from 'tap';
 import * as oauth from 'oauth4webapi';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
-import { freePort, harness } from './helper.js';
-import { createSdkKey } from './oauth-helper.js';
+import { freePort, harness } from './support/helper.js';
+import { createSdkKey } from './support/oauth-helper.js';
 
 t.test('oauth4webapi discovers Tessera, gets tokens both ways, introspects and revokes; jose verifies via the JWKS', async (t) => {
   const port = await freePort();

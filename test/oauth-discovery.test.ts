@@ -1,7 +1,7 @@
 import t from 'tap';
 import { createLocalJWKSet, jwtVerify } from 'jose';
-import { harness } from './helper.js';
-import { createSdkKey, getToken, headerOf } from './oauth-helper.js';
+import { harness } from './support/helper.js';
+import { createSdkKey, getToken, headerOf } from './support/oauth-helper.js';
 import { createDb } from '../src/platform/database/database.js';
 import { SigningKeyStore } from '../src/signing-keys/key-store.js';
 

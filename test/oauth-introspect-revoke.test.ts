@@ -1,6 +1,6 @@
 import t from 'tap';
-import { bearer, harness, TestClock } from './helper.js';
-import { basic, claimsOf, createSdkKey, getToken, oauthPost } from './oauth-helper.js';
+import { bearer, harness, TestClock } from './support/helper.js';
+import { basic, claimsOf, createSdkKey, getToken, oauthPost } from './support/oauth-helper.js';
 
 t.test('introspection by an SDK key: its own tokens active with their claims, everything else {active:false}', async (t) => {
   const h = await harness(t);

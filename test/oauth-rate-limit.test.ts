@@ -1,7 +1,7 @@
 import t from 'tap';
 import { randomUUID } from 'node:crypto';
-import { harness } from './helper.js';
-import { basic, createSdkKey, FORM, form } from './oauth-helper.js';
+import { harness } from './support/helper.js';
+import { basic, createSdkKey, FORM, form } from './support/oauth-helper.js';
 
 const CC = form({ grant_type: 'client_credentials' });
 

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { bearer, harness } from './helper.js';
-import { basic, createSdkKey, getToken, oauthPost } from './oauth-helper.js';
+import { bearer, harness } from './support/helper.js';
+import { basic, createSdkKey, getToken, oauthPost } from './support/oauth-helper.js';
 
 const CC = { grant_type: 'client_credentials' };
 

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { bearer, countPoolConnections, harness } from './helper.js';
-import { basic, claimsOf, createSdkKey, FORM, getToken, headerOf, oauthPost } from './oauth-helper.js';
+import { bearer, countPoolConnections, harness } from './support/helper.js';
+import { basic, claimsOf, createSdkKey, FORM, getToken, headerOf, oauthPost } from './support/oauth-helper.js';
 
 const CC = { grant_type: 'client_credentials' };
 

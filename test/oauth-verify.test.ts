@@ -1,8 +1,8 @@
 import t from 'tap';
 import { generateKeyPairSync, createHmac, sign as nodeSign } from 'node:crypto';
 import { SignJWT, base64url, importJWK, type JWK } from 'jose';
-import { bearer, harness } from './helper.js';
-import { basic, claimsOf, createSdkKey, getToken, headerOf, oauthPost } from './oauth-helper.js';
+import { bearer, harness } from './support/helper.js';
+import { basic, claimsOf, createSdkKey, getToken, headerOf, oauthPost } from './support/oauth-helper.js';
 
 /** A compact JWS with any header and signature bytes, as an attacker would assemble it. */
 function forge(header: Record<string, unknown>, payload: Record<string, unknown>, sign: (input: string) => string): string {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { bearer, harness } from './helper.js';
+import { bearer, harness } from './support/helper.js';
 
 t.test('healthz answers without touching dependencies', async (t) => {
   const h = await harness(t);

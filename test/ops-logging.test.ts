@@ -12,7 +12,7 @@ import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
 import { UnavailableLog } from '../src/platform/errors/unavailable-log.js';
 import { UsageStamps, type UsageTarget } from '../src/platform/database/usage-stamps.js';
 import { loggerOptions } from '../src/platform/log.js';
-import { freshDatabase, harness, testConfig } from './helper.js';
+import { freshDatabase, harness, testConfig } from './support/helper.js';
 
 function capture(level = 'info') {
   const lines: Array<Record<string, unknown>> = [];

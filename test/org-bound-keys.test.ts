@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { bearer, harness, type Harness } from './helper.js';
-import { basic, claimsOf, createSdkKey, getToken, oauthPost, type SdkKey } from './oauth-helper.js';
+import { bearer, harness, type Harness } from './support/helper.js';
+import { basic, claimsOf, createSdkKey, getToken, oauthPost, type SdkKey } from './support/oauth-helper.js';
 import { nextTokensValidAfter } from '../src/oauth/access-token.js';
 
 async function until(what: string, fn: () => Promise<boolean> | boolean, ms = 2000): Promise<void> {

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { bearer, harness, type Harness, cliOnHarness } from './helper.js';
+import { bearer, harness, type Harness, cliOnHarness } from './support/helper.js';
 import { main } from '../src/cli.js';
 
 const put = (h: Harness, token: string, url: string, payload: unknown) =>

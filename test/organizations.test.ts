@@ -1,5 +1,5 @@
 import t from 'tap';
-import { bearer, harness, type Harness } from './helper.js';
+import { bearer, harness, type Harness } from './support/helper.js';
 import { membershipChangeDenied } from '../src/identity/memberships.service.js';
 import type { Role } from '../src/identity/identity.table.js';
 

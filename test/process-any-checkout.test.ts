@@ -8,8 +8,8 @@ import pg from 'pg';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from './helper.js';
-import { startServer, waitReady } from './process-helper.js';
+import { freePort } from './support/helper.js';
+import { startServer, waitReady } from './support/process-helper.js';
 
 // Copies the project and, on a fresh machine, the Postgres binaries (60 MB) once: more than the default file budget.
 t.setTimeout(300_000);

@@ -7,8 +7,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { startEmbeddedPostgres } from '../src/platform/database/embedded.js';
-import { freePort } from './helper.js';
-import { startServer, waitReady } from './process-helper.js';
+import { freePort } from './support/helper.js';
+import { startServer, waitReady } from './support/process-helper.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const cli = path.join(root, 'dist', 'src', 'cli.js');

@@ -2,7 +2,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { bearer, harness, testConfig, type Harness, type TeardownHost } from './helper.js';
+import { bearer, harness, testConfig, type Harness, type TeardownHost } from './support/helper.js';
 import { loadConfig, masterKeyFrom } from '../src/platform/config.js';
 import { loggerOptions } from '../src/platform/log.js';
 import { rewrapAll } from '../src/cli/rewrap.js';

@@ -4,8 +4,8 @@
 // oauth-sdk-keys, http-hardening; db-timeouts runs its stalled database over sockets already);
 // these prove the guarantees hold end to end.
 import t from 'tap';
-import { harness, type Harness } from './helper.js';
-import { basic, form } from './oauth-helper.js';
+import { harness, type Harness } from './support/helper.js';
+import { basic, form } from './support/oauth-helper.js';
 
 interface Http {
   (

@@ -4,8 +4,8 @@
 // machine does not fail the build. A real leak (a database look-up for unknown clients, an early
 // return before the HMAC for short secrets) shows up far beyond it.
 import t from 'tap';
-import { harness } from './helper.js';
-import { basic, createSdkKey, FORM } from './oauth-helper.js';
+import { harness } from './support/helper.js';
+import { basic, createSdkKey, FORM } from './support/oauth-helper.js';
 
 const SAMPLES = Number(process.env.TIMING_SAMPLES ?? 2000);
 const RATIO = 1.5;

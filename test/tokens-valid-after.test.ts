@@ -3,7 +3,7 @@
 // token the key has issued, including tokens whose `iat` issuance rounded up to an earlier stamp.
 import t from 'tap';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { harness } from './helper.js';
+import { harness } from './support/helper.js';
 import { cutOffOrganizationKeys, disableSdkKeysOfUser, insertSdkKey } from '../src/oauth/sdk-keys.repository.js';
 import { issuedAtFor, nextTokensValidAfter } from '../src/oauth/access-token.js';
 

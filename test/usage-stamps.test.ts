@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import t from 'tap';
 import { FLUSH_CHUNK, UsageStamps, type UsageTarget } from '../src/platform/database/usage-stamps.js';
-import { harness } from './helper.js';
-import { createSdkKey, getToken } from './oauth-helper.js';
+import { harness } from './support/helper.js';
+import { createSdkKey, getToken } from './support/oauth-helper.js';
 
 t.test('a busy SDK key is stamped once a minute, not on every flush', async (t) => {
   const h = await harness(t);

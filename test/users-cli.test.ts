@@ -1,5 +1,5 @@
 import t from 'tap';
-import { harness, cliOnHarness } from './helper.js';
+import { harness, cliOnHarness } from './support/helper.js';
 import { main } from '../src/cli.js';
 
 t.test('tessera users suspend|activate --user ends sessions and tokens on running instances', async (t) => {

@@ -2,7 +2,7 @@
 // table Tessera owns, compared as JSON, except `last_used_at` (a successful authentication may
 // legitimately stamp it; it is a hint for people, not state).
 import { sql } from 'kysely';
-import type { Db } from '../src/platform/database/database.js';
+import type { Db } from '../../src/platform/database/database.js';
 
 /** Columns a request may change without changing any credential or record. */
 export const VOLATILE_COLUMNS = ['last_used_at'] as const;

@@ -4,15 +4,15 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import pg from 'pg';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
-import { buildApp } from '../src/app.js';
-import { loadConfig, type Config } from '../src/platform/config.js';
-import { createDb, type DbHandle } from '../src/platform/database/database.js';
-import { migrateToLatest } from '../src/platform/database/migrate.js';
-import { createUser, type User } from '../src/identity/users.repository.js';
-import { createOrganization, upsertMembership, type Organization } from '../src/identity/organizations.repository.js';
-import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
-import type { Role } from '../src/identity/identity.table.js';
-import type { Clock } from '../src/platform/clock.js';
+import { buildApp } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/platform/config.js';
+import { createDb, type DbHandle } from '../../src/platform/database/database.js';
+import { migrateToLatest } from '../../src/platform/database/migrate.js';
+import { createUser, type User } from '../../src/identity/users.repository.js';
+import { createOrganization, upsertMembership, type Organization } from '../../src/identity/organizations.repository.js';
+import { issueApiToken } from '../../src/api-tokens/api-tokens.service.js';
+import type { Role } from '../../src/identity/identity.table.js';
+import type { Clock } from '../../src/platform/clock.js';
 import { ContractValidator } from './contract-validator.js';
 
 /** The subset of tap's Test the harness needs (teardown). */

@@ -2,7 +2,7 @@
 import type { LightMyRequestResponse } from 'fastify';
 import type { Harness } from './helper.js';
 import { bearer } from './helper.js';
-import type { User } from '../src/identity/users.repository.js';
+import type { User } from '../../src/identity/users.repository.js';
 
 export interface SdkKey {
   client_id: string;

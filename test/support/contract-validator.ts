@@ -31,7 +31,7 @@ let loaded: Map<string, Operation> | null = null;
 /** Operations of openapi.yaml keyed `METHOD /fastify/:pattern`. */
 function operations(): Map<string, Operation> {
   if (loaded) return loaded;
-  const spec = parse(readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8')) as {
+  const spec = parse(readFileSync(new URL('../../openapi.yaml', import.meta.url), 'utf8')) as {
     paths: Record<string, Record<string, Operation>>;
   };
   loaded = new Map();
