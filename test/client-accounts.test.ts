@@ -77,9 +77,13 @@ t.test('clear errors: a file others can read, an unknown account, a keyring-held
   chmodSync(file, 0o600);
 
   // What the Python client writes when the secret went to the system keyring.
-  writeFileSync(file, JSON.stringify({ version: 1, default: 'k', accounts: { k: { issuer: 'https://a.example.com', client_id: 's_3', secret_store: 'keyring' } } }), {
-    mode: 0o600,
-  });
+  writeFileSync(
+    file,
+    JSON.stringify({ version: 1, default: 'k', accounts: { k: { issuer: 'https://a.example.com', client_id: 's_3', secret_store: 'keyring' } } }),
+    {
+      mode: 0o600,
+    },
+  );
   t.throws(() => loadAccount('k', { env }), /system keyring, which this client cannot read/);
   writeFileSync(file, '{oops', { mode: 0o600 });
   t.throws(() => loadAccount('k', { env }), new RegExp(`accounts file ${file} is not valid JSON`));
@@ -95,7 +99,11 @@ t.test('resolution: options, account option, key file, variables, then TESSERA_A
   const keyFile = path.join(HOME, 'key.json');
   writeFileSync(keyFile, JSON.stringify({ client_id: b.client_id, client_secret: b.client_secret }));
   saveAccount('a', { issuer: live.issuer, clientId: a.client_id, clientSecret: a.client_secret }, { env: { HOME } });
-  saveAccount('d', { issuer: live.issuer, clientId: d.client_id, clientSecret: d.client_secret, organizationId: 'org-d', setAsDefault: true }, { env: { HOME } });
+  saveAccount(
+    'd',
+    { issuer: live.issuer, clientId: d.client_id, clientSecret: d.client_secret, organizationId: 'org-d', setAsDefault: true },
+    { env: { HOME } },
+  );
   const vars = { TESSERA_CLIENT_ID: c.client_id, TESSERA_CLIENT_SECRET: c.client_secret };
   const full = { HOME, TESSERA_URL: live.issuer, TESSERA_SDK_KEY: keyFile, ...vars };
 
@@ -127,7 +135,10 @@ t.test('branding: prefix, default issuer and accounts file of a platform', async
   const cc = new ClientCredentials({ branding, env: { HOME, QPLAT_CLIENT_ID: key.client_id, QPLAT_CLIENT_SECRET: key.client_secret } });
   t.equal(cc.issuer, live.issuer, 'the default issuer');
   t.equal(claimsOf(await cc.getToken()).client_id, key.client_id);
-  t.throws(() => new ClientCredentials({ branding, env: { HOME, TESSERA_CLIENT_ID: 'x', TESSERA_CLIENT_SECRET: 'y' } }), /no QPlat credentials: .*QPLAT_SDK_KEY/);
+  t.throws(
+    () => new ClientCredentials({ branding, env: { HOME, TESSERA_CLIENT_ID: 'x', TESSERA_CLIENT_SECRET: 'y' } }),
+    /no QPlat credentials: .*QPLAT_SDK_KEY/,
+  );
   t.throws(() => new ClientCredentials({ branding, env: { HOME, QPLAT_CLIENT_ID: 'x' } }), /QPLAT_CLIENT_SECRET is not set/);
   saveAccount('q', { clientId: key.client_id, clientSecret: key.client_secret }, { branding, env: { HOME } });
   t.ok(statSync(path.join(HOME, '.qplat', 'accounts.json')).isFile());

@@ -55,8 +55,7 @@ interface AccountFile {
   accounts: Record<string, AccountEntry>;
 }
 
-const expand = (p: string, env: Record<string, string | undefined>) =>
-  p === '~' || p.startsWith('~/') ? path.join(env.HOME || homedir(), p.slice(1)) : p;
+const expand = (p: string, env: Record<string, string | undefined>) => (p === '~' || p.startsWith('~/') ? path.join(env.HOME || homedir(), p.slice(1)) : p);
 
 /** The accounts file path for these options. */
 export function accountsPath(o: AccountFileOptions = {}): string {
@@ -133,8 +132,10 @@ function toAccount(name: string, e: AccountEntry, data: AccountFile): Account {
 /** Saves an account (an SDK key and/or an API token, with its issuer); secrets go into the 0600 file. */
 export function saveAccount(name: string, a: SaveAccountOptions, o: AccountFileOptions = {}): Account {
   if (!name.trim()) throw new TesseraConfigError('an account needs a name');
-  if ((a.clientId === undefined) !== (a.clientSecret === undefined)) throw new TesseraConfigError('save both clientId and clientSecret (an SDK key), or neither');
-  if (a.clientId === undefined && a.apiToken === undefined) throw new TesseraConfigError('an account needs an SDK key (clientId and clientSecret) or an apiToken');
+  if ((a.clientId === undefined) !== (a.clientSecret === undefined))
+    throw new TesseraConfigError('save both clientId and clientSecret (an SDK key), or neither');
+  if (a.clientId === undefined && a.apiToken === undefined)
+    throw new TesseraConfigError('an account needs an SDK key (clientId and clientSecret) or an apiToken');
   const file = accountsPath(o);
   const data = readFile(file);
   const entry: AccountEntry = {

@@ -45,7 +45,11 @@ export class TokenLogin {
   constructor(options: TokenLoginOptions = {}) {
     const env = options.env ?? process.env;
     const b = resolveBranding(options.branding);
-    const fileOpts = { ...(options.accountsFile !== undefined && { path: options.accountsFile }), ...(options.branding && { branding: options.branding }), env };
+    const fileOpts = {
+      ...(options.accountsFile !== undefined && { path: options.accountsFile }),
+      ...(options.branding && { branding: options.branding }),
+      env,
+    };
     let token = options.apiToken ?? (options.account === undefined ? env[b.v('API_TOKEN')] || undefined : undefined);
     let accountIssuer: string | undefined;
     if (!token && (options.account !== undefined || defaultAccountName(fileOpts))) {

@@ -68,10 +68,12 @@ class Server:
 
 
 class CountingProxy:
-    """A plain HTTP forwarder in front of Tessera that counts requests per path."""
+    """A plain HTTP forwarder in front of Tessera that counts requests per path; `fail_next` makes it answer
+    the next requests to a path itself with an error status, as an overloaded load balancer would."""
 
     def __init__(self, backend_port: int) -> None:
         self.counts: Dict[str, int] = {}
+        self.failing: Dict[str, List[Any]] = {}
         lock = threading.Lock()
         proxy = self
 
@@ -85,9 +87,22 @@ class CountingProxy:
                 path = self.path.split("?")[0]
                 with lock:
                     proxy.counts[path] = proxy.counts.get(path, 0) + 1
+                    f = proxy.failing.get(path)
+                    fail = f is not None and f[0] > 0
+                    if fail:
+                        f[0] -= 1
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else None
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive", "transfer-encoding")}
+                if fail:
+                    out = json.dumps({"error": "temporarily_unavailable", "error_description": "test outage"}).encode()
+                    self.send_response(f[1])
+                    self.send_header("retry-after", f[2])
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                    return
                 conn = http.client.HTTPConnection("127.0.0.1", backend_port, timeout=30)
                 try:
                     conn.request(self.command, self.path, body=body, headers=headers)
@@ -115,6 +130,9 @@ class CountingProxy:
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def fail_next(self, path: str, n: int, status: int = 503, retry_after: str = "0") -> None:
+        self.failing[path] = [n, status, retry_after]
 
     def count(self, path: str) -> int:
         return self.counts.get(path, 0)

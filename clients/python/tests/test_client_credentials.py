@@ -167,6 +167,36 @@ def _catch(fn):
     return None
 
 
+def test_503_and_429_are_retried_with_backoff_honouring_retry_after(tessera, home):
+    key = tessera.sdk_key()
+    sleep = RecordingSleep()
+    cc = ClientCredentials(
+        issuer=tessera.issuer,
+        client_id=key["client_id"],
+        client_secret=key["client_secret"],
+        sleep=sleep,
+        random=lambda: 0.5,
+        retry=RetryPolicy(max_retries=3, base_delay=0.1),
+    )
+    tokens, discovery = tessera.proxy.count(TOKEN), tessera.proxy.count(DISCOVERY)
+    tessera.proxy.fail_next(DISCOVERY, 1, 503, "0")
+    tessera.proxy.fail_next(TOKEN, 2, 429, "2")
+    assert claims(cc.get_token())["client_id"] == key["client_id"]
+    assert tessera.proxy.count(DISCOVERY) - discovery == 2, "discovery retried once"
+    assert tessera.proxy.count(TOKEN) - tokens == 3, "the token request retried twice"
+    assert sleep.delays == [0.05, 2.0, 2.0], "jittered backoff, then at least Retry-After (2 s)"
+
+    cc.invalidate()
+    sleep.delays.clear()
+    tessera.proxy.fail_next(TOKEN, 10, 503, "0")
+    with pytest.raises(TesseraOAuthError) as exc:
+        cc.get_token()
+    assert (exc.value.code, exc.value.status, exc.value.retryable) == ("temporarily_unavailable", 503, True)
+    assert tessera.proxy.count(TOKEN) - tokens == 3 + 4, "the first attempt and three retries"
+    assert sleep.delays == [0.05, 0.1, 0.2], "exponential backoff"
+    tessera.proxy.fail_next(TOKEN, 0)
+
+
 def test_tessera_restarting_mid_request_is_retried_and_recovers(tessera, home):
     port = free_port()
     env = {**tessera.env, **_server_env(tessera.env["DATABASE_URL"], f"http://127.0.0.1:{port}")}
@@ -180,7 +210,7 @@ def test_tessera_restarting_mid_request_is_retried_and_recovers(tessera, home):
             issuer=server.url,
             client_id=key["client_id"],
             client_secret=key["client_secret"],
-            retry=RetryPolicy(max_retries=40, base_delay=0.2, max_delay=0.5),
+            retry=RetryPolicy(max_retries=120, base_delay=0.2, max_delay=0.5),
             random=lambda: 1.0,
             sleep=sleep,
         )
