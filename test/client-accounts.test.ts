@@ -125,6 +125,9 @@ t.test('resolution: options, account option, key file, variables, then TESSERA_A
   const login = new TokenLogin({ account: 'pat', env: { HOME } });
   t.match(await login.getToken(), /^tsr_ses_/);
   t.throws(() => new TokenLogin({ account: 'a', env: { HOME } }), /holds no api_token/);
+  // A default account without an API token does not stand in the way of a token passed to login().
+  const plain = new TokenLogin({ env: { HOME, TESSERA_URL: live.issuer } });
+  t.match((await plain.login(apiToken)).token, /^tsr_ses_/);
 });
 
 t.test('branding: prefix, default issuer and accounts file of a platform', async (t) => {

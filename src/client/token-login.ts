@@ -52,11 +52,18 @@ export class TokenLogin {
     };
     let token = options.apiToken ?? (options.account === undefined ? env[b.v('API_TOKEN')] || undefined : undefined);
     let accountIssuer: string | undefined;
-    if (!token && (options.account !== undefined || defaultAccountName(fileOpts))) {
+    // A named account must hold an API token; the default account is used when it holds one.
+    if (!token && options.account !== undefined) {
       const a = loadAccount(options.account, fileOpts);
       if (!a.apiToken) throw new TesseraConfigError(`account '${a.name}' holds no api_token`);
       token = a.apiToken;
       accountIssuer = a.issuer;
+    } else if (!token && defaultAccountName(fileOpts)) {
+      const a = loadAccount(undefined, fileOpts);
+      if (a.apiToken) {
+        token = a.apiToken;
+        accountIssuer = a.issuer;
+      }
     }
     const issuer = options.issuer ?? accountIssuer ?? (env[b.v('URL')] || b.defaultIssuer);
     if (!issuer) throw new TesseraConfigError(`no ${b.product} URL: pass issuer or set ${b.v('URL')}`);

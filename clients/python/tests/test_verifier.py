@@ -111,6 +111,17 @@ def test_session_tokens_are_checked_remotely_and_refused_after_logout(tessera, h
     assert tl.get_token() != session.token, "a new login"
 
 
+def test_token_login_from_a_saved_account_and_beside_a_default_sdk_key_account(tessera, home):
+    from tessera_client import save_account
+
+    save_account("sdk", issuer=tessera.issuer, client_id="s_1", client_secret="x")  # the default, no API token
+    save_account("pat", issuer=tessera.issuer, api_token=tessera.api_token)
+    assert TokenLogin(account="pat").get_token().startswith("tsr_ses_")
+    with pytest.raises(Exception, match="holds no api_token"):
+        TokenLogin(account="sdk")
+    assert TokenLogin(issuer=tessera.issuer).login(tessera.api_token).user_id == tessera.user_id
+
+
 def test_api_tokens_are_checked_remotely(tessera, home):
     v = Verifier(tessera.issuer, tessera.issuer)
     got = v.verify(tessera.api_token, scopes=["admin"])

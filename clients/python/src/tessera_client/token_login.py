@@ -52,12 +52,16 @@ class TokenLogin:
         token = api_token or (None if account else env.get(b.var("API_TOKEN")))
         acc_issuer = None
         if not token:
+            # A named account must hold an API token; the default account is used when it holds one.
             store = AccountStore(accounts_file, branding=b, env=env)
-            if account or store.default_name():
+            if account:
                 acc = store.load(account)
-                token, acc_issuer = acc.api_token, acc.issuer
-                if not token:
+                if not acc.api_token:
                     raise TesseraConfigError(f"account {acc.name!r} in {store.path} holds no api_token")
+                token, acc_issuer = acc.api_token, acc.issuer
+            elif store.default_name():
+                acc = store.load(None)
+                token, acc_issuer = acc.api_token, acc.issuer if acc.api_token else None
         url = issuer or acc_issuer or env.get(b.var("URL")) or b.default_issuer
         if not url:
             raise TesseraConfigError(f"no {b.product} URL: pass issuer or set {b.var('URL')}")
