@@ -110,7 +110,7 @@ async function runPytest() {
   const out = createWriteStream(log);
   const child = spawn(python, ['-m', 'pytest', ...targets, '-q', '-p', 'no:cacheprovider', `--junitxml=${report}`], {
     cwd: root,
-    env,
+    env: { ...env, TESSERA_TEST_NODE: process.execPath, PYTHONDONTWRITEBYTECODE: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let tail = '';

@@ -56,6 +56,13 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError("tessera serve did not become ready")
 
+    def kill(self) -> None:
+        """SIGKILL: the process dies with its requests in flight."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()

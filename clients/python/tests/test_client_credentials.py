@@ -13,7 +13,9 @@ import jwt
 import pytest
 import requests
 
-from conftest import RecordingSleep, Server, free_port, _server_env
+import subprocess
+
+from conftest import HERE, NODE, ROOT, RecordingSleep, Server, _server_env, free_port
 from tessera_client import (
     AccessToken,
     Branding,
@@ -201,8 +203,10 @@ def test_tessera_restarting_mid_request_is_retried_and_recovers(tessera, home):
     port = free_port()
     env = {**tessera.env, **_server_env(tessera.env["DATABASE_URL"], f"http://127.0.0.1:{port}")}
     env["TESSERA_MASTER_KEY"], env["TESSERA_PEPPER"] = tessera.env["TESSERA_MASTER_KEY"], tessera.env["TESSERA_PEPPER"]
+    env["TESSERA_DB_STATEMENT_TIMEOUT_MS"] = "0"  # the token request waits on the lock below until Tessera dies
     server = Server(env, port)
     server.start()
+    lock = None
     try:
         key = tessera.sdk_key()
         sleep = RecordingSleep(real=True)
@@ -214,22 +218,35 @@ def test_tessera_restarting_mid_request_is_retried_and_recovers(tessera, home):
             random=lambda: 1.0,
             sleep=sleep,
         )
-        first = cc.get_token()
-        server.stop()  # Tessera goes down; the client's next request meets a refused connection
-        cc.invalidate()
+        cc.metadata()  # discovery done; the key itself is new to this Tessera, which reads it on first use
+        # Hold the SDK-key table so that Tessera is inside the token request when it goes down.
+        lock = subprocess.Popen(
+            [NODE, os.path.join(HERE, "pg_lock.mjs"), "sdk_keys"],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": env["DATABASE_URL"]},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert lock.stdout.readline().strip() == "locked"
         outcome: list = []
-        th = threading.Thread(target=lambda: outcome.append(_catch(cc.get_token) or cc.get_token()))
+        th = threading.Thread(target=lambda: outcome.append(_catch(cc.get_token) or cc.get_access_token().access_token))
         th.start()
-        while not sleep.delays:  # the client is retrying
+        assert lock.stdout.readline().strip() == "waiting", "Tessera is inside the token request, waiting for the key"
+        server.kill()  # Tessera dies mid-request: the client's connection is cut
+        lock.stdin.close()
+        lock.wait(30)
+        while not sleep.delays and th.is_alive():  # the client is retrying
             time.sleep(0.05)
         server.start()
-        th.join(60)
+        th.join(90)
         assert not th.is_alive()
         assert isinstance(outcome[0], str), outcome
-        assert outcome[0] != first
         assert claims(outcome[0])["client_id"] == key["client_id"]
         assert len(sleep.delays) >= 1, "retried while Tessera was down"
     finally:
+        if lock and lock.poll() is None:
+            lock.kill()
         server.stop()
 
 
