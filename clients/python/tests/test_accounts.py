@@ -70,6 +70,9 @@ def test_secrets_go_to_the_keyring_when_it_works(tessera, home, memory_keyring):
     text = (home / ".tessera" / "accounts.json").read_text()
     assert key["client_secret"] not in text, "the secret is not in the file"
     assert memory_keyring.items[("tessera-client", "kr:client_secret")] == key["client_secret"]
+    listed = list_accounts()[0]
+    assert listed.client_secret is None, "listing does not read the keyring"
+    assert (listed.public()["has_client_secret"], listed.public()["has_api_token"]) == (True, False)
     cc = ClientCredentials()
     assert cc.source == "account" and cc.get_token()
     delete_account("kr")

@@ -12,7 +12,7 @@ File format (version 1)::
           "client_secret": "...",          # absent when "secret_store" is "keyring"
           "api_token": "tsr_pat_...",      # optional, likewise
           "organization_id": "...",        # optional
-          "secret_store": "file"           # or "keyring"
+          "secret_store": "file"           # or "keyring" (then "keyring_fields": the secrets kept there)
         }
       }
     }
@@ -27,8 +27,8 @@ import json
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .branding import DEFAULT_BRANDING, Branding
 from .errors import TesseraConfigError
@@ -48,6 +48,7 @@ class Account:
     #: Where the secrets are kept: ``file`` or ``keyring``.
     secret_store: str = "file"
     is_default: bool = False
+    _keyring_fields: Tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def public(self) -> Dict[str, Any]:
         """What ``list`` shows: everything but the secrets."""
@@ -56,8 +57,8 @@ class Account:
             "issuer": self.issuer,
             "client_id": self.client_id,
             "organization_id": self.organization_id,
-            "has_client_secret": self.client_secret is not None,
-            "has_api_token": self.api_token is not None,
+            "has_client_secret": self.client_secret is not None or "client_secret" in self._keyring_fields,
+            "has_api_token": self.api_token is not None or "api_token" in self._keyring_fields,
             "secret_store": self.secret_store,
             "default": self.is_default,
         }
@@ -188,6 +189,7 @@ class AccountStore:
                     raise TesseraConfigError(f"cannot store the secret in the system keyring: {e}") from e
         if stored_in_keyring:
             entry["secret_store"] = "keyring"
+            entry["keyring_fields"] = sorted(secrets)
         else:
             entry.update(secrets)
             entry["secret_store"] = "file"
@@ -238,22 +240,23 @@ class AccountStore:
         return self._read().get("default") or None
 
     def list(self) -> List[Account]:
+        """Every account; secrets held in the keyring are not read (``public()`` still says which exist)."""
         data = self._read()
         out = []
         for name, entry in data["accounts"].items():
             store = entry.get("secret_store", "file")
-            out.append(
-                Account(
-                    name=name,
-                    issuer=entry.get("issuer"),
-                    client_id=entry.get("client_id"),
-                    client_secret=entry.get("client_secret") if store == "file" else ("(keyring)" if entry.get("client_id") else None),
-                    api_token=entry.get("api_token") if store == "file" else None,
-                    organization_id=entry.get("organization_id"),
-                    secret_store=store,
-                    is_default=data.get("default") == name,
-                )
+            acc = Account(
+                name=name,
+                issuer=entry.get("issuer"),
+                client_id=entry.get("client_id"),
+                client_secret=entry.get("client_secret") if store == "file" else None,
+                api_token=entry.get("api_token") if store == "file" else None,
+                organization_id=entry.get("organization_id"),
+                secret_store=store,
+                is_default=data.get("default") == name,
             )
+            acc._keyring_fields = tuple(entry.get("keyring_fields") or ()) if store == "keyring" else ()
+            out.append(acc)
         return out
 
     def delete(self, name: str) -> None:
