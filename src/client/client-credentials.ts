@@ -1,3 +1,4 @@
+import { resolveBranding, type ResolvedBranding } from './branding.js';
 import { resolveCredentials, type CredentialOptions } from './credentials.js';
 import { TesseraConfigError, TesseraOAuthError } from './errors.js';
 import {
@@ -15,13 +16,13 @@ import {
 } from './http.js';
 
 export interface ClientCredentialsOptions extends CredentialOptions, TransportOptions {
-  /** Tessera's base URL (its issuer). Default: the key file's `issuer`, else `TESSERA_URL`. */
+  /** Tessera's base URL (its issuer). Default: the key file's or account's `issuer`, else `TESSERA_URL`, else the branding's default. */
   issuer?: string;
   /** Scopes to ask for (default: every scope of the SDK key). */
   scope?: string | readonly string[];
   /** Audience (resource server) of the tokens (default: Tessera itself). */
   audience?: string;
-  /** Organization the SDK works in (default: `TESSERA_ORGANIZATION_ID`, else discovered). */
+  /** Organization the SDK works in (default: the key file's or account's, else `TESSERA_ORGANIZATION_ID`, else discovered). */
   organizationId?: string;
   /** Renew a cached token when it expires within this many ms (default 30000). */
   refreshWindowMs?: number;
@@ -66,6 +67,7 @@ export class ClientCredentials {
   private readonly refreshWindowMs: number;
   private readonly env: Record<string, string | undefined>;
   private readonly explicitOrg: string | undefined;
+  private readonly brand: ResolvedBranding;
   private cached: AccessToken | null = null;
   private md: Promise<ServerMetadata> | null = null;
   private org: Promise<string | null> | null = null;
@@ -74,8 +76,10 @@ export class ClientCredentials {
   constructor(options: ClientCredentialsOptions = {}) {
     const creds = resolveCredentials(options);
     this.env = options.env ?? process.env;
-    const issuer = options.issuer ?? creds.issuer ?? this.env.TESSERA_URL;
-    if (!issuer) throw new TesseraConfigError('no Tessera URL: pass issuer, put "issuer" in the key file, or set TESSERA_URL');
+    this.brand = resolveBranding(options.branding);
+    const b = this.brand;
+    const issuer = options.issuer ?? creds.issuer ?? (this.env[b.v('URL')] || b.defaultIssuer);
+    if (!issuer) throw new TesseraConfigError(`no ${b.product} URL: pass issuer, put "issuer" in the key file or account, or set ${b.v('URL')}`);
     this.issuer = normaliseIssuer(issuer);
     this.clientId = creds.clientId;
     this.secret = creds.clientSecret;
@@ -83,7 +87,7 @@ export class ClientCredentials {
     this.scope = typeof options.scope === 'string' ? options.scope : options.scope?.join(' ');
     this.audience = options.audience;
     this.refreshWindowMs = options.refreshWindowMs ?? 30_000;
-    this.explicitOrg = options.organizationId;
+    this.explicitOrg = options.organizationId ?? creds.organizationId;
   }
 
   /** Authorization server metadata (RFC 8414), fetched once. */
@@ -146,7 +150,7 @@ export class ClientCredentials {
   }
 
   /**
-   * The organization the SDK works in: `organizationId` option, else `TESSERA_ORGANIZATION_ID`, else
+   * The organization the SDK works in: `organizationId` option (or the key file's or account's), else `TESSERA_ORGANIZATION_ID`, else
    * the `org_id` the SDK key's tokens carry, else discovered through `GET /api/users/me/organizations`
    * (the first one, with a warning when there are several; null when none). Resolved once.
    */
@@ -162,7 +166,7 @@ export class ClientCredentials {
 
   private async resolveOrganization(): Promise<string | null> {
     if (this.explicitOrg) return this.explicitOrg;
-    const fromEnv = this.env.TESSERA_ORGANIZATION_ID;
+    const fromEnv = this.env[this.brand.v('ORGANIZATION_ID')];
     if (fromEnv) return fromEnv;
     const token = await this.getToken();
     const bound = claimsOf(token).org_id;
@@ -176,8 +180,8 @@ export class ClientCredentials {
     const chosen = items[0]!;
     if (items.length > 1) {
       this.t.logger.warn(
-        `Tessera: the SDK key's owner belongs to ${items.length} organizations; using ${chosen.id} (${chosen.name}). ` +
-          'Set TESSERA_ORGANIZATION_ID or pass organizationId to choose.',
+        `${this.brand.product}: the SDK key's owner belongs to ${items.length} organizations; using ${chosen.id} (${chosen.name}). ` +
+          `Set ${this.brand.v('ORGANIZATION_ID')} or pass organizationId to choose.`,
       );
     }
     return chosen.id;

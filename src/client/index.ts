@@ -1,5 +1,17 @@
 // Tessera's client SDK: `import { ClientCredentials, createVerifier } from 'tessera/client'`.
 // Depends on jose and Node built-ins only (the Fastify plugin is 'tessera/client/fastify').
+export {
+  accountsPath,
+  defaultAccountName,
+  deleteAccount,
+  listAccounts,
+  loadAccount,
+  saveAccount,
+  type Account,
+  type AccountFileOptions,
+  type SaveAccountOptions,
+} from './accounts.js';
+export { resolveBranding, type Branding } from './branding.js';
 export { ClientCredentials, ClientCredentialsAuth, type AccessToken, type ClientCredentialsOptions } from './client-credentials.js';
 export { resolveCredentials, type CredentialOptions, type SdkCredentials } from './credentials.js';
 export {

@@ -1,11 +1,19 @@
+import { defaultAccountName, loadAccount } from './accounts.js';
+import { resolveBranding, type Branding } from './branding.js';
 import { TesseraConfigError } from './errors.js';
 import { errorFromResponse, normaliseIssuer, requestWithRetry, SingleFlight, transport, type Transport, type TransportOptions } from './http.js';
 
 export interface TokenLoginOptions extends TransportOptions {
-  /** Tessera's base URL (default `TESSERA_URL`). */
+  /** Tessera's base URL (default: the account's, else `TESSERA_URL`, else the branding's default). */
   issuer?: string;
-  /** The API token to log in with (default `TESSERA_API_TOKEN`). */
+  /** The API token to log in with (default `TESSERA_API_TOKEN`, else the `account`'s or the default account's). */
   apiToken?: string;
+  /** A saved account holding an `api_token` (see `saveAccount`). */
+  account?: string;
+  /** The saved-accounts file (default `TESSERA_ACCOUNTS_FILE`, else `~/.tessera/accounts.json`). */
+  accountsFile?: string;
+  /** Environment-variable prefix, default issuer and accounts file of a platform embedding the client. */
+  branding?: Branding;
   /** Log in again when the session expires within this many ms (default 30000). */
   refreshWindowMs?: number;
   env?: Record<string, string | undefined>;
@@ -29,16 +37,39 @@ export class TokenLogin {
   readonly issuer: string;
   private readonly t: Transport;
   private readonly apiToken: string | undefined;
+  private readonly tokenVar: string;
   private readonly refreshWindowMs: number;
   private session: Session | null = null;
   private readonly flight = new SingleFlight<Session>();
 
   constructor(options: TokenLoginOptions = {}) {
     const env = options.env ?? process.env;
-    const issuer = options.issuer ?? env.TESSERA_URL;
-    if (!issuer) throw new TesseraConfigError('no Tessera URL: pass issuer or set TESSERA_URL');
+    const b = resolveBranding(options.branding);
+    const fileOpts = {
+      ...(options.accountsFile !== undefined && { path: options.accountsFile }),
+      ...(options.branding && { branding: options.branding }),
+      env,
+    };
+    let token = options.apiToken ?? (options.account === undefined ? env[b.v('API_TOKEN')] || undefined : undefined);
+    let accountIssuer: string | undefined;
+    // A named account must hold an API token; the default account is used when it holds one.
+    if (!token && options.account !== undefined) {
+      const a = loadAccount(options.account, fileOpts);
+      if (!a.apiToken) throw new TesseraConfigError(`account '${a.name}' holds no api_token`);
+      token = a.apiToken;
+      accountIssuer = a.issuer;
+    } else if (!token && defaultAccountName(fileOpts)) {
+      const a = loadAccount(undefined, fileOpts);
+      if (a.apiToken) {
+        token = a.apiToken;
+        accountIssuer = a.issuer;
+      }
+    }
+    const issuer = options.issuer ?? accountIssuer ?? (env[b.v('URL')] || b.defaultIssuer);
+    if (!issuer) throw new TesseraConfigError(`no ${b.product} URL: pass issuer or set ${b.v('URL')}`);
     this.issuer = normaliseIssuer(issuer);
-    this.apiToken = options.apiToken ?? (env.TESSERA_API_TOKEN || undefined);
+    this.apiToken = token;
+    this.tokenVar = b.v('API_TOKEN');
     this.refreshWindowMs = options.refreshWindowMs ?? 30_000;
     this.t = transport(options);
   }
@@ -46,7 +77,7 @@ export class TokenLogin {
   /** `POST /api/users/loginWithToken`: a new session (the one `getToken()` uses when no token is passed). */
   async login(apiToken?: string): Promise<Session> {
     const token = apiToken ?? this.apiToken;
-    if (!token) throw new TesseraConfigError('no API token: pass one or set TESSERA_API_TOKEN');
+    if (!token) throw new TesseraConfigError(`no API token: pass one, set ${this.tokenVar}, or save an account with one`);
     const started = this.t.now();
     const res = await requestWithRetry(this.t, `${this.issuer}/api/users/loginWithToken`, {
       method: 'POST',

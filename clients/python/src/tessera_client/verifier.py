@@ -1,0 +1,441 @@
+"""Verifying Tessera tokens in Python gateways and resource servers.
+
+JWT access tokens are checked locally against Tessera's JWKS: EdDSA, ES256 or RS256 only, ``typ: at+jwt``,
+exact ``iss``, ``aud``, ``exp``/``nbf``/``iat`` with tolerance, required claims, scopes. The JWKS is cached
+for its ``Cache-Control: max-age`` and refetched on an unknown kid at most once per ``jwks_cooldown``, so a
+rotation verifies without failures and a revoked key's tokens fail once the cached set expires. Opaque
+tokens (session tokens ``tsr_ses_...``, API tokens ``tsr_pat_...``) are checked with Tessera through
+``GET /gateway/verify``.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import jwt
+import requests
+
+from ._http import RetryPolicy, SingleFlight, Transport, normalise_issuer, request_with_retry
+from .errors import TesseraError, TesseraVerifyError
+
+#: Algorithms Tessera signs with.
+TESSERA_ALGORITHMS: Tuple[str, ...] = ("EdDSA", "ES256", "RS256")
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+_BEARER = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]+=*) *$", re.IGNORECASE)
+
+
+@dataclass
+class VerifiedToken:
+    #: ``jwt`` (an SDK key's access token) or ``opaque`` (session or API token, confirmed by Tessera).
+    kind: str
+    #: ``sub``: the client_id for JWTs, the user id for opaque tokens.
+    subject: str
+    user_id: Optional[str]
+    client_id: Optional[str]
+    scopes: List[str]
+    organization_id: Optional[str]
+    #: Expiry in seconds since the epoch, when known.
+    expires_at: Optional[int]
+    #: The JWT claims (None for opaque tokens).
+    claims: Optional[Dict[str, Any]] = None
+    #: True when Tessera itself confirmed the token is live.
+    checked_remotely: bool = False
+
+
+def _fail(reason: str, message: str) -> TesseraVerifyError:
+    return TesseraVerifyError("temporarily_unavailable" if reason == "unavailable" else "invalid_token", reason, message)
+
+
+def extract_token(headers: Mapping[str, Optional[str]]) -> Optional[str]:
+    """The bearer credential of a request: ``Authorization: Bearer``, else ``x-access-token``; None when none.
+    Header names are matched case-insensitively."""
+    lower = {k.lower(): v for k, v in headers.items() if v is not None}
+    auth = lower.get("authorization")
+    if auth:
+        m = _BEARER.match(auth)
+        if not m:
+            raise _fail("malformed", "the Authorization header is not a Bearer credential")
+        return m.group(1)
+    x = lower.get("x-access-token")
+    return x.strip() if x else None
+
+
+def _max_age(cache_control: Optional[str]) -> Optional[float]:
+    """``max-age`` of a Cache-Control header in seconds, or None (``no-store``/``no-cache`` count as 0)."""
+    if not cache_control:
+        return None
+    if re.search(r"(^|,)\s*(no-store|no-cache)\s*(,|$)", cache_control, re.IGNORECASE):
+        return 0.0
+    m = re.search(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?", cache_control, re.IGNORECASE)
+    return float(m.group(1)) if m else None
+
+
+def _alg_of(jwk: Mapping[str, Any]) -> Optional[str]:
+    """The JWS algorithm a JWK is for: its ``alg``, else what its type and curve imply."""
+    if isinstance(jwk.get("alg"), str):
+        return jwk["alg"]
+    kty, crv = jwk.get("kty"), jwk.get("crv")
+    if kty == "OKP" and crv == "Ed25519":
+        return "EdDSA"
+    if kty == "EC" and crv == "P-256":
+        return "ES256"
+    if kty == "RSA":
+        return "RS256"
+    return None
+
+
+class _KeySet:
+    """The remote JWKS, cached for its ``max-age`` (at least the cooldown, at most ``max_cache``),
+    revalidated with ``If-None-Match``; an unknown kid refetches it at most once per cooldown. When a
+    refresh fails, the keys already held go on being used."""
+
+    def __init__(self, t: Transport, uri: str, cooldown: float, default_max_age: float, max_cache: float) -> None:
+        self._t, self._uri = t, uri
+        self._cooldown, self._default_max_age, self._max_cache = cooldown, default_max_age, max_cache
+        self._keys: Optional[Dict[str, Tuple[str, jwt.PyJWK]]] = None
+        self._etag: Optional[str] = None
+        self._expires_at = 0.0
+        self._last_fetch = float("-inf")
+        self._flight: SingleFlight[None] = SingleFlight()
+
+    def clear(self) -> None:
+        self._keys, self._etag, self._expires_at, self._last_fetch = None, None, 0.0, float("-inf")
+
+    def _ttl(self, age: Optional[float]) -> float:
+        return min(self._max_cache, max(self._cooldown, self._default_max_age if age is None else age))
+
+    def _refresh(self) -> None:
+        def run() -> None:
+            self._last_fetch = self._t.now()
+            headers = {"accept": "application/json"}
+            if self._etag and self._keys is not None:
+                headers["if-none-match"] = self._etag
+            res = request_with_retry(self._t, "GET", self._uri, headers=headers)
+            if res.status_code == 304 and self._keys is not None:
+                self._expires_at = self._t.now() + self._ttl(_max_age(res.headers.get("cache-control")))
+                return
+            if res.status_code != 200:
+                raise TesseraError(f"JWKS {self._uri} answered {res.status_code}")
+            try:
+                body = res.json()
+                raw = body["keys"]
+            except (ValueError, KeyError, TypeError):
+                raise TesseraError(f"JWKS {self._uri} is not a JSON Web Key Set") from None
+            keys: Dict[str, Tuple[str, jwt.PyJWK]] = {}
+            for k in raw if isinstance(raw, list) else []:
+                if not isinstance(k, dict) or not isinstance(k.get("kid"), str) or k.get("use", "sig") != "sig":
+                    continue
+                alg = _alg_of(k)
+                if alg not in TESSERA_ALGORITHMS:
+                    continue
+                try:
+                    keys[k["kid"]] = (alg, jwt.PyJWK(k, alg))
+                except (jwt.PyJWTError, ValueError, KeyError, TypeError):
+                    continue  # a key type this client does not handle
+            self._keys = keys
+            self._etag = res.headers.get("etag")
+            self._expires_at = self._t.now() + self._ttl(_max_age(res.headers.get("cache-control")))
+
+        self._flight.run(run)
+
+    def key(self, kid: Optional[str]) -> Tuple[str, jwt.PyJWK]:
+        if self._keys is None or self._t.now() >= self._expires_at:
+            try:
+                self._refresh()
+            except TesseraError as e:
+                if self._keys is None:
+                    raise _fail("unavailable", f"cannot fetch the signing keys: {e}") from e
+                self._t.warn(f"Tessera verifier: JWKS refresh failed, using the keys held: {e}")
+        assert self._keys is not None
+        if kid is not None and kid in self._keys:
+            return self._keys[kid]
+        # A fetch under way may bring the key: wait for it. Else refetch, at most once per cooldown.
+        if self._flight.in_flight:
+            self._flight.wait()
+        elif self._t.now() - self._last_fetch >= self._cooldown:
+            try:
+                self._refresh()
+            except TesseraError as e:
+                raise _fail("unavailable", f"cannot fetch the signing keys: {e}") from e
+        if kid is not None and kid in self._keys:
+            return self._keys[kid]
+        raise _fail("unknown_kid", "the token is signed by an unknown key")
+
+
+class Verifier:
+    """Verifies Tessera access tokens for a resource server whose audience is ``audience``.
+
+    ``verify(token, scopes=[...])`` returns a :class:`VerifiedToken` or raises :class:`TesseraVerifyError`
+    (``invalid_token`` 401, ``insufficient_scope`` 403, ``temporarily_unavailable`` 503)."""
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: Union[str, Sequence[str]],
+        *,
+        algorithms: Sequence[str] = TESSERA_ALGORITHMS,
+        jwks_uri: Optional[str] = None,
+        clock_tolerance: float = 30.0,
+        jwks_cooldown: float = 30.0,
+        jwks_default_max_age: float = 300.0,
+        jwks_max_cache: float = 3600.0,
+        remote_jwt: Union[bool, Callable[[Dict[str, Any]], bool]] = False,
+        remote_cache_ttl: float = 5.0,
+        max_cache_entries: int = 10_000,
+        opaque_tokens: bool = True,
+        timeout: float = 10.0,
+        session: Optional[requests.Session] = None,
+        now: Optional[Callable[[], float]] = None,
+        warn: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        self.issuer = normalise_issuer(issuer)
+        self.audiences = [audience] if isinstance(audience, str) else list(audience)
+        if not self.audiences or not all(self.audiences):
+            raise TesseraError("audience is required")
+        self.algorithms = list(algorithms)
+        bad = [a for a in self.algorithms if a not in TESSERA_ALGORITHMS]
+        if bad:
+            raise TesseraError(f"algorithms {bad} cannot be allowed: Tessera signs with {', '.join(TESSERA_ALGORITHMS)} only")
+        self.tolerance = clock_tolerance
+        t = Transport(session=session or requests.Session(), timeout=timeout, retry=RetryPolicy(max_retries=1))
+        if now:
+            t.now = now
+        if warn:
+            t.warn = warn
+        self._t = t
+        self._keys = _KeySet(t, jwks_uri or f"{self.issuer}/.well-known/jwks.json", jwks_cooldown, jwks_default_max_age, jwks_max_cache)
+        self._remote_jwt = remote_jwt
+        self._cache_ttl = remote_cache_ttl
+        self._max_entries = max_cache_entries
+        self._opaque = opaque_tokens
+        self._cache: "OrderedDict[str, Tuple[float, Union[VerifiedToken, TesseraVerifyError]]]" = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def clear_caches(self) -> None:
+        """Forgets cached keys and remote answers."""
+        self._keys.clear()
+        with self._cache_lock:
+            self._cache.clear()
+
+    # -- remote checks ----------------------------------------------------------------------------------
+
+    def _ask_tessera(self, token: str) -> VerifiedToken:
+        try:
+            res = request_with_retry(self._t, "GET", f"{self.issuer}/gateway/verify", headers={"authorization": f"Bearer {token}"})
+        except TesseraError as e:
+            raise _fail("unavailable", f"cannot reach Tessera to check the token: {e}") from e
+        if res.status_code == 401:
+            raise _fail("revoked", "the token is invalid, expired or revoked")
+        if res.status_code != 200:
+            raise _fail("unavailable", f"Tessera answered {res.status_code} to the token check")
+        h = res.headers
+        subject = h.get("x-tessera-subject", "")
+        return VerifiedToken(
+            kind="opaque",
+            subject=subject,
+            user_id=subject or None,
+            client_id=h.get("x-tessera-client-id") or None,
+            scopes=[s for s in h.get("x-tessera-scopes", "").split(" ") if s],
+            organization_id=h.get("x-tessera-org-id") or None,
+            expires_at=None,
+            checked_remotely=True,
+        )
+
+    def _remote_check(self, token: str, exp: Optional[float]) -> VerifiedToken:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = self._t.now()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            if isinstance(hit[1], TesseraVerifyError):
+                raise hit[1]
+            return hit[1]
+        result: Union[VerifiedToken, TesseraVerifyError]
+        try:
+            result = self._ask_tessera(token)
+        except TesseraVerifyError as e:
+            if e.code == "temporarily_unavailable":
+                raise  # not cached
+            result = e
+        until = self._t.now() + self._cache_ttl
+        if exp is not None:
+            until = min(until, exp)
+        if self._cache_ttl > 0:
+            with self._cache_lock:
+                self._cache.pop(key, None)
+                while len(self._cache) >= self._max_entries:
+                    self._cache.popitem(last=False)
+                self._cache[key] = (until, result)
+        if isinstance(result, TesseraVerifyError):
+            raise result
+        return result
+
+    # -- JWTs -------------------------------------------------------------------------------------------
+
+    def _verify_jwt(self, token: str) -> VerifiedToken:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _fail("malformed", "the token is not a JWS") from None
+        alg = header.get("alg")
+        if alg not in self.algorithms:
+            raise _fail("algorithm", f"algorithm {alg!r} is not accepted")
+        typ = str(header.get("typ", "")).lower()
+        if typ not in ("at+jwt", "application/at+jwt"):
+            raise _fail("type", "the token is not an access token (typ must be at+jwt)")
+        key_alg, key = self._keys.key(header.get("kid"))
+        if key_alg != alg:
+            raise _fail("algorithm", "the token algorithm does not match its key")
+        try:
+            payload = jwt.decode(
+                token,
+                key.key,
+                algorithms=[alg],
+                audience=self.audiences,
+                issuer=self.issuer,
+                leeway=self.tolerance,
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "jti", "client_id"], "verify_signature": True},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _fail("expired", "the token has expired") from None
+        except jwt.InvalidAudienceError:
+            raise _fail("audience", "the token aud claim is not acceptable") from None
+        except jwt.InvalidIssuerError:
+            raise _fail("issuer", "the token iss claim is not acceptable") from None
+        except jwt.InvalidSignatureError:
+            raise _fail("signature", "the token signature is invalid") from None
+        except jwt.InvalidAlgorithmError:
+            raise _fail("algorithm", "the token algorithm is not accepted") from None
+        except (jwt.ImmatureSignatureError, jwt.MissingRequiredClaimError, jwt.InvalidIssuedAtError) as e:
+            raise _fail("claims", f"the token claims are not acceptable: {e}") from None
+        except jwt.PyJWTError:
+            raise _fail("malformed", "the token is malformed") from None
+        scope = payload.get("scope")
+        base = VerifiedToken(
+            kind="jwt",
+            subject=str(payload["sub"]),
+            user_id=None,
+            client_id=payload.get("client_id") if isinstance(payload.get("client_id"), str) else None,
+            scopes=[s for s in scope.split(" ") if s] if isinstance(scope, str) else [],
+            organization_id=payload.get("org_id") if isinstance(payload.get("org_id"), str) else None,
+            expires_at=int(payload["exp"]),
+            claims=payload,
+        )
+        rj = self._remote_jwt
+        if rj is True or (callable(rj) and rj(payload)):
+            confirmed = self._remote_check(token, float(payload["exp"]))
+            base.user_id = confirmed.user_id
+            base.checked_remotely = True
+        return base
+
+    # -- public -----------------------------------------------------------------------------------------
+
+    def verify(self, token: Optional[str], scopes: Iterable[str] = ()) -> VerifiedToken:
+        """Verifies a bearer token and that it holds every scope in ``scopes``."""
+        if not token:
+            raise _fail("missing", "no bearer token")
+        if len(token) > 8192:
+            raise _fail("malformed", "the token is too long")
+        if token.count(".") == 2:
+            result = self._verify_jwt(token)
+        elif self._opaque and _TOKEN_CHARS.match(token):
+            result = self._remote_check(token, None)
+        else:
+            raise _fail("malformed", "the token is not a JWT")
+        required = list(scopes)
+        missing = [s for s in required if s not in result.scopes]
+        if missing:
+            raise TesseraVerifyError("insufficient_scope", "scope", f"this request needs scope: {' '.join(required)}", required)
+        return result
+
+    def verify_request(self, headers: Mapping[str, Optional[str]], scopes: Iterable[str] = ()) -> VerifiedToken:
+        """Verifies the token of an incoming request (``Authorization: Bearer`` or ``x-access-token``)."""
+        return self.verify(extract_token(headers), scopes)
+
+    async def verify_async(self, token: Optional[str], scopes: Iterable[str] = ()) -> VerifiedToken:
+        """``verify`` for asyncio code (network work runs in a worker thread)."""
+        return await asyncio.get_running_loop().run_in_executor(None, lambda: self.verify(token, list(scopes)))
+
+
+# -- adapters ---------------------------------------------------------------------------------------------
+
+
+def _refusal(err: TesseraVerifyError, realm: str) -> Tuple[int, List[Tuple[str, str]], bytes]:
+    """Status, headers and body of an RFC 6750 section 3 refusal, in Tessera's ``{error, message}`` shape."""
+    q = lambda s: s.replace('"', "'").replace("\\", "'")  # noqa: E731
+    if err.code == "temporarily_unavailable":
+        body = json.dumps({"error": "service_unavailable", "message": str(err)}).encode()
+        return 503, [("Content-Type", "application/json"), ("Retry-After", "1")], body
+    challenge = f'Bearer realm="{q(realm)}"'
+    if err.reason != "missing":
+        if err.code == "insufficient_scope":
+            challenge += f', error="insufficient_scope", scope="{q(" ".join(err.scopes))}"'
+        else:
+            challenge += f', error="invalid_token", error_description="{q(str(err))}"'
+    body = json.dumps({"error": err.code, "message": str(err)}).encode()
+    headers = [("Content-Type", "application/json"), ("WWW-Authenticate", challenge), ("Cache-Control", "no-store")]
+    return err.status, headers, body
+
+
+_REASONS = {401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
+
+
+class WSGIMiddleware:
+    """Requires a valid token (holding ``scopes``) on every request of a WSGI app; the verified token is
+    ``environ["tessera.token"]``. Refusals are 401/403 with an RFC 6750 challenge, 503 when a required check
+    with Tessera could not be made. ``exempt`` lists paths left open (health checks)."""
+
+    def __init__(self, app: Any, verifier: Verifier, scopes: Iterable[str] = (), realm: str = "tessera", exempt: Iterable[str] = ()) -> None:
+        self.app, self.verifier, self.scopes, self.realm, self.exempt = app, verifier, list(scopes), realm, set(exempt)
+
+    def __call__(self, environ: Dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO", "") in self.exempt:
+            environ["tessera.token"] = None
+            return self.app(environ, start_response)
+        headers = {"authorization": environ.get("HTTP_AUTHORIZATION"), "x-access-token": environ.get("HTTP_X_ACCESS_TOKEN")}
+        try:
+            environ["tessera.token"] = self.verifier.verify_request(headers, self.scopes)
+        except TesseraVerifyError as e:
+            status, hdrs, body = _refusal(e, self.realm)
+            start_response(f"{status} {_REASONS[status]}", hdrs + [("Content-Length", str(len(body)))])
+            return [body]
+        return self.app(environ, start_response)
+
+
+class ASGIMiddleware:
+    """The ASGI counterpart of :class:`WSGIMiddleware`: the verified token is ``scope["tessera.token"]``
+    (and ``scope["state"]["tessera_token"]`` when the server keeps state)."""
+
+    def __init__(self, app: Any, verifier: Verifier, scopes: Iterable[str] = (), realm: str = "tessera", exempt: Iterable[str] = ()) -> None:
+        self.app, self.verifier, self.scopes, self.realm, self.exempt = app, verifier, list(scopes), realm, set(exempt)
+
+    async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") not in ("http", "websocket") or scope.get("path") in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        headers: Dict[str, Optional[str]] = {}
+        for k, v in scope.get("headers", []):
+            name = k.decode("latin-1").lower()
+            if name in ("authorization", "x-access-token"):
+                headers[name] = v.decode("latin-1")
+        try:
+            verified = await self.verifier.verify_async(extract_token(headers), self.scopes)
+        except TesseraVerifyError as e:
+            status, hdrs, body = _refusal(e, self.realm)
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in hdrs + [("Content-Length", str(len(body)))]]
+            await send({"type": "http.response.start", "status": status, "headers": raw})
+            await send({"type": "http.response.body", "body": body})
+            return
+        scope["tessera.token"] = verified
+        if isinstance(scope.get("state"), dict):
+            scope["state"]["tessera_token"] = verified
+        await self.app(scope, receive, send)
