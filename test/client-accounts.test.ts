@@ -15,8 +15,8 @@ import {
   TesseraConfigError,
   TokenLogin,
 } from '../src/client/index.js';
-import { claimsOf, createSdkKey } from './oauth-helper.js';
-import { liveTessera } from './client-helper.js';
+import { claimsOf, createSdkKey } from './support/oauth-helper.js';
+import { liveTessera } from './support/client-helper.js';
 
 const home = () => mkdtempSync(path.join(tmpdir(), 'tessera-home-'));
 
