@@ -7,13 +7,7 @@ import { AccessTokenVerifier, looksLikeJwt } from './access-token.js';
 import { ClientAuthenticator } from './client-auth.js';
 import { ClientCache } from './client-cache.js';
 import { RevokedTokenSet } from './denylist.js';
-import { SDK_KEY_EVENT } from './sdk-keys.service.js';
 import type { Authenticator } from '../platform/auth/authenticate.js';
-
-/** Change-event types this feature publishes and follows. */
-export const REVOKED_TOKEN = 'revoked_token';
-/** Published by whoever changes a user's status (follows: every cached key of that user is dropped). */
-export const USER_CHANGED = 'user';
 
 /** OAuth services held by an app instance. */
 export interface OAuthServices {
@@ -86,11 +80,11 @@ export const oauthPlugin = fp(
     };
     app.authenticators.push(jwtAuthenticator);
 
-    app.changes.on(SDK_KEY_EVENT, (e) => {
+    app.changes.on('sdk_key', (e) => {
       if (typeof e.id === 'string') clients.invalidate(e.id);
       else clients.clear();
     });
-    app.changes.on(USER_CHANGED, (e) => {
+    app.changes.on('user', (e) => {
       if (typeof e.id === 'string') clients.invalidateUser(e.id);
       else clients.clear();
     });
@@ -99,7 +93,7 @@ export const oauthPlugin = fp(
       if (typeof e.user_id === 'string') clients.invalidateUser(e.user_id);
       else clients.clear();
     });
-    app.changes.on(REVOKED_TOKEN, (e) => {
+    app.changes.on('revoked_token', (e) => {
       if (typeof e.id === 'string' && typeof e.exp === 'number') revoked.add(e.id, e.exp * 1000 + toleranceMs);
     });
     app.changes.on(SIGNING_KEYS_CHANGED, () => {

@@ -5,7 +5,6 @@ import { invalidRequest } from '../platform/errors/oauth-error.js';
 import { looksLikeJwt, type AccessTokenVerifier } from './access-token.js';
 import type { ClientEntry } from './client-cache.js';
 import type { RevokedTokenSet } from './denylist.js';
-import { REVOKED_TOKEN } from './oauth.plugin.js';
 import { insertRevokedToken } from './revoked-tokens.repository.js';
 
 export interface RevocationDeps {
@@ -34,7 +33,7 @@ export async function revokeAccessToken(deps: RevocationDeps, client: ClientEntr
       { userId: client.userId, credential: `client:${client.clientId}`, ip: request.ip, requestId: request.requestId },
       { action: 'oauth.token.revoke', targetType: 'access_token', targetId: jti, details: { client_id: client.clientId } },
     );
-    await publishChange(trx, { type: REVOKED_TOKEN, id: jti, exp });
+    await publishChange(trx, { type: 'revoked_token', id: jti, exp });
   });
   deps.revoked.add(jti, exp * 1000 + deps.clockToleranceSeconds * 1000);
 }

@@ -3,7 +3,7 @@ import type { Clock } from '../platform/clock.js';
 import type { Transaction } from 'kysely';
 import type { Database, Db } from '../platform/database/database.js';
 import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
-import { publishChange, type ChangeEventType } from '../platform/database/notifications.js';
+import { publishChange } from '../platform/database/notifications.js';
 import { findMembership } from '../identity/organizations.repository.js';
 import {
   countSdkKeys,
@@ -23,9 +23,6 @@ import type { Principal } from '../platform/auth/principal.js';
 import { nextTokensValidAfter } from './access-token.js';
 import { SDK_KEY_PURPOSE } from './client-auth.js';
 
-/** Change-event type for SDK keys (id = client_id). */
-export const SDK_KEY_EVENT = 'sdk_key' satisfies ChangeEventType;
-
 /**
  * Audits one change to a key and announces it to every instance, both in the caller's transaction,
  * so the audit trail and every instance's client cache follow exactly the changes that commit.
@@ -38,7 +35,7 @@ export async function recordKeyChange(
   details: Record<string, unknown>,
 ): Promise<void> {
   await recordAudit(trx, actor, { action, targetType: 'sdk_key', targetId: key.clientId, organizationId: key.organizationId, details });
-  await publishChange(trx, { type: SDK_KEY_EVENT, id: key.clientId });
+  await publishChange(trx, { type: 'sdk_key', id: key.clientId });
 }
 
 export interface SdkKeyDeps {
@@ -100,7 +97,7 @@ export async function createSdkKey(
           expires_at: parent.expiresAt?.toISOString() ?? null,
         },
       });
-      await publishChange(trx, { type: SDK_KEY_EVENT, id: clientId });
+      await publishChange(trx, { type: 'sdk_key', id: clientId });
       return { row, secret };
     });
   } catch (err) {
@@ -143,7 +140,7 @@ export async function updateSdkKeyFor(
     for (const [action, details] of actions) {
       await recordAudit(trx, actor, { action, targetType: 'sdk_key', targetId: clientId, organizationId: key.organization_id, details });
     }
-    await publishChange(trx, { type: SDK_KEY_EVENT, id: clientId });
+    await publishChange(trx, { type: 'sdk_key', id: clientId });
     return row;
   });
 }
