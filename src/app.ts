@@ -33,6 +33,8 @@ import { wellKnownRoutes } from './oauth/well-known.routes.js';
 import { sdkKeyRoutes } from './oauth/sdk-keys.routes.js';
 import { keyRotationPlugin } from './signing-keys/key-rotation.plugin.js';
 import { adminKeysRoutes } from './signing-keys/signing-keys.routes.js';
+import { peopleRoutes } from './people/people.routes.js';
+import { consolePlugin } from './console/console.plugin.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -223,6 +225,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(wellKnownRoutes);
   await app.register(sdkKeyRoutes);
   await app.register(adminKeysRoutes);
+  await app.register(peopleRoutes);
+  await app.register(consolePlugin);
 
   app.addHook('onReady', async () => {
     if (app.contractOnly) return;

@@ -1,0 +1,43 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from '../platform/database/database.js';
+import { issueApiToken } from '../api-tokens/api-tokens.service.js';
+import { lockLiveApiToken } from '../api-tokens/api-tokens.repository.js';
+import { peopleTrx, type PeopleQ } from './db.js';
+
+/** The sign-in state of a user: password hash, console grant, passkey count. */
+export async function accountOf(db: PeopleQ, userId: string) {
+  const acc = await db.selectFrom('people_accounts').select(['password_hash', 'grant_api_token_id']).where('user_id', '=', userId).executeTakeFirst();
+  const passkeys = await db.selectFrom('passkeys').select((eb) => eb.fn.countAll<string>().as('n')).where('user_id', '=', userId).executeTakeFirstOrThrow();
+  return { passwordHash: acc?.password_hash ?? null, grantApiTokenId: acc?.grant_api_token_id ?? null, passkeys: Number(passkeys.n) };
+}
+
+/**
+ * The live API token the user's console sessions act for, made now (a root token with `scopes`,
+ * never expiring, its secret discarded at once) when the user has none or it was revoked.
+ */
+export async function ensureGrant(trx: Transaction<Database>, pepper: Buffer, userId: string, scopes: readonly string[], now: Date): Promise<string> {
+  const p = peopleTrx(trx);
+  await p.insertInto('people_accounts').values({ user_id: userId }).onConflict((oc) => oc.column('user_id').doNothing()).execute();
+  const acc = await p.selectFrom('people_accounts').select('grant_api_token_id').where('user_id', '=', userId).forUpdate().executeTakeFirstOrThrow();
+  if (acc.grant_api_token_id && (await lockLiveApiToken(trx, userId, acc.grant_api_token_id, now))) return acc.grant_api_token_id;
+  const { row } = await issueApiToken(trx, pepper, { userId, name: 'Console sign-in', scopes: [...scopes], expiresAt: null });
+  await p.updateTable('people_accounts').set({ grant_api_token_id: row.id, updated_at: now }).where('user_id', '=', userId).execute();
+  return row.id;
+}
+
+/** The live console grant of a user, or null (none yet, or revoked, or expired). */
+export async function liveGrant(db: Kysely<Database>, userId: string, now: Date): Promise<string | null> {
+  return db.transaction().execute(async (trx) => {
+    const acc = await peopleTrx(trx).selectFrom('people_accounts').select('grant_api_token_id').where('user_id', '=', userId).executeTakeFirst();
+    if (!acc?.grant_api_token_id) return null;
+    return (await lockLiveApiToken(trx, userId, acc.grant_api_token_id, now)) ? acc.grant_api_token_id : null;
+  });
+}
+
+export async function setPasswordHash(trx: Transaction<Database>, userId: string, passwordHash: string, now: Date): Promise<void> {
+  await peopleTrx(trx)
+    .insertInto('people_accounts')
+    .values({ user_id: userId, password_hash: passwordHash })
+    .onConflict((oc) => oc.column('user_id').doUpdateSet({ password_hash: passwordHash, updated_at: now }))
+    .execute();
+}

@@ -1,0 +1,221 @@
+import t from 'tap';
+import { bearer, harness, type Harness } from './helper.js';
+import { main } from '../src/cli.js';
+import { cliOnHarness } from './helper.js';
+
+// The console over real HTTP semantics (inject): headers, CSRF refusal, invitations, password
+// sign-in, limits and no enumeration. The browser journey is in console-browser.test.ts.
+
+const ORIGIN = 'http://localhost:8080';
+const form = (o: Record<string, string | string[]>) => {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(o)) for (const x of Array.isArray(v) ? v : [v]) p.append(k, x);
+  return p.toString();
+};
+const post = (h: Harness, url: string, body: Record<string, string | string[]>, headers: Record<string, string> = {}) =>
+  h.inject({ method: 'POST', url, payload: form(body), headers: { 'content-type': 'application/x-www-form-urlencoded', origin: ORIGIN, ...headers } });
+const cookieOf = (res: { headers: Record<string, unknown> }) => {
+  const raw = res.headers['set-cookie'];
+  const all = (Array.isArray(raw) ? raw : [raw]).filter((x): x is string => typeof x === 'string');
+  const c = all.find((x) => x.startsWith('tessera_console=') && !x.startsWith('tessera_console=;'));
+  return c ? c.split(';')[0]! : null;
+};
+
+async function invite(h: Harness, userId: string, scopes?: string[]) {
+  const admin = await h.apiToken(await h.user(), ['admin']);
+  const res = await h.inject({ method: 'POST', url: `/admin/users/${userId}/invitations`, headers: bearer(admin), payload: scopes ? { scopes } : {} });
+  return res;
+}
+
+t.test('/ redirects to /console, which sends people to sign in', async (t) => {
+  const h = await harness(t);
+  const root = await h.inject({ url: '/' });
+  t.equal(root.statusCode, 302);
+  t.equal(root.headers.location, '/console');
+  const c = await h.inject({ url: '/console' });
+  t.equal(c.statusCode, 302);
+  t.equal(c.headers.location, '/console/sign-in');
+  const page = await h.inject({ url: '/console/sign-in' });
+  t.equal(page.statusCode, 200);
+  t.match(page.headers['content-type'], /text\/html/);
+  const csp = String(page.headers['content-security-policy']);
+  t.match(csp, /default-src 'none'/);
+  t.match(csp, /frame-ancestors 'none'/);
+  t.notMatch(csp, /unsafe-inline/);
+  t.equal(page.headers['referrer-policy'], 'no-referrer');
+  t.equal(page.headers['x-content-type-options'], 'nosniff');
+  t.equal(page.headers['cache-control'], 'no-store');
+  t.notMatch(page.body, /<script>|<style>|style="|onclick=/, 'no inline script or style');
+  const css = /href="(\/console\/assets\/console\.[0-9a-f]{16}\.css)"/.exec(page.body);
+  t.ok(css, 'stylesheet under a hashed name');
+  const asset = await h.inject({ url: css![1]! });
+  t.equal(asset.statusCode, 200);
+  t.match(asset.headers['cache-control'], /immutable/);
+  t.match(asset.headers['content-type'], /text\/css/);
+});
+
+t.test('admin invitation API: one-time link with the code in the fragment, hashed at rest, 72 h by default', async (t) => {
+  const h = await harness(t);
+  const u = await h.user();
+  const res = await invite(h, u.id);
+  t.equal(res.statusCode, 201);
+  const body = res.json() as { url: string; expires_at: string; scopes: string[] };
+  t.match(body.url, /^http:\/\/localhost:8080\/console\/invitation#[A-Za-z0-9_-]{43}$/);
+  t.same(body.scopes, ['api', 'quantum_tokens']);
+  t.equal(new Date(body.expires_at).getTime() - h.clock.now(), 72 * 3600_000);
+  const code = body.url.split('#')[1]!;
+  const rows = await h.db.withTables<{ user_invitations: { token_hash: Buffer } }>().selectFrom('user_invitations').select('token_hash').execute();
+  t.equal(rows.length, 1);
+  t.notOk(rows[0]!.token_hash.toString('utf8').includes(code), 'only a hash is stored');
+  const unknown = await invite(h, '00000000-0000-4000-8000-000000000000');
+  t.equal(unknown.statusCode, 404);
+  const noAdmin = await h.inject({ method: 'POST', url: `/admin/users/${u.id}/invitations`, headers: bearer(await h.apiToken(u, ['api'])), payload: {} });
+  t.equal(noAdmin.statusCode, 403);
+});
+
+t.test('invitation with a password, then sign-in, sign-out ends the session for good', async (t) => {
+  const h = await harness(t);
+  const u = await h.user({ email: 'ada@example.com', name: 'Ada' });
+  const code = ((await invite(h, u.id)).json() as { url: string }).url.split('#')[1]!;
+
+  const weak = await post(h, '/console/invitation/password', { code, password: 'password1234', confirm: 'password1234' });
+  t.equal(weak.statusCode, 400);
+  t.match(weak.body, /most common/);
+  t.match(weak.body, new RegExp(`value="${code}"`), 'the form keeps the code');
+  const short = await post(h, '/console/invitation/password', { code, password: 'short', confirm: 'short' });
+  t.match(short.body, /at least 12 characters/);
+
+  const pw = 'violet-harbor-engine-42';
+  const ok = await post(h, '/console/invitation/password', { code, password: pw, confirm: pw });
+  t.equal(ok.statusCode, 303);
+  t.equal(ok.headers.location, '/console/account');
+  const cookie = cookieOf(ok);
+  t.ok(cookie, 'a session cookie is set');
+  const setCookie = String(([] as string[]).concat(ok.headers['set-cookie'] as string[]).find((c) => c.startsWith('tessera_console=')));
+  t.match(setCookie, /HttpOnly/);
+  t.match(setCookie, /SameSite=Lax/);
+  t.match(setCookie, /Path=\//);
+  const again = await post(h, '/console/invitation/password', { code, password: pw, confirm: pw });
+  t.equal(again.statusCode, 400, 'the invitation works once');
+
+  const account = await h.inject({ url: '/console/account', headers: { cookie: cookie! } });
+  t.equal(account.statusCode, 200);
+  t.match(account.body, /ada@example.com/);
+  t.match(account.body, new RegExp(u.id));
+
+  const signIn = await post(h, '/console/sign-in/password', { email: 'ADA@example.com', password: pw });
+  t.equal(signIn.statusCode, 303);
+  const second = cookieOf(signIn)!;
+
+  const out = await post(h, '/console/sign-out', {}, { cookie: second });
+  t.equal(out.statusCode, 200);
+  const after = await h.inject({ url: '/console/account', headers: { cookie: second } });
+  t.equal(after.statusCode, 303);
+  t.equal(after.headers.location, '/console/sign-in');
+  const other = await h.instance();
+  const elsewhere = await other.inject({ url: '/console/account', headers: { cookie: second } });
+  t.equal(elsewhere.statusCode, 303, 'ended on another instance too');
+  t.equal((await h.inject({ url: '/console/account', headers: { cookie: cookie! } })).statusCode, 200, 'the other session lives');
+
+  const everywhere = await post(h, '/console/sign-out-everywhere', {}, { cookie: cookie! });
+  t.equal(everywhere.statusCode, 200);
+  t.equal((await h.inject({ url: '/console/account', headers: { cookie: cookie! } })).statusCode, 303);
+});
+
+t.test('a cross-origin or origin-less form post is refused before anything happens', async (t) => {
+  const h = await harness(t);
+  const u = await h.user();
+  const token = await h.apiToken(u, ['api']);
+  const signIn = await post(h, '/console/sign-in/token', { api_token: token });
+  t.equal(signIn.statusCode, 303);
+  const cookie = cookieOf(signIn)!;
+  const evil = await post(h, '/console/tokens', { name: 'x', scopes: 'api', expires: '7d' }, { cookie, origin: 'https://evil.example' });
+  t.equal(evil.statusCode, 403);
+  const bare = await h.inject({
+    method: 'POST',
+    url: '/console/tokens',
+    payload: form({ name: 'x', scopes: 'api', expires: '7d' }),
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+  });
+  t.equal(bare.statusCode, 403);
+  const crossSite = await h.inject({
+    method: 'POST',
+    url: '/console/sign-out-everywhere',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, 'sec-fetch-site': 'cross-site' },
+    payload: '',
+  });
+  t.equal(crossSite.statusCode, 403);
+  const tokens = await h.inject({ url: '/api/access-tokens', headers: bearer(token) });
+  t.equal((tokens.json() as { access_tokens: unknown[] }).access_tokens.length, 1, 'no token was created');
+  t.equal((await h.inject({ url: '/console/account', headers: { cookie } })).statusCode, 200, 'the session lives');
+});
+
+t.test('a token shown once is in that response only; the created token works against the API', async (t) => {
+  const h = await harness(t);
+  const u = await h.user();
+  const signIn = await post(h, '/console/sign-in/token', { api_token: await h.apiToken(u, ['api', 'quantum_tokens']) });
+  const cookie = cookieOf(signIn)!;
+  const bad = await post(h, '/console/tokens', { name: '', expires: '7d' }, { cookie });
+  t.equal(bad.statusCode, 400);
+  t.match(bad.body, /Give the token a name/);
+  t.match(bad.body, /Choose at least one scope/);
+  const made = await post(h, '/console/tokens', { name: 'laptop', scopes: ['api'], expires: '30d' }, { cookie });
+  t.equal(made.statusCode, 201);
+  const token = /<code id="secret-value" class="wrap">([^<]+)<\/code>/.exec(made.body)?.[1];
+  t.ok(token, 'the token is shown');
+  const me = await h.inject({ url: '/api/users/me', headers: bearer(token!) });
+  t.equal(me.statusCode, 200);
+  const list = await h.inject({ url: '/console/tokens', headers: { cookie } });
+  t.match(list.body, /laptop/);
+  t.notOk(list.body.includes(token!), 'not shown again');
+});
+
+t.test('20 wrong passwords: same answer for known and unknown emails, nothing locked for other people', async (t) => {
+  const h = await harness(t, { env: { TESSERA_CONSOLE_FAILED_SIGNINS_PER_IP: '1000' } });
+  const pw = 'quiet-lantern-meadow-7';
+  const victim = await h.user({ email: 'victim@example.com' });
+  const bystander = await h.user({ email: 'bystander@example.com' });
+  for (const u of [victim, bystander]) {
+    const code = ((await invite(h, u.id)).json() as { url: string }).url.split('#')[1]!;
+    t.equal((await post(h, '/console/invitation/password', { code, password: pw, confirm: pw })).statusCode, 303);
+  }
+  const answers = new Set<string>();
+  for (let i = 0; i < 20; i++) {
+    const email = i % 2 ? 'victim@example.com' : `nobody${i}@example.com`;
+    const res = await post(h, '/console/sign-in/password', { email, password: `wrong-${i}-password` });
+    t.equal(res.statusCode, 401);
+    t.notOk(cookieOf(res));
+    answers.add(res.body.replace(/value="[^"]*@example\.com"/, 'value=""'));
+  }
+  t.equal(answers.size, 1, 'one answer for every failure');
+  const ok = await post(h, '/console/sign-in/password', { email: 'bystander@example.com', password: pw });
+  t.equal(ok.statusCode, 303, 'another account signs in');
+  const locked = await post(h, '/console/sign-in/password', { email: 'victim@example.com', password: pw });
+  t.equal(locked.statusCode, 401, 'the attacked account pauses password sign-in');
+  t.match(locked.body, /Sign-in failed/);
+});
+
+t.test('tessera users invite creates the user and prints a link', async (t) => {
+  const h = await harness(t);
+  cliOnHarness(t, h);
+  process.env.TESSERA_ISSUER = h.config.issuer;
+  let out = '';
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string) => {
+    out += chunk;
+    return true;
+  }) as typeof process.stdout.write;
+  let code: number;
+  try {
+    code = await main(['users', 'invite', '--email', 'new.person@example.com', '--name', 'New Person']);
+  } finally {
+    process.stdout.write = write;
+  }
+  t.equal(code, 0);
+  const printed = JSON.parse(out) as { url: string; created: boolean; user_id: string };
+  t.equal(printed.created, true);
+  t.match(printed.url, /\/console\/invitation#[A-Za-z0-9_-]{43}$/);
+  const pw = 'sturdy-copper-kettle-9';
+  const res = await post(h, '/console/invitation/password', { code: printed.url.split('#')[1]!, password: pw, confirm: pw });
+  t.equal(res.statusCode, 303);
+});
