@@ -42,7 +42,7 @@ t.test('/ redirects to /console, which sends people to sign in', async (t) => {
   t.match(csp, /default-src 'none'/);
   t.match(csp, /frame-ancestors 'none'/);
   t.notMatch(csp, /unsafe-inline/);
-  t.equal(page.headers['referrer-policy'], 'no-referrer');
+  t.equal(page.headers['referrer-policy'], 'same-origin');
   t.equal(page.headers['x-content-type-options'], 'nosniff');
   t.equal(page.headers['cache-control'], 'no-store');
   t.notMatch(page.body, /<script>|<style>|style="|onclick=/, 'no inline script or style');

@@ -131,7 +131,7 @@ async function consolePages(app: FastifyInstance): Promise<void> {
         baseUri: ["'none'"],
       },
     },
-    referrerPolicy: { policy: 'no-referrer' },
+    referrerPolicy: { policy: 'same-origin' },
     crossOriginEmbedderPolicy: false,
     hsts: secure ? { maxAge: 31536000 } : false,
   });
@@ -149,7 +149,8 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     if (request.method === 'GET' || request.method === 'HEAD') return;
     const o = request.headers.origin;
     const site = request.headers['sec-fetch-site'];
-    const sameOrigin = o !== undefined ? o === origin : site === 'same-origin';
+    // `Origin: null` is what browsers send under some referrer policies: then Sec-Fetch-Site decides.
+    const sameOrigin = o !== undefined && o !== 'null' ? o === origin : site === 'same-origin';
     if (!sameOrigin) {
       reply.code(403).header('cache-control', 'no-store');
       return page(reply, 'message', { title: 'Request refused', message: 'This request did not come from the Tessera Console, so it was refused.' });

@@ -1,0 +1,190 @@
+import t from 'tap';
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Page, Response } from 'playwright-core';
+import { bearer, freePort, harness } from './helper.js';
+import { addVirtualAuthenticator, chromiumMissing, launchChromium, seriousViolations } from './support/browser.js';
+
+// A new person's first visit in a real headless Chromium against a real Tessera on real Postgres:
+// invited by an operator, they create a passkey, sign out and back in with it, make a personal
+// access token and an SDK key and use both, and sign out. Screenshots for the README come from here.
+
+const SHOTS = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', 'docs', 'screenshots');
+
+t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t) => {
+  const port = await freePort();
+  const issuer = `http://localhost:${port}`;
+  const h = await harness(t, { env: { TESSERA_ISSUER: issuer } });
+  await h.app.listen({ port, host: '127.0.0.1' });
+  mkdirSync(SHOTS, { recursive: true });
+
+  // The operator creates the user and an invitation through the admin API.
+  const operator = await h.apiToken(await h.user({ email: 'operator@example.com', name: 'Operator' }), ['admin']);
+  const created = await fetch(`${issuer}/admin/users`, {
+    method: 'POST',
+    headers: { ...bearer(operator), 'content-type': 'application/json' },
+    body: JSON.stringify({ email: 'grace@example.com', name: 'Grace Hopper' }),
+  });
+  t.equal(created.status, 201);
+  const user = (await created.json()) as { id: string };
+  const org = await h.org('Quantum Lab', [[{ id: user.id } as never, 'owner']]);
+  const invited = await fetch(`${issuer}/admin/users/${user.id}/invitations`, {
+    method: 'POST',
+    headers: { ...bearer(operator), 'content-type': 'application/json' },
+    body: JSON.stringify({ scopes: ['api', 'quantum_tokens'] }),
+  });
+  t.equal(invited.status, 201);
+  const { url: invitation } = (await invited.json()) as { url: string };
+
+  const browser = await launchChromium();
+  t.teardown(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1100, height: 800 }, acceptDownloads: true });
+  const page = await context.newPage();
+  await addVirtualAuthenticator(context, page);
+  page.on('dialog', (d) => void d.accept());
+
+  const problems: string[] = [];
+  // A form sent with mistakes on purpose answers 400, which Chromium logs as a failed load.
+  let expectedStatus: number | null = null;
+  page.on('console', (m) => {
+    if (expectedStatus !== null && m.text().includes(`status of ${expectedStatus}`)) return;
+    if (m.type() === 'error' || m.type() === 'warning') problems.push(`${page.url()}: console ${m.type()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`${page.url()}: page error: ${e.message}`));
+  const documents: Response[] = [];
+  page.on('response', (r) => {
+    if (r.request().resourceType() === 'document') documents.push(r);
+  });
+
+  const pagesChecked: string[] = [];
+  async function check(p: Page, name: string) {
+    await p.waitForLoadState('load');
+    const violations = await seriousViolations(p);
+    t.same(violations, [], `${name}: no serious or critical accessibility violation`);
+    pagesChecked.push(name);
+  }
+  const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+
+  // The invitation: the code arrives in the fragment and leaves the address bar.
+  await page.goto(invitation);
+  t.equal(await page.inputValue('#code'), invitation.split('#')[1], 'the code is filled in from the link');
+  t.notOk(page.url().includes('#'), 'the code is no longer in the address bar');
+  await check(page, 'invitation');
+  await shot('invitation');
+  await page.fill('#passkey_name', 'Laptop passkey');
+  await page.click('button[data-passkey="invite"]');
+  await page.waitForURL(`${issuer}/console/account`);
+  t.match(await page.textContent('main'), /Grace Hopper/);
+  t.match(await page.textContent('main'), new RegExp(org.id), 'the organization id is shown');
+  await check(page, 'account');
+  await shot('account');
+
+  // Cookie flags.
+  const cookies = await context.cookies(issuer);
+  const session = cookies.find((c) => c.name === 'tessera_console');
+  t.ok(session, 'the session cookie (plain-http localhost issuer: no __Host- prefix)');
+  t.equal(session?.httpOnly, true);
+  t.equal(session?.sameSite, 'Lax');
+  t.equal(session?.path, '/');
+  t.equal(session?.secure, false, 'not Secure over plain http');
+
+  // Sign out, then in again with the passkey.
+  await page.click('header button:has-text("Sign out")');
+  await page.waitForSelector('h1:has-text("Signed out")');
+  await page.goto(`${issuer}/console`);
+  await page.waitForURL(`${issuer}/console/sign-in`);
+  await check(page, 'sign-in');
+  await shot('sign-in');
+  await page.click('button[data-passkey="sign-in"]');
+  await page.waitForURL(`${issuer}/console/account`);
+
+  // A personal access token: shown once, works against the API, gone from later pages.
+  await page.goto(`${issuer}/console/tokens`);
+  expectedStatus = 400;
+  await page.click('button:has-text("Create token")');
+  t.match(await page.textContent('#name-error'), /Give the token a name/, 'the error is next to the field');
+  expectedStatus = null;
+  await page.fill('#name', 'notebook');
+  await page.check('input[name="scopes"][value="api"]');
+  await page.selectOption('#expires', '30d');
+  await page.click('button:has-text("Create token")');
+  const pat = (await page.textContent('#secret-value'))!.trim();
+  t.match(pat, /^\S{40,}$/);
+  await check(page, 'tokens (token shown once)');
+  await shot('access-token-created');
+  const me = await fetch(`${issuer}/api/users/me`, { headers: bearer(pat) });
+  t.equal(me.status, 200);
+  t.equal(((await me.json()) as { id: string }).id, user.id);
+  await page.goto(`${issuer}/console/tokens`);
+  t.notOk((await page.content()).includes(pat), 'the token is not on a later page');
+  t.match(await page.textContent('main'), /notebook/);
+
+  // An SDK key: secret shown once, key file downloaded, client_credentials gets a JWT.
+  await page.goto(`${issuer}/console/sdk-keys`);
+  await check(page, 'sdk keys');
+  await page.fill('#name', 'ci runner');
+  await page.click('button:has-text("Create key")');
+  await page.waitForSelector('#secret-value');
+  await shot('sdk-key-created');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-key')]);
+  const keyFile = JSON.parse(readFileSync((await download.path())!, 'utf8')) as { client_id: string; client_secret: string; issuer: string };
+  t.same(Object.keys(keyFile).sort(), ['client_id', 'client_secret', 'issuer']);
+  t.equal(keyFile.issuer, issuer);
+  const tokenRes = await fetch(`${issuer}/oauth/token`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${encodeURIComponent(keyFile.client_id)}:${encodeURIComponent(keyFile.client_secret)}`).toString('base64')}`,
+    },
+    body: 'grant_type=client_credentials',
+  });
+  t.equal(tokenRes.status, 200);
+  const jwt = ((await tokenRes.json()) as { access_token: string }).access_token;
+  t.match(jwt, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'a JWT');
+  await page.goto(`${issuer}/console/sdk-keys`);
+  t.notOk((await page.content()).includes(keyFile.client_secret), 'the secret is not on a later page');
+  await page.click('button:has-text("Disable")');
+  t.match(await page.textContent('main'), /disabled/);
+
+  // Sign-in methods and sessions; a phone-sized view of it.
+  await page.goto(`${issuer}/console/security`);
+  t.match(await page.textContent('main'), /Laptop passkey/);
+  await check(page, 'sign-in and sessions');
+  await shot('sessions-and-passkeys');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(`${issuer}/console/account`);
+  await shot('account-phone');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  t.notOk(overflow, 'no sideways scrolling on a phone-sized screen');
+
+  // Sign-out ends the session: the old cookie gets the sign-in page, here and on another instance.
+  const old = (await context.cookies(issuer)).find((c) => c.name === 'tessera_console')!.value;
+  await page.click('header button:has-text("Sign out")');
+  await page.waitForSelector('h1:has-text("Signed out")');
+  const replay = await fetch(`${issuer}/console/account`, { headers: { cookie: `tessera_console=${old}` }, redirect: 'manual' });
+  t.equal(replay.status, 303);
+  t.equal(replay.headers.get('location'), '/console/sign-in');
+  const other = await h.instance();
+  const elsewhere = await other.inject({ url: '/console/account', headers: { cookie: `tessera_console=${old}` } });
+  t.equal(elsewhere.headers.location, '/console/sign-in', 'another instance agrees');
+
+  // A cross-origin form post from another site's page is refused.
+  const evil = await fetch(`${issuer}/console/sign-out-everywhere`, {
+    method: 'POST',
+    headers: { origin: 'https://evil.example', 'content-type': 'application/x-www-form-urlencoded' },
+    body: '',
+    redirect: 'manual',
+  });
+  t.equal(evil.status, 403);
+
+  // Every HTML page carried the CSP, and nothing broke under it.
+  t.ok(documents.length >= 10, `${documents.length} pages loaded`);
+  for (const d of documents) {
+    const csp = (await d.allHeaders())['content-security-policy'] ?? '';
+    if (d.status() >= 300 && d.status() < 400) continue;
+    t.match(csp, /default-src 'none'.*frame-ancestors 'none'/, `CSP on ${d.url()}`);
+    t.notMatch(csp, /unsafe-inline/);
+  }
+  t.same(problems, [], 'no console errors or warnings on any page');
+  t.ok(pagesChecked.length >= 6, `axe ran on ${pagesChecked.length} pages`);
+});
