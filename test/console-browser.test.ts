@@ -154,7 +154,7 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(`${issuer}/console/account`);
   await shot('account-phone');
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  const overflow = await page.evaluate('document.documentElement.scrollWidth > window.innerWidth + 1');
   t.notOk(overflow, 'no sideways scrolling on a phone-sized screen');
 
   // Sign-out ends the session: the old cookie gets the sign-in page, here and on another instance.

@@ -17,13 +17,18 @@ export const inviteCommands: Command[] = [
       const { values } = flags(argv, { email: { type: 'string' }, name: { type: 'string' }, scopes: { type: 'string' } }, this.usage);
       const email = required(values.email, 'email', this.usage);
       if (!/^[^\s@]+@[^\s@]+$/.test(email) || email.length > 320) throw new CliError(`--email must be an email address\nusage: ${this.usage}`);
-      const scopes = values.scopes ? values.scopes.split(',').map((s) => s.trim()).filter(Boolean) : [...DEFAULT_INVITATION_SCOPES];
+      const scopes = values.scopes
+        ? values.scopes
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : [...DEFAULT_INVITATION_SCOPES];
       const unknown = scopes.filter((s) => !(API_SCOPES as readonly string[]).includes(s));
-      if (scopes.length === 0 || unknown.length) throw new CliError(`--scopes must be a comma-separated list of ${API_SCOPES.join(', ')}\nusage: ${this.usage}`);
+      if (scopes.length === 0 || unknown.length)
+        throw new CliError(`--scopes must be a comma-separated list of ${API_SCOPES.join(', ')}\nusage: ${this.usage}`);
       await withRuntime(async ({ handle, config }) => {
         const existing = await findUserByEmail(handle.db, email);
-        const user =
-          existing ?? (await createUserAudited(handle.db, CLI_ACTOR, { email, name: values.name?.trim() || email.split('@')[0]! }));
+        const user = existing ?? (await createUserAudited(handle.db, CLI_ACTOR, { email, name: values.name?.trim() || email.split('@')[0]! }));
         const inv = await inviteUser(handle.db, config.pepper, CLI_ACTOR, {
           userId: user.id,
           scopes,

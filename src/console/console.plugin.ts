@@ -16,7 +16,16 @@ import { hashApiToken, isWellFormedApiToken } from '../api-tokens/api-token.js';
 import { createSdkKey, deleteSdkKeyFor, updateSdkKeyFor } from '../oauth/sdk-keys.service.js';
 import { listSdkKeys, SDK_KEYS_PER_USER } from '../oauth/sdk-keys.repository.js';
 import { SDK_KEY_SCOPES } from '../oauth/scopes.js';
-import { endAllSessions, endSession, findLiveSession, listSessions, principalOf, startSession, type ConsoleSession, type SignInMethod } from '../people/sessions.js';
+import {
+  endAllSessions,
+  endSession,
+  findLiveSession,
+  listSessions,
+  principalOf,
+  startSession,
+  type ConsoleSession,
+  type SignInMethod,
+} from '../people/sessions.js';
 import { accountOf, ensureGrant, liveGrant, setPasswordHash } from '../people/accounts.js';
 import { hashPassword, passwordProblem, PASSWORD_MIN_LENGTH, verifyPassword } from '../people/password.js';
 import { peekInvitation, useInvitation } from '../people/invitations.js';
@@ -328,7 +337,8 @@ async function consolePages(app: FastifyInstance): Promise<void> {
 
   // --- Invitations ---------------------------------------------------------------------------
 
-  const invitationPage = (reply: FastifyReply, data: Record<string, unknown>) => page(reply, 'invitation', { title: 'Set up your sign-in', passwordHint: PASSWORD_HINT, ...data });
+  const invitationPage = (reply: FastifyReply, data: Record<string, unknown>) =>
+    page(reply, 'invitation', { title: 'Set up your sign-in', passwordHint: PASSWORD_HINT, ...data });
 
   app.get('/invitation', HIDDEN, async (_request, reply) => invitationPage(reply, {}));
 
@@ -375,21 +385,29 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     if (!c || !request.body?.response || !code) return jsonError(reply, 400, 'Start again: the passkey prompt expired.');
     const t = now();
     type Outcome = { error: string } | { userId: string; grant: string };
-    const done: Outcome = await app.db.transaction().execute(async (trx): Promise<Outcome> => {
-      const used = await useInvitation(trx, config.pepper, code, t);
-      if (!used || used.userId !== c.userId) return { error: 'This invitation code is not valid: it may have expired or been used.' };
-      const added = await addPasskey(trx, rp, { userId: used.userId, credential: `user_invitation`, ip: request.ip, requestId: request.id }, {
-        userId: used.userId,
-        response: request.body.response!,
-        expectedChallenge: c.challenge,
-        name,
+    const done: Outcome = await app.db
+      .transaction()
+      .execute(async (trx): Promise<Outcome> => {
+        const used = await useInvitation(trx, config.pepper, code, t);
+        if (!used || used.userId !== c.userId) return { error: 'This invitation code is not valid: it may have expired or been used.' };
+        const added = await addPasskey(
+          trx,
+          rp,
+          { userId: used.userId, credential: `user_invitation`, ip: request.ip, requestId: request.id },
+          {
+            userId: used.userId,
+            response: request.body.response!,
+            expectedChallenge: c.challenge,
+            name,
+          },
+        );
+        if (!added.ok) throw new PasskeyRefused(added.reason);
+        return { userId: used.userId, grant: await ensureGrant(trx, config.pepper, used.userId, used.scopes, t) };
+      })
+      .catch((err: unknown): Outcome => {
+        if (err instanceof PasskeyRefused) return { error: err.message };
+        throw err;
       });
-      if (!added.ok) throw new PasskeyRefused(added.reason);
-      return { userId: used.userId, grant: await ensureGrant(trx, config.pepper, used.userId, used.scopes, t) };
-    }).catch((err: unknown): Outcome => {
-      if (err instanceof PasskeyRefused) return { error: err.message };
-      throw err;
-    });
     if (!('grant' in done)) return jsonError(reply, 400, done.error);
     await signIn(request, reply, done.userId, done.grant, 'passkey');
     return { redirect: `${PREFIX}/account` };
@@ -595,7 +613,12 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     if (!c || c.userId !== user.id || !request.body?.response) return jsonError(reply, 400, 'Start again: the passkey prompt expired.');
     const t = now();
     const result = await app.db.transaction().execute(async (trx) => {
-      const added = await addPasskey(trx, rp, actorOf(request), { userId: user.id, response: request.body.response!, expectedChallenge: c.challenge, name: passkeyName(request.body.name) });
+      const added = await addPasskey(trx, rp, actorOf(request), {
+        userId: user.id,
+        response: request.body.response!,
+        expectedChallenge: c.challenge,
+        name: passkeyName(request.body.name),
+      });
       if (added.ok) await ensureGrant(trx, config.pepper, user.id, request.consoleSession!.scopes, t);
       return added;
     });

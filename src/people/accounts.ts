@@ -7,7 +7,11 @@ import { peopleTrx, type PeopleQ } from './db.js';
 /** The sign-in state of a user: password hash, console grant, passkey count. */
 export async function accountOf(db: PeopleQ, userId: string) {
   const acc = await db.selectFrom('people_accounts').select(['password_hash', 'grant_api_token_id']).where('user_id', '=', userId).executeTakeFirst();
-  const passkeys = await db.selectFrom('passkeys').select((eb) => eb.fn.countAll<string>().as('n')).where('user_id', '=', userId).executeTakeFirstOrThrow();
+  const passkeys = await db
+    .selectFrom('passkeys')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('user_id', '=', userId)
+    .executeTakeFirstOrThrow();
   return { passwordHash: acc?.password_hash ?? null, grantApiTokenId: acc?.grant_api_token_id ?? null, passkeys: Number(passkeys.n) };
 }
 
@@ -17,7 +21,11 @@ export async function accountOf(db: PeopleQ, userId: string) {
  */
 export async function ensureGrant(trx: Transaction<Database>, pepper: Buffer, userId: string, scopes: readonly string[], now: Date): Promise<string> {
   const p = peopleTrx(trx);
-  await p.insertInto('people_accounts').values({ user_id: userId }).onConflict((oc) => oc.column('user_id').doNothing()).execute();
+  await p
+    .insertInto('people_accounts')
+    .values({ user_id: userId })
+    .onConflict((oc) => oc.column('user_id').doNothing())
+    .execute();
   const acc = await p.selectFrom('people_accounts').select('grant_api_token_id').where('user_id', '=', userId).forUpdate().executeTakeFirstOrThrow();
   if (acc.grant_api_token_id && (await lockLiveApiToken(trx, userId, acc.grant_api_token_id, now))) return acc.grant_api_token_id;
   const { row } = await issueApiToken(trx, pepper, { userId, name: 'Console sign-in', scopes: [...scopes], expiresAt: null });

@@ -101,6 +101,10 @@ export async function useInvitation(trx: Transaction<Database>, pepper: Buffer, 
   if (!row) return null;
   const user = await trx.selectFrom('users').select('status').where('id', '=', row.user_id).executeTakeFirst();
   if (user?.status !== 'active') return null;
-  await recordAudit(trx, { userId: row.user_id, credential: `user_invitation:${row.id}` }, { action: 'user.invitation_used', targetType: 'user', targetId: row.user_id });
+  await recordAudit(
+    trx,
+    { userId: row.user_id, credential: `user_invitation:${row.id}` },
+    { action: 'user.invitation_used', targetType: 'user', targetId: row.user_id },
+  );
   return { userId: row.user_id, scopes: row.scopes };
 }

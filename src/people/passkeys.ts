@@ -76,7 +76,11 @@ export async function addPasskey(
   if (!verified.verified) return { ok: false, reason: 'The passkey could not be verified. Try again.' };
   const p = peopleTrx(trx);
   await trx.selectFrom('users').select('id').where('id', '=', input.userId).forUpdate().executeTakeFirst();
-  const count = await p.selectFrom('passkeys').select((eb) => eb.fn.countAll<string>().as('n')).where('user_id', '=', input.userId).executeTakeFirstOrThrow();
+  const count = await p
+    .selectFrom('passkeys')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('user_id', '=', input.userId)
+    .executeTakeFirstOrThrow();
   if (Number(count.n) >= MAX_PASSKEYS_PER_USER) return { ok: false, reason: `You hold ${MAX_PASSKEYS_PER_USER} passkeys, the most allowed: remove one first.` };
   const c = verified.registrationInfo.credential;
   const row = await p
@@ -140,12 +144,7 @@ export async function verifyPasskeySignIn(
 }
 
 export async function listPasskeys(db: Kysely<Database>, userId: string) {
-  return peopleDb(db)
-    .selectFrom('passkeys')
-    .select(['id', 'name', 'created_at', 'last_used_at'])
-    .where('user_id', '=', userId)
-    .orderBy('created_at')
-    .execute();
+  return peopleDb(db).selectFrom('passkeys').select(['id', 'name', 'created_at', 'last_used_at']).where('user_id', '=', userId).orderBy('created_at').execute();
 }
 
 export async function renamePasskey(db: Kysely<Database>, actor: Actor, userId: string, id: string, name: string): Promise<boolean> {

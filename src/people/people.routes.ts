@@ -17,7 +17,7 @@ export async function peopleRoutes(app: FastifyInstance): Promise<void> {
         summary: 'Invite a user to the console: a one-time link where they set a passkey or password',
         description:
           'The link is in this response only (its code is stored as a keyed hash) and works once, until `expires_at` ' +
-          '(`expires_in` seconds, default 72 hours). A new invitation cancels the user\'s unused ones. The code is in the ' +
+          "(`expires_in` seconds, default 72 hours). A new invitation cancels the user's unused ones. The code is in the " +
           "link's fragment, so browsers never send it to a server. Using it gives the user a console sign-in grant with " +
           '`scopes` (default `api quantum_tokens`), unless they already hold a live one.',
         params: { type: 'object', additionalProperties: false, required: ['id'], properties: { id: uuidSchema } },

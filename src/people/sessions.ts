@@ -75,7 +75,17 @@ export async function findLiveSession(db: Kysely<Database>, config: Config, cook
     .selectFrom('console_sessions as s')
     .innerJoin('api_tokens as t', 't.id', 's.api_token_id')
     .innerJoin('users as u', 'u.id', 's.user_id')
-    .select(['s.id', 's.user_id', 's.api_token_id', 's.method', 's.created_at', 's.last_seen_at', 's.expires_at', 't.scopes', 't.expires_at as token_expires_at'])
+    .select([
+      's.id',
+      's.user_id',
+      's.api_token_id',
+      's.method',
+      's.created_at',
+      's.last_seen_at',
+      's.expires_at',
+      't.scopes',
+      't.expires_at as token_expires_at',
+    ])
     .where('s.token_hash', '=', hashSessionCookie(config.pepper, cookie))
     .where('s.revoked_at', 'is', null)
     .where('s.expires_at', '>', now)

@@ -1,3 +1,4 @@
+/* global window, document, history */
 // Progressive enhancement only: every page works without this file, except passkey ceremonies.
 (function () {
   'use strict';
@@ -15,7 +16,9 @@
     var done = function () {
       var label = button.textContent;
       button.textContent = 'Copied';
-      setTimeout(function () { button.textContent = label; }, 1500);
+      setTimeout(function () {
+        button.textContent = label;
+      }, 1500);
     };
     if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(text).then(done, function () {});
   }
@@ -27,7 +30,9 @@
       headers: { 'content-type': 'application/json', accept: 'application/json' },
       body: JSON.stringify(body || {}),
     });
-    var data = await res.json().catch(function () { return {}; });
+    var data = await res.json().catch(function () {
+      return {};
+    });
     if (!res.ok) throw new Error(data.message || 'The request failed.');
     return data;
   }
@@ -62,13 +67,17 @@
       window.location.assign(result.redirect || '/console');
     } catch (err) {
       button.disabled = false;
-      if (out) out.textContent = err && err.name === 'NotAllowedError' ? 'The passkey prompt was cancelled or timed out.' : (err && err.message) || 'Something went wrong.';
+      if (out)
+        out.textContent =
+          err && err.name === 'NotAllowedError' ? 'The passkey prompt was cancelled or timed out.' : (err && err.message) || 'Something went wrong.';
     }
   }
 
   ready(function () {
     document.querySelectorAll('button[data-copy]').forEach(function (b) {
-      b.addEventListener('click', function () { copy(b); });
+      b.addEventListener('click', function () {
+        copy(b);
+      });
     });
     document.querySelectorAll('form[data-confirm]').forEach(function (f) {
       f.addEventListener('submit', function (e) {
@@ -77,7 +86,9 @@
     });
     document.querySelectorAll('button[data-passkey]').forEach(function (b) {
       b.hidden = false;
-      b.addEventListener('click', function () { passkey(b); });
+      b.addEventListener('click', function () {
+        passkey(b);
+      });
     });
     document.querySelectorAll('input[data-filter]').forEach(function (input) {
       var table = document.getElementById(input.getAttribute('data-filter'));
