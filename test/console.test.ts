@@ -219,3 +219,73 @@ t.test('tessera users invite creates the user and prints a link', async (t) => {
   const res = await post(h, '/console/invitation/password', { code: printed.url.split('#')[1]!, password: pw, confirm: pw });
   t.equal(res.statusCode, 303);
 });
+
+t.test('console sessions end after the idle timeout, and after the absolute one however busy', async (t) => {
+  const h = await harness(t, { env: { TESSERA_CONSOLE_SESSION_IDLE: '10m', TESSERA_CONSOLE_SESSION_MAX: '1h' } });
+  const u = await h.user();
+  const token = await h.apiToken(u, ['api']);
+  const signIn = async () => cookieOf(await post(h, '/console/sign-in/token', { api_token: token }))!;
+  const status = async (cookie: string) => (await h.inject({ url: '/console/account', headers: { cookie } })).statusCode;
+
+  const idle = await signIn();
+  h.clock.advance(9 * 60);
+  t.equal(await status(idle), 200, 'used within the idle timeout');
+  h.clock.advance(9 * 60);
+  t.equal(await status(idle), 200, 'the idle clock restarted at the last request');
+  h.clock.advance(11 * 60);
+  t.equal(await status(idle), 303, 'idle too long: signed out');
+
+  const busy = await signIn();
+  for (let i = 0; i < 7; i++) {
+    h.clock.advance(9 * 60);
+    t.equal(await status(busy), i < 6 ? 200 : 303, `after ${(i + 1) * 9} minutes of use`);
+  }
+});
+
+t.test('a console session ends with the API token it acts for, and with its user', async (t) => {
+  const h = await harness(t);
+  const u = await h.user();
+  const token = await h.apiToken(u, ['api']);
+  const cookie = cookieOf(await post(h, '/console/sign-in/token', { api_token: token }))!;
+  t.equal((await h.inject({ url: '/console/account', headers: { cookie } })).statusCode, 200);
+  const list = (await h.inject({ url: '/api/access-tokens', headers: bearer(token) })).json() as { access_tokens: Array<{ id: string }> };
+  const del = await h.inject({ method: 'DELETE', url: `/api/access-tokens/${list.access_tokens[0]!.id}`, headers: bearer(token) });
+  t.equal(del.statusCode, 204);
+  t.equal((await h.inject({ url: '/console/account', headers: { cookie } })).statusCode, 303, 'revoking the token ends the session');
+
+  const v = await h.user();
+  const other = cookieOf(await post(h, '/console/sign-in/token', { api_token: await h.apiToken(v, ['api']) }))!;
+  const admin = await h.apiToken(await h.user(), ['admin']);
+  t.equal((await h.inject({ method: 'POST', url: `/admin/users/${v.id}/suspend`, headers: bearer(admin) })).statusCode, 200);
+  t.equal((await h.inject({ url: '/console/account', headers: { cookie: other } })).statusCode, 303, 'suspension ends it');
+});
+
+t.test('console settings are validated', async (t) => {
+  const { loadConfig, ConfigError } = await import('../src/platform/config.js');
+  const base = { DATABASE_URL: 'postgres://x@localhost/x', TESSERA_MASTER_KEY: Buffer.alloc(32, 1).toString('base64'), TESSERA_PEPPER: 'p'.repeat(32) };
+  const c = loadConfig(base).config.console;
+  t.same(c, { sessionIdleSeconds: 1800, sessionMaxSeconds: 43200, invitationTtlSeconds: 259200, failedSignInsPerAccount: 10, failedSignInsPerIp: 100 });
+  t.throws(() => loadConfig({ ...base, TESSERA_CONSOLE_SESSION_IDLE: '2h', TESSERA_CONSOLE_SESSION_MAX: '1h' }), ConfigError);
+  t.throws(() => loadConfig({ ...base, TESSERA_CONSOLE_INVITATION_TTL: 'soon' }), /TESSERA_CONSOLE_INVITATION_TTL/);
+  t.equal(loadConfig({ ...base, TESSERA_CONSOLE_INVITATION_TTL: '1d' }).config.console.invitationTtlSeconds, 86400);
+});
+
+t.test('expired and unknown invitation codes are refused alike', async (t) => {
+  const h = await harness(t);
+  const u = await h.user();
+  const res = await h.inject({
+    method: 'POST',
+    url: `/admin/users/${u.id}/invitations`,
+    headers: bearer(await h.apiToken(await h.user(), ['admin'])),
+    payload: { expires_in: 600 },
+  });
+  const code = (res.json() as { url: string }).url.split('#')[1]!;
+  h.clock.advance(601);
+  const pw = 'gentle-orchard-signal-3';
+  const expired = await post(h, '/console/invitation/password', { code, password: pw, confirm: pw });
+  const unknown = await post(h, '/console/invitation/password', { code: 'A'.repeat(43), password: pw, confirm: pw });
+  t.equal(expired.statusCode, 400);
+  t.equal(unknown.statusCode, 400);
+  t.match(expired.body, /not valid/);
+  t.equal(expired.body.replace(code, 'X'), unknown.body.replace('A'.repeat(43), 'X'));
+});
