@@ -106,6 +106,7 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   expectedStatus = null;
   await page.fill('#name', 'notebook');
   await page.check('input[name="scopes"][value="api"]');
+  await page.check('input[name="scopes"][value="quantum_tokens"]');
   await page.selectOption('#expires', '30d');
   await page.click('button:has-text("Create token")');
   const pat = (await page.textContent('#secret-value'))!.trim();
@@ -145,6 +146,24 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   t.notOk((await page.content()).includes(keyFile.client_secret), 'the secret is not on a later page');
   await page.click('button:has-text("Disable")');
   t.match(await page.textContent('main'), /disabled/);
+
+  // A provider token from the form generated from the provider's JSON Schema; resolve returns it.
+  await page.goto(`${issuer}/console/provider-tokens`);
+  expectedStatus = 400;
+  await page.click('button:has-text("Save the IonQ credential")');
+  t.match(await page.textContent('#ionq-api_key-error'), /Fill this in/, 'the missing field is named next to it');
+  expectedStatus = null;
+  await page.fill('#ionq-api_key', 'ionq-live-secret-0123456789abcd');
+  await page.fill('#ionq-label', 'lab account');
+  await page.click('button:has-text("Save the IonQ credential")');
+  await page.waitForSelector('text=Your IonQ credential is saved.');
+  t.notOk((await page.content()).includes('ionq-live-secret-0123456789abcd'), 'the secret is write-only');
+  t.match(await page.textContent('main'), /…abcd/, 'only a hint is shown');
+  await check(page, 'provider tokens');
+  await shot('provider-tokens');
+  const resolved = await fetch(`${issuer}/api/provider-tokens/ionq/resolve`, { headers: bearer(pat) });
+  t.equal(resolved.status, 200);
+  t.match(await resolved.text(), /ionq-live-secret-0123456789abcd/, 'resolve returns the saved credential');
 
   // Sign-in methods and sessions; a phone-sized view of it.
   await page.goto(`${issuer}/console/security`);

@@ -168,6 +168,8 @@ const MATRIX: Record<string, Case> = {
       '/console/passkeys/:id/rename',
       '/console/passkeys/:id/remove',
       '/console/sessions/:id/end',
+      '/console/provider-tokens/:provider',
+      '/console/provider-tokens/:provider/delete',
     ].map((url) => [
       `POST ${url}`,
       { kind: 'not-bearer', why: 'browser console: cookie session, same-origin writes only; bearer tokens are not read' } as Case,

@@ -41,6 +41,9 @@ import {
 } from '../people/passkeys.js';
 import { SignInLimiter } from '../people/sign-in-limiter.js';
 import { peopleDb } from '../people/db.js';
+import { ProviderRegistry } from '../provider-tokens/registry.js';
+import { putProviderToken, removeProviderToken, type ProviderTokenDeps } from '../provider-tokens/provider-tokens.service.js';
+import { listProviderTokens } from '../provider-tokens/provider-tokens.repository.js';
 import { consoleDir, loadAssets } from './assets.js';
 import { openChallenge, sealChallenge, type Challenge } from './challenge.js';
 
@@ -123,6 +126,8 @@ async function consolePages(app: FastifyInstance): Promise<void> {
   const perAccount = new SignInLimiter({ max: config.console.failedSignInsPerAccount, windowMs: FAILURE_WINDOW_MS, now: () => app.clock.now() });
   const perIp = new SignInLimiter({ max: config.console.failedSignInsPerIp, windowMs: FAILURE_WINDOW_MS, now: () => app.clock.now() });
   const sdkDeps = { db: app.db, pepper: config.pepper, clock: app.clock };
+  const registry = new ProviderRegistry(config.providers);
+  const providerDeps: ProviderTokenDeps = { db: app.db, config, registry, clock: app.clock, usage: app.usage, log: app.log };
 
   await app.register(formbody, { bodyLimit: 16 * 1024 });
   await app.register(cookie);
@@ -237,6 +242,16 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     if (request.headers['content-type']?.startsWith('application/json')) return jsonError(reply, 401, 'You are signed out.');
     return reply.redirect(`${PREFIX}/sign-in`, 303);
   };
+
+  /** preHandlers of self-service pages: signed in, with the scope the matching API routes require. */
+  const selfService = [
+    signedIn,
+    async (request: FastifyRequest, reply: FastifyReply) => {
+      if (request.consoleSession?.scopes.includes('api')) return;
+      reply.code(403);
+      return page(reply, 'message', { title: 'Not available', message: 'Your sign-in lacks the api scope this page needs.' });
+    },
+  ];
 
   // --- Static assets -------------------------------------------------------------------------
 
@@ -452,9 +467,9 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     });
   }
 
-  app.get('/tokens', { ...HIDDEN, preHandler: signedIn }, async (request, reply) => tokensPage(request, reply));
+  app.get('/tokens', { ...HIDDEN, preHandler: selfService }, async (request, reply) => tokensPage(request, reply));
 
-  app.post('/tokens', { ...HIDDEN, preHandler: signedIn }, async (request, reply) => {
+  app.post('/tokens', { ...HIDDEN, preHandler: selfService }, async (request, reply) => {
     const s = request.consoleSession!;
     const name = field(request.body, 'name', 300).trim();
     const scopes = [...new Set(list(request.body, 'scopes'))];
@@ -484,7 +499,7 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     }
   });
 
-  app.post<{ Params: { id: string } }>('/tokens/:id/revoke', { ...HIDDEN, preHandler: signedIn }, async (request, reply) => {
+  app.post<{ Params: { id: string } }>('/tokens/:id/revoke', { ...HIDDEN, preHandler: selfService }, async (request, reply) => {
     const s = request.consoleSession!;
     if (!/^[0-9a-f-]{36}$/i.test(request.params.id) || request.params.id === s.apiTokenId) {
       return tokensPage(request, reply.code(400), { formError: 'That token cannot be revoked here.' });
@@ -510,9 +525,9 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     });
   }
 
-  app.get('/sdk-keys', { ...HIDDEN, preHandler: signedIn }, async (request, reply) => keysPage(request, reply));
+  app.get('/sdk-keys', { ...HIDDEN, preHandler: selfService }, async (request, reply) => keysPage(request, reply));
 
-  app.post('/sdk-keys', { ...HIDDEN, preHandler: signedIn }, async (request, reply) => {
+  app.post('/sdk-keys', { ...HIDDEN, preHandler: selfService }, async (request, reply) => {
     const s = request.consoleSession!;
     const name = field(request.body, 'name', 300).trim();
     const scopes = [...new Set(list(request.body, 'scopes'))];
@@ -537,7 +552,7 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     }
   });
 
-  app.post<{ Params: { clientId: string; action: string } }>('/sdk-keys/:clientId/:action', { ...HIDDEN, preHandler: signedIn }, async (request, reply) => {
+  app.post<{ Params: { clientId: string; action: string } }>('/sdk-keys/:clientId/:action', { ...HIDDEN, preHandler: selfService }, async (request, reply) => {
     const { clientId, action } = request.params;
     const s = request.consoleSession!;
     try {
@@ -552,6 +567,78 @@ async function consolePages(app: FastifyInstance): Promise<void> {
       return keysPage(request, reply.code(404), { formError: 'Unknown action.' });
     } catch (err) {
       if (err instanceof ApiError && err.statusCode < 500) return keysPage(request, reply.code(err.statusCode), { formError: err.message });
+      throw err;
+    }
+  });
+
+  // --- Provider tokens ---------------------------------------------------------------------
+
+  type FieldView = { name: string; required: boolean; secret: boolean; options: string[] | null; value: string; error: string | null };
+  async function providersPage(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    data: { values?: Record<string, Record<string, string>>; errors?: Record<string, Record<string, string>> } & Record<string, unknown> = {},
+  ) {
+    const s = request.consoleSession!;
+    const saved = new Map((await listProviderTokens(app.db, { type: 'user', id: s.userId })).map((r) => [r.provider, r]));
+    const providers = registry.names.map((name) => {
+      const spec = registry.get(name)!;
+      const schema = spec.schema as { required?: string[]; properties?: Record<string, { enum?: string[] }> };
+      const values = data.values?.[name] ?? {};
+      const errors = data.errors?.[name] ?? {};
+      const fields: FieldView[] = Object.entries(schema.properties ?? {}).map(([f, prop]) => ({
+        name: f,
+        required: (schema.required ?? []).includes(f),
+        secret: spec.secretFields.includes(f),
+        options: Array.isArray(prop.enum) ? prop.enum : null,
+        value: spec.secretFields.includes(f) ? '' : (values[f] ?? ''),
+        error: errors[f] ?? null,
+      }));
+      const row = saved.get(name);
+      return {
+        name,
+        title: spec.title,
+        fields,
+        label: values.label ?? row?.label ?? '',
+        saved: row ? { label: row.label, hint: row.hint, updated: when(row.updated_at), lastUsed: when(row.last_used_at) } : null,
+      };
+    });
+    return page(reply, 'provider-tokens', { title: 'Provider tokens', nav: 'provider-tokens', ...data, providers });
+  }
+
+  app.get('/provider-tokens', { ...HIDDEN, preHandler: selfService }, async (request, reply) => providersPage(request, reply));
+
+  app.post<{ Params: { provider: string } }>('/provider-tokens/:provider', { ...HIDDEN, preHandler: selfService }, async (request, reply) => {
+    const provider = request.params.provider;
+    const spec = registry.get(provider);
+    if (!spec) return providersPage(request, reply.code(404), { formError: 'No such provider.' });
+    const props = Object.keys((spec.schema as { properties?: Record<string, unknown> }).properties ?? {});
+    const credential: Record<string, string> = {};
+    for (const f of props) {
+      const v = field(request.body, f, 4096).trim();
+      if (v) credential[f] = v;
+    }
+    const label = field(request.body, 'label', 200).trim();
+    const shown = Object.fromEntries(Object.entries(credential).filter(([f]) => !spec.secretFields.includes(f)));
+    const problems = registry.validate(provider, credential);
+    if (problems.length) {
+      const errors: Record<string, string> = {};
+      for (const p of problems) {
+        const name = p.field.replace(/^\//, '').split('/')[0] || props[0]!;
+        errors[name] ??= `This ${p.message}.`.replace('This is required.', 'Fill this in.');
+      }
+      return providersPage(request, reply.code(400), { values: { [provider]: { ...shown, label } }, errors: { [provider]: errors } });
+    }
+    await putProviderToken(providerDeps, { type: 'user', id: request.consoleUser!.id }, provider, { label: label || null, credential }, actorOf(request));
+    return providersPage(request, reply, { notice: `Your ${spec.title} credential is saved.` });
+  });
+
+  app.post<{ Params: { provider: string } }>('/provider-tokens/:provider/delete', { ...HIDDEN, preHandler: selfService }, async (request, reply) => {
+    try {
+      await removeProviderToken(providerDeps, { type: 'user', id: request.consoleUser!.id }, request.params.provider, actorOf(request));
+      return providersPage(request, reply, { notice: 'The credential is deleted.' });
+    } catch (err) {
+      if (err instanceof ApiError && err.statusCode < 500) return providersPage(request, reply.code(err.statusCode), { formError: err.message });
       throw err;
     }
   });
