@@ -51,10 +51,11 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
     if (m.type() === 'error' || m.type() === 'warning') problems.push(`${page.url()}: console ${m.type()}: ${m.text()}`);
   });
   page.on('pageerror', (e) => problems.push(`${page.url()}: page error: ${e.message}`));
-  const documents: Response[] = [];
-  page.on('response', (r) => {
-    if (r.request().resourceType() === 'document') documents.push(r);
-  });
+  const documents: Array<{ url: string; status: number; csp: string }> = [];
+  const record = (r: Response) => {
+    if (r.request().resourceType() === 'document') documents.push({ url: r.url(), status: r.status(), csp: r.headers()['content-security-policy'] ?? '' });
+  };
+  page.on('response', record);
 
   const pagesChecked: string[] = [];
   async function check(p: Page, name: string) {
@@ -196,13 +197,63 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   });
   t.equal(evil.status, 403);
 
+  // The operator, signed in with their admin API token: invites someone, rotates the signing key
+  // (the JWKS shows the new key), reads the audit log.
+  const ops = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  const opPage = await ops.newPage();
+  opPage.on('dialog', (d) => void d.accept());
+  opPage.on('console', (m) => {
+    if (expectedStatus !== null && m.text().includes(`status of ${expectedStatus}`)) return;
+    if (m.type() === 'error' || m.type() === 'warning') problems.push(`${opPage.url()}: console ${m.type()}: ${m.text()}`);
+  });
+  opPage.on('pageerror', (e) => problems.push(`${opPage.url()}: page error: ${e.message}`));
+  opPage.on('response', record);
+  await opPage.goto(`${issuer}/console/sign-in`);
+  await opPage.fill('#api_token', operator);
+  await opPage.click('button:has-text("Sign in with the token")');
+  await opPage.waitForURL(`${issuer}/console/account`);
+  await opPage.click('nav a:has-text("Users")');
+  await opPage.fill('#email', 'alan@example.com');
+  await opPage.fill('#name', 'Alan Turing');
+  await opPage.click('button:has-text("Create invitation link")');
+  t.match(await opPage.textContent('#secret-value'), /\/console\/invitation#[A-Za-z0-9_-]{43}$/, 'an invitation link, shown once');
+  await check(opPage, 'operator users');
+  await opPage.screenshot({ path: path.join(SHOTS, 'operator-users.png'), fullPage: true });
+  t.match(await opPage.textContent('main'), /alan@example\.com/);
+
+  const kidsBefore = ((await (await fetch(`${issuer}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
+  await opPage.click('nav a:has-text("Signing keys")');
+  await opPage.check('input[name="immediate"]');
+  await opPage.click('button:has-text("Rotate the signing key")');
+  const notice = (await opPage.textContent('.notice'))!;
+  const newKid = /Key (\S+) signs from now on/.exec(notice)?.[1];
+  t.ok(newKid, `rotated: ${notice}`);
+  const kidsAfter = ((await (await fetch(`${issuer}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
+  t.notOk(kidsBefore.includes(newKid!), 'a new key');
+  t.ok(kidsAfter.includes(newKid!), 'the JWKS shows the new key');
+  expectedStatus = 400;
+  await opPage.fill('#kid', newKid!);
+  await opPage.fill('#confirm_kid', 'something else');
+  await opPage.click('button:has-text("Revoke the key")');
+  t.match(await opPage.textContent('#confirm_kid-error'), /Type the same key ID/, 'revocation needs the key ID typed twice');
+  expectedStatus = null;
+  await check(opPage, 'operator signing keys');
+  await opPage.screenshot({ path: path.join(SHOTS, 'operator-signing-keys.png'), fullPage: true });
+  await opPage.click('nav a:has-text("Audit log")');
+  await opPage.fill('#action', 'signing_key.rotate');
+  await opPage.click('button:has-text("Filter")');
+  await check(opPage, 'operator audit log');
+  await opPage.goto(`${issuer}/console/admin/audit`);
+  t.match(await opPage.textContent('main'), /user\.invite/);
+  await opPage.screenshot({ path: path.join(SHOTS, 'operator-audit.png'), fullPage: true });
+  await ops.close();
+
   // Every HTML page carried the CSP, and nothing broke under it.
   t.ok(documents.length >= 10, `${documents.length} pages loaded`);
   for (const d of documents) {
-    const csp = (await d.allHeaders())['content-security-policy'] ?? '';
-    if (d.status() >= 300 && d.status() < 400) continue;
-    t.match(csp, /default-src 'none'.*frame-ancestors 'none'/, `CSP on ${d.url()}`);
-    t.notMatch(csp, /unsafe-inline/);
+    if (d.status >= 300 && d.status < 400) continue;
+    t.match(d.csp, /default-src 'none'.*frame-ancestors 'none'/, `CSP on ${d.url}`);
+    t.notMatch(d.csp, /unsafe-inline/);
   }
   t.same(problems, [], 'no console errors or warnings on any page');
   t.ok(pagesChecked.length >= 6, `axe ran on ${pagesChecked.length} pages`);

@@ -170,6 +170,10 @@ const MATRIX: Record<string, Case> = {
       '/console/sessions/:id/end',
       '/console/provider-tokens/:provider',
       '/console/provider-tokens/:provider/delete',
+      '/console/admin/users/invite',
+      '/console/admin/users/:id/:action',
+      '/console/admin/keys/rotate',
+      '/console/admin/keys/revoke',
     ].map((url) => [
       `POST ${url}`,
       { kind: 'not-bearer', why: 'browser console: cookie session, same-origin writes only; bearer tokens are not read' } as Case,

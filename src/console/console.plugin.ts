@@ -8,7 +8,10 @@ import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simp
 import { ApiError } from '../platform/errors/api-error.js';
 import { API_SCOPES } from '../platform/auth/scopes.js';
 import type { Actor } from '../platform/database/audit.repository.js';
-import { findUserByEmail, findUserById, normaliseEmail, type User } from '../identity/users.repository.js';
+import { findUserByEmail, findUserById, listUsers, normaliseEmail, type User } from '../identity/users.repository.js';
+import { activateUser, createUserAudited, suspendUser } from '../identity/users.service.js';
+import { listAuditEvents } from '../platform/database/audit.repository.js';
+import { SigningKeyAlreadyRevokedError, SigningKeyNotFoundError } from '../signing-keys/rotation.js';
 import { organizationsOfUser } from '../identity/organizations.repository.js';
 import { createChildApiToken, revokeApiToken } from '../api-tokens/api-tokens.service.js';
 import { findApiTokenByHash, listLiveApiTokens } from '../api-tokens/api-tokens.repository.js';
@@ -28,7 +31,7 @@ import {
 } from '../people/sessions.js';
 import { accountOf, ensureGrant, liveGrant, setPasswordHash } from '../people/accounts.js';
 import { hashPassword, passwordProblem, PASSWORD_MIN_LENGTH, verifyPassword } from '../people/password.js';
-import { peekInvitation, useInvitation } from '../people/invitations.js';
+import { DEFAULT_INVITATION_SCOPES, inviteUser, peekInvitation, useInvitation } from '../people/invitations.js';
 import {
   addPasskey,
   authenticationOptions,
@@ -190,6 +193,7 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     reply.type('text/html; charset=utf-8');
     return reply.view(template, {
       me: request.consoleUser,
+      isAdmin: request.consoleSession?.scopes.includes('admin') === true,
       nav: null,
       notice: null,
       formError: null,
@@ -250,6 +254,16 @@ async function consolePages(app: FastifyInstance): Promise<void> {
       if (request.consoleSession?.scopes.includes('api')) return;
       reply.code(403);
       return page(reply, 'message', { title: 'Not available', message: 'Your sign-in lacks the api scope this page needs.' });
+    },
+  ];
+
+  /** preHandlers of operator pages: signed in with scope admin. */
+  const operator = [
+    signedIn,
+    async (request: FastifyRequest, reply: FastifyReply) => {
+      if (request.consoleSession?.scopes.includes('admin')) return;
+      reply.code(403);
+      return page(reply, 'message', { title: 'Operators only', message: 'This page needs the admin scope.' });
     },
   ];
 
@@ -642,6 +656,173 @@ async function consolePages(app: FastifyInstance): Promise<void> {
       throw err;
     }
   });
+
+  // --- Operators: users ----------------------------------------------------------------------
+
+  const ADMIN_PAGE = 50;
+  async function usersPage(request: FastifyRequest<{ Querystring: { q?: string; after?: string } }>, reply: FastifyReply, data: Record<string, unknown> = {}) {
+    const q = typeof request.query?.q === 'string' ? request.query.q.trim().slice(0, 320) : '';
+    const after = typeof request.query?.after === 'string' && /^[0-9a-f-]{36}$/i.test(request.query.after) ? request.query.after : undefined;
+    let users: User[];
+    if (q) {
+      const found = /^[0-9a-f-]{36}$/i.test(q) ? await findUserById(app.db, q) : await findUserByEmail(app.db, q);
+      users = found ? [found] : [];
+    } else users = await listUsers(app.db, { limit: ADMIN_PAGE, after });
+    return page(reply, 'admin-users', {
+      title: 'Users',
+      nav: 'admin-users',
+      q,
+      users,
+      next: !q && users.length === ADMIN_PAGE ? users[users.length - 1]!.id : null,
+      scopeChoices: API_SCOPES,
+      values: { email: '', name: '', scopes: [...DEFAULT_INVITATION_SCOPES] },
+      ...data,
+    });
+  }
+
+  app.get<{ Querystring: { q?: string; after?: string } }>('/admin/users', { ...HIDDEN, preHandler: operator }, async (request, reply) =>
+    usersPage(request, reply),
+  );
+
+  app.post('/admin/users/invite', { ...HIDDEN, preHandler: operator }, async (request, reply) => {
+    const email = field(request.body, 'email', 400).trim();
+    const name = field(request.body, 'name', 300).trim();
+    const scopes = [...new Set(list(request.body, 'scopes'))];
+    const values = { email, name, scopes };
+    const errors: Record<string, string> = {};
+    if (!/^[^\s@]+@[^\s@]+$/.test(email) || email.length > 320) errors.email = 'Enter an email address.';
+    if (name.length > 200) errors.name = 'Use at most 200 characters.';
+    if (scopes.length === 0) errors.scopes = 'Choose at least one scope.';
+    else if (scopes.some((x) => !(API_SCOPES as readonly string[]).includes(x))) errors.scopes = 'Choose among the scopes listed.';
+    if (Object.keys(errors).length) return usersPage(request as never, reply.code(400), { errors, values });
+    const actor = actorOf(request);
+    const user = (await findUserByEmail(app.db, email)) ?? (await createUserAudited(app.db, actor, { email, name: name || email.split('@')[0]! }));
+    const inv = await inviteUser(app.db, config.pepper, actor, {
+      userId: user.id,
+      scopes,
+      ttlSeconds: config.console.invitationTtlSeconds,
+      now: now(),
+      issuer: config.issuer,
+    });
+    return usersPage(request as never, reply.code(201), { invited: { email: user.email, url: inv!.url, expires: when(inv!.expiresAt) } });
+  });
+
+  app.post<{ Params: { id: string; action: string } }>('/admin/users/:id/:action', { ...HIDDEN, preHandler: operator }, async (request, reply) => {
+    const { id, action } = request.params;
+    if (!/^[0-9a-f-]{36}$/i.test(id) || (action !== 'suspend' && action !== 'activate'))
+      return usersPage(request as never, reply.code(404), { formError: 'No such user or action.' });
+    if (id === request.consoleUser!.id && action === 'suspend')
+      return usersPage(request as never, reply.code(400), { formError: 'You cannot suspend yourself here.' });
+    const done =
+      action === 'suspend'
+        ? (await suspendUser(app.db, { userId: id, now: now(), actor: actorOf(request) }))?.user
+        : await activateUser(app.db, { userId: id, actor: actorOf(request) });
+    if (!done) return usersPage(request as never, reply.code(404), { formError: 'No such user.' });
+    return usersPage(request as never, reply, { notice: `${done.email} is ${done.status}.` });
+  });
+
+  // --- Operators: signing keys ---------------------------------------------------------------
+
+  const span = (s: number) => (s % 86400 === 0 ? `${s / 86400} days` : s % 3600 === 0 ? `${s / 3600} hours` : `${s} seconds`);
+  const isoWhen = (s: string | null) => (s ? when(new Date(s)) : '—');
+  async function keysAdminPage(reply: FastifyReply, data: Record<string, unknown> = {}) {
+    const { lifecycle } = app.keyRotation;
+    const keys = await lifecycle.list();
+    const next = await lifecycle.nextRotationAt();
+    return page(reply, 'admin-keys', {
+      title: 'Signing keys',
+      nav: 'admin-keys',
+      alg: config.signingAlg,
+      period: span(config.keyRotationPeriodSeconds),
+      prepublish: span(config.keyPrepublishSeconds),
+      nextRotation: isoWhen(next),
+      keys: keys.map((k) => ({
+        kid: k.kid,
+        state: k.state,
+        created: isoWhen(k.created_at),
+        activated: isoWhen(k.activated_at),
+        retired: isoWhen(k.retired_at),
+        revoked: isoWhen(k.revoked_at),
+      })),
+      ...data,
+    });
+  }
+
+  app.get('/admin/keys', { ...HIDDEN, preHandler: operator }, async (_request, reply) => keysAdminPage(reply));
+
+  app.post('/admin/keys/rotate', { ...HIDDEN, preHandler: operator }, async (request, reply) => {
+    const immediate = field(request.body, 'immediate', 5) === '1';
+    const r = await app.keyRotation.lifecycle.rotate(actorOf(request), { immediate });
+    const what = {
+      scheduled: 'is published and starts signing after the pre-publication window',
+      already_scheduled: 'was already waiting',
+      activated: 'signs from now on',
+      concurrent: 'was made by a concurrent rotation',
+    }[r.outcome];
+    return keysAdminPage(reply, { notice: `Key ${r.key.kid} ${what}.` });
+  });
+
+  app.post('/admin/keys/revoke', { ...HIDDEN, preHandler: operator }, async (request, reply) => {
+    const kid = field(request.body, 'kid', 200).trim();
+    const confirm = field(request.body, 'confirm_kid', 200).trim();
+    if (!kid) return keysAdminPage(reply.code(400), { errors: { kid: 'Enter the key ID.' }, values: { kid } });
+    if (confirm !== kid) return keysAdminPage(reply.code(400), { errors: { confirm_kid: 'Type the same key ID to confirm.' }, values: { kid } });
+    try {
+      await app.keyRotation.lifecycle.revoke(actorOf(request), kid);
+      return keysAdminPage(reply, { notice: `Key ${kid} is revoked: every token it signed is refused.` });
+    } catch (err) {
+      if (err instanceof SigningKeyNotFoundError || err instanceof SigningKeyAlreadyRevokedError) {
+        return keysAdminPage(reply.code(err instanceof SigningKeyNotFoundError ? 404 : 409), { errors: { kid: err.message }, values: { kid } });
+      }
+      throw err;
+    }
+  });
+
+  // --- Operators: audit log ------------------------------------------------------------------
+
+  app.get<{ Querystring: { action?: string; actor?: string; target?: string; before?: string } }>(
+    '/admin/audit',
+    { ...HIDDEN, preHandler: operator },
+    async (request, reply) => {
+      const str = (v: unknown, max: number) => (typeof v === 'string' ? v.trim().slice(0, max) : '');
+      const filters = { action: str(request.query.action, 100), actor: str(request.query.actor, 36), target: str(request.query.target, 200) };
+      const beforeRaw = str(request.query.before, 20);
+      const before = /^\d{1,15}$/.test(beforeRaw) ? Number(beforeRaw) : undefined;
+      if (filters.actor && !/^[0-9a-f-]{36}$/i.test(filters.actor)) {
+        return page(reply.code(400), 'admin-audit', {
+          title: 'Audit log',
+          nav: 'admin-audit',
+          filters,
+          events: [],
+          next: null,
+          formError: 'The actor is a user ID.',
+        });
+      }
+      const events = await listAuditEvents(app.db, {
+        limit: ADMIN_PAGE,
+        before,
+        action: filters.action || undefined,
+        actorUserId: filters.actor || undefined,
+        targetId: filters.target || undefined,
+      });
+      const last = events[events.length - 1];
+      const next =
+        events.length === ADMIN_PAGE && last ? `/console/admin/audit?${new URLSearchParams({ ...filters, before: String(last.id) }).toString()}` : null;
+      return page(reply, 'admin-audit', {
+        title: 'Audit log',
+        nav: 'admin-audit',
+        filters,
+        next,
+        events: events.map((e) => ({
+          when: when(e.occurred_at),
+          action: e.action,
+          actor: [e.actor_user_id, e.actor_credential].filter(Boolean).join(' · '),
+          target: [e.target_type, e.target_id].filter(Boolean).join(' '),
+          details: JSON.stringify(e.details),
+        })),
+      });
+    },
+  );
 
   // --- Sign-in methods and sessions ----------------------------------------------------------
 
