@@ -166,6 +166,13 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   t.equal(resolved.status, 200);
   t.match(await resolved.text(), /ionq-live-secret-0123456789abcd/, 'resolve returns the saved credential');
 
+  // The organization, as its owner sees it.
+  await page.goto(`${issuer}/console/account`);
+  await page.click('a:has-text("Quantum Lab")');
+  t.match(await page.textContent('main'), /Your role: owner/);
+  await check(page, 'organization');
+  await shot('organization');
+
   // Sign-in methods and sessions; a phone-sized view of it.
   await page.goto(`${issuer}/console/security`);
   t.match(await page.textContent('main'), /Laptop passkey/);

@@ -289,3 +289,56 @@ t.test('expired and unknown invitation codes are refused alike', async (t) => {
   t.match(expired.body, /not valid/);
   t.equal(expired.body.replace(code, 'X'), unknown.body.replace('A'.repeat(43), 'X'));
 });
+
+t.test('an organization owner invites a maintainer, who sets an organization provider token a member cannot change', async (t) => {
+  const h = await harness(t);
+  const [owner, maintainer, member] = [await h.user(), await h.user(), await h.user()];
+  const org = await h.org('Lab', [
+    [owner, 'owner'],
+    [member, 'member'],
+  ]);
+  const signIn = async (u: typeof owner) => cookieOf(await post(h, '/console/sign-in/token', { api_token: await h.apiToken(u, ['api', 'quantum_tokens']) }))!;
+  const ownerCookie = await signIn(owner);
+  const invited = await post(h, `/console/organizations/${org.id}/members`, { email: maintainer.email, role: 'maintainer' }, { cookie: ownerCookie });
+  t.equal(invited.statusCode, 200);
+  t.match(invited.body, /is invited as maintainer/);
+
+  const maintainerCookie = await signIn(maintainer);
+  const account = await h.inject({ url: '/console/account', headers: { cookie: maintainerCookie } });
+  const invitationId = /\/console\/invitations\/([0-9a-f-]{36})\/accept/.exec(account.body)?.[1];
+  t.ok(invitationId, 'the invitation is on their account page');
+  const accepted = await post(h, `/console/invitations/${invitationId}/accept`, {}, { cookie: maintainerCookie });
+  t.match(accepted.body, /You are now maintainer/);
+
+  const saved = await post(
+    h,
+    `/console/organizations/${org.id}/provider-tokens/ionq`,
+    { api_key: 'org-ionq-secret-value-98765' },
+    { cookie: maintainerCookie },
+  );
+  t.equal(saved.statusCode, 200);
+  t.match(saved.body, /credential is saved/);
+  t.notOk(saved.body.includes('org-ionq-secret-value-98765'), 'write-only');
+
+  const memberCookie = await signIn(member);
+  const view = await h.inject({ url: `/console/organizations/${org.id}`, headers: { cookie: memberCookie } });
+  t.equal(view.statusCode, 200);
+  t.match(view.body, /…8765/, 'members see the hint');
+  t.notMatch(view.body, /provider-tokens\/ionq\/delete/, 'and no way to change it');
+  const refused = await post(
+    h,
+    `/console/organizations/${org.id}/provider-tokens/ionq`,
+    { api_key: 'member-tries-to-replace-it-000' },
+    { cookie: memberCookie },
+  );
+  t.equal(refused.statusCode, 403);
+  const resolve = await h.inject({
+    url: `/api/provider-tokens/ionq/resolve?organization_id=${org.id}`,
+    headers: bearer(await h.apiToken(member, ['quantum_tokens'])),
+  });
+  t.equal(resolve.statusCode, 200);
+  t.match(resolve.body, /org-ionq-secret-value-98765/, "the maintainer's credential is still the one resolved");
+
+  const outsider = await signIn(await h.user());
+  t.equal((await h.inject({ url: `/console/organizations/${org.id}`, headers: { cookie: outsider } })).statusCode, 404);
+});

@@ -12,7 +12,11 @@ import { findUserByEmail, findUserById, listUsers, normaliseEmail, type User } f
 import { activateUser, createUserAudited, suspendUser } from '../identity/users.service.js';
 import { listAuditEvents } from '../platform/database/audit.repository.js';
 import { SigningKeyAlreadyRevokedError, SigningKeyNotFoundError } from '../signing-keys/rotation.js';
-import { organizationsOfUser } from '../identity/organizations.repository.js';
+import { findMembership, findOrganization, organizationsOfUser, ROLES } from '../identity/organizations.repository.js';
+import { listMembers } from '../identity/memberships.repository.js';
+import { changeMembership, requireMembership, requireWriter } from '../identity/memberships.service.js';
+import { myInvitations, putMember, respondToInvitation } from '../identity/invitations.service.js';
+import type { Role } from '../identity/identity.table.js';
 import { createChildApiToken, revokeApiToken } from '../api-tokens/api-tokens.service.js';
 import { findApiTokenByHash, listLiveApiTokens } from '../api-tokens/api-tokens.repository.js';
 import { hashApiToken, isWellFormedApiToken } from '../api-tokens/api-token.js';
@@ -46,7 +50,7 @@ import { SignInLimiter } from '../people/sign-in-limiter.js';
 import { peopleDb } from '../people/db.js';
 import { ProviderRegistry } from '../provider-tokens/registry.js';
 import { putProviderToken, removeProviderToken, type ProviderTokenDeps } from '../provider-tokens/provider-tokens.service.js';
-import { listProviderTokens } from '../provider-tokens/provider-tokens.repository.js';
+import { listProviderTokens, type ProviderTokenOwner } from '../provider-tokens/provider-tokens.repository.js';
 import { consoleDir, loadAssets } from './assets.js';
 import { openChallenge, sealChallenge, type Challenge } from './challenge.js';
 
@@ -444,17 +448,24 @@ async function consolePages(app: FastifyInstance): Promise<void> {
 
   // --- Account -------------------------------------------------------------------------------
 
-  app.get('/account', { ...HIDDEN, preHandler: signedIn }, async (request, reply) => {
-    const orgs = await organizationsOfUser(app.db, request.consoleUser!.id);
+  async function accountPage(request: FastifyRequest, reply: FastifyReply, data: Record<string, unknown> = {}) {
+    const [orgs, invitations] = await Promise.all([
+      organizationsOfUser(app.db, request.consoleUser!.id),
+      myInvitations(membershipDeps, request.consoleUser!.id),
+    ]);
     return page(reply, 'account', {
       title: 'Account',
       nav: 'account',
       user: request.consoleUser,
       orgs,
+      invitations: invitations.map((i) => ({ id: i.id, organization_name: i.organization_name, role: i.role, expires: when(i.expires_at) })),
       method: METHOD_LABEL[request.consoleSession!.method],
       scopes: request.consoleSession!.scopes,
+      ...data,
     });
-  });
+  }
+
+  app.get('/account', { ...HIDDEN, preHandler: signedIn }, async (request, reply) => accountPage(request, reply));
 
   // --- Personal access tokens ----------------------------------------------------------------
 
@@ -585,21 +596,19 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     }
   });
 
-  // --- Provider tokens ---------------------------------------------------------------------
+  // --- Provider tokens (the user's and organizations') -----------------------------------------
 
   type FieldView = { name: string; required: boolean; secret: boolean; options: string[] | null; value: string; error: string | null };
-  async function providersPage(
-    request: FastifyRequest,
-    reply: FastifyReply,
-    data: { values?: Record<string, Record<string, string>>; errors?: Record<string, Record<string, string>> } & Record<string, unknown> = {},
-  ) {
-    const s = request.consoleSession!;
-    const saved = new Map((await listProviderTokens(app.db, { type: 'user', id: s.userId })).map((r) => [r.provider, r]));
-    const providers = registry.names.map((name) => {
+  type ProviderInput = { providerValues?: Record<string, Record<string, string>>; providerErrors?: Record<string, Record<string, string>> };
+
+  /** One form per configured provider, its fields generated from the provider's JSON Schema; secret fields are never filled in. */
+  async function providerViews(owner: ProviderTokenOwner, input: ProviderInput) {
+    const saved = new Map((await listProviderTokens(app.db, owner)).map((r) => [r.provider, r]));
+    return registry.names.map((name) => {
       const spec = registry.get(name)!;
       const schema = spec.schema as { required?: string[]; properties?: Record<string, { enum?: string[] }> };
-      const values = data.values?.[name] ?? {};
-      const errors = data.errors?.[name] ?? {};
+      const values = input.providerValues?.[name] ?? {};
+      const errors = input.providerErrors?.[name] ?? {};
       const fields: FieldView[] = Object.entries(schema.properties ?? {}).map(([f, prop]) => ({
         name: f,
         required: (schema.required ?? []).includes(f),
@@ -617,15 +626,19 @@ async function consolePages(app: FastifyInstance): Promise<void> {
         saved: row ? { label: row.label, hint: row.hint, updated: when(row.updated_at), lastUsed: when(row.last_used_at) } : null,
       };
     });
-    return page(reply, 'provider-tokens', { title: 'Provider tokens', nav: 'provider-tokens', ...data, providers });
   }
 
-  app.get('/provider-tokens', { ...HIDDEN, preHandler: selfService }, async (request, reply) => providersPage(request, reply));
-
-  app.post<{ Params: { provider: string } }>('/provider-tokens/:provider', { ...HIDDEN, preHandler: selfService }, async (request, reply) => {
-    const provider = request.params.provider;
+  /**
+   * Reads a provider form and saves it through the provider-token service; what to show again
+   * (never the secret fields) and the errors by field when the schema refuses it.
+   */
+  async function saveProvider(
+    request: FastifyRequest,
+    owner: ProviderTokenOwner,
+    provider: string,
+  ): Promise<{ ok: true; title: string } | { ok: false; status: number; input: ProviderInput; formError?: string }> {
     const spec = registry.get(provider);
-    if (!spec) return providersPage(request, reply.code(404), { formError: 'No such provider.' });
+    if (!spec) return { ok: false, status: 404, input: {}, formError: 'No such provider.' };
     const props = Object.keys((spec.schema as { properties?: Record<string, unknown> }).properties ?? {});
     const credential: Record<string, string> = {};
     for (const f of props) {
@@ -639,12 +652,25 @@ async function consolePages(app: FastifyInstance): Promise<void> {
       const errors: Record<string, string> = {};
       for (const p of problems) {
         const name = p.field.replace(/^\//, '').split('/')[0] || props[0]!;
-        errors[name] ??= `This ${p.message}.`.replace('This is required.', 'Fill this in.');
+        errors[name] ??= p.message === 'is required' ? 'Fill this in.' : `This ${p.message}.`;
       }
-      return providersPage(request, reply.code(400), { values: { [provider]: { ...shown, label } }, errors: { [provider]: errors } });
+      return { ok: false, status: 400, input: { providerValues: { [provider]: { ...shown, label } }, providerErrors: { [provider]: errors } } };
     }
-    await putProviderToken(providerDeps, { type: 'user', id: request.consoleUser!.id }, provider, { label: label || null, credential }, actorOf(request));
-    return providersPage(request, reply, { notice: `Your ${spec.title} credential is saved.` });
+    await putProviderToken(providerDeps, owner, provider, { label: label || null, credential }, actorOf(request));
+    return { ok: true, title: spec.title };
+  }
+
+  async function providersPage(request: FastifyRequest, reply: FastifyReply, data: ProviderInput & Record<string, unknown> = {}) {
+    const providers = await providerViews({ type: 'user', id: request.consoleSession!.userId }, data);
+    return page(reply, 'provider-tokens', { title: 'Provider tokens', nav: 'provider-tokens', ...data, providers });
+  }
+
+  app.get('/provider-tokens', { ...HIDDEN, preHandler: selfService }, async (request, reply) => providersPage(request, reply));
+
+  app.post<{ Params: { provider: string } }>('/provider-tokens/:provider', { ...HIDDEN, preHandler: selfService }, async (request, reply) => {
+    const r = await saveProvider(request, { type: 'user', id: request.consoleUser!.id }, request.params.provider);
+    if (!r.ok) return providersPage(request, reply.code(r.status), { ...r.input, formError: r.formError ?? null });
+    return providersPage(request, reply, { notice: `Your ${r.title} credential is saved.` });
   });
 
   app.post<{ Params: { provider: string } }>('/provider-tokens/:provider/delete', { ...HIDDEN, preHandler: selfService }, async (request, reply) => {
@@ -653,6 +679,136 @@ async function consolePages(app: FastifyInstance): Promise<void> {
       return providersPage(request, reply, { notice: 'The credential is deleted.' });
     } catch (err) {
       if (err instanceof ApiError && err.statusCode < 500) return providersPage(request, reply.code(err.statusCode), { formError: err.message });
+      throw err;
+    }
+  });
+
+  // --- Organizations -------------------------------------------------------------------------
+
+  const membershipDeps = { db: app.db, clock: app.clock };
+  const userActor = (request: FastifyRequest) => ({ kind: 'user' as const, userId: request.consoleUser!.id, audit: actorOf(request) });
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+  /** The organization page as its member sees it (members and roles; provider tokens writable by owners and maintainers). */
+  async function orgPage(request: FastifyRequest, reply: FastifyReply, orgId: string, data: ProviderInput & Record<string, unknown> = {}) {
+    const me = request.consoleUser!.id;
+    const org = UUID.test(orgId) ? await findOrganization(app.db, orgId) : undefined;
+    const role = org ? (await findMembership(app.db, org.id, me))?.role : undefined;
+    if (!org || !role) {
+      reply.code(404);
+      return page(reply, 'message', { title: 'Not found', message: 'No such organization, or you are not a member of it.' });
+    }
+    const [members, providers] = await Promise.all([listMembers(app.db, org.id), providerViews({ type: 'organization', id: org.id }, data)]);
+    return page(reply, 'organization', {
+      title: org.name,
+      nav: 'account',
+      org,
+      role,
+      isOwner: role === 'owner',
+      canWrite: role === 'owner' || role === 'maintainer',
+      roles: ROLES,
+      members,
+      providers,
+      ...data,
+    });
+  }
+
+  /** Runs a service call for the organization page, showing a refusal (403/404/409) on the page. */
+  async function orgAction(request: FastifyRequest, reply: FastifyReply, orgId: string, fn: () => Promise<string>) {
+    try {
+      return orgPage(request, reply, orgId, { notice: await fn() });
+    } catch (err) {
+      if (err instanceof ApiError && err.statusCode < 500) return orgPage(request, reply.code(err.statusCode), orgId, { formError: err.message });
+      throw err;
+    }
+  }
+
+  app.get<{ Params: { orgId: string } }>('/organizations/:orgId', { ...HIDDEN, preHandler: selfService }, async (request, reply) =>
+    orgPage(request, reply, request.params.orgId),
+  );
+
+  app.post<{ Params: { orgId: string } }>('/organizations/:orgId/members', { ...HIDDEN, preHandler: selfService }, async (request, reply) => {
+    const { orgId } = request.params;
+    const email = field(request.body, 'email', 320).trim();
+    const role = field(request.body, 'role', 20) as Role;
+    if (!UUID.test(orgId)) return orgPage(request, reply.code(404), orgId);
+    const target = email ? await findUserByEmail(app.db, email) : undefined;
+    if (!target || !ROLES.includes(role)) {
+      return orgPage(request, reply.code(400), orgId, { errors: { email: 'No user has this email address.' }, values: { email, role } });
+    }
+    return orgAction(request, reply, orgId, async () => {
+      const r = await putMember(membershipDeps, userActor(request), orgId, target.id, role);
+      return r.kind === 'invited' ? `${target.email} is invited as ${role}; they become a member when they accept.` : `${target.email} is now ${role}.`;
+    });
+  });
+
+  app.post<{ Params: { orgId: string; userId: string } }>(
+    '/organizations/:orgId/members/:userId',
+    { ...HIDDEN, preHandler: selfService },
+    async (request, reply) => {
+      const { orgId, userId } = request.params;
+      const role = field(request.body, 'role', 20) as Role;
+      if (!UUID.test(orgId) || !UUID.test(userId) || !ROLES.includes(role)) return orgPage(request, reply.code(400), orgId, { formError: 'Choose a role.' });
+      return orgAction(request, reply, orgId, async () => {
+        await putMember(membershipDeps, userActor(request), orgId, userId, role);
+        return 'The role is changed.';
+      });
+    },
+  );
+
+  app.post<{ Params: { orgId: string; userId: string } }>(
+    '/organizations/:orgId/members/:userId/remove',
+    { ...HIDDEN, preHandler: selfService },
+    async (request, reply) => {
+      const { orgId, userId } = request.params;
+      if (!UUID.test(orgId) || !UUID.test(userId)) return orgPage(request, reply.code(404), orgId);
+      return orgAction(request, reply, orgId, async () => {
+        await changeMembership(membershipDeps, userActor(request), orgId, userId, null);
+        return 'The member is removed.';
+      });
+    },
+  );
+
+  app.post<{ Params: { orgId: string; provider: string } }>(
+    '/organizations/:orgId/provider-tokens/:provider',
+    { ...HIDDEN, preHandler: selfService },
+    async (request, reply) => {
+      const { orgId, provider } = request.params;
+      if (!UUID.test(orgId)) return orgPage(request, reply.code(404), orgId);
+      try {
+        requireWriter(await requireMembership(app.db, orgId, request.consoleUser!.id));
+        const r = await saveProvider(request, { type: 'organization', id: orgId }, provider);
+        if (!r.ok) return orgPage(request, reply.code(r.status), orgId, { ...r.input, formError: r.formError ?? null });
+        return orgPage(request, reply, orgId, { notice: `The organization's ${r.title} credential is saved.` });
+      } catch (err) {
+        if (err instanceof ApiError && err.statusCode < 500) return orgPage(request, reply.code(err.statusCode), orgId, { formError: err.message });
+        throw err;
+      }
+    },
+  );
+
+  app.post<{ Params: { orgId: string; provider: string } }>(
+    '/organizations/:orgId/provider-tokens/:provider/delete',
+    { ...HIDDEN, preHandler: selfService },
+    async (request, reply) => {
+      const { orgId, provider } = request.params;
+      if (!UUID.test(orgId)) return orgPage(request, reply.code(404), orgId);
+      return orgAction(request, reply, orgId, async () => {
+        requireWriter(await requireMembership(app.db, orgId, request.consoleUser!.id));
+        await removeProviderToken(providerDeps, { type: 'organization', id: orgId }, provider, actorOf(request));
+        return 'The credential is deleted.';
+      });
+    },
+  );
+
+  app.post<{ Params: { id: string; answer: string } }>('/invitations/:id/:answer', { ...HIDDEN, preHandler: selfService }, async (request, reply) => {
+    const { id, answer } = request.params;
+    try {
+      if (!UUID.test(id) || (answer !== 'accept' && answer !== 'decline')) throw new ApiError(404, 'not_found', 'invitation not found');
+      const change = await respondToInvitation(membershipDeps, actorOf(request), request.consoleUser!.id, id, answer === 'accept');
+      return accountPage(request, reply, { notice: change ? `You are now ${change.role} of the organization.` : 'The invitation is declined.' });
+    } catch (err) {
+      if (err instanceof ApiError && err.statusCode < 500) return accountPage(request, reply.code(err.statusCode), { formError: err.message });
       throw err;
     }
   });
