@@ -176,6 +176,10 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   // Sign-in methods and sessions; a phone-sized view of it.
   await page.goto(`${issuer}/console/security`);
   t.match(await page.textContent('main'), /Laptop passkey/);
+  await page.fill('#pk-0', 'Work laptop');
+  await page.click('button:has-text("Rename")');
+  t.match(await page.textContent('.notice'), /renamed/);
+  t.equal(await page.inputValue('#pk-0'), 'Work laptop', 'the passkey has its new name');
   await check(page, 'sign-in and sessions');
   await shot('sessions-and-passkeys');
   await page.setViewportSize({ width: 390, height: 844 });
