@@ -342,3 +342,53 @@ t.test('an organization owner invites a maintainer, who sets an organization pro
   const outsider = await signIn(await h.user());
   t.equal((await h.inject({ url: `/console/organizations/${org.id}`, headers: { cookie: outsider } })).statusCode, 404);
 });
+
+t.test('a password set after signing in with an API token never outlives nor outranks that token', async (t) => {
+  const h = await harness(t);
+  const u = await h.user({ email: 'bootstrap@example.com' });
+  const { issueApiToken } = await import('../src/api-tokens/api-tokens.service.js');
+  const expires = new Date(h.clock.now() + 3 * 86400_000);
+  const { token, row } = await issueApiToken(h.db, h.config.pepper, { userId: u.id, name: 'boot', scopes: ['api'], expiresAt: expires });
+  const cookie = cookieOf(await post(h, '/console/sign-in/token', { api_token: token }))!;
+  const pw = 'amber-signal-harvest-11';
+  const set = await post(h, '/console/password', { password: pw, confirm: pw }, { cookie });
+  t.equal(set.statusCode, 200);
+  t.match(set.body, /Your password is set/);
+  const grant = await h.db
+    .selectFrom('api_tokens')
+    .select(['parent_api_token_id', 'scopes', 'expires_at'])
+    .where('user_id', '=', u.id)
+    .where('name', '=', 'Console sign-in')
+    .executeTakeFirstOrThrow();
+  t.equal(grant.parent_api_token_id, row.id, 'the sign-in grant is a child of the token');
+  t.same(grant.scopes, ['api']);
+  t.equal(grant.expires_at?.getTime(), expires.getTime());
+  const viaPassword = cookieOf(await post(h, '/console/sign-in/password', { email: u.email, password: pw }))!;
+  t.ok(viaPassword);
+  t.equal((await h.inject({ method: 'DELETE', url: `/api/access-tokens/${row.id}`, headers: bearer(token) })).statusCode, 204);
+  t.equal((await h.inject({ url: '/console/account', headers: { cookie: viaPassword } })).statusCode, 303, 'revoking the token ends the password session');
+  t.equal((await post(h, '/console/sign-in/password', { email: u.email, password: pw })).statusCode, 401, 'and password sign-in');
+});
+
+t.test('with an https issuer the session cookie is __Host- and Secure', async (t) => {
+  const h = await harness(t, { env: { TESSERA_ISSUER: 'https://console.example' } });
+  const u = await h.user();
+  const res = await h.inject({
+    method: 'POST',
+    url: '/console/sign-in/token',
+    payload: form({ api_token: await h.apiToken(u, ['api']) }),
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://console.example' },
+  });
+  t.equal(res.statusCode, 303);
+  const set = ([] as string[]).concat(res.headers['set-cookie'] as string[]).find((c) => c.startsWith('__Host-tessera_console='));
+  t.ok(set, 'the __Host- cookie');
+  t.match(set, /; Secure/);
+  t.match(set, /; HttpOnly/);
+  t.match(set, /; Path=\//);
+  t.notMatch(set, /Domain=/i);
+  const page = await h.inject({ url: '/console/sign-in' });
+  t.match(page.headers['strict-transport-security'], /max-age=31536000/);
+  t.equal(page.headers['x-frame-options'], 'DENY');
+  const wrongOrigin = await post(h, '/console/sign-in/token', { api_token: 'x' });
+  t.equal(wrongOrigin.statusCode, 403, 'the http origin is not the issuer');
+});

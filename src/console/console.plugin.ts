@@ -153,6 +153,7 @@ async function consolePages(app: FastifyInstance): Promise<void> {
       },
     },
     referrerPolicy: { policy: 'same-origin' },
+    xFrameOptions: { action: 'deny' },
     crossOriginEmbedderPolicy: false,
     hsts: secure ? { maxAge: 31536000 } : false,
   });
@@ -1020,7 +1021,7 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     const passwordHash = await hashPassword(password);
     await app.db.transaction().execute(async (trx) => {
       await setPasswordHash(trx, user.id, passwordHash, now());
-      await ensureGrant(trx, config.pepper, user.id, request.consoleSession!.scopes, now());
+      await ensureGrant(trx, config.pepper, user.id, [], now(), request.consoleSession!.apiTokenId);
     });
     return securityPage(request, reply, { notice: 'Your password is set.' });
   });
@@ -1043,7 +1044,7 @@ async function consolePages(app: FastifyInstance): Promise<void> {
         expectedChallenge: c.challenge,
         name: passkeyName(request.body.name),
       });
-      if (added.ok) await ensureGrant(trx, config.pepper, user.id, request.consoleSession!.scopes, t);
+      if (added.ok) await ensureGrant(trx, config.pepper, user.id, [], t, request.consoleSession!.apiTokenId);
       return added;
     });
     if (!result.ok) return jsonError(reply, 400, result.reason);

@@ -16,10 +16,21 @@ export async function accountOf(db: PeopleQ, userId: string) {
 }
 
 /**
- * The live API token the user's console sessions act for, made now (a root token with `scopes`,
- * never expiring, its secret discarded at once) when the user has none or it was revoked.
+ * The live API token the user's console sessions act for, made now when the user has none or it
+ * was revoked or expired. Without `parentApiTokenId` (an operator's invitation) it is a root token
+ * with `scopes` that never expires; with it (a person signed in with an API token adding a
+ * passkey or password) it is a child of that token: its scopes and expiry, revoked with it, so a
+ * sign-in method never outlives or outranks the credential that set it up. Its secret is
+ * discarded at once: nobody ever sees it.
  */
-export async function ensureGrant(trx: Transaction<Database>, pepper: Buffer, userId: string, scopes: readonly string[], now: Date): Promise<string> {
+export async function ensureGrant(
+  trx: Transaction<Database>,
+  pepper: Buffer,
+  userId: string,
+  scopes: readonly string[],
+  now: Date,
+  parentApiTokenId?: string,
+): Promise<string> {
   const p = peopleTrx(trx);
   await p
     .insertInto('people_accounts')
@@ -28,7 +39,13 @@ export async function ensureGrant(trx: Transaction<Database>, pepper: Buffer, us
     .execute();
   const acc = await p.selectFrom('people_accounts').select('grant_api_token_id').where('user_id', '=', userId).forUpdate().executeTakeFirstOrThrow();
   if (acc.grant_api_token_id && (await lockLiveApiToken(trx, userId, acc.grant_api_token_id, now))) return acc.grant_api_token_id;
-  const { row } = await issueApiToken(trx, pepper, { userId, name: 'Console sign-in', scopes: [...scopes], expiresAt: null });
+  let grant: { scopes: string[]; expiresAt: Date | null; parentApiTokenId: string | null } = { scopes: [...scopes], expiresAt: null, parentApiTokenId: null };
+  if (parentApiTokenId !== undefined) {
+    const parent = await lockLiveApiToken(trx, userId, parentApiTokenId, now);
+    if (!parent) throw new Error('the API token behind this session is no longer live');
+    grant = { scopes: [...parent.scopes], expiresAt: parent.expires_at, parentApiTokenId: parent.id };
+  }
+  const { row } = await issueApiToken(trx, pepper, { userId, name: 'Console sign-in', ...grant });
   await p.updateTable('people_accounts').set({ grant_api_token_id: row.id, updated_at: now }).where('user_id', '=', userId).execute();
   return row.id;
 }
