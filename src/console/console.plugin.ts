@@ -33,7 +33,7 @@ import {
   type ConsoleSession,
   type SignInMethod,
 } from '../people/sessions.js';
-import { accountOf, ensureGrant, liveGrant, setPasswordHash } from '../people/accounts.js';
+import { accountOf, ensureGrant, liveGrant, passwordAccountByEmail, setPasswordHash } from '../people/accounts.js';
 import { hashPassword, passwordProblem, PASSWORD_MIN_LENGTH, verifyPassword } from '../people/password.js';
 import { DEFAULT_INVITATION_SCOPES, inviteUser, peekInvitation, useInvitation } from '../people/invitations.js';
 import {
@@ -299,17 +299,16 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     const accountKey = `account:${normaliseEmail(email)}`;
     const ipKey = `ip:${request.ip}`;
     const allowed = perAccount.allows(accountKey) && perIp.allows(ipKey);
-    const user = allowed ? await findUserByEmail(app.db, email) : undefined;
-    const acc = user ? await accountOf(peopleDb(app.db), user.id) : null;
-    // Every failure costs one argon2 verification (a dummy hash when there is no account or password).
-    const ok = (await verifyPassword(acc?.passwordHash ?? null, password)) && allowed && user?.status === 'active';
-    const grant = ok && user ? await liveGrant(app.db, user.id, now()) : null;
-    if (!ok || !user || !grant) {
+    // One query and one argon2 verification whatever the cause of a failure (a dummy hash when there is no account or password).
+    const account = allowed ? await passwordAccountByEmail(app.db, email) : undefined;
+    const ok = (await verifyPassword(account?.password_hash ?? null, password)) && allowed && account?.status === 'active';
+    const grant = ok && account ? await liveGrant(app.db, account.id, now()) : null;
+    if (!ok || !account || !grant) {
       perAccount.fail(accountKey);
       perIp.fail(ipKey);
       return page(reply.code(401), 'sign-in', { title: 'Sign in', formError: SIGN_IN_FAILED, values: { email } });
     }
-    await signIn(request, reply, user.id, grant, 'password');
+    await signIn(request, reply, account.id, grant, 'password');
     return reply.redirect(`${PREFIX}/account`, 303);
   });
 

@@ -2,7 +2,21 @@ import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../platform/database/database.js';
 import { issueApiToken } from '../api-tokens/api-tokens.service.js';
 import { lockLiveApiToken } from '../api-tokens/api-tokens.repository.js';
-import { peopleTrx, type PeopleQ } from './db.js';
+import { peopleDb, peopleTrx, type PeopleQ } from './db.js';
+import { normaliseEmail } from '../identity/users.repository.js';
+
+/**
+ * What a password sign-in needs about an email, in one query whether or not anyone has it (so
+ * known and unknown emails cost the same): the user, their status and password hash.
+ */
+export async function passwordAccountByEmail(db: Kysely<Database>, email: string) {
+  return peopleDb(db)
+    .selectFrom('users')
+    .leftJoin('people_accounts', 'people_accounts.user_id', 'users.id')
+    .select(['users.id', 'users.status', 'people_accounts.password_hash'])
+    .where('users.email', '=', normaliseEmail(email))
+    .executeTakeFirst();
+}
 
 /** The sign-in state of a user: password hash, console grant, passkey count. */
 export async function accountOf(db: PeopleQ, userId: string) {
