@@ -392,3 +392,32 @@ t.test('with an https issuer the session cookie is __Host- and Secure', async (t
   const wrongOrigin = await post(h, '/console/sign-in/token', { api_token: 'x' });
   t.equal(wrongOrigin.statusCode, 403, 'the http origin is not the issuer');
 });
+
+t.test('passkeys and sessions: each person manages only their own', async (t) => {
+  const h = await harness(t);
+  const [a, b] = [await h.user(), await h.user()];
+  const signIn = async (u: typeof a) => cookieOf(await post(h, '/console/sign-in/token', { api_token: await h.apiToken(u, ['api']) }))!;
+  const [ca, cb] = [await signIn(a), await signIn(b)];
+  const people = h.db.withTables<{ passkeys: { id: string; user_id: string; credential_id: string; public_key: Buffer; name: string } }>();
+  const pk = await people
+    .insertInto('passkeys')
+    .values({ user_id: a.id, credential_id: 'cred-a', public_key: Buffer.from('k'), name: 'Phone' })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  t.equal((await post(h, `/console/passkeys/${pk.id}/rename`, { name: 'Stolen' }, { cookie: cb })).statusCode, 404, "another person's passkey: 404");
+  t.equal((await post(h, `/console/passkeys/${pk.id}/remove`, {}, { cookie: cb })).statusCode, 404);
+  const renamed = await post(h, `/console/passkeys/${pk.id}/rename`, { name: 'Old phone' }, { cookie: ca });
+  t.equal(renamed.statusCode, 200);
+  t.match(renamed.body, /value="Old phone"/);
+  const removed = await post(h, `/console/passkeys/${pk.id}/remove`, {}, { cookie: ca });
+  t.equal(removed.statusCode, 200);
+  t.notMatch(removed.body, /Old phone/);
+
+  const other = await signIn(a);
+  const sessionOfA = /\/console\/sessions\/([0-9a-f-]{36})\/end/.exec((await h.inject({ url: '/console/security', headers: { cookie: ca } })).body)?.[1];
+  t.ok(sessionOfA, "a's other session is listed with an End button");
+  t.equal((await post(h, `/console/sessions/${sessionOfA}/end`, {}, { cookie: cb })).statusCode, 404, "b cannot end a's session");
+  t.equal((await post(h, `/console/sessions/${sessionOfA}/end`, {}, { cookie: ca })).statusCode, 200, 'a can');
+  t.equal((await h.inject({ url: '/console/account', headers: { cookie: other } })).statusCode, 303, 'the ended session is signed out');
+  t.equal((await h.inject({ url: '/console/account', headers: { cookie: ca } })).statusCode, 200, 'the current session lives on');
+});
