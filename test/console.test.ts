@@ -2,6 +2,7 @@ import t from 'tap';
 import { bearer, harness, type Harness } from './helper.js';
 import { main } from '../src/cli.js';
 import { cliOnHarness } from './helper.js';
+import type { PeopleTables } from '../src/people/people.table.js';
 
 // The console over real HTTP semantics (inject): headers, CSRF refusal, invitations, password
 // sign-in, limits and no enumeration. The browser journey is in console-browser.test.ts.
@@ -398,7 +399,7 @@ t.test('passkeys and sessions: each person manages only their own', async (t) =>
   const [a, b] = [await h.user(), await h.user()];
   const signIn = async (u: typeof a) => cookieOf(await post(h, '/console/sign-in/token', { api_token: await h.apiToken(u, ['api']) }))!;
   const [ca, cb] = [await signIn(a), await signIn(b)];
-  const people = h.db.withTables<{ passkeys: { id: string; user_id: string; credential_id: string; public_key: Buffer; name: string } }>();
+  const people = h.db.withTables<PeopleTables>();
   const pk = await people
     .insertInto('passkeys')
     .values({ user_id: a.id, credential_id: 'cred-a', public_key: Buffer.from('k'), name: 'Phone' })

@@ -17,7 +17,7 @@ export interface PasskeysTable {
   /** WebAuthn credential id (base64url). */
   credential_id: string;
   public_key: Buffer;
-  counter: ColumnType<string, number | string, number | string>;
+  counter: ColumnType<string, number | string | undefined, number | string>;
   transports: ColumnType<string[], string[] | undefined, string[]>;
   name: string;
   created_at: Generated<Date>;
