@@ -422,3 +422,24 @@ t.test('passkeys and sessions: each person manages only their own', async (t) =>
   t.equal((await h.inject({ url: '/console/account', headers: { cookie: other } })).statusCode, 303, 'the ended session is signed out');
   t.equal((await h.inject({ url: '/console/account', headers: { cookie: ca } })).statusCode, 200, 'the current session lives on');
 });
+
+t.test('failed sign-ins pause sign-in from that address only', async (t) => {
+  const h = await harness(t, { env: { TESSERA_CONSOLE_FAILED_SIGNINS_PER_IP: '5' } });
+  const u = await h.user();
+  const token = await h.apiToken(u, ['api']);
+  const from = (ip: string, apiToken: string) =>
+    h.inject({
+      method: 'POST',
+      url: '/console/sign-in/token',
+      remoteAddress: ip,
+      payload: form({ api_token: apiToken }),
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: ORIGIN },
+    });
+  for (let i = 0; i < 5; i++) t.equal((await from('203.0.113.7', `tsr_wrong${i}`)).statusCode, 401);
+  const paused = await from('203.0.113.7', token);
+  t.equal(paused.statusCode, 401, 'even a good token is refused from that address for now');
+  t.match(paused.body, /Sign-in failed/);
+  t.equal((await from('198.51.100.2', token)).statusCode, 303, 'another address signs in');
+  h.clock.advance(15 * 60);
+  t.equal((await from('203.0.113.7', token)).statusCode, 303, 'after the window it works again');
+});
