@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Page, Response } from 'playwright-core';
 import { bearer, freePort, harness } from './helper.js';
-import { addVirtualAuthenticator, chromiumMissing, launchChromium, seriousViolations } from './support/browser.js';
+import { addVirtualAuthenticator, chromiumMissing, launchChromium, newAuthenticator, seriousViolations } from './support/browser.js';
 
 // A new person's first visit in a real headless Chromium against a real Tessera on real Postgres:
 // invited by an operator, they create a passkey, sign out and back in with it, make a personal
@@ -40,7 +40,7 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   t.teardown(() => browser.close());
   const context = await browser.newContext({ viewport: { width: 1100, height: 800 }, acceptDownloads: true });
   const page = await context.newPage();
-  await addVirtualAuthenticator(context, page);
+  const authn = await addVirtualAuthenticator(context, page);
   page.on('dialog', (d) => void d.accept());
 
   const problems: string[] = [];
@@ -180,6 +180,23 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   await page.click('button:has-text("Rename")');
   t.match(await page.textContent('.notice'), /renamed/);
   t.equal(await page.inputValue('#pk-0'), 'Work laptop', 'the passkey has its new name');
+  // A second device: its own passkey, then the first one removed; signing in uses the new one.
+  await authn.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: authn.authenticatorId });
+  await newAuthenticator(authn.cdp);
+  await page.fill('#passkey_name', 'Phone');
+  await page.click('button[data-passkey="register"]');
+  await page.waitForSelector('#pk-1');
+  t.equal(await page.inputValue('#pk-1'), 'Phone', 'a second passkey');
+  await page.click('button:has-text("Remove Work laptop")');
+  await page.waitForSelector('text=The passkey is removed.');
+  t.equal(await page.inputValue('#pk-0'), 'Phone');
+  t.equal(await page.locator('#pk-1').count(), 0, 'one passkey left');
+  await page.click('header button:has-text("Sign out")');
+  await page.waitForSelector('h1:has-text("Signed out")');
+  await page.goto(`${issuer}/console/sign-in`);
+  await page.click('button[data-passkey="sign-in"]');
+  await page.waitForURL(`${issuer}/console/account`);
+  await page.goto(`${issuer}/console/security`);
   await check(page, 'sign-in and sessions');
   await shot('sessions-and-passkeys');
   await page.setViewportSize({ width: 390, height: 844 });

@@ -27,10 +27,15 @@ export async function launchChromium(): Promise<Browser> {
  * A platform authenticator over CDP (what a phone or laptop passkey is to the site): CTAP2,
  * resident keys, user verification that always succeeds.
  */
-export async function addVirtualAuthenticator(context: BrowserContext, page: Page): Promise<CDPSession> {
+export async function addVirtualAuthenticator(context: BrowserContext, page: Page): Promise<{ cdp: CDPSession; authenticatorId: string }> {
   const cdp = await context.newCDPSession(page);
   await cdp.send('WebAuthn.enable');
-  await cdp.send('WebAuthn.addVirtualAuthenticator', {
+  return { cdp, authenticatorId: await newAuthenticator(cdp) };
+}
+
+/** Another authenticator (a second device); `WebAuthn.enable` must have run on this session. */
+export async function newAuthenticator(cdp: CDPSession): Promise<string> {
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
     options: {
       protocol: 'ctap2',
       transport: 'internal',
@@ -40,7 +45,7 @@ export async function addVirtualAuthenticator(context: BrowserContext, page: Pag
       automaticPresenceSimulation: true,
     },
   });
-  return cdp;
+  return authenticatorId;
 }
 
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
