@@ -37,6 +37,9 @@ import { keyRotationPlugin } from './signing-keys/key-rotation.plugin.js';
 import { adminKeysRoutes } from './signing-keys/signing-keys.routes.js';
 import { credentialCascades } from './cascades.js';
 import type { CascadeRegistry } from './platform/cascades.js';
+import type { EndedCredentials } from './platform/auth/forget.js';
+import { adminPeopleRoutes } from './people/people.routes.js';
+import { consolePlugin } from './console/console.plugin.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -215,6 +218,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.authenticators.push(sessionAuthenticator({ config, db, clock, usage, changes, cache: app.sessionCache }));
   await app.register(oauthPlugin);
   await app.register(keyRotationPlugin);
+  app.decorate('forgetCredentials', (ended: EndedCredentials) => {
+    for (const id of ended.userIds ?? []) {
+      app.sessionCache.invalidate('user', id);
+      app.oauth.clients.invalidateUser(id);
+    }
+    for (const id of ended.apiTokenIds ?? []) app.sessionCache.invalidate('api_token', id);
+    for (const id of ended.sessionIds ?? []) app.sessionCache.invalidate('session', id);
+    for (const id of ended.sdkKeyClientIds ?? []) app.oauth.clients.invalidate(id);
+  });
 
   // Tier 3: routes, by surface, in the order openapi.yaml lists them: operations, self-service
   // under /api, OAuth and discovery, the gateway, then the operators' routes under /admin, all
@@ -229,7 +241,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(oauthRoutes);
   await app.register(wellKnownRoutes);
   await app.register(gatewayRoutes);
-  await app.register(adminSurface, { prefix: '/admin', routes: [adminUsersRoutes, adminOrganizationRoutes, adminKeysRoutes, adminAuditRoutes] });
+  await app.register(adminSurface, {
+    prefix: '/admin',
+    routes: [adminUsersRoutes, adminPeopleRoutes, adminOrganizationRoutes, adminKeysRoutes, adminAuditRoutes],
+  });
+  // The people's pages (HTML, hidden from openapi.yaml: see console.plugin.ts).
+  await app.register(consolePlugin);
 
   jobs.register({
     name: 'change-listener',

@@ -6,6 +6,7 @@ import { identityCommands, migrateCommand } from './cli/identity.js';
 import { rewrapCommand } from './cli/rewrap.js';
 import { keyCommands } from './cli/keys.js';
 import { userStatusCommands } from './cli/users.js';
+import { inviteCommands } from './cli/invite.js';
 import { runServer } from './server.js';
 
 const serveCommand: Command = {
@@ -16,7 +17,7 @@ const serveCommand: Command = {
 };
 
 /** Every operator command; features add theirs here. */
-export const COMMANDS: Command[] = [serveCommand, migrateCommand, ...identityCommands, ...userStatusCommands, rewrapCommand, ...keyCommands];
+export const COMMANDS: Command[] = [serveCommand, migrateCommand, ...identityCommands, ...userStatusCommands, ...inviteCommands, rewrapCommand, ...keyCommands];
 
 function help(): string {
   return ['usage: tessera <command> [options]', '', ...COMMANDS.map((c) => `  ${c.usage}\n      ${c.summary}`)].join('\n');

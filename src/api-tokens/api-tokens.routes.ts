@@ -143,9 +143,7 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
         actor: { userId: p.userId, credential: credentialLabel(p), ip: request.ip, requestId: request.id },
       });
       if (!revoked) throw notFound('API token');
-      // This instance forgets their sessions and keys at once; the others through the notifications.
-      for (const id of revoked.apiTokenIds) app.sessionCache.invalidate('api_token', id);
-      for (const clientId of revoked.sdkKeyClientIds) app.oauth.clients.invalidate(clientId);
+      app.forgetCredentials({ apiTokenIds: revoked.apiTokenIds, sdkKeyClientIds: revoked.sdkKeyClientIds });
       return reply.code(204).send();
     },
   );

@@ -102,9 +102,7 @@ export async function adminUsersRoutes(app: FastifyInstance): Promise<void> {
     async (request) => {
       const done = await suspendUser(app, { userId: request.params.id, now: new Date(app.clock.now()), actor: requestActor(request) });
       if (!done) throw notFound('user');
-      // This instance forgets the user's sessions and keys at once; the others through the notifications.
-      app.sessionCache.invalidate('user', done.user.id);
-      app.oauth.clients.invalidateUser(done.user.id);
+      app.forgetCredentials({ userIds: [done.user.id] });
       return userView(done.user);
     },
   );

@@ -113,7 +113,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
         scopes,
         organizationId: request.body.organization_id ?? null,
       });
-      app.oauth.clients.invalidate(row.client_id);
+      app.forgetCredentials({ sdkKeyClientIds: [row.client_id] });
       return reply
         .code(201)
         .header('cache-control', 'no-store')
@@ -184,7 +184,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
         name: request.body.name?.trim(),
         status: request.body.status,
       });
-      app.oauth.clients.invalidate(clientId);
+      app.forgetCredentials({ sdkKeyClientIds: [clientId] });
       return view(row);
     },
   );
@@ -205,7 +205,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const { clientId } = request.params;
       await deleteSdkKeyFor(deps, requestActor(request), (request.principal as Principal).userId, clientId);
-      app.oauth.clients.invalidate(clientId);
+      app.forgetCredentials({ sdkKeyClientIds: [clientId] });
       return reply.code(204).send();
     },
   );

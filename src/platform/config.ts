@@ -70,6 +70,19 @@ export interface Config {
   readonly metricsTokenDigest: Buffer | null;
   /** Quantum providers whose credentials may be stored (TESSERA_PROVIDERS / TESSERA_PROVIDERS_FILE). */
   readonly providers: readonly ProviderSpec[];
+  /** The browser console and sign-in for people. */
+  readonly console: {
+    /** A console session ends after this long without a request (TESSERA_CONSOLE_SESSION_IDLE). */
+    readonly sessionIdleSeconds: number;
+    /** ... and this long after sign-in, whatever happens (TESSERA_CONSOLE_SESSION_MAX). */
+    readonly sessionMaxSeconds: number;
+    /** Lifetime of a user invitation link (TESSERA_CONSOLE_INVITATION_TTL). */
+    readonly invitationTtlSeconds: number;
+    /** Failed sign-ins per account in 15 minutes before that account's password sign-in pauses. */
+    readonly failedSignInsPerAccount: number;
+    /** Failed sign-ins per client IP in 15 minutes before sign-in from it pauses. */
+    readonly failedSignInsPerIp: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -87,6 +100,21 @@ function parseAudiences(raw: string | undefined): ReadonlySet<string> | null {
     }
   }
   return Object.freeze(new Set(list));
+}
+
+function consoleSettings(env: Env): Config['console'] {
+  const sessionIdleSeconds = duration(env, 'TESSERA_CONSOLE_SESSION_IDLE', 30 * 60);
+  const sessionMaxSeconds = duration(env, 'TESSERA_CONSOLE_SESSION_MAX', 12 * 3600);
+  if (sessionIdleSeconds > sessionMaxSeconds) {
+    throw new ConfigError(`TESSERA_CONSOLE_SESSION_IDLE (${sessionIdleSeconds}s) must not be longer than TESSERA_CONSOLE_SESSION_MAX (${sessionMaxSeconds}s)`);
+  }
+  return Object.freeze({
+    sessionIdleSeconds,
+    sessionMaxSeconds,
+    invitationTtlSeconds: duration(env, 'TESSERA_CONSOLE_INVITATION_TTL', 72 * 3600),
+    failedSignInsPerAccount: int(env, 'TESSERA_CONSOLE_FAILED_SIGNINS_PER_ACCOUNT', 10, 1, 10_000),
+    failedSignInsPerIp: int(env, 'TESSERA_CONSOLE_FAILED_SIGNINS_PER_IP', 100, 1, 100_000),
+  });
 }
 
 export interface LoadedConfig {
@@ -302,6 +330,7 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
     allowedAudiences,
     metricsTokenDigest: metricsToken === null ? null : createHash('sha256').update(metricsToken).digest(),
     providers: Object.freeze(providers),
+    console: consoleSettings(env),
   };
   return { config: Object.freeze(config), warnings };
 }

@@ -87,7 +87,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
       });
       if (!ended) throw invalidToken();
       // This instance forgets it at once; the others through the notification (and their barrier).
-      app.sessionCache.invalidate('session', ended.id);
+      app.forgetCredentials({ sessionIds: [ended.id] });
       return reply.code(204).header('cache-control', 'no-store').send();
     },
   );

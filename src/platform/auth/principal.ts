@@ -1,7 +1,7 @@
 /** Who a request acts as, whichever bearer credential it carried. */
 export interface Principal {
-  /** What authenticated it: an API token, a loginWithToken session, or an SDK key's JWT. */
-  kind: 'api_token' | 'session' | 'client';
+  /** What authenticated it: an API token, a loginWithToken session, an SDK key's JWT, or a console (browser) session. */
+  kind: 'api_token' | 'session' | 'client' | 'console_session';
   userId: string;
   scopes: readonly string[];
   /** Id of the credential: API token id, session id, or the JWT's jti. */
