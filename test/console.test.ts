@@ -443,3 +443,55 @@ t.test('failed sign-ins pause sign-in from that address only', async (t) => {
   h.clock.advance(15 * 60);
   t.equal((await from('203.0.113.7', token)).statusCode, 303, 'after the window it works again');
 });
+
+t.test('an API token signs in only an account with neither a passkey nor a password', async (t) => {
+  const h = await harness(t);
+  const op = await h.user({ email: 'cli-operator@example.com' });
+  // An operator bootstrapped with the CLI alone: `tessera users create` + `tessera tokens create`.
+  cliOnHarness(t, h);
+  let out = '';
+  const write = process.stdout.write.bind(process.stdout);
+  const writeErr = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((chunk: string) => {
+    out += chunk;
+    return true;
+  }) as typeof process.stdout.write;
+  process.stderr.write = (() => true) as typeof process.stderr.write;
+  let code: number;
+  try {
+    code = await main(['tokens', 'create', '--user', op.email, '--scopes', 'api,admin']);
+  } finally {
+    process.stdout.write = write;
+    process.stderr.write = writeErr;
+  }
+  t.equal(code, 0);
+  const { token } = JSON.parse(out) as { token: string };
+  const first = await post(h, '/console/sign-in/token', { api_token: token });
+  t.equal(first.statusCode, 303, 'the CLI token signs in an account that has neither');
+  const again = await post(h, '/console/sign-in/token', { api_token: token });
+  t.equal(again.statusCode, 303, 'and again, as long as it has neither');
+
+  const pw = 'granite-lantern-orchard-42';
+  t.equal((await post(h, '/console/password', { password: pw, confirm: pw }, { cookie: cookieOf(first)! })).statusCode, 200);
+  const refused = await post(h, '/console/sign-in/token', { api_token: token });
+  t.equal(refused.statusCode, 403, 'once a password is set, the token no longer signs in');
+  t.equal(cookieOf(refused), null, 'no session');
+  t.match(refused.body, /already has a passkey or a password/);
+  t.match(refused.body, /id="api_token-error"|aria-describedby="api_token-/, 'the message is next to the field');
+  t.notOk(refused.body.includes(token), 'the token is not echoed back');
+  t.equal((await post(h, '/console/sign-in/password', { email: op.email, password: pw })).statusCode, 303, 'the password signs in');
+  t.equal((await h.inject({ url: '/api/users/me', headers: bearer(token) })).statusCode, 200, 'the token still works against the API');
+
+  // A passkey closes it the same way.
+  const u = await h.user();
+  const other = await h.apiToken(u, ['api']);
+  t.equal((await post(h, '/console/sign-in/token', { api_token: other })).statusCode, 303);
+  await h.db
+    .withTables<PeopleTables>()
+    .insertInto('passkeys')
+    .values({ user_id: u.id, credential_id: 'cred-u', public_key: Buffer.from('k'), name: 'Phone' })
+    .execute();
+  const closed = await post(h, '/console/sign-in/token', { api_token: other });
+  t.equal(closed.statusCode, 403);
+  t.match(closed.body, /already has a passkey or a password/);
+});

@@ -66,6 +66,7 @@ const PREFIX = '/console';
 const CHALLENGE_TTL_MS = 5 * 60_000;
 const FAILURE_WINDOW_MS = 15 * 60_000;
 const SIGN_IN_FAILED = 'Sign-in failed: check what you typed, or wait a few minutes and try again.';
+const TOKEN_SIGN_IN_CLOSED = 'This account already has a passkey or a password: sign in with it. An API token signs in only accounts that have neither yet.';
 const PASSWORD_HINT = `At least ${PASSWORD_MIN_LENGTH} characters; not one of the most common passwords.`;
 
 const EXPIRY_CHOICES = [
@@ -319,6 +320,15 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     if (!row || row.user_status !== 'active' || (row.expires_at && row.expires_at <= t)) {
       perIp.fail(ipKey);
       return page(reply.code(401), 'sign-in', { title: 'Sign in', formError: SIGN_IN_FAILED });
+    }
+    // The bootstrap for accounts with neither a passkey nor a password: once one is set, a leaked
+    // API token no longer opens a browser session. Saying so leaks nothing: the caller holds a live token.
+    const account = await accountOf(peopleDb(app.db), row.user_id);
+    if (account.passwordHash !== null || account.passkeys > 0) {
+      return page(reply.code(403), 'sign-in', {
+        title: 'Sign in',
+        errors: { api_token: TOKEN_SIGN_IN_CLOSED },
+      });
     }
     await signIn(request, reply, row.user_id, row.id, 'api_token');
     return reply.redirect(`${PREFIX}/account`, 303);
