@@ -45,7 +45,9 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app
   const started = app;
   if ((await countAdminTokens(handle.db).catch(() => 1)) === 0) {
     log.warn(
-      'no operator token exists yet. Create the first operator and their token with:\n' +
+      'no operator exists yet. Invite the first operator to the console (prints a one-time link):\n' +
+        `  npx tessera users invite --email you@example.com --name "Your Name" --scopes api,quantum_tokens,admin\n` +
+        'or, for the API only, create a user and an operator token:\n' +
         '  npx tessera users create --email you@example.com --name "Your Name"\n' +
         '  npx tessera tokens create --user you@example.com --scopes api,admin --name bootstrap',
     );

@@ -31,6 +31,7 @@ t.test('npm start path: embedded Postgres, CLI bootstrap, graceful stop, data ke
   await waitReady(port);
   t.match(first.output(), /generated a master key and pepper/, 'first run warns about the generated secrets');
   t.match(first.output(), /tessera users create/, 'first start explains how to create the first operator');
+  t.match(first.output(), /tessera users invite --email/, 'first start explains how to invite the first operator to the console');
 
   // The CLI attaches to the embedded Postgres the server runs.
   const cliEnv = { ...process.env, ...env };
