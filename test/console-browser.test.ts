@@ -228,8 +228,8 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   });
   t.equal(evil.status, 403);
 
-  // The operator, signed in with their admin API token: invites someone, rotates the signing key
-  // (the JWKS shows the new key), reads the audit log.
+  // The operator, signed in with their admin API token: invites someone, creates an organization
+  // with them as its owner, rotates the signing key (the JWKS shows the new key), reads the audit log.
   const ops = await browser.newContext({ viewport: { width: 1100, height: 800 } });
   const opPage = await ops.newPage();
   opPage.on('dialog', (d) => void d.accept());
@@ -251,6 +251,19 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   await check(opPage, 'operator users');
   await opPage.screenshot({ path: path.join(SHOTS, 'operator-users.png'), fullPage: true });
   t.match(await opPage.textContent('main'), /alan@example\.com/);
+
+  // Organizations: created with its first owner, then opened from the list.
+  await opPage.click('nav a:has-text("Organizations")');
+  await opPage.fill('#name', 'Photonics Group');
+  await opPage.fill('#owner_email', 'alan@example.com');
+  await opPage.click('button:has-text("Create the organization")');
+  t.match(await opPage.textContent('.notice'), /Photonics Group is created, with alan@example\.com as its owner/);
+  await check(opPage, 'operator organizations');
+  await opPage.screenshot({ path: path.join(SHOTS, 'operator-organizations.png'), fullPage: true });
+  await opPage.click('table a:has-text("Photonics Group")');
+  await opPage.waitForURL(/\/console\/admin\/organizations\/[0-9a-f-]{36}$/);
+  t.equal(await opPage.inputValue('select[id^="role-"]'), 'owner', 'alan@example.com is its owner');
+  await check(opPage, 'operator organization');
 
   const kidsBefore = ((await (await fetch(`${issuer}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
   await opPage.click('nav a:has-text("Signing keys")');

@@ -495,3 +495,151 @@ t.test('an API token signs in only an account with neither a passkey nor a passw
   t.equal(closed.statusCode, 403);
   t.match(closed.body, /already has a passkey or a password/);
 });
+
+t.test('operators manage organizations in the console, writing the same audit rows as the admin API', async (t) => {
+  const h = await harness(t);
+  const op = await h.user({ email: 'op@example.com', name: 'Op' });
+  const adminToken = await h.apiToken(op, ['admin']);
+  const opCookie = cookieOf(await post(h, '/console/sign-in/token', { api_token: adminToken }))!;
+  t.ok(opCookie, 'the operator is signed in');
+  const owner = await h.user({ email: 'grace@example.com', name: 'Grace' });
+  const other = await h.user({ email: 'alan@example.com', name: 'Alan' });
+  type AuditRow = {
+    action: string;
+    target_type: string | null;
+    target_id: string | null;
+    organization_id: string | null;
+    details: unknown;
+    actor_user_id: string | null;
+  };
+  const audit = async (orgId: string) =>
+    (await h.db
+      .withTables<{ audit_events: AuditRow & { id: number } }>()
+      .selectFrom('audit_events')
+      .select(['action', 'target_type', 'target_id', 'organization_id', 'details', 'actor_user_id'])
+      .where('organization_id', '=', orgId)
+      .orderBy('id')
+      .execute()) as AuditRow[];
+  // The same rows with the organization's ID and the API's own target IDs made comparable.
+  const shape = (rows: AuditRow[], orgId: string) =>
+    rows.map((r) => ({
+      ...r,
+      organization_id: r.organization_id === orgId ? 'ORG' : r.organization_id,
+      target_id: r.target_id === orgId ? 'ORG' : r.target_id,
+    }));
+
+  // Not an operator: refused, nothing created.
+  const plain = cookieOf(await post(h, '/console/sign-in/token', { api_token: await h.apiToken(await h.user(), ['api']) }))!;
+  t.equal((await h.inject({ url: '/console/admin/organizations', headers: { cookie: plain } })).statusCode, 403);
+  const refused = await post(h, '/console/admin/organizations', { name: 'Sneaky' }, { cookie: plain });
+  t.equal(refused.statusCode, 403);
+  t.equal((await h.inject({ url: '/console/admin/organizations' })).statusCode, 303, 'signed out: to the sign-in page');
+
+  // An empty name and an unknown owner: errors next to their fields, what was typed kept.
+  const empty = await post(h, '/console/admin/organizations', { name: '  ', owner_email: '' }, { cookie: opCookie });
+  t.equal(empty.statusCode, 400);
+  t.match(empty.body, /id="name-error">Enter a name\./);
+  const unknown = await post(h, '/console/admin/organizations', { name: 'Lab <One>', owner_email: 'nobody@example.com' }, { cookie: opCookie });
+  t.equal(unknown.statusCode, 400);
+  t.match(unknown.body, /id="owner_email-error">No user has this email address/);
+  t.match(unknown.body, /id="name" name="name" type="text" value="Lab &lt;One&gt;"/, 'the typed name is kept (escaped)');
+  t.match(unknown.body, /value="nobody@example\.com"/);
+  t.equal(((await h.inject({ url: '/admin/organizations', headers: bearer(adminToken) })).json() as { organizations: unknown[] }).organizations.length, 0);
+
+  // Create with an owner, in the console and through the API: the same audit rows.
+  const created = await post(h, '/console/admin/organizations', { name: 'Lab One', owner_email: 'GRACE@example.com' }, { cookie: opCookie });
+  t.equal(created.statusCode, 201);
+  t.match(created.body, /Lab One is created, with grace@example\.com as its owner/);
+  const consoleOrg = /\/console\/admin\/organizations\/([0-9a-f-]{36})"/.exec(created.body)![1]!;
+  const apiCreated = await h.inject({
+    method: 'POST',
+    url: '/admin/organizations',
+    headers: bearer(adminToken),
+    payload: { name: 'Lab One', owner_id: owner.id },
+  });
+  t.equal(apiCreated.statusCode, 201);
+  const apiOrg = (apiCreated.json() as { id: string }).id;
+  t.same(shape(await audit(consoleOrg), consoleOrg), shape(await audit(apiOrg), apiOrg), 'creation: the same audit rows');
+  t.same(
+    (await audit(consoleOrg)).map((r) => r.action),
+    ['organization.create', 'membership.set'],
+  );
+  t.equal((await audit(consoleOrg))[0]!.actor_user_id, op.id, 'the operator is the actor');
+
+  // Without an owner.
+  const bare = await post(h, '/console/admin/organizations', { name: 'Empty Co', owner_email: '' }, { cookie: opCookie });
+  t.equal(bare.statusCode, 201);
+  t.match(bare.body, /Empty Co is created, without members yet/);
+  const bareId = /\/console\/admin\/organizations\/([0-9a-f-]{36})"/.exec(bare.body)![1]!;
+  t.same(
+    (await audit(bareId)).map((r) => r.action),
+    ['organization.create'],
+  );
+
+  // The list: member counts, search by name (any case), copyable IDs.
+  const all = await h.inject({ url: '/console/admin/organizations', headers: { cookie: opCookie } });
+  t.equal(all.statusCode, 200);
+  t.match(all.body, /aria-current="page">Organizations</);
+  t.equal(all.body.split('data-copy="o-').length - 1, 3);
+  const found = await h.inject({ url: '/console/admin/organizations?q=empty', headers: { cookie: opCookie } });
+  t.match(found.body, /Empty Co<\/a><\/td><td><code id="o-0">[0-9a-f-]{36}<\/code>.*?<\/td><td>0<\/td>/s);
+  t.notMatch(found.body, /Lab One/);
+  const wildcard = await h.inject({ url: '/console/admin/organizations?q=%25', headers: { cookie: opCookie } });
+  t.match(wildcard.body, /No organization has a name containing this/, 'LIKE wildcards are matched literally');
+
+  // Members: add by email with a role, change the role, remove; each as the API does it.
+  const apiMember = (orgId: string, method: 'PUT' | 'DELETE', userId: string, role?: string) =>
+    h.inject({ method, url: `/admin/organizations/${orgId}/members/${userId}`, headers: bearer(adminToken), ...(role ? { payload: { role } } : {}) });
+  const noSuch = await post(h, `/console/admin/organizations/${consoleOrg}/members`, { email: 'ghost@example.com', role: 'maintainer' }, { cookie: opCookie });
+  t.equal(noSuch.statusCode, 400);
+  t.match(noSuch.body, /id="email-error">No user has this email address\./);
+  t.match(noSuch.body, /value="ghost@example\.com"/);
+  t.match(noSuch.body, /<option value="maintainer" selected>/, 'the chosen role is kept');
+  const added = await post(h, `/console/admin/organizations/${consoleOrg}/members`, { email: 'alan@example.com', role: 'maintainer' }, { cookie: opCookie });
+  t.equal(added.statusCode, 200);
+  t.match(added.body, /alan@example\.com is now maintainer/);
+  t.equal((await apiMember(apiOrg, 'PUT', other.id, 'maintainer')).statusCode, 201);
+  const changed = await post(h, `/console/admin/organizations/${consoleOrg}/members/${other.id}`, { role: 'member' }, { cookie: opCookie });
+  t.match(changed.body, /The role is changed/);
+  t.equal((await apiMember(apiOrg, 'PUT', other.id, 'member')).statusCode, 200);
+  const removed = await post(h, `/console/admin/organizations/${consoleOrg}/members/${other.id}/remove`, {}, { cookie: opCookie });
+  t.match(removed.body, /The member is removed/);
+  t.equal((await apiMember(apiOrg, 'DELETE', other.id)).statusCode, 204);
+  const lastOwner = await post(h, `/console/admin/organizations/${consoleOrg}/members/${owner.id}/remove`, {}, { cookie: opCookie });
+  t.equal(lastOwner.statusCode, 409, 'the last-owner rule of the service holds');
+  t.match(lastOwner.body, /class="error-box" role="alert"/);
+  t.equal((await apiMember(apiOrg, 'DELETE', owner.id)).statusCode, 409);
+  const rows = await audit(consoleOrg);
+  t.same(shape(rows, consoleOrg), shape(await audit(apiOrg), apiOrg), 'memberships: the same audit rows');
+  t.same(
+    rows.map((r) => r.action),
+    ['organization.create', 'membership.set', 'membership.set', 'membership.set', 'membership.remove'],
+  );
+
+  const detail = await h.inject({ url: `/console/admin/organizations/${consoleOrg}`, headers: { cookie: opCookie } });
+  t.equal(detail.statusCode, 200);
+  t.match(detail.body, /grace@example\.com<\/td>\s*<td><form[^>]*>.*?<option value="owner" selected>/s);
+  t.notMatch(detail.body, /alan@example\.com<\/td>/);
+  t.equal((await h.inject({ url: '/console/admin/organizations/00000000-0000-4000-8000-000000000000', headers: { cookie: opCookie } })).statusCode, 404);
+  t.equal((await h.inject({ url: `/console/admin/organizations/${consoleOrg}`, headers: { cookie: plain } })).statusCode, 403);
+  const plainPut = await post(h, `/console/admin/organizations/${consoleOrg}/members/${other.id}`, { role: 'owner' }, { cookie: plain });
+  t.equal(plainPut.statusCode, 403);
+});
+
+t.test('the organizations page pages by 50, keeping the name filter in the next link', async (t) => {
+  const h = await harness(t);
+  const opCookie = cookieOf(await post(h, '/console/sign-in/token', { api_token: await h.apiToken(await h.user(), ['admin']) }))!;
+  for (let i = 0; i < 51; i++) await h.org(`Bulk ${i}`);
+  await h.org('Other');
+  const rowsOf = (body: string) => body.split('data-copy="o-').length - 1;
+  const first = await h.inject({ url: '/console/admin/organizations?q=BULK', headers: { cookie: opCookie } });
+  t.equal(rowsOf(first.body), 50);
+  const next = /<a href="(\/console\/admin\/organizations\?q=BULK&amp;after=[0-9a-f-]{36})">Next page<\/a>/.exec(first.body)?.[1];
+  t.ok(next, 'a next link with the filter');
+  const second = await h.inject({ url: next!.replace(/&amp;/g, '&'), headers: { cookie: opCookie } });
+  t.equal(rowsOf(second.body), 1);
+  t.notMatch(second.body, /Next page|>Other</);
+  const unfiltered = await h.inject({ url: '/console/admin/organizations', headers: { cookie: opCookie } });
+  t.equal(rowsOf(unfiltered.body), 50);
+  t.match(unfiltered.body, /href="\/console\/admin\/organizations\?after=[0-9a-f-]{36}">Next page/);
+});

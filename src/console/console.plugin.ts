@@ -12,8 +12,9 @@ import { findUserByEmail, findUserById, listUsers, normaliseEmail, type User } f
 import { activateUser, createUserAudited, suspendUser } from '../identity/users.service.js';
 import { listAuditEvents } from '../platform/database/audit.repository.js';
 import { findMembership, findOrganization, organizationsOfUser, ROLES } from '../identity/organizations.repository.js';
-import { listMembers } from '../identity/memberships.repository.js';
-import { changeMembership, requireMembership, requireWriter } from '../identity/memberships.service.js';
+import { listMembers, listOrganizations } from '../identity/memberships.repository.js';
+import { changeMembership, requireMembership, requireWriter, type MembershipActor } from '../identity/memberships.service.js';
+import { createOrganizationAsOperator } from '../identity/organizations.service.js';
 import { myInvitations, putMember, respondToInvitation } from '../identity/invitations.service.js';
 import type { Role } from '../identity/identity.table.js';
 import { createChildApiToken, revokeApiToken } from '../api-tokens/api-tokens.service.js';
@@ -889,6 +890,161 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     if (!done) return usersPage(request as never, reply.code(404), { formError: 'No such user.' });
     return usersPage(request as never, reply, { notice: `${done.email} is ${done.status}.` });
   });
+
+  // --- Operators: organizations --------------------------------------------------------------
+
+  const asOperator = (request: FastifyRequest): MembershipActor => ({ kind: 'operator', audit: requestActor(request) });
+  type OrgListQuery = { Querystring: { q?: string; after?: string } };
+
+  /** Organizations by id (keyset paging) with member counts; `q` keeps those whose name contains it (any case). */
+  async function findOrganizations(q: string, after: string | undefined) {
+    if (!q) return listOrganizations(app.db, { limit: ADMIN_PAGE, after });
+    const like = `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    let query = app.db
+      .selectFrom('organizations')
+      .select((eb) => [
+        'organizations.id',
+        'organizations.name',
+        'organizations.created_at',
+        eb
+          .selectFrom('memberships')
+          .select(eb.fn.countAll<number>().as('n'))
+          .whereRef('memberships.organization_id', '=', 'organizations.id')
+          .as('member_count'),
+      ])
+      .where('organizations.name', 'ilike', like)
+      .orderBy('organizations.id')
+      .limit(ADMIN_PAGE);
+    if (after) query = query.where('organizations.id', '>', after);
+    return query.execute();
+  }
+
+  async function orgsAdminPage(request: FastifyRequest<OrgListQuery>, reply: FastifyReply, data: Record<string, unknown> = {}) {
+    const q = typeof request.query?.q === 'string' ? request.query.q.trim().slice(0, 200) : '';
+    const after = typeof request.query?.after === 'string' && UUID.test(request.query.after) ? request.query.after : undefined;
+    const rows = await findOrganizations(q, after);
+    const last = rows[rows.length - 1];
+    return page(reply, 'admin-organizations', {
+      title: 'Organizations',
+      nav: 'admin-organizations',
+      q,
+      organizations: rows.map((r) => ({ id: r.id, name: r.name, created: when(r.created_at), members: Number(r.member_count ?? 0) })),
+      next:
+        rows.length === ADMIN_PAGE && last ? `/console/admin/organizations?${new URLSearchParams({ ...(q ? { q } : {}), after: last.id }).toString()}` : null,
+      values: { name: '', owner_email: '' },
+      ...data,
+    });
+  }
+
+  /** One organization as an operator sees it: every member, each role changeable and removable. */
+  async function orgAdminPage(reply: FastifyReply, orgId: string, data: Record<string, unknown> = {}) {
+    const org = UUID.test(orgId) ? await findOrganization(app.db, orgId) : undefined;
+    if (!org) {
+      reply.code(404);
+      return page(reply, 'message', { title: 'Not found', message: 'No such organization.' });
+    }
+    return page(reply, 'admin-organization', {
+      title: org.name,
+      nav: 'admin-organizations',
+      org: { id: org.id, name: org.name, created: when(org.created_at) },
+      roles: ROLES,
+      members: await listMembers(app.db, org.id),
+      values: { email: '', role: 'member' },
+      ...data,
+    });
+  }
+
+  /** Runs an operator's membership change, showing a refusal (404/409) on the organization page. */
+  async function orgAdminAction(reply: FastifyReply, orgId: string, fn: () => Promise<string>) {
+    try {
+      return orgAdminPage(reply, orgId, { notice: await fn() });
+    } catch (err) {
+      if (err instanceof ApiError && err.statusCode < 500) return orgAdminPage(reply.code(err.statusCode), orgId, { formError: err.message });
+      throw err;
+    }
+  }
+
+  app.get<OrgListQuery>('/admin/organizations', { ...HIDDEN, preHandler: operator }, async (request, reply) => orgsAdminPage(request, reply));
+
+  app.post('/admin/organizations', { ...HIDDEN, preHandler: operator }, async (request, reply) => {
+    const name = field(request.body, 'name', 300).trim();
+    const ownerEmail = field(request.body, 'owner_email', 400).trim();
+    const values = { name, owner_email: ownerEmail };
+    const errors: Record<string, string> = {};
+    if (!name) errors.name = 'Enter a name.';
+    else if (name.length > 200) errors.name = 'Use at most 200 characters.';
+    const owner = ownerEmail ? await findUserByEmail(app.db, ownerEmail) : undefined;
+    if (ownerEmail && !owner) errors.owner_email = 'No user has this email address. Invite them on the Users page first, or leave this empty.';
+    if (Object.keys(errors).length) return orgsAdminPage(request as never, reply.code(400), { errors, values });
+    try {
+      const org = await createOrganizationAsOperator(app.db, requestActor(request), { name, ...(owner ? { ownerId: owner.id } : {}) });
+      return orgsAdminPage(request as never, reply.code(201), {
+        notice: owner ? `${org.name} is created, with ${owner.email} as its owner.` : `${org.name} is created, without members yet.`,
+        created: { id: org.id, name: org.name },
+      });
+    } catch (err) {
+      // The owner can disappear between the look-up and the transaction: the service then refuses.
+      if (err instanceof ApiError && err.statusCode === 404) {
+        return orgsAdminPage(request as never, reply.code(400), { errors: { owner_email: 'No user has this email address.' }, values });
+      }
+      throw err;
+    }
+  });
+
+  app.get<{ Params: { orgId: string } }>('/admin/organizations/:orgId', { ...HIDDEN, preHandler: operator }, async (request, reply) =>
+    orgAdminPage(reply, request.params.orgId),
+  );
+
+  app.post<{ Params: { orgId: string } }>('/admin/organizations/:orgId/members', { ...HIDDEN, preHandler: operator }, async (request, reply) => {
+    const { orgId } = request.params;
+    const email = field(request.body, 'email', 400).trim();
+    const role = field(request.body, 'role', 20) as Role;
+    const values = { email, role };
+    if (!UUID.test(orgId)) return orgAdminPage(reply.code(404), orgId);
+    const errors: Record<string, string> = {};
+    const target = email ? await findUserByEmail(app.db, email) : undefined;
+    if (!email) errors.email = 'Enter the email address of an existing user.';
+    else if (!target) errors.email = 'No user has this email address.';
+    if (!ROLES.includes(role)) errors.role = 'Choose a role.';
+    if (Object.keys(errors).length) return orgAdminPage(reply.code(400), orgId, { errors, values });
+    try {
+      const c = await changeMembership(membershipDeps, asOperator(request), orgId, target!.id, role);
+      return orgAdminPage(reply, orgId, {
+        notice: c.previousRole === null ? `${target!.email} is now ${role}.` : `${target!.email} was ${c.previousRole} and is now ${role}.`,
+      });
+    } catch (err) {
+      if (err instanceof ApiError && err.statusCode < 500) return orgAdminPage(reply.code(err.statusCode), orgId, { formError: err.message, values });
+      throw err;
+    }
+  });
+
+  app.post<{ Params: { orgId: string; userId: string } }>(
+    '/admin/organizations/:orgId/members/:userId',
+    { ...HIDDEN, preHandler: operator },
+    async (request, reply) => {
+      const { orgId, userId } = request.params;
+      const role = field(request.body, 'role', 20) as Role;
+      if (!UUID.test(orgId) || !UUID.test(userId)) return orgAdminPage(reply.code(404), orgId);
+      if (!ROLES.includes(role)) return orgAdminPage(reply.code(400), orgId, { formError: 'Choose a role.' });
+      return orgAdminAction(reply, orgId, async () => {
+        await changeMembership(membershipDeps, asOperator(request), orgId, userId, role);
+        return 'The role is changed.';
+      });
+    },
+  );
+
+  app.post<{ Params: { orgId: string; userId: string } }>(
+    '/admin/organizations/:orgId/members/:userId/remove',
+    { ...HIDDEN, preHandler: operator },
+    async (request, reply) => {
+      const { orgId, userId } = request.params;
+      if (!UUID.test(orgId) || !UUID.test(userId)) return orgAdminPage(reply.code(404), orgId);
+      return orgAdminAction(reply, orgId, async () => {
+        await changeMembership(membershipDeps, asOperator(request), orgId, userId, null);
+        return 'The member is removed.';
+      });
+    },
+  );
 
   // --- Operators: signing keys ---------------------------------------------------------------
 
