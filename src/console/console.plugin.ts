@@ -896,33 +896,10 @@ async function consolePages(app: FastifyInstance): Promise<void> {
   const asOperator = (request: FastifyRequest): MembershipActor => ({ kind: 'operator', audit: requestActor(request) });
   type OrgListQuery = { Querystring: { q?: string; after?: string } };
 
-  /** Organizations by id (keyset paging) with member counts; `q` keeps those whose name contains it (any case). */
-  async function findOrganizations(q: string, after: string | undefined) {
-    if (!q) return listOrganizations(app.db, { limit: ADMIN_PAGE, after });
-    const like = `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-    let query = app.db
-      .selectFrom('organizations')
-      .select((eb) => [
-        'organizations.id',
-        'organizations.name',
-        'organizations.created_at',
-        eb
-          .selectFrom('memberships')
-          .select(eb.fn.countAll<number>().as('n'))
-          .whereRef('memberships.organization_id', '=', 'organizations.id')
-          .as('member_count'),
-      ])
-      .where('organizations.name', 'ilike', like)
-      .orderBy('organizations.id')
-      .limit(ADMIN_PAGE);
-    if (after) query = query.where('organizations.id', '>', after);
-    return query.execute();
-  }
-
   async function orgsAdminPage(request: FastifyRequest<OrgListQuery>, reply: FastifyReply, data: Record<string, unknown> = {}) {
     const q = typeof request.query?.q === 'string' ? request.query.q.trim().slice(0, 200) : '';
     const after = typeof request.query?.after === 'string' && UUID.test(request.query.after) ? request.query.after : undefined;
-    const rows = await findOrganizations(q, after);
+    const rows = await listOrganizations(app.db, { limit: ADMIN_PAGE, after, nameContains: q || undefined });
     const last = rows[rows.length - 1];
     return page(reply, 'admin-organizations', {
       title: 'Organizations',

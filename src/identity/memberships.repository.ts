@@ -48,8 +48,11 @@ export async function deleteMembership(db: Q, organizationId: string, userId: st
   return Number(r.numDeletedRows) === 1;
 }
 
-/** Organizations by id (keyset paging), with how many members each has. */
-export async function listOrganizations(db: Q, opts: { limit: number; after?: string }) {
+/**
+ * Organizations by id (keyset paging), with how many members each has; `nameContains` keeps those
+ * whose name contains it, in any case, matched literally (`%` and `_` are not wildcards).
+ */
+export async function listOrganizations(db: Q, opts: { limit: number; after?: string; nameContains?: string }) {
   let q = db
     .selectFrom('organizations')
     .select((eb) => [
@@ -61,5 +64,6 @@ export async function listOrganizations(db: Q, opts: { limit: number; after?: st
     .orderBy('organizations.id')
     .limit(opts.limit);
   if (opts.after) q = q.where('organizations.id', '>', opts.after);
+  if (opts.nameContains) q = q.where('organizations.name', 'ilike', `%${opts.nameContains.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
   return q.execute();
 }
