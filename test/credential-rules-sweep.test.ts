@@ -180,6 +180,10 @@ const MATRIX: Record<string, Case> = {
       '/console/admin/users/:id/:action',
       '/console/admin/keys/rotate',
       '/console/admin/keys/revoke',
+      '/console/admin/organizations',
+      '/console/admin/organizations/:orgId/members',
+      '/console/admin/organizations/:orgId/members/:userId',
+      '/console/admin/organizations/:orgId/members/:userId/remove',
     ].map((url) => [
       `POST ${url}`,
       { kind: 'not-bearer', why: 'browser console: cookie session, same-origin writes only; bearer tokens are not read' } as Case,
