@@ -9,9 +9,9 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, createWriteStream, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
 import { Parser } from 'tap-parser';
 import { startEmbeddedPostgres } from '../dist/src/platform/database/embedded.js';
+import { freePort } from './free-port.mjs';
 
 const allArgs = process.argv.slice(2);
 const isPython = (a) => a.replace(/^\.\//, '').startsWith('clients/python');
@@ -23,17 +23,6 @@ const runPython =
     ? process.env.TESSERA_TEST_PYTHON !== '0'
     : allArgs.length === 0 || pythonArgs.length > 0 || args.some((a) => /(^|\/)test\/client-[^/]*\.test\.ts$/.test(a));
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 let embedded = null;
 let tmp = null;

@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import net from 'node:net';
+export { freePort } from '../../scripts/free-port.mjs';
 
 const CLK_TCK = (() => {
   try {
@@ -14,18 +14,6 @@ const CLK_TCK = (() => {
 
 /** Every child we started and have not seen exit; killed on any way out. */
 const children = new Set();
-
-/** A free TCP port on 127.0.0.1 (the OS picks it; we release it before the child binds it). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Starts `node <args>` with its output in `logFile`. Returns { child, pid, name, logFile, exited }.

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
+import { requestActor } from '../platform/auth/request-actor.js';
 import { badRequest, notFound } from '../platform/errors/api-error.js';
-import { credentialLabel } from '../platform/auth/principal.js';
 import { API_SCOPES } from '../platform/auth/scopes.js';
 import { createChildApiToken, revokeApiToken } from './api-tokens.service.js';
 import { listLiveApiTokens, type ApiTokenRow } from './api-tokens.repository.js';
@@ -85,7 +85,7 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
         scopes: request.body.scopes,
         expiresAt: requested,
         now: new Date(now),
-        actor: { userId: p.userId, credential: credentialLabel(p), ip: request.ip, requestId: request.id },
+        actor: requestActor(request),
       });
       reply.code(201).header('cache-control', 'no-store');
       return { ...view(row), token };
@@ -140,7 +140,7 @@ export async function accessTokensRoutes(app: FastifyInstance): Promise<void> {
         userId: p.userId,
         tokenId: request.params.id,
         now: new Date(app.clock.now()),
-        actor: { userId: p.userId, credential: credentialLabel(p), ip: request.ip, requestId: request.id },
+        actor: requestActor(request),
       });
       if (!revoked) throw notFound('API token');
       app.forgetCredentials({ apiTokenIds: revoked.apiTokenIds, sdkKeyClientIds: revoked.sdkKeyClientIds });
