@@ -36,7 +36,9 @@ export const oauthPlugin = fp(
   async function oauthPlugin(app: FastifyInstance) {
     const { config, db, clock } = app;
     const keys = new SigningKeyStore({ db, config, clock, log: app.log });
-    const clients = new ClientCache({ byClientIds: (ids) => findSdkKeysForAuth(db, ids), recent: (limit) => recentSdkKeysForAuth(db, limit) }, clock);
+    const clients = new ClientCache({ byClientIds: (ids) => findSdkKeysForAuth(db, ids), recent: (limit) => recentSdkKeysForAuth(db, limit) }, clock, {
+      maxEntries: config.clientCacheMaxEntries,
+    });
     // Fills the SDK-key cache in the background, so a (re)started instance does not send every
     // client's first request to Postgres; requests meanwhile load their own keys as before.
     const warmClients = () => clients.warm().catch((err) => app.log.warn({ err: { message: (err as Error).message } }, 'could not preload SDK keys'));

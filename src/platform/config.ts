@@ -38,6 +38,11 @@ export interface Config {
   readonly previousMasterKeys: readonly MasterKey[];
   /** HMAC-SHA256 key for every stored secret hash. */
   readonly pepper: Buffer;
+  /**
+   * Most SDK keys (and unknown client_ids) each instance holds in memory (TESSERA_CLIENT_CACHE_MAX);
+   * past it the least recently used entry is dropped and read from Postgres again when next asked for.
+   */
+  readonly clientCacheMaxEntries: number;
   readonly accessTokenTtlSeconds: number;
   readonly sessionTtlSeconds: number;
   readonly sessionSliding: boolean;
@@ -309,6 +314,7 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
     masterKey,
     previousMasterKeys,
     pepper,
+    clientCacheMaxEntries: int(env, 'TESSERA_CLIENT_CACHE_MAX', 250_000, 1, 100_000_000),
     accessTokenTtlSeconds,
     sessionTtlSeconds: duration(env, 'TESSERA_SESSION_TTL', 3600),
     sessionSliding: bool(env, 'TESSERA_SESSION_SLIDING', false),
