@@ -8,12 +8,29 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { loadOptions } from './lib/options.mjs';
-import { clusterCpuSeconds, cpuSeconds, freePort, killAllNow, postmasterPid, runNode, startNode, stopAll, tail, waitReady } from './lib/procs.mjs';
+import {
+  clusterCpuSeconds,
+  cpuSeconds,
+  freePort,
+  killAllNow,
+  memory,
+  postmasterPid,
+  runNode,
+  startNode,
+  stopAll,
+  stopProc,
+  tail,
+  waitReady,
+} from './lib/procs.mjs';
 import { basic, buildScenarios, judgeTargets } from './lib/scenarios.mjs';
 import { median, renderMarkdown, SERVER_NAMES } from './lib/report.mjs';
+import { populationCredential } from './lib/population.mjs';
+import { renderCharts } from './lib/charts.mjs';
+import { signRate } from './tools/sign-rate.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const RESULTS = path.join(ROOT, 'bench', 'results');
+// BENCH_RESULTS_DIR: another folder for the results (the smoke test writes to a temporary one).
+const RESULTS = process.env.BENCH_RESULTS_DIR || path.join(ROOT, 'bench', 'results');
 const log = (m) => process.stderr.write(`[bench] ${m}\n`);
 
 class BenchError extends Error {}
@@ -24,6 +41,8 @@ const work = mkdtempSync(path.join(os.tmpdir(), 'tessera-bench-'));
 chmodSync(work, 0o711);
 let currentLoad = null;
 let aborted = null;
+/** Data folders of the embedded clusters the bench's Tessera servers started (stopped on the way out). */
+const pgDirs = [path.join(work, 'tessera', 'pg')];
 
 // ---- cleanup on every way out ---------------------------------------------------------------
 let cleaning = null;
@@ -32,8 +51,9 @@ function cleanup() {
     currentLoad?.stop?.();
     await stopAll(20_000);
     // Tessera stops its Postgres on SIGTERM; if Tessera had to be killed, stop the cluster here.
-    const pm = postmasterPid(path.join(work, 'tessera', 'pg'));
-    if (pm && cpuSeconds(pm) !== null) {
+    for (const dir of pgDirs) {
+      const pm = postmasterPid(dir);
+      if (!pm || cpuSeconds(pm) === null) continue;
       try {
         process.kill(pm, 'SIGINT');
       } catch {
@@ -48,8 +68,9 @@ function cleanup() {
 }
 process.on('exit', () => {
   killAllNow();
-  const pm = postmasterPid(path.join(work, 'tessera', 'pg'));
-  if (pm && cpuSeconds(pm) !== null) {
+  for (const dir of pgDirs) {
+    const pm = postmasterPid(dir);
+    if (!pm || cpuSeconds(pm) === null) continue;
     try {
       process.kill(pm, 'SIGQUIT');
     } catch {
@@ -119,21 +140,26 @@ function gitCommit() {
 }
 
 // ---- servers --------------------------------------------------------------------------------
-async function startServers(clientsFile) {
-  const ports = { tessera: await freePort(), pg: await freePort(), peer: await freePort(), ceiling: await freePort() };
-  const tesseraEnv = {
+function tesseraEnvFor(port, pgPort, dataDir) {
+  const env = {
     ...process.env,
-    PORT: String(ports.tessera),
+    PORT: String(port),
     TESSERA_HOST: '127.0.0.1',
-    TESSERA_ISSUER: `http://127.0.0.1:${ports.tessera}`,
-    TESSERA_DATA_DIR: path.join(work, 'tessera'),
-    TESSERA_EMBEDDED_PG_PORT: String(ports.pg),
+    TESSERA_ISSUER: `http://127.0.0.1:${port}`,
+    TESSERA_DATA_DIR: dataDir,
+    TESSERA_EMBEDDED_PG_PORT: String(pgPort),
     TESSERA_LOG_LEVEL: 'warn',
     // One client, one IP, thousands of requests a second: the per-client and per-IP limits would
     // turn the bench into a rate-limit test. Everything else stays as in production.
     TESSERA_RATE_LIMIT: 'false',
   };
-  delete tesseraEnv.DATABASE_URL;
+  delete env.DATABASE_URL;
+  return env;
+}
+
+async function startServers(clientsFile) {
+  const ports = { tessera: await freePort(), pg: await freePort(), peer: await freePort(), ceiling: await freePort() };
+  const tesseraEnv = tesseraEnvFor(ports.tessera, ports.pg, path.join(work, 'tessera'));
   const serverEnv = (port) => ({ ...process.env, PORT: String(port), BENCH_CLIENTS_FILE: clientsFile });
   const procs = {
     tessera: startNode('tessera', [path.join(ROOT, 'dist/src/cli.js'), 'serve'], { env: tesseraEnv, cwd: ROOT, logFile: path.join(work, 'tessera.log') }),
@@ -155,7 +181,72 @@ async function startServers(clientsFile) {
   ]);
   const pm = postmasterPid(path.join(work, 'tessera', 'pg'));
   if (!pm) throw new BenchError("could not find the embedded Postgres postmaster of Tessera's data folder");
+  // The HTTP floor is a route of the ceiling's process.
+  procs.floor = procs.ceiling;
   return { ports, procs, tesseraEnv, pgPid: pm };
+}
+
+// ---- population ------------------------------------------------------------------------------
+/**
+ * The population phase: the main Tessera stops; a Tessera on a cached data folder (BENCH_CACHE,
+ * one folder per fixture size, reused between runs) gets the fixture (bench/population.mjs: built, or
+ * reused when pepper, seed and size match), is stopped, and is started again, timed from spawn to
+ * /readyz 200 (the cold start: embedded Postgres, migrations check, signing keys, listener). That
+ * Tessera then serves the cc-pop scenario.
+ */
+async function populationPhase() {
+  const keys = opts.population;
+  const root = opts.cache ?? path.join(os.tmpdir(), 'tessera-bench-cache');
+  const dir = path.join(root, `population-${keys}`);
+  mkdirSync(dir, { recursive: true });
+  // Embedded Postgres runs as `postgres` under root and must traverse into the data folder.
+  chmodSync(root, 0o711);
+  chmodSync(dir, 0o711);
+  pgDirs.push(path.join(dir, 'tessera', 'pg'));
+  log('population: stopping the main Tessera');
+  await stopProc(servers.procs.tessera);
+  const port = await freePort();
+  const env = tesseraEnvFor(port, await freePort(), path.join(dir, 'tessera'));
+  const logFile = path.join(work, 'tessera-population.log');
+  const start = async () => {
+    const t0 = performance.now();
+    const proc = startNode('tessera (population)', [path.join(ROOT, 'dist/src/cli.js'), 'serve'], { env, cwd: ROOT, logFile });
+    await waitReady(proc, `http://127.0.0.1:${port}/readyz`, 600_000, 50);
+    return { proc, seconds: (performance.now() - t0) / 1000 };
+  };
+  log(`population: Tessera on ${dir}`);
+  let { proc } = await start();
+  const seedFile = path.join(dir, 'seed');
+  log(`population: ${keys.toLocaleString('en-US')} SDK keys for ${Math.ceil(keys / 2).toLocaleString('en-US')} users (built once, then reused)`);
+  const built = JSON.parse(
+    await runNode([path.join(ROOT, 'bench/population.mjs'), '--keys', String(keys), '--seed-file', seedFile], { env, cwd: ROOT, timeoutMs: 3_600_000 }),
+  );
+  log(`  ${built.reused ? 'reused' : 'built'} (${built.method}, build took ${built.buildSeconds.toFixed(1)} s)`);
+  await stopProc(proc);
+  log('population: cold start to /readyz');
+  const cold = await start();
+  proc = cold.proc;
+  log(`  ready in ${cold.seconds.toFixed(2)} s`);
+  const pm = postmasterPid(path.join(dir, 'tessera', 'pg'));
+  if (!pm) throw new BenchError("could not find the embedded Postgres postmaster of the population's data folder");
+  servers.procs.tessera = proc;
+  servers.pgPid = pm;
+  const seed = Buffer.from(readFileSync(seedFile, 'utf8').trim(), 'base64');
+  const auth = new Array(Math.max(...opts.popClients));
+  for (let i = 0; i < auth.length; i++) {
+    const c = populationCredential(seed, i);
+    auth[i] = basic(c.client_id, c.client_secret);
+  }
+  const check = async (i) => {
+    const res = await request(port, 'POST', '/oauth/token', {
+      headers: { authorization: auth[i], 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=client_credentials',
+    });
+    if (res.status !== 200) throw new BenchError(`population key ${i} got ${res.status} from POST /oauth/token: ${res.text.slice(0, 300)}`);
+  };
+  await check(0);
+  await check(auth.length - 1);
+  fixtures.population = { port, auth, available: true, keys, built, coldStartSeconds: cold.seconds, memoryAfterStart: memory(proc.pid), env, dir };
 }
 
 // ---- fixtures -------------------------------------------------------------------------------
@@ -369,9 +460,19 @@ async function main() {
     .map((l) => l.toFixed(2))
     .join(' / ');
   const selected = new Set(opts.scenarios);
-  const perScenarioTargets = { 'cc-one': 3, 'cc-many': 3, verify: 4, login: 1, jwks: 3 };
-  const estimate = opts.scenarios.reduce((s, id) => s + perScenarioTargets[id] * opts.connections.length * (opts.warmup + opts.runs * opts.duration), 0);
-  const limit = opts.timeout || estimate * 2 + 600;
+  // Target x concurrency pairs per scenario.
+  const perScenario = {
+    'cc-one': 4 * opts.connections.length,
+    'cc-many': 4 * opts.connections.length,
+    'cc-conc': 3 * opts.curveConnections.length,
+    'cc-pop': opts.popClients.length,
+    verify: 4 * opts.connections.length,
+    login: opts.connections.length,
+    jwks: 3 * opts.connections.length,
+  };
+  const estimate = opts.scenarios.reduce((s, id) => s + (perScenario[id] ?? 4 * opts.connections.length) * (opts.warmup + opts.runs * opts.duration), 0);
+  // A first population build of a million keys takes minutes; later runs reuse it.
+  const limit = opts.timeout || estimate * 2 + 600 + (selected.has('cc-pop') ? 3600 : 0);
   log(`about ${Math.ceil(estimate / 60)} min of load (+ start-up and fixtures); hard limit ${Math.ceil(limit / 60)} min`);
   const deadline = setTimeout(() => {
     aborted = new BenchError(`the bench ran past its limit of ${limit} s (BENCH_TIMEOUT)`);
@@ -394,7 +495,16 @@ async function main() {
   fixtures.ceiling = await ceilingFixtures(servers.ports, clients);
   fixtures.ports = servers.ports;
 
-  const scenarios = buildScenarios(fixtures).filter((s) => selected.has(s.id));
+  // The machine's raw signing rate, every core, before any load (the servers are idle).
+  let sign = null;
+  if (opts.signSeconds > 0) {
+    log(`raw Ed25519 signing rate, ${os.availableParallelism?.() ?? os.cpus().length} worker threads, ${opts.signSeconds} s`);
+    sign = await signRate(opts.signSeconds);
+    log(`  ${Math.round(sign.perSecond).toLocaleString('en-US')} signatures/s`);
+  }
+
+  // cc-pop runs last: it stops the main Tessera and serves from the population's.
+  const order = [...opts.scenarios.filter((id) => id !== 'cc-pop'), ...opts.scenarios.filter((id) => id === 'cc-pop')];
   const rows = [];
   const unavailable = [];
   const failures = [];
@@ -407,14 +517,16 @@ async function main() {
       );
     }
   };
-  for (const scenario of scenarios) {
+  for (const id of order) {
+    if (id === 'cc-pop') await populationPhase();
+    const scenario = buildScenarios(fixtures, opts).find((s) => s.id === id);
     const targets = scenario.targets.filter((t) => {
       if (t.available === true) return true;
       unavailable.push(`${scenario.title}: ${t.label}: ${t.available}`);
       return false;
     });
     if (!targets.some((t) => t.server === 'tessera')) log(`${scenario.id}: Tessera not available on this build; measuring the others`);
-    for (const c of opts.connections) {
+    for (const c of scenario.connections ?? opts.connections) {
       const runs = new Map(targets.map((t) => [t, []]));
       if (opts.warmup > 0) {
         for (const t of targets) {
@@ -423,8 +535,8 @@ async function main() {
         }
       }
       for (let i = 0; i < opts.runs; i++) {
-        const order = targets.map((_, k) => targets[(k + i) % targets.length]);
-        for (const t of order) {
+        const turn = scenario.rotate === false ? targets : targets.map((_, k) => targets[(k + i) % targets.length]);
+        for (const t of turn) {
           const r = await measure(scenario, t, c, opts.duration);
           log(
             `${scenario.id} c=${c} run ${i + 1}/${opts.runs} ${t.label}: ${Math.round(r.rps)} req/s` +
@@ -454,10 +566,19 @@ async function main() {
           cpuServer: m('cpuServer'),
           cpuPg: m('cpuPg'),
           cpuLoadGen: m('cpuLoadGen'),
+          clients: t.clients ?? null,
         };
         rows.push(row);
         raw.push({ ...row, runs: rs });
       }
+    }
+    if (scenario.id === 'cc-pop') {
+      const pop = fixtures.population;
+      pop.memoryEnd = memory(servers.procs.tessera.pid);
+      pop.stats = JSON.parse(await runNode([path.join(ROOT, 'bench/population.mjs'), '--stats'], { env: pop.env, cwd: ROOT, timeoutMs: 120_000 }));
+      log(
+        `population: Tessera RSS ${Math.round((pop.memoryEnd?.rss ?? 0) / 2 ** 20)} MB at the end; database ${Math.round(pop.stats.databaseBytes / 2 ** 20)} MB`,
+      );
     }
     if (scenario.id === 'login') {
       const problem = await checkLogoutRevokes(servers.ports.tessera);
@@ -467,17 +588,36 @@ async function main() {
   clearTimeout(deadline);
 
   const find = (scenario, server, variant, c) => rows.find((r) => r.scenario === scenario && r.server === server && r.variant === variant && r.c === c) ?? null;
-  const targets = judgeTargets(find, opts.connections);
+  const pop = fixtures.population;
+  const population = pop
+    ? {
+        keys: pop.keys,
+        users: pop.built.users,
+        reused: pop.built.reused,
+        method: pop.built.method,
+        buildSeconds: pop.built.buildSeconds,
+        builtAt: pop.built.builtAt,
+        coldStartSeconds: pop.coldStartSeconds,
+        rssAfterStartBytes: pop.memoryAfterStart?.rss ?? null,
+        rssEndBytes: pop.memoryEnd?.rss ?? null,
+        rssPeakBytes: pop.memoryEnd?.peak ?? null,
+        ...pop.stats,
+        clientCacheMax: pop.env.TESSERA_CLIENT_CACHE_MAX ?? 'default',
+      }
+    : null;
+  const targets = judgeTargets(find, { population }, opts);
   const ratios = [];
   for (const r of rows.filter((x) => x.server === 'tessera')) {
     const peer = find(r.scenario, 'peer', undefined, r.c);
     const ceiling = find(r.scenario, 'ceiling', undefined, r.c);
+    const floor = find(r.scenario, 'floor', undefined, r.c);
     ratios.push({
       scenario: r.scenarioTitle,
       label: r.label,
       c: r.c,
       peer: peer ? `${(r.rps / peer.rps).toFixed(2)}x` : null,
       ceiling: ceiling ? `${(r.rps / ceiling.rps).toFixed(2)}x` : null,
+      floor: floor ? `${(r.rps / floor.rps).toFixed(2)}x` : null,
     });
   }
   if (opts.requireAll && unavailable.length) failures.push(`BENCH_REQUIRE_ALL: ${unavailable.length} target(s) not available on this build`);
@@ -485,7 +625,7 @@ async function main() {
   const t = fixtures.tessera;
   const meta = {
     quick: opts.quick,
-    command: opts.quick ? 'BENCH_QUICK=1 npm run bench' : 'npm run bench',
+    command: `${process.env.BENCH_QUICK ? 'BENCH_QUICK=1 ' : ''}npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     date: new Date().toISOString(),
     commit: gitCommit(),
     cpus: os.cpus().length,
@@ -498,7 +638,11 @@ async function main() {
     runs: opts.runs,
     duration: opts.duration,
     connections: opts.connections,
+    curveConnections: opts.curveConnections,
+    popConnections: opts.popConnections,
     ratios,
+    sign,
+    population,
     elapsedSeconds: Math.round((Date.now() - started) / 1000),
   };
   const s = t.settings;
@@ -518,12 +662,31 @@ async function main() {
       '(client_secret_basic), clientCredentials + introspection + resourceIndicators, access tokens for the resource urn:bench:api as JWT signed EdDSA (Ed25519), ' +
       `default in-memory adapter. Without a resource it issues opaque tokens, which its /token/introspection checks (client_secret_basic). Access tokens: ${JSON.stringify(fixtures.peer.jwtHeader)}.`,
     'Reference ceiling (bench/servers/ceiling.mjs): Fastify + @fastify/formbody, clients in a Map, secrets as HMAC-SHA256 compared with timingSafeEqual, ' +
-      'an RFC 9068 JWT signed with jose (Ed25519); /verify checks a JWT with jose; /jwks serves a constant.',
+      "an RFC 9068 JWT signed Ed25519 with node:crypto on libuv's thread pool (the callback form, as Tessera signs), the JOSE header encoded once; " +
+      '/verify checks a JWT with jose; /jwks serves a constant. HTTP floor: POST /token-floor in the same process, the same Fastify + formbody route ' +
+      'answering a token signed at start (no client look-up, no secret check, no signature): what HTTP, the framework and the load generator alone cost.',
+    ...(sign
+      ? [
+          `Raw signing rate (bench/tools/sign-rate.mjs): ${sign.threads} worker threads (every CPU), each signing a ~330-byte access-token signing input ` +
+            `with Ed25519 (node:crypto, synchronous) for ${opts.signSeconds} s, before any load.`,
+        ]
+      : []),
+    ...(population
+      ? [
+          `Population (bench/population.mjs): ${population.keys.toLocaleString('en-US')} SDK keys for ${population.users.toLocaleString('en-US')} users, ` +
+            "secret_hash through Tessera's own hashSecret (imported from dist) with the pepper of the data folder, loaded with COPY (pg-copy-streams); " +
+            `${population.reused ? `reused from the cache (built ${population.builtAt} in ${population.buildSeconds.toFixed(1)} s)` : `built in ${population.buildSeconds.toFixed(1)} s`}. ` +
+            `Served by its own Tessera on the cached data folder, TESSERA_CLIENT_CACHE_MAX=${population.clientCacheMax}; the client counts run in increasing order, ` +
+            `each the first N keys of the population round-robin, concurrency ${opts.popConnections}. Cold start: spawn of \`tessera serve\` to the first /readyz 200, ` +
+            'embedded Postgres start included, polled every 50 ms, the OS page cache warm.',
+        ]
+      : []),
     `autocannon ${readJson('node_modules/autocannon/package.json').version}, in the bench process itself (separate from every server). Round-robin: each request takes the next credential of a shared list.`,
     'The login scenario reuses one API token; a pair counts when its logout has answered 2xx, and after the runs one logged-out session is checked to be refused by /gateway/verify.',
     `Run took ${meta.elapsedSeconds} s in all.`,
   ];
   mkdirSync(RESULTS, { recursive: true });
+  meta.charts = await renderCharts(rows, RESULTS, opts.out);
   const md = renderMarkdown({ meta, rows, targets, unavailable, failures, notes });
   writeFileSync(path.join(RESULTS, `${opts.out}.md`), md);
   writeFileSync(
@@ -531,7 +694,7 @@ async function main() {
     JSON.stringify({ meta, options: opts, settings: s, rows: raw, targets, unavailable, failures, notes }, null, 2) + '\n',
   );
   process.stdout.write(md + '\n');
-  log(`wrote bench/results/${opts.out}.md and .json`);
+  log(`wrote ${path.relative(ROOT, path.join(RESULTS, opts.out))}.md and .json`);
   if (failures.length) {
     log(`INVALID RUN: ${failures.length} problem(s):\n  - ${failures.join('\n  - ')}`);
     return 1;

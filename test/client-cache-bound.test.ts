@@ -18,13 +18,13 @@ async function keyWithToken(h: Harness): Promise<{ key: SdkKey; apiToken: string
 const token = (h: Harness, key: SdkKey) =>
   h.inject({ method: 'POST', url: '/oauth/token', headers: { 'content-type': FORM, authorization: basic(key.client_id, key.client_secret) }, payload: CC });
 
-t.test('TESSERA_CLIENT_CACHE_MAX: a whole number of at least 1, 250,000 by default', async (t) => {
+t.test('TESSERA_CLIENT_CACHE_MAX: a whole number of at least 1, 150,000 by default', async (t) => {
   const base = {
     DATABASE_URL: 'postgres://x@127.0.0.1/x',
     TESSERA_MASTER_KEY: Buffer.alloc(32, 1).toString('base64'),
     TESSERA_PEPPER: Buffer.alloc(32, 2).toString('base64'),
   };
-  t.equal(loadConfig(base).config.clientCacheMaxEntries, 250_000);
+  t.equal(loadConfig(base).config.clientCacheMaxEntries, 150_000);
   t.equal(loadConfig({ ...base, TESSERA_CLIENT_CACHE_MAX: '5000' }).config.clientCacheMaxEntries, 5000);
   t.throws(() => loadConfig({ ...base, TESSERA_CLIENT_CACHE_MAX: '0' }), /TESSERA_CLIENT_CACHE_MAX/);
   t.throws(() => loadConfig({ ...base, TESSERA_CLIENT_CACHE_MAX: 'lots' }), /TESSERA_CLIENT_CACHE_MAX/);

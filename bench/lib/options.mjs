@@ -2,7 +2,7 @@
 // (`--duration 5`, `--runs=5`, `--quick`, `--scenarios cc-one,jwks`).
 import { parseArgs } from 'node:util';
 
-export const SCENARIO_IDS = ['cc-one', 'cc-many', 'verify', 'login', 'jwks'];
+export const SCENARIO_IDS = ['cc-one', 'cc-many', 'cc-conc', 'cc-pop', 'verify', 'login', 'jwks'];
 
 const HELP = `usage: npm run bench [-- options]      (each option also as an environment variable)
   --duration S      BENCH_DURATION     seconds per measured run (default 10; quick 2)
@@ -11,6 +11,12 @@ const HELP = `usage: npm run bench [-- options]      (each option also as an env
   --connections L   BENCH_CONNECTIONS  comma list of concurrencies (default 50,200; quick 10)
   --clients N       BENCH_CLIENTS      clients in the round-robin scenario (default 10000; quick 1000)
   --scenarios L     BENCH_SCENARIOS    comma list of ${SCENARIO_IDS.join(', ')} (default all)
+  --curve-connections L  BENCH_CURVE_CONNECTIONS  concurrencies of cc-conc (default 10,50,200,1000; quick 10,50)
+  --pop-clients L   BENCH_POP_CLIENTS  distinct clients of cc-pop, round-robin (default 1000,10000,100000,1000000; quick 200,1000)
+  --pop-connections N  BENCH_POP_CONNECTIONS  concurrency of cc-pop (default 50; quick 10)
+  --population N    BENCH_POPULATION   SDK keys in the population fixture (default: the largest of --pop-clients)
+  --cache DIR       BENCH_CACHE        where population fixtures are kept between runs (default <tmp>/tessera-bench-cache)
+  --sign-seconds S  BENCH_SIGN_SECONDS seconds of the raw Ed25519 signing rate measurement (default 5; quick 1)
   --quick           BENCH_QUICK=1      smoke run: short, one run, results to bench/results/quick.*
   --out NAME        BENCH_OUT          results file stem in bench/results (default latest; quick: quick)
   --timeout S       BENCH_TIMEOUT      hard limit for the whole bench in seconds (default: estimate x 2 + 600)
@@ -38,6 +44,12 @@ export function loadOptions(argv = process.argv.slice(2), env = process.env) {
       connections: { type: 'string' },
       clients: { type: 'string' },
       scenarios: { type: 'string' },
+      'curve-connections': { type: 'string' },
+      'pop-clients': { type: 'string' },
+      'pop-connections': { type: 'string' },
+      population: { type: 'string' },
+      cache: { type: 'string' },
+      'sign-seconds': { type: 'string' },
       quick: { type: 'boolean' },
       out: { type: 'string' },
       timeout: { type: 'string' },
@@ -60,6 +72,8 @@ export function loadOptions(argv = process.argv.slice(2), env = process.env) {
   const unknown = scenarios.filter((s) => !SCENARIO_IDS.includes(s));
   if (unknown.length) throw new Error(`unknown scenario(s) ${unknown.join(', ')}; choose from ${SCENARIO_IDS.join(', ')}`);
   const connections = (pick('connections', 'BENCH_CONNECTIONS') ?? (quick ? '10' : '50,200')).split(',').map((c) => num('BENCH_CONNECTIONS', c.trim(), 0));
+  const list = (flag, name, def) => (pick(flag, name) ?? def).split(',').map((c) => num(name, c.trim(), def, 1));
+  const popClients = list('pop-clients', 'BENCH_POP_CLIENTS', quick ? '200,1000' : '1000,10000,100000,1000000');
   const opts = {
     quick,
     duration: num('BENCH_DURATION', pick('duration', 'BENCH_DURATION'), quick ? 2 : 10),
@@ -68,11 +82,18 @@ export function loadOptions(argv = process.argv.slice(2), env = process.env) {
     connections,
     clients: num('BENCH_CLIENTS', pick('clients', 'BENCH_CLIENTS'), quick ? 1000 : 10000, 2),
     scenarios: scenarios.length ? scenarios : SCENARIO_IDS,
+    curveConnections: list('curve-connections', 'BENCH_CURVE_CONNECTIONS', quick ? '10,50' : '10,50,200,1000'),
+    popClients,
+    popConnections: num('BENCH_POP_CONNECTIONS', pick('pop-connections', 'BENCH_POP_CONNECTIONS'), quick ? 10 : 50),
+    population: num('BENCH_POPULATION', pick('population', 'BENCH_POPULATION'), Math.max(...popClients), 2),
+    cache: pick('cache', 'BENCH_CACHE') ?? null,
+    signSeconds: num('BENCH_SIGN_SECONDS', pick('sign-seconds', 'BENCH_SIGN_SECONDS'), quick ? 1 : 5, 0),
     out: pick('out', 'BENCH_OUT') ?? (quick ? 'quick' : 'latest'),
     requireAll: values['require-all'] ?? truthy(env.BENCH_REQUIRE_ALL),
     keep: values.keep ?? truthy(env.BENCH_KEEP),
     timeout: num('BENCH_TIMEOUT', pick('timeout', 'BENCH_TIMEOUT'), 0, 0),
   };
+  if (opts.population < Math.max(...opts.popClients)) throw new Error('BENCH_POPULATION must be at least the largest of BENCH_POP_CLIENTS');
   if (!/^[\w.-]+$/.test(opts.out)) throw new Error(`BENCH_OUT must be a plain file stem, got "${opts.out}"`);
   return opts;
 }

@@ -62,7 +62,7 @@ export function runNode(args, { env, cwd, timeoutMs = 120_000 }) {
 }
 
 /** Polls `url` until it answers 200, the process exits, or `timeoutMs` passes. */
-export async function waitReady(proc, url, timeoutMs) {
+export async function waitReady(proc, url, timeoutMs, everyMs = 250) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) throw new Error(`${proc.name} exited (${proc.exitCode}) while starting; see ${proc.logFile}:\n${tail(proc.logFile)}`);
@@ -73,7 +73,7 @@ export async function waitReady(proc, url, timeoutMs) {
     } catch {
       // not listening yet
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`${proc.name} not ready at ${url} within ${timeoutMs / 1000} s; see ${proc.logFile}:\n${tail(proc.logFile)}`);
 }
@@ -110,6 +110,36 @@ export async function stopAll(graceMs = 20_000) {
       ]),
     ),
   );
+}
+
+/** Stops one child: SIGTERM, then SIGKILL after `graceMs`. */
+export async function stopProc(p, graceMs = 30_000) {
+  if (p.exitCode !== null && p.exitCode !== undefined) return;
+  try {
+    p.child.kill('SIGTERM');
+  } catch {
+    // gone already
+  }
+  const killed = setTimeout(() => {
+    try {
+      p.child.kill('SIGKILL');
+    } catch {
+      // gone already
+    }
+  }, graceMs);
+  await p.exited;
+  clearTimeout(killed);
+}
+
+/** Resident set size now and at its peak (VmRSS, VmHWM from /proc/<pid>/status), in bytes; null if gone. */
+export function memory(pid) {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+    return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+  } catch {
+    return null;
+  }
 }
 
 /** Last resort from process.on('exit'): synchronous SIGKILL of whatever is left. */

@@ -1,6 +1,7 @@
 // Markdown for bench/results/<out>.md.
 
-const SERVER_NAMES = { tessera: 'Tessera', peer: 'oidc-provider', ceiling: 'reference ceiling' };
+const SERVER_NAMES = { tessera: 'Tessera', peer: 'oidc-provider', ceiling: 'reference ceiling', floor: 'HTTP floor' };
+const MB = (b) => (b === null || b === undefined || !Number.isFinite(b) ? '-' : `${Math.round(b / 2 ** 20).toLocaleString('en-US')} MB`);
 
 const int = (n) => Math.round(n).toLocaleString('en-US');
 // autocannon records latencies in whole milliseconds; a median of runs may end in .5.
@@ -48,16 +49,44 @@ export function renderMarkdown({ meta, rows, targets, unavailable, failures, not
     );
   }
   L.push('');
+  if (meta.charts?.clients || meta.charts?.concurrency) {
+    L.push('## Growth curves', '');
+    if (meta.charts.clients) L.push(`![tokens/s and p99 by distinct clients](${meta.charts.clients})`, '');
+    if (meta.charts.concurrency) L.push(`![tokens/s and p99 by concurrency](${meta.charts.concurrency})`, '');
+  }
   L.push('## Targets', '');
-  L.push('| target | conc. | measured | goal | status |');
-  L.push('|---|---:|---:|---:|---|');
-  for (const t of targets) L.push(`| ${t.name} | ${t.c} | ${t.measured ?? '-'} | ${t.goal} | ${t.status === 'met' ? '**met**' : t.status} |`);
+  L.push('| target | conc. | measured | goal | status | measured alone by |');
+  L.push('|---|---:|---:|---:|---|---|');
+  for (const t of targets)
+    L.push(`| ${t.name} | ${t.c} | ${t.measured ?? '-'} | ${t.goal} | ${t.status === 'met' ? '**met**' : t.status} | \`${t.command}\` |`);
   L.push('');
-  L.push('## Ratios', '');
-  L.push('| scenario | Tessera target | conc. | Tessera / oidc-provider | Tessera / ceiling |');
-  L.push('|---|---|---:|---:|---:|');
-  for (const r of meta.ratios) L.push(`| ${r.scenario} | ${r.label} | ${r.c} | ${r.peer ?? '-'} | ${r.ceiling ?? '-'} |`);
+  L.push('## References', '');
+  if (meta.sign) {
+    L.push(
+      `Raw Ed25519 signing rate of this machine, ${meta.sign.threads} threads (every CPU), nothing else in them: ` +
+        `**${int(meta.sign.perSecond)} signatures/s** (per thread: ${meta.sign.perThread.map(int).join(', ')}), ` +
+        `i.e. ${cpu(signCpuPer1k(meta.sign))} CPU s per 1,000 signatures.`,
+      '',
+    );
+  }
+  L.push('| scenario | Tessera target | conc. | Tessera / oidc-provider | Tessera / ceiling | Tessera / HTTP floor |');
+  L.push('|---|---|---:|---:|---:|---:|');
+  for (const r of meta.ratios) L.push(`| ${r.scenario} | ${r.label} | ${r.c} | ${r.peer ?? '-'} | ${r.ceiling ?? '-'} | ${r.floor ?? '-'} |`);
   L.push('');
+  if (meta.population) {
+    const p = meta.population;
+    L.push('## Population', '');
+    L.push(
+      '| SDK keys | users | fixture | cold start to /readyz | Tessera RSS after start | RSS at the end | peak RSS | Postgres database | sdk_keys (with indexes) |',
+    );
+    L.push('|---:|---:|---|---:|---:|---:|---:|---:|---:|');
+    L.push(
+      `| ${int(p.keys)} | ${int(p.users)} | ${p.method}, ${p.reused ? `reused (built in ${p.buildSeconds.toFixed(1)} s)` : `built in ${p.buildSeconds.toFixed(1)} s`} | ` +
+        `${p.coldStartSeconds.toFixed(2)} s | ${MB(p.rssAfterStartBytes)} | ${MB(p.rssEndBytes)} | ${MB(p.rssPeakBytes)} | ${MB(p.databaseBytes)} | ${MB(p.sdkKeysBytes)} |`,
+    );
+    L.push('');
+  }
+  L.push(...whereTheTimeGoes(meta, rows, targets));
   if (unavailable.length) {
     L.push('## Not available on this build', '');
     for (const u of unavailable) L.push(`- ${u}`);
@@ -75,6 +104,80 @@ export function renderMarkdown({ meta, rows, targets, unavailable, failures, not
   for (const n of notes) L.push(`- ${n}`);
   L.push('');
   return L.join('\n');
+}
+
+/** CPU seconds one signature costs, from the all-core rate (every thread busy on its own core). */
+function signCpuPer1k(sign) {
+  return (sign.threads / sign.perSecond) * 1000;
+}
+
+/**
+ * Where the time goes, from this run's own figures: CPU per 1,000 requests of the HTTP floor, of a bare
+ * signature, of the ceiling and of Tessera (server and Postgres), and for each missed target the figures
+ * that explain it.
+ */
+function whereTheTimeGoes(meta, rows, targets) {
+  const L = ['## Where the time goes', ''];
+  const at = (scenario, server, c, variant) => rows.find((r) => r.scenario === scenario && r.server === server && r.c === c && r.variant === variant);
+  const cc = rows.filter((r) => (r.scenario === 'cc-one' || r.scenario === 'cc-conc') && r.server === 'tessera');
+  if (cc.length) {
+    L.push(
+      'client_credentials, one client, CPU seconds per 1,000 tokens. The HTTP floor is what parsing, routing and answering a request costs; ' +
+        "a signature's share is the raw rate's; the ceiling adds the client look-up, the HMAC and the signature to the floor; Tessera's remainder " +
+        "over the ceiling is its own work (the key's status and expiry checks, scopes and claims, usage stamps, metrics).",
+      '',
+    );
+    L.push(
+      '| scenario | conc. | HTTP floor | + one signature | ceiling | Tessera server | Tessera Postgres | Tessera - ceiling | load generator (per 1k, Tessera run) |',
+    );
+    L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const r of cc) {
+      const floor = at(r.scenario, 'floor', r.c);
+      const ceiling = at(r.scenario, 'ceiling', r.c);
+      const sig = meta.sign ? signCpuPer1k(meta.sign) : null;
+      const sum = floor?.cpuServer != null && sig !== null ? floor.cpuServer + sig : null;
+      const diff = ceiling?.cpuServer != null && r.cpuServer != null ? r.cpuServer - ceiling.cpuServer : null;
+      L.push(
+        `| ${r.scenario} | ${r.c} | ${cpu(floor?.cpuServer)} | ${cpu(sum)} | ${cpu(ceiling?.cpuServer)} | ${cpu(r.cpuServer)} | ${cpu(r.cpuPg)} | ${cpu(diff)} | ${cpu(r.cpuLoadGen)} |`,
+      );
+    }
+    L.push('');
+  }
+  const pop = rows.filter((r) => r.scenario === 'cc-pop');
+  if (pop.length) {
+    L.push('By distinct clients: CPU per 1,000 tokens on the server and in Postgres (a miss of the client cache is a batched read of Postgres).', '');
+    L.push('| distinct clients | tokens/s | p99 ms | CPU s / 1k, server | CPU s / 1k, Postgres |');
+    L.push('|---:|---:|---:|---:|---:|');
+    for (const r of pop) L.push(`| ${int(r.clients)} | ${int(r.rps)} | ${ms(r.p99)} | ${cpu(r.cpuServer)} | ${cpu(r.cpuPg)} |`);
+    L.push('');
+  }
+  const missed = targets.filter((t) => t.status === 'not met');
+  if (missed.length) {
+    L.push('Missed targets:', '');
+    for (const t of missed) L.push(`- ${t.name} (${t.measured}, goal ${t.goal}): ${explain(t, meta, rows)}`);
+    L.push('');
+  }
+  return L;
+}
+
+function explain(t, meta, rows) {
+  const p = meta.population;
+  const one = rows.find((r) => r.scenario === 'cc-one' && r.server === 'tessera' && r.c === 50);
+  if (/RSS/.test(t.name) && p)
+    return `RSS ${MB(p.rssAfterStartBytes)} after start, ${MB(p.rssEndBytes)} at the end (peak ${MB(p.rssPeakBytes)}); the client cache holds at most TESSERA_CLIENT_CACHE_MAX=${p.clientCacheMax} entries of ~1 KB.`;
+  if (/cold start/.test(t.name) && p)
+    return `${p.coldStartSeconds.toFixed(2)} s from spawn to /readyz, embedded Postgres start included; see the Tessera population log with BENCH_KEEP=1 for the phases.`;
+  if (/distinct clients/.test(t.name)) {
+    const n = Number(/([\d,]+) distinct/.exec(t.name)?.[1].replace(/,/g, ''));
+    const r = rows.find((x) => x.scenario === 'cc-pop' && x.clients === n);
+    if (r && one)
+      return `server CPU ${cpu(r.cpuServer)} s / 1k (one client: ${cpu(one.cpuServer)}), Postgres ${cpu(r.cpuPg)} s / 1k (one client: ${cpu(one.cpuPg)}): the difference is the client-cache misses read from Postgres.`;
+  }
+  const scenario = /verify/.test(t.name) ? 'verify' : /login/.test(t.name) ? 'login' : /one client/.test(t.name) ? 'cc-one' : null;
+  const r =
+    scenario && rows.find((x) => x.scenario === scenario && x.server === 'tessera' && x.c === 50 && (!/session/.test(t.name) || x.variant === 'session'));
+  if (r) return `Tessera server ${cpu(r.cpuServer)} CPU s / 1k, Postgres ${cpu(r.cpuPg)}, load generator ${cpu(r.cpuLoadGen)} (see the tables above).`;
+  return 'no figures of this run explain it; see the tables above.';
 }
 
 export { SERVER_NAMES };

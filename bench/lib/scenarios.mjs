@@ -1,5 +1,7 @@
 // The scenarios: for each, the servers it compares and the autocannon requests that load them.
 // A target is { server, label, port, available (true or a reason), load(counters) -> requests[] }.
+// A scenario may set `connections` (its own concurrencies instead of BENCH_CONNECTIONS) and
+// `rotate: false` (its targets run in the listed order in every run, not rotated).
 
 const FORM = 'application/x-www-form-urlencoded';
 const RESOURCE = 'urn:bench:api';
@@ -33,13 +35,35 @@ function unavailable(reason) {
  * Builds every scenario from the fixtures. `fx.tessera.avail.<feature>` is true or the reason the
  * feature is missing (its probe answered 404).
  */
-export function buildScenarios(fx) {
+export function buildScenarios(fx, opts = {}) {
   const { ports, tessera: t, peer, ceiling } = fx;
   const many = fx.clients.length;
   const peerAuth = fx.clients.map(([id, secret]) => basic(id, secret));
   const tesseraAuth = t.manyKeys?.map((k) => basic(k.client_id, k.client_secret)) ?? [];
   const tesseraOne = t.oneKey ? [basic(t.oneKey.client_id, t.oneKey.client_secret)] : [];
 
+  const ccTessera = (tesseraHeaders, tesseraAvail) => ({
+    server: 'tessera',
+    label: 'Tessera POST /oauth/token',
+    port: ports.tessera,
+    available: unavailable(tesseraAvail),
+    load: () => tokenRequests('/oauth/token', tesseraHeaders, 'grant_type=client_credentials'),
+  });
+  const ccCeiling = (peerHeaders) => ({
+    server: 'ceiling',
+    label: 'reference POST /token',
+    port: ports.ceiling,
+    available: true,
+    load: () => tokenRequests('/token', peerHeaders, 'grant_type=client_credentials'),
+  });
+  // Same process as the ceiling, the route that answers a token signed at start (see bench/servers/ceiling.mjs).
+  const ccFloor = (peerHeaders) => ({
+    server: 'floor',
+    label: 'HTTP floor POST /token-floor (pre-signed token)',
+    port: ports.ceiling,
+    available: true,
+    load: () => tokenRequests('/token-floor', peerHeaders, 'grant_type=client_credentials'),
+  });
   const cc = (id, title, tesseraHeaders, peerHeaders, tesseraAvail) => ({
     id,
     title,
@@ -59,13 +83,8 @@ export function buildScenarios(fx) {
         available: true,
         load: () => tokenRequests('/token', peerHeaders, `grant_type=client_credentials&resource=${encodeURIComponent(RESOURCE)}`),
       },
-      {
-        server: 'ceiling',
-        label: 'reference POST /token',
-        port: ports.ceiling,
-        available: true,
-        load: () => tokenRequests('/token', peerHeaders, 'grant_type=client_credentials'),
-      },
+      ccCeiling(peerHeaders),
+      ccFloor(peerHeaders),
     ],
   });
 
@@ -78,6 +97,34 @@ export function buildScenarios(fx) {
       peerAuth,
       t.avail.cc === true && tesseraAuth.length < many ? `only ${tesseraAuth.length} SDK keys could be made` : t.avail.cc,
     ),
+    {
+      // Growth against concurrency: one client, BENCH_CURVE_CONNECTIONS.
+      id: 'cc-conc',
+      title: 'client_credentials, one client, by concurrency',
+      unit: 'tokens/s',
+      connections: opts.curveConnections,
+      targets: [ccTessera(tesseraOne, t.avail.cc), ccCeiling(peerAuth.slice(0, 1)), ccFloor(peerAuth.slice(0, 1))],
+    },
+    {
+      // Growth against distinct clients: the population fixture (bench/population.mjs) served by its own
+      // Tessera on a cached data folder; the counts run in increasing order, the largest last.
+      id: 'cc-pop',
+      title: 'client_credentials, population, by distinct clients',
+      unit: 'tokens/s',
+      connections: [opts.popConnections],
+      rotate: false,
+      targets: (opts.popClients ?? []).map((n) => ({
+        server: 'tessera',
+        variant: `clients-${n}`,
+        clients: n,
+        label: `Tessera POST /oauth/token, ${n.toLocaleString('en-US')} clients round-robin`,
+        get port() {
+          return fx.population?.port;
+        },
+        available: fx.population ? unavailable(fx.population.available) : 'not available (no population fixture)',
+        load: () => tokenRequests('/oauth/token', fx.population.auth.slice(0, n), 'grant_type=client_credentials'),
+      })),
+    },
     {
       id: 'verify',
       title: 'gateway verify vs introspection',
@@ -176,45 +223,82 @@ export function buildScenarios(fx) {
   ];
 }
 
-/** The issue's targets, judged on the medians. `find(scenario, server, variant, c)` -> row or null. */
-export function judgeTargets(find, connections) {
+/**
+ * The targets, judged on the medians. `find(scenario, server, variant, c)` -> row or null; `extra` carries
+ * what is not a row: { population: { coldStartSeconds, rssEndBytes, keys } }. Each target names the command
+ * that measures it alone.
+ */
+export function judgeTargets(find, extra = {}, opts = {}) {
   const out = [];
-  const ratio = (name, scenario, variant, versus, goal, c, unit = 'rps') => {
-    const a = find(scenario, 'tessera', variant, c);
-    const b = find(scenario, versus, undefined, c);
-    if (!a || !b) return out.push({ name, c, goal: `>= ${goal}x`, measured: null, status: 'n/a' });
-    const r = a[unit] / b[unit];
-    out.push({ name, c, goal: `>= ${goal}x`, measured: `${r.toFixed(2)}x`, status: r >= goal ? 'met' : 'not met' });
+  const C = 50;
+  const push = (name, c, goal, measured, ok, command) =>
+    out.push({ name, c, goal, measured, status: measured === null ? 'n/a' : ok ? 'met' : 'not met', command });
+  const cmd = (ids) => `npm run bench -- --scenarios ${ids} --connections ${C}`;
+  const ratio = (name, scenario, variant, versus, goal, command, unit = 'rps') => {
+    const a = find(scenario, 'tessera', variant, C);
+    const b = find(scenario, versus, undefined, C);
+    const r = a && b ? a[unit] / b[unit] : null;
+    push(name, C, `>= ${goal}x`, r === null ? null : `${r.toFixed(2)}x`, r >= goal, command);
   };
-  const p99 = (name, scenario, variant, goal, c) => {
-    const a = find(scenario, 'tessera', variant, c);
-    if (!a) return out.push({ name, c, goal: `<= ${goal} ms`, measured: null, status: 'n/a' });
-    out.push({ name, c, goal: `<= ${goal} ms`, measured: `${a.p99.toFixed(1)} ms`, status: a.p99 <= goal ? 'met' : 'not met' });
-  };
-  for (const c of connections) {
-    for (const [sc, what] of [
-      ['cc-one', 'one client'],
-      ['cc-many', 'many clients'],
-    ]) {
-      ratio(`client_credentials (${what}): Tessera / oidc-provider tokens/s`, sc, undefined, 'peer', 2.0, c);
-      ratio(`client_credentials (${what}): Tessera / reference ceiling tokens/s`, sc, undefined, 'ceiling', 0.85, c);
-      if (c === 50) p99(`client_credentials (${what}): Tessera p99 at concurrency 50`, sc, undefined, 15, c);
-    }
-    for (const [variant, what] of [
-      [undefined, 'JWT'],
-      ['session', 'session token'],
-    ]) {
-      ratio(`/gateway/verify (${what}): Tessera / oidc-provider introspection req/s`, 'verify', variant, 'peer', 2.0, c);
-      if (c === 50) p99(`/gateway/verify (${what}): Tessera p99 at concurrency 50`, 'verify', variant, 10, c);
-    }
-    const l = find('login', 'tessera', undefined, c);
-    out.push({
-      name: 'loginWithToken + logout: pairs/s',
-      c,
-      goal: '>= 1,000 pairs/s',
-      measured: l ? `${Math.round(l.pairsPerSec).toLocaleString('en-US')} pairs/s` : null,
-      status: l ? (l.pairsPerSec >= 1000 ? 'met' : 'not met') : 'n/a',
-    });
+  const p99 = (name, row, goal, command) => push(name, row?.c ?? C, `<= ${goal} ms`, row ? `${row.p99.toFixed(1)} ms` : null, row?.p99 <= goal, command);
+
+  ratio('client_credentials, one client: Tessera / oidc-provider tokens/s', 'cc-one', undefined, 'peer', 3.0, cmd('cc-one'));
+  ratio('client_credentials, one client: Tessera / reference ceiling tokens/s', 'cc-one', undefined, 'ceiling', 0.9, cmd('cc-one'));
+  p99('client_credentials, one client: Tessera p99', find('cc-one', 'tessera', undefined, C), 10, cmd('cc-one'));
+
+  const popC = opts.popConnections ?? C;
+  const one = find('cc-one', 'tessera', undefined, popC);
+  const popCmd = (n) => `npm run bench -- --scenarios cc-one,cc-pop --connections ${popC} --pop-clients ${n}`;
+  for (const [n, goal, p99Goal] of [
+    [100_000, 0.8, 15],
+    [1_000_000, 0.6, null],
+  ]) {
+    const row = find('cc-pop', 'tessera', `clients-${n}`, popC);
+    const r = row && one ? row.rps / one.rps : null;
+    push(
+      `client_credentials, ${n.toLocaleString('en-US')} distinct clients: tokens/s / one-client tokens/s`,
+      popC,
+      `>= ${goal}x`,
+      r === null ? null : `${r.toFixed(2)}x`,
+      r >= goal,
+      popCmd(n),
+    );
+    if (p99Goal) p99(`client_credentials, ${n.toLocaleString('en-US')} distinct clients: Tessera p99`, row, p99Goal, popCmd(n));
   }
+  const pop = extra.population;
+  const big = pop && pop.keys >= 1_000_000;
+  push(
+    'client_credentials, 1,000,000 clients: Tessera RSS at the end',
+    popC,
+    '<= 400 MB',
+    big && pop.rssEndBytes ? `${Math.round(pop.rssEndBytes / 2 ** 20)} MB` : null,
+    pop?.rssEndBytes <= 400 * 2 ** 20,
+    popCmd(1_000_000),
+  );
+  push(
+    'cold start with 1,000,000 SDK keys to /readyz',
+    '-',
+    '<= 10 s',
+    big && pop.coldStartSeconds ? `${pop.coldStartSeconds.toFixed(1)} s` : null,
+    pop?.coldStartSeconds <= 10,
+    popCmd(1_000_000),
+  );
+
+  for (const [variant, what] of [
+    [undefined, 'JWT'],
+    ['session', 'session token'],
+  ]) {
+    ratio(`/gateway/verify (${what}): Tessera / oidc-provider introspection req/s`, 'verify', variant, 'peer', 4.0, cmd('verify'));
+    p99(`/gateway/verify (${what}): Tessera p99`, find('verify', 'tessera', variant, C), 5, cmd('verify'));
+  }
+  const l = find('login', 'tessera', undefined, C);
+  push(
+    'loginWithToken + logout: pairs/s (durable)',
+    C,
+    '>= 2,500 pairs/s',
+    l ? `${Math.round(l.pairsPerSec).toLocaleString('en-US')} pairs/s` : null,
+    l?.pairsPerSec >= 2500,
+    cmd('login'),
+  );
   return out;
 }

@@ -24,7 +24,7 @@ export interface ClientCacheOptions {
   ttlMs?: number;
   /**
    * Most entries held (unknown ids included, so guessing cannot grow it without bound); past it the
-   * least recently used entry is dropped. About 0.6 KB of memory each.
+   * least recently used entry is dropped. About 1 KB of resident memory each.
    */
   maxEntries?: number;
   /** Most client_ids one look-up statement asks for. */
@@ -75,7 +75,7 @@ export class ClientCache {
     opts: ClientCacheOptions = {},
   ) {
     this.ttlMs = opts.ttlMs ?? 5 * 60_000;
-    this.maxEntries = opts.maxEntries ?? 250_000;
+    this.maxEntries = opts.maxEntries ?? 150_000;
     this.maxBatch = opts.maxBatch ?? 500;
   }
 

@@ -314,7 +314,7 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
     masterKey,
     previousMasterKeys,
     pepper,
-    clientCacheMaxEntries: int(env, 'TESSERA_CLIENT_CACHE_MAX', 250_000, 1, 100_000_000),
+    clientCacheMaxEntries: int(env, 'TESSERA_CLIENT_CACHE_MAX', 150_000, 1, 100_000_000),
     accessTokenTtlSeconds,
     sessionTtlSeconds: duration(env, 'TESSERA_SESSION_TTL', 3600),
     sessionSliding: bool(env, 'TESSERA_SESSION_SLIDING', false),
