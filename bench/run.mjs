@@ -602,7 +602,7 @@ async function main() {
         rssEndBytes: pop.memoryEnd?.rss ?? null,
         rssPeakBytes: pop.memoryEnd?.peak ?? null,
         ...pop.stats,
-        clientCacheMax: pop.env.TESSERA_CLIENT_CACHE_MAX ?? 'default',
+        clientCacheMax: pop.env.TESSERA_CLIENT_CACHE_MAX ?? '150000 (the default)',
       }
     : null;
   const targets = judgeTargets(find, { population }, opts);
