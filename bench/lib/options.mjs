@@ -21,7 +21,8 @@ const HELP = `usage: npm run bench [-- options]      (each option also as an env
   --out NAME        BENCH_OUT          results file stem in bench/results (default latest; quick: quick)
   --timeout S       BENCH_TIMEOUT      hard limit for the whole bench in seconds (default: estimate x 2 + 600)
   --require-all     BENCH_REQUIRE_ALL=1  fail when a scenario is not available on this build
-  --keep            BENCH_KEEP=1       keep the throw-away data folder and server logs`;
+  --keep            BENCH_KEEP=1       keep the throw-away data folder and server logs
+                    BENCH_RESULTS_DIR  write the results to this folder instead of bench/results`;
 
 function truthy(v) {
   return v !== undefined && ['1', 'true', 'yes', 'on'].includes(String(v).toLowerCase());
