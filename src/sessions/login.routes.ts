@@ -2,7 +2,6 @@ import type { FastifyInstance } from 'fastify';
 import { badRequest, invalidToken } from '../platform/errors/api-error.js';
 import { bearerToken } from '../platform/auth/authenticate.js';
 import { isWellFormedSessionToken, SESSION_TOKEN_PREFIX } from './session-token.js';
-import { loginWithApiToken, logoutSession } from './sessions.service.js';
 import { dateTimeSchema, errorResponses, uuidSchema } from '../platform/http/schemas.js';
 
 /** Token login and logout, compatible with the IBM Quantum flow. */
@@ -40,7 +39,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request, reply) => {
-      const issued = await loginWithApiToken(app.db, app.config, {
+      const issued = await app.sessionWrites.login({
         apiToken: request.body.apiToken,
         now: new Date(app.clock.now()),
         ip: request.ip,
@@ -79,7 +78,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
         throw badRequest('logout ends a session: send the token loginWithToken returned');
       }
       if (!isWellFormedSessionToken(token)) throw invalidToken();
-      const ended = await logoutSession(app.db, app.config, {
+      const ended = await app.sessionWrites.logout({
         token,
         now: new Date(app.clock.now()),
         ip: request.ip,

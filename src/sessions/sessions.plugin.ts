@@ -2,12 +2,14 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { SessionCache } from './session-cache.js';
 import { pruneSessions } from './sessions.repository.js';
-import { slidingOf } from './sessions.service.js';
+import { SessionWrites, slidingOf } from './sessions.service.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** Verified sessions of this instance, invalidated through change events. */
     sessionCache: SessionCache;
+    /** Logins and logouts of this instance, committed in groups (durable before they resolve). */
+    sessionWrites: SessionWrites;
     /** Deletes expired and long-revoked sessions now; the periodic job calls it. Returns how many. */
     pruneSessions(): Promise<number>;
   }
@@ -26,6 +28,7 @@ export const sessionsPlugin = fp(
   async function sessionsPlugin(app: FastifyInstance) {
     const cache = new SessionCache();
     app.decorate('sessionCache', cache);
+    app.decorate('sessionWrites', new SessionWrites(app.db, app.config));
     const offs = [
       app.changes.on('session', (e) => e.id && cache.invalidate('session', e.id)),
       app.changes.on('api_token', (e) => e.id && cache.invalidate('api_token', e.id)),

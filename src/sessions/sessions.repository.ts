@@ -21,47 +21,66 @@ function effectiveExpiry(sliding: { ttlSeconds: number } | null) {
     : sql<Date>`sessions.expires_at`;
 }
 
+/** One login of a batch: the API token's hash and what the new session gets. */
+export interface LoginInput {
+  apiTokenHash: Buffer;
+  tokenHash: Buffer;
+  now: Date;
+  expiresAt: Date;
+  ip: string | null;
+  requestId: string | null;
+}
+
 /**
- * loginWithToken in one statement (one round trip, one implicit transaction): finds the live API
- * token with this hash whose user is active and which has not expired at `now`, inserts the
- * session with that token's scopes, and writes the `session.create` audit row. Returns the new
- * session, or undefined when the API token does not qualify (nothing is written then).
+ * loginWithToken for a batch of requests in one statement (one round trip, one implicit
+ * transaction, committed durably before it returns: an acknowledged session survives a Postgres
+ * crash). For each input it finds the live API token with that hash whose user is active and which
+ * has not expired at the input's `now`, inserts the session with that token's scopes, and writes
+ * its `session.create` audit row. Answers per input, in order: the new session, or undefined when
+ * that API token does not qualify (nothing is written for that input then).
  *
  * The API token is not locked: a login racing a revocation or suspension may leave a session row
  * the revocation missed, but such a session is never accepted, since every verification also
  * requires its API token live and its user active (and a row lock here would serialise
  * concurrent logins with one token on multixacts).
  */
-export async function createSessionFromApiToken(
-  db: Q,
-  row: { apiTokenHash: Buffer; tokenHash: Buffer; now: Date; expiresAt: Date; ip: string | null; requestId: string | null },
-): Promise<NewSession | undefined> {
+export async function createSessionsFromApiTokens(db: Q, inputs: readonly LoginInput[]): Promise<Array<NewSession | undefined>> {
   const audit = auditInsertFrom(
-    's',
-    { userId: sql`s.user_id`, credential: sql`'api_token:' || s.api_token_id`, ip: row.ip, requestId: row.requestId },
+    'sa',
+    { userId: sql`sa.user_id`, credential: sql`'api_token:' || sa.api_token_id`, ip: sql`sa.ip`, requestId: sql`sa.request_id` },
     {
       action: 'session.create',
       targetType: 'session',
-      targetId: sql`s.id::text`,
-      details: sql`jsonb_build_object('api_token_id', s.api_token_id, 'scopes', to_jsonb(s.scopes))`,
+      targetId: sql`sa.id::text`,
+      details: sql`jsonb_build_object('api_token_id', sa.api_token_id, 'scopes', to_jsonb(sa.scopes))`,
     },
   );
-  // A login commits durably like every other write: an acknowledged session survives a Postgres crash.
-  const r = await sql<NewSession>`${sql.raw(preparedMarker('session_login'))}
-    with t as (
-      select api_tokens.id, api_tokens.user_id, api_tokens.scopes
-      from api_tokens join users on users.id = api_tokens.user_id
-      where api_tokens.token_hash = ${row.apiTokenHash}
-        and api_tokens.revoked_at is null
-        and (api_tokens.expires_at is null or api_tokens.expires_at > ${row.now})
+  const r = await sql<NewSession & { token_hash: Buffer }>`${sql.raw(preparedMarker('session_login_batch'))}
+    with i as (
+      select * from unnest(${inputs.map((x) => x.apiTokenHash)}::bytea[], ${inputs.map((x) => x.tokenHash)}::bytea[],
+        ${inputs.map((x) => x.now)}::timestamptz[], ${inputs.map((x) => x.expiresAt)}::timestamptz[],
+        ${inputs.map((x) => x.ip)}::text[], ${inputs.map((x) => x.requestId)}::text[])
+        as i(api_token_hash, token_hash, now, expires_at, ip, request_id)
+    ), t as (
+      select i.token_hash, i.now, i.expires_at, i.ip, api_tokens.id, api_tokens.user_id, api_tokens.scopes
+      from i join api_tokens on api_tokens.token_hash = i.api_token_hash
+        join users on users.id = api_tokens.user_id
+      where api_tokens.revoked_at is null
+        and (api_tokens.expires_at is null or api_tokens.expires_at > i.now)
         and users.status = 'active'
     ), s as (
       insert into sessions (token_hash, user_id, api_token_id, scopes, created_at, expires_at, last_used_at, revoked_at, ip)
-      select ${row.tokenHash}, t.user_id, t.id, t.scopes, ${row.now}, ${row.expiresAt}, null, null, ${row.ip} from t
-      returning ${sql.raw(NEW_SESSION_COLUMNS)}, scopes
+      select t.token_hash, t.user_id, t.id, t.scopes, t.now, t.expires_at, null, null, t.ip from t
+      returning ${sql.raw(NEW_SESSION_COLUMNS)}, scopes, token_hash, ip
+    ), sa as (
+      select s.id, s.user_id, s.api_token_id, s.scopes, s.ip, i.request_id from s join i on i.token_hash = s.token_hash
     ), a as (${audit})
-    select ${sql.raw(NEW_SESSION_COLUMNS)} from s`.execute(db);
-  return r.rows[0];
+    select ${sql.raw(NEW_SESSION_COLUMNS)}, token_hash from s`.execute(db);
+  const byHash = new Map(r.rows.map((row) => [row.token_hash.toString('base64'), row]));
+  return inputs.map((x) => {
+    const row = byHash.get(x.tokenHash.toString('base64'));
+    return row && { id: row.id, user_id: row.user_id, api_token_id: row.api_token_id, created_at: row.created_at, expires_at: row.expires_at };
+  });
 }
 
 /**
@@ -91,30 +110,64 @@ export async function findLiveSessionByHash(db: Q, tokenHash: Buffer, now: Date,
     .executeTakeFirst();
 }
 
+/** One logout of a batch. */
+export interface LogoutInput {
+  tokenHash: Buffer;
+  now: Date;
+  ip: string | null;
+  requestId: string | null;
+}
+
+/** The session a logout ended. */
+export interface EndedSession {
+  id: string;
+  user_id: string;
+  api_token_id: string;
+}
+
 /**
- * Logout in one statement (one round trip, one implicit transaction, committed durably before it
- * returns): revokes the live, unexpired session with this hash, writes the `session.logout` audit
- * row and notifies every instance (`session` change event, sent on commit). Undefined when there
- * is no such session (nothing is written then).
+ * Logout for a batch of requests in one statement (one round trip, one implicit transaction,
+ * committed durably before it returns): for each input, revokes the live session with that hash
+ * that has not expired at the input's `now`, writes its `session.logout` audit row and notifies
+ * every instance (`session` change event, sent on commit). Answers per input, in order: the ended
+ * session, or undefined when there is no such session (nothing is written for it then). Of inputs
+ * naming one session, only the first ends it; the others get undefined, as a second logout does.
  */
-export async function revokeSessionByHash(
+export async function revokeSessionsByHash(
   db: Q,
-  input: { tokenHash: Buffer; now: Date; sliding: { ttlSeconds: number } | null; ip: string | null; requestId: string | null },
-) {
+  inputs: readonly LogoutInput[],
+  sliding: { ttlSeconds: number } | null,
+): Promise<Array<EndedSession | undefined>> {
+  // One entry per session, in hash order: concurrent batches then lock shared rows in one order.
+  const first = new Map<string, LogoutInput>();
+  for (const x of inputs) {
+    const key = x.tokenHash.toString('base64');
+    if (!first.has(key)) first.set(key, x);
+  }
+  const unique = [...first.values()].sort((a, b) => Buffer.compare(a.tokenHash, b.tokenHash));
   const audit = auditInsertFrom(
     's',
-    { userId: sql`s.user_id`, credential: sql`'session:' || s.id`, ip: input.ip, requestId: input.requestId },
+    { userId: sql`s.user_id`, credential: sql`'session:' || s.id`, ip: sql`s.ip`, requestId: sql`s.request_id` },
     { action: 'session.logout', targetType: 'session', targetId: sql`s.id::text` },
   );
-  const r = await sql<{ id: string; user_id: string; api_token_id: string }>`${sql.raw(preparedMarker('session_logout'))}
-    with s as (
-      update sessions set revoked_at = ${input.now}
-      where token_hash = ${input.tokenHash} and revoked_at is null and ${effectiveExpiry(input.sliding)} > ${input.now}
-      returning id, user_id, api_token_id
+  const r = await sql<EndedSession & { token_hash: Buffer }>`${sql.raw(preparedMarker('session_logout_batch'))}
+    with i as (
+      select * from unnest(${unique.map((x) => x.tokenHash)}::bytea[], ${unique.map((x) => x.now)}::timestamptz[],
+        ${unique.map((x) => x.ip)}::text[], ${unique.map((x) => x.requestId)}::text[])
+        as i(token_hash, now, ip, request_id)
+    ), s as (
+      update sessions set revoked_at = i.now from i
+      where sessions.token_hash = i.token_hash and sessions.revoked_at is null and ${effectiveExpiry(sliding)} > i.now
+      returning sessions.id, sessions.user_id, sessions.api_token_id, sessions.token_hash, i.ip, i.request_id
     ), a as (${audit})
-    select s.id, s.user_id, s.api_token_id, ${changeNotifySql('session', sql`s.id`)} as notified from s`.execute(db);
-  const row = r.rows[0];
-  return row && { id: row.id, user_id: row.user_id, api_token_id: row.api_token_id };
+    select s.id, s.user_id, s.api_token_id, s.token_hash, ${changeNotifySql('session', sql`s.id`)} as notified from s`.execute(db);
+  const byHash = new Map(r.rows.map((row) => [row.token_hash.toString('base64'), row]));
+  return inputs.map((x) => {
+    const key = x.tokenHash.toString('base64');
+    if (first.get(key) !== x) return undefined;
+    const row = byHash.get(key);
+    return row && { id: row.id, user_id: row.user_id, api_token_id: row.api_token_id };
+  });
 }
 
 /** Ends every live session made from one API token; returns their ids. */

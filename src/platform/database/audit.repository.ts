@@ -45,11 +45,17 @@ export async function recordAudit(db: Q, actor: Actor, entry: AuditEntry): Promi
  * The same audit row as {@link recordAudit}, as the body of a data-modifying CTE: one row per row
  * of the CTE `source` (`insert into audit_events ... select ... from source`). For hot paths that
  * make a change and its audit row in a single statement (one round trip, one implicit
- * transaction); the expressions may refer to the columns of `source`.
+ * transaction); the expressions (and `ip`/`requestId` when given as SQL) may refer to the
+ * columns of `source`.
  */
 export function auditInsertFrom(
   source: string,
-  actor: { userId: RawBuilder<string | null>; credential: RawBuilder<string>; ip: string | null; requestId: string | null },
+  actor: {
+    userId: RawBuilder<string | null>;
+    credential: RawBuilder<string>;
+    ip: string | null | RawBuilder<string | null>;
+    requestId: string | null | RawBuilder<string | null>;
+  },
   entry: { action: string; targetType: string; targetId: RawBuilder<string>; details?: RawBuilder<unknown> },
 ): RawBuilder<unknown> {
   return sql`insert into audit_events
