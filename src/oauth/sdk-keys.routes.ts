@@ -252,6 +252,10 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
   app.post<{ Params: { clientId: string }; Body: { previous_secret_expires_in?: number; revoke_issued_tokens?: boolean } | undefined }>(
     '/api/sdk-keys/:clientId/secret',
     {
+      // The body is optional: none means `{}`.
+      preValidation: async (request) => {
+        if (request.body === undefined) request.body = {};
+      },
       preHandler: manage,
       schema: {
         tags: ['self-service'],

@@ -49,7 +49,7 @@ export async function createSessionFromApiToken(
   // A login commits durably like every other write: an acknowledged session survives a Postgres crash.
   const r = await sql<NewSession>`${sql.raw(preparedMarker('session_login'))}
     with t as (
-      select api_tokens.id, api_tokens.user_id, api_tokens.scopes
+      select api_tokens.id, api_tokens.user_id, api_tokens.scopes, api_tokens.expires_at
       from api_tokens join users on users.id = api_tokens.user_id
       where api_tokens.token_hash = ${row.apiTokenHash}
         and api_tokens.revoked_at is null
@@ -57,7 +57,7 @@ export async function createSessionFromApiToken(
         and users.status = 'active'
     ), s as (
       insert into sessions (token_hash, user_id, api_token_id, scopes, created_at, expires_at, last_used_at, revoked_at, ip)
-      select ${row.tokenHash}, t.user_id, t.id, t.scopes, ${row.now}, ${row.expiresAt}, null, null, ${row.ip} from t
+      select ${row.tokenHash}, t.user_id, t.id, t.scopes, ${row.now}, least(${row.expiresAt}::timestamptz, t.expires_at), null, null, ${row.ip} from t
       returning ${sql.raw(NEW_SESSION_COLUMNS)}, scopes
     ), a as (${audit})
     select ${sql.raw(NEW_SESSION_COLUMNS)} from s`.execute(db);
