@@ -2,11 +2,11 @@
 // on every instance; after it only the new one does, on every instance, whether or not a change
 // notification reached it. Tokens already issued stay valid unless the owner revokes them.
 import t from 'tap';
-import type { FastifyInstance, InjectOptions } from 'fastify';
+import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { bearer, harness, type Harness } from './support/helper.js';
 import { basic, createSdkKey, oauthPost, type SdkKey } from './support/oauth-helper.js';
 
-type Injector = { inject(o: InjectOptions): ReturnType<FastifyInstance['inject']> };
+type Injector = { inject(o: InjectOptions): Promise<LightMyRequestResponse> };
 
 const tokenWith = (app: Injector, clientId: string, secret: string) =>
   oauthPost(app, '/oauth/token', { grant_type: 'client_credentials' }, { authorization: basic(clientId, secret) });
