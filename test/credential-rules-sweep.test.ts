@@ -177,6 +177,7 @@ const MATRIX: Record<string, Case> = {
       '/console/invitation/passkey',
       '/console/tokens',
       '/console/tokens/:id/revoke',
+      '/console/tokens/:id/regenerate',
       '/console/sdk-keys',
       '/console/sdk-keys/:clientId/:action',
       '/console/password',
