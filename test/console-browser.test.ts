@@ -113,7 +113,7 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   await page.check('input[name="scopes"][value="quantum_tokens"]');
   await page.selectOption('#expires', '30d');
   await page.click('button:has-text("Create token")');
-  const pat = (await page.textContent('#secret-value'))!.trim();
+  let pat = (await page.textContent('#secret-value'))!.trim();
   t.match(pat, /^\S{40,}$/);
   await check(page, 'tokens (token shown once)');
   await shot('access-token-created');
@@ -123,6 +123,15 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   await page.goto(`${issuer}/console/tokens`);
   t.notOk((await page.content()).includes(pat), 'the token is not on a later page');
   t.match(await page.textContent('main'), /notebook/);
+
+  // Regenerate it: a new value shown once; the old one is refused at once.
+  await page.click('tr:has-text("notebook") button:has-text("Regenerate")');
+  const regenerated = (await page.textContent('#secret-value'))!.trim();
+  t.not(regenerated, pat);
+  await check(page, 'tokens (regenerated)');
+  t.equal((await fetch(`${issuer}/api/users/me`, { headers: bearer(pat) })).status, 401, 'the old value is refused');
+  t.equal((await fetch(`${issuer}/api/users/me`, { headers: bearer(regenerated) })).status, 200, 'the new value works');
+  pat = regenerated;
 
   // An SDK key: secret shown once, key file downloaded, client_credentials gets a JWT.
   await page.goto(`${issuer}/console/sdk-keys`);
@@ -148,6 +157,24 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   t.match(jwt, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'a JWT');
   await page.goto(`${issuer}/console/sdk-keys`);
   t.notOk((await page.content()).includes(keyFile.client_secret), 'the secret is not on a later page');
+  // Rotate the secret, the previous one stopping at once: the new secret is shown once and works.
+  await page.selectOption('#overlap-0', 'now');
+  await page.click('button:has-text("Rotate secret")');
+  const rotatedSecret = (await page.textContent('#secret-value'))!.trim();
+  t.not(rotatedSecret, keyFile.client_secret);
+  await check(page, 'sdk keys (secret rotated)');
+  const withSecret = (secret: string) =>
+    fetch(`${issuer}/oauth/token`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${encodeURIComponent(keyFile.client_id)}:${encodeURIComponent(secret)}`).toString('base64')}`,
+      },
+      body: 'grant_type=client_credentials',
+    });
+  t.equal((await withSecret(keyFile.client_secret)).status, 401, 'the previous secret stopped');
+  t.equal((await withSecret(rotatedSecret)).status, 200, 'the new secret works');
+  await page.goto(`${issuer}/console/sdk-keys`);
   await page.click('button:has-text("Disable")');
   t.match(await page.textContent('main'), /disabled/);
 

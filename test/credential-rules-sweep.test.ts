@@ -70,6 +70,23 @@ const MATRIX: Record<string, Case> = {
       return req(c, 'DELETE', `/api/access-tokens/${row.id}`);
     },
   },
+  'POST /api/access-tokens/:id/regenerate': {
+    kind: 'self-service',
+    ok: 201,
+    send: async (c) => {
+      const expiresAt = new Date(c.h.clock.now() + 3600_000);
+      const { row } = await issueApiToken(c.h.db, c.h.config.pepper, { userId: c.u.id, name: 'target', scopes: ['api'], expiresAt });
+      return req(c, 'POST', `/api/access-tokens/${row.id}/regenerate`);
+    },
+  },
+  'POST /api/sdk-keys/:clientId/secret': {
+    kind: 'self-service',
+    ok: 200,
+    send: async (c) => {
+      const key = (await prepare(c, 'POST', '/api/sdk-keys', { name: 'target' })).json();
+      return req(c, 'POST', `/api/sdk-keys/${key.client_id}/secret`, { previous_secret_expires_in: 0 });
+    },
+  },
   'POST /api/sdk-keys': { kind: 'self-service', ok: 201, send: (c) => req(c, 'POST', '/api/sdk-keys', { name: 'x' }) },
   'PATCH /api/sdk-keys/:clientId': {
     kind: 'self-service',
@@ -160,6 +177,7 @@ const MATRIX: Record<string, Case> = {
       '/console/invitation/passkey',
       '/console/tokens',
       '/console/tokens/:id/revoke',
+      '/console/tokens/:id/regenerate',
       '/console/sdk-keys',
       '/console/sdk-keys/:clientId/:action',
       '/console/password',

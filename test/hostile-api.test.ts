@@ -133,7 +133,22 @@ t.test('secrets are never readable after creation: not in any response, log of a
   const session = (await h.inject({ method: 'POST', url: '/api/users/loginWithToken', payload: { apiToken: pat } })).json().id as string;
   const providerSecret = 'ionq-provider-secret-0123456789';
   await h.inject({ method: 'PUT', url: '/api/provider-tokens/ionq', headers: bearer(token), payload: { credential: { api_key: providerSecret } } });
-  const secrets = { sdk: key.client_secret, pat, session, provider: providerSecret };
+  const rotated = await h.inject({ method: 'POST', url: `/api/sdk-keys/${key.client_id}/secret`, headers: bearer(token), payload: {} });
+  const other = await h.inject({ method: 'POST', url: '/api/access-tokens', headers: bearer(token), payload: { name: 'pat2', scopes: ['api'] } });
+  const regenerated = await h.inject({ method: 'POST', url: `/api/access-tokens/${other.json().id}/regenerate`, headers: bearer(token) });
+  const secrets = {
+    sdk: key.client_secret,
+    pat,
+    session,
+    provider: providerSecret,
+    'rotated sdk': rotated.json().client_secret as string,
+    'regenerated pat': regenerated.json().token as string,
+    'replaced pat': other.json().token as string,
+  };
+  t.ok(
+    Object.values(secrets).every((v) => typeof v === 'string' && v.length >= 20),
+    'every secret was issued',
+  );
 
   const reads = [
     '/api/sdk-keys',

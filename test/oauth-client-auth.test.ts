@@ -51,7 +51,7 @@ async function failure(p: Promise<unknown>): Promise<OAuthError> {
   throw new Error('expected a failure');
 }
 
-t.test('unknown and wrong clients do the same work (one lookup, one HMAC, one compare) and fail alike', async (t) => {
+t.test('unknown and wrong clients do the same work (one lookup, one HMAC, two compares) and fail alike', async (t) => {
   const unknown = counting(() => null);
   const e1 = await failure(verifyClientCredentials({ method: 'client_secret_basic', clientId, secret: 'guess' }, unknown.deps));
   const wrong = counting(() => entry);
@@ -61,8 +61,9 @@ t.test('unknown and wrong clients do the same work (one lookup, one HMAC, one co
   for (const c of [unknown.calls, wrong.calls, disabled.calls]) {
     t.equal(c.lookup, 1);
     t.equal(c.hash, 1);
-    t.equal(c.compare, 1);
+    t.equal(c.compare, 2, 'the current and the previous secret are always both compared');
     t.equal(c.compared[0]!.length, 32, 'compared against 32 bytes either way (a dummy hash for unknown clients)');
+    t.equal(c.compared[1]!.length, 32, 'and against a dummy in place of a previous secret that is not there');
   }
   for (const e of [e2, e3]) {
     t.equal(e.statusCode, e1.statusCode);
@@ -76,12 +77,19 @@ t.test('unknown and wrong clients do the same work (one lookup, one HMAC, one co
   // A client id that cannot be ours skips the lookup but still hashes and compares.
   const odd = counting(() => entry);
   await failure(verifyClientCredentials({ method: 'client_secret_post', clientId: 'admin', secret: 'x' }, odd.deps));
-  t.same([odd.calls.lookup, odd.calls.hash, odd.calls.compare], [0, 1, 1]);
+  t.same([odd.calls.lookup, odd.calls.hash, odd.calls.compare], [0, 1, 2]);
 
   const good = counting(() => entry);
   const ok = await verifyClientCredentials({ method: 'client_secret_post', clientId, secret: 'right' }, good.deps);
   t.equal(ok.clientId, clientId);
-  t.same([good.calls.hash, good.calls.compare], [1, 1]);
+  t.same([good.calls.hash, good.calls.compare], [1, 2]);
+
+  // During a rotation's overlap the previous secret authenticates too, after the same work.
+  const rotated = counting(() => ({ ...entry, secretHash: hash('new'), previousSecretHash: hash('right'), previousSecretExpiresAtMs: Date.now() + 60_000 }));
+  t.equal((await verifyClientCredentials({ method: 'client_secret_post', clientId, secret: 'right' }, rotated.deps)).clientId, clientId);
+  t.equal((await verifyClientCredentials({ method: 'client_secret_post', clientId, secret: 'new' }, rotated.deps)).clientId, clientId);
+  t.equal((await failure(verifyClientCredentials({ method: 'client_secret_post', clientId, secret: 'guess' }, rotated.deps))).error, 'invalid_client');
+  t.same([rotated.calls.hash, rotated.calls.compare], [3, 6], 'two compares whichever secret matched, or none');
 });
 
 function errorOf(fn: () => unknown): string | null {

@@ -13,6 +13,7 @@ t.test('create, list, get, rename: the secret appears only in the create respons
   t.equal(created.headers['cache-control'], 'no-store');
   const key = created.json();
   t.same(Object.keys(key).sort(), [
+    'audiences',
     'client_id',
     'client_secret',
     'created_at',
@@ -20,6 +21,7 @@ t.test('create, list, get, rename: the secret appears only in the create respons
     'last_used_at',
     'name',
     'organization_id',
+    'previous_secret_expires_at',
     'scopes',
     'status',
     'updated_at',

@@ -3,7 +3,7 @@ import type { Database } from '../platform/database/database.js';
 import { insertApiToken, revokeApiTokenOfUser, revokeLiveDescendants, type ApiTokenRow } from './api-tokens.repository.js';
 import { publishChange } from '../platform/database/notifications.js';
 import { recordAudit, type Actor } from '../platform/database/audit.repository.js';
-import { forbidden } from '../platform/errors/api-error.js';
+import { conflict, forbidden } from '../platform/errors/api-error.js';
 import type { CascadeRegistry } from '../platform/cascades.js';
 import { displayPrefix, generateApiToken, hashApiToken } from './api-token.js';
 import { capExpiry, lockParent } from './credential-parent.js';
@@ -109,26 +109,85 @@ export async function revokeApiToken(
   return db.transaction().execute(async (trx) => {
     const row = await revokeApiTokenOfUser(trx, input.userId, input.tokenId, input.now);
     if (!row) return null;
-    const ended = [row.id];
-    await endSessions(trx, cascades, row.id, row.user_id, input, { via: null });
-    // Until nothing is left: a creation that held a parent's lock commits before the update of
-    // that parent returns, and the next round (a new snapshot) sees what it created.
-    for (;;) {
-      const found = await revokeLiveDescendants(trx, row.id, input.now);
-      if (found.length === 0) break;
-      for (const d of found) {
-        ended.push(d.id);
-        await endSessions(trx, cascades, d.id, row.user_id, input, { via: d.parent_api_token_id });
+    return revokeFamily(trx, cascades, row, input);
+  });
+}
+
+/**
+ * Replaces one of the user's live API tokens with a new value, in one transaction: the old token
+ * is revoked exactly as {@link revokeApiToken} revokes it (its descendants, the SDK keys they
+ * created and every session made from any of them end), and a new token with the same name,
+ * scopes, expiry and parent is issued. The caller's credential must cover the token (its scopes
+ * and its expiry), as it would to create it: 403 otherwise. Null when the user has no such live
+ * token; 409 when it has expired.
+ */
+export async function regenerateApiToken(
+  { db, cascades, pepper }: { db: Kysely<Database>; cascades: CascadeRegistry; pepper: Buffer },
+  principal: Principal,
+  input: { tokenId: string; now: Date; actor: Actor },
+): Promise<{ token: string; row: ApiTokenRow; revoked: Revoked } | null> {
+  return db.transaction().execute(async (trx) => {
+    const parent = await lockParent(trx, principal, input.now);
+    const old = await revokeApiTokenOfUser(trx, principal.userId, input.tokenId, input.now);
+    if (!old) return null;
+    if (old.expires_at !== null && old.expires_at.getTime() <= input.now.getTime()) throw conflict('this API token has expired; create a new one');
+    if (old.id !== parent.apiTokenId) {
+      const lacking = old.scopes.filter((s) => !parent.scopes.includes(s));
+      const outlives = capExpiry(old.expires_at, parent.expiresAt) !== old.expires_at;
+      if (lacking.length || outlives) {
+        throw forbidden("your credential does not cover this token's scopes and expiry; regenerate it with a credential that does");
       }
     }
-    const { sdkKeysDeleted } = await cascades.run(
-      trx,
-      'apiTokenFamilyRevoked',
-      { apiTokenIds: ended, now: input.now, actor: input.actor },
-      { sdkKeysDeleted: [] },
-    );
-    return { apiTokenIds: ended, sdkKeyClientIds: sdkKeysDeleted };
+    const revoked = await revokeFamily(trx, cascades, old, { userId: principal.userId, now: input.now, actor: input.actor });
+    const issued = await issueApiToken(trx, pepper, {
+      userId: principal.userId,
+      name: old.name,
+      scopes: old.scopes,
+      expiresAt: old.expires_at,
+      parentApiTokenId: old.parent_api_token_id,
+    });
+    await recordAudit(trx, input.actor, {
+      action: 'api_token.regenerate',
+      targetType: 'api_token',
+      targetId: issued.row.id,
+      details: {
+        previous_api_token_id: old.id,
+        name: old.name,
+        scopes: issued.row.scopes,
+        parent_api_token_id: old.parent_api_token_id,
+        expires_at: old.expires_at?.toISOString() ?? null,
+      },
+    });
+    return { ...issued, revoked };
   });
+}
+
+/** Ends a just-revoked token's family (descendants, their SDK keys, every session of any of them). */
+async function revokeFamily(
+  trx: Transaction<Database>,
+  cascades: CascadeRegistry,
+  row: ApiTokenRow,
+  input: { userId: string; now: Date; actor: Actor },
+): Promise<Revoked> {
+  const ended = [row.id];
+  await endSessions(trx, cascades, row.id, row.user_id, input, { via: null });
+  // Until nothing is left: a creation that held a parent's lock commits before the update of
+  // that parent returns, and the next round (a new snapshot) sees what it created.
+  for (;;) {
+    const found = await revokeLiveDescendants(trx, row.id, input.now);
+    if (found.length === 0) break;
+    for (const d of found) {
+      ended.push(d.id);
+      await endSessions(trx, cascades, d.id, row.user_id, input, { via: d.parent_api_token_id });
+    }
+  }
+  const { sdkKeysDeleted } = await cascades.run(
+    trx,
+    'apiTokenFamilyRevoked',
+    { apiTokenIds: ended, now: input.now, actor: input.actor },
+    { sdkKeysDeleted: [] },
+  );
+  return { apiTokenIds: ended, sdkKeyClientIds: sdkKeysDeleted };
 }
 
 /** Ends a revoked token's sessions, tells every instance, and audits the revocation. */

@@ -2,7 +2,7 @@ import type { Transaction } from 'kysely';
 import type { Database } from '../platform/database/database.js';
 import { lockLiveApiToken } from './api-tokens.repository.js';
 import { lockActiveUser } from '../identity/users.repository.js';
-import { invalidToken, sdkKeyTokenCannotManage } from '../platform/errors/api-error.js';
+import { badRequest, invalidToken, sdkKeyTokenCannotManage } from '../platform/errors/api-error.js';
 import type { Principal } from '../platform/auth/principal.js';
 
 /** What a credential created through the API inherits from the API token behind its creator. */
@@ -35,4 +35,17 @@ export function capExpiry(requested: Date | null, parent: Date | null): Date | n
   if (parent === null) return requested;
   if (requested === null) return parent;
   return requested.getTime() <= parent.getTime() ? requested : parent;
+}
+
+/** Bounds of a chosen expiry (API tokens and SDK keys): at least a minute ahead, at most ten years (seconds). */
+export const MIN_EXPIRES_IN = 60;
+export const MAX_EXPIRES_IN = 10 * 365 * 86400;
+
+/** A requested `expires_at` within the bounds above, counted from `nowMs`; 400 `{error, message}` otherwise. */
+export function checkRequestedExpiry(raw: string, nowMs: number): Date {
+  const at = new Date(raw);
+  if (Number.isNaN(at.getTime())) throw badRequest('expires_at must be an RFC 3339 date-time');
+  if (at.getTime() < nowMs + MIN_EXPIRES_IN * 1000) throw badRequest('expires_at must be at least a minute in the future');
+  if (at.getTime() > nowMs + MAX_EXPIRES_IN * 1000) throw badRequest('expires_at must be within ten years');
+  return at;
 }

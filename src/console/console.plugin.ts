@@ -17,10 +17,10 @@ import { changeMembership, requireMembership, requireWriter, type MembershipActo
 import { createOrganizationAsOperator } from '../identity/organizations.service.js';
 import { myInvitations, putMember, respondToInvitation } from '../identity/invitations.service.js';
 import type { Role } from '../identity/identity.table.js';
-import { createChildApiToken, revokeApiToken } from '../api-tokens/api-tokens.service.js';
+import { createChildApiToken, regenerateApiToken, revokeApiToken } from '../api-tokens/api-tokens.service.js';
 import { findApiTokenByHash, listLiveApiTokens } from '../api-tokens/api-tokens.repository.js';
 import { hashApiToken, isWellFormedApiToken } from '../api-tokens/api-token.js';
-import { createSdkKey, deleteSdkKeyFor, updateSdkKeyFor } from '../oauth/sdk-keys.service.js';
+import { createSdkKey, deleteSdkKeyFor, rotateSdkKeySecret, updateSdkKeyFor } from '../oauth/sdk-keys.service.js';
 import { listSdkKeys, SDK_KEYS_PER_USER } from '../oauth/sdk-keys.repository.js';
 import { SDK_KEY_SCOPES } from '../oauth/scopes.js';
 import {
@@ -76,6 +76,14 @@ const EXPIRY_CHOICES = [
   { value: '90d', label: '90 days', seconds: 90 * 86400 },
   { value: '365d', label: '1 year', seconds: 365 * 86400 },
   { value: 'never', label: 'Never (until revoked)', seconds: null },
+] as const;
+
+/** How long a rotated-out SDK-key secret keeps working, as the console offers it (the first is the default). */
+const OVERLAP_CHOICES = [
+  { value: '24h', label: '24 hours', seconds: 24 * 3600 },
+  { value: '1h', label: '1 hour', seconds: 3600 },
+  { value: '7d', label: '7 days', seconds: 7 * 86400 },
+  { value: 'now', label: 'Stop it at once', seconds: 0 },
 ] as const;
 
 type Form = Record<string, string | string[] | undefined>;
@@ -543,6 +551,26 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     return tokensPage(request, reply.code(done ? 200 : 404), done ? { notice: 'The token is revoked.' } : { formError: 'No such token.' });
   });
 
+  app.post<{ Params: { id: string } }>('/tokens/:id/regenerate', { ...HIDDEN, preHandler: selfService }, async (request, reply) => {
+    const s = request.consoleSession!;
+    if (!/^[0-9a-f-]{36}$/i.test(request.params.id) || request.params.id === s.apiTokenId) {
+      return tokensPage(request, reply.code(400), { formError: 'That token cannot be regenerated here.' });
+    }
+    try {
+      const done = await regenerateApiToken({ db: app.db, cascades: app.cascades, pepper: config.pepper }, principalOf(s), {
+        tokenId: request.params.id,
+        now: now(),
+        actor: requestActor(request),
+      });
+      if (!done) return tokensPage(request, reply.code(404), { formError: 'No such token.' });
+      app.forgetCredentials({ apiTokenIds: done.revoked.apiTokenIds, sdkKeyClientIds: done.revoked.sdkKeyClientIds });
+      return tokensPage(request, reply.code(201), { created: { name: done.row.name, token: done.token, regenerated: true } });
+    } catch (err) {
+      if (err instanceof ApiError && err.statusCode < 500) return tokensPage(request, reply.code(err.statusCode), { formError: err.message });
+      throw err;
+    }
+  });
+
   // --- SDK keys ------------------------------------------------------------------------------
 
   async function keysPage(request: FastifyRequest, reply: FastifyReply, data: Record<string, unknown> = {}) {
@@ -554,7 +582,18 @@ async function consolePages(app: FastifyInstance): Promise<void> {
       limit: SDK_KEYS_PER_USER,
       scopeChoices: SDK_KEY_SCOPES.filter((x) => s.scopes.includes(x)),
       orgs,
-      keys: keys.map((k) => ({ client_id: k.client_id, name: k.name, scopes: k.scopes, status: k.status, lastUsed: when(k.last_used_at) })),
+      overlapChoices: OVERLAP_CHOICES,
+      keys: keys.map((k) => ({
+        client_id: k.client_id,
+        name: k.name,
+        scopes: k.scopes,
+        status: k.status,
+        lastUsed: when(k.last_used_at),
+        expires: when(k.expires_at),
+        audiences: k.audiences,
+        previousSecretUntil:
+          k.previous_secret_expires_at && k.previous_secret_expires_at.getTime() > app.clock.now() ? when(k.previous_secret_expires_at) : null,
+      })),
       values: { name: '', scopes: SDK_KEY_SCOPES.filter((x) => x === 'api' && s.scopes.includes(x)), organization_id: '' },
       ...data,
     });
@@ -596,6 +635,19 @@ async function consolePages(app: FastifyInstance): Promise<void> {
         await updateSdkKeyFor(sdkDeps, requestActor(request), s.userId, clientId, { status: action === 'enable' ? 'enabled' : 'disabled' });
         app.forgetCredentials({ sdkKeyClientIds: [clientId] });
         return keysPage(request, reply, { notice: `The key is ${action}d.` });
+      }
+      if (action === 'rotate') {
+        const overlap = OVERLAP_CHOICES.find((c) => c.value === field(request.body, 'overlap', 10));
+        if (!overlap) return keysPage(request, reply.code(400), { formError: 'Choose how long the previous secret keeps working.' });
+        const { row, secret } = await rotateSdkKeySecret(sdkDeps, requestActor(request), s.userId, clientId, {
+          overlapSeconds: overlap.seconds,
+          revokeIssuedTokens: field(request.body, 'revoke_issued_tokens', 10) === 'on',
+        });
+        app.forgetCredentials({ sdkKeyClientIds: [clientId] });
+        const json = JSON.stringify({ client_id: row.client_id, client_secret: secret, issuer: config.issuer }, null, 2) + '\n';
+        return keysPage(request, reply, {
+          rotated: { name: row.name, clientId: row.client_id, secret, download: { filename: `tessera-sdk-key-${row.client_id}.json`, json } },
+        });
       }
       if (action === 'delete') {
         await deleteSdkKeyFor(sdkDeps, requestActor(request), s.userId, clientId);

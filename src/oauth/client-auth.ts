@@ -79,14 +79,18 @@ const DUMMY_HASH = Buffer.alloc(32, 0x5a);
 
 /**
  * Verifies a client's secret. Unknown, wrong, disabled and suspended-owner clients all end in the
- * same `invalid_client`, after the same work: one HMAC and one constant-time compare (against a
- * dummy hash when there is no client).
+ * same `invalid_client`, after the same work: one HMAC and two constant-time compares, against the
+ * current secret's hash and the previous one's (a rotation's overlap), each replaced by a dummy
+ * hash when absent. Both compares always run, so the time taken says nothing about which matched.
+ * The look-up returns a previous hash only until its expiry.
  */
 export async function verifyClientCredentials(creds: ClientCredentials, deps: ClientAuthDeps): Promise<ClientEntry> {
   const entry = CLIENT_ID_RE.test(creds.clientId) ? await deps.lookup(creds.clientId) : null;
   const secret = creds.secret.length <= MAX_SECRET_LENGTH ? creds.secret : '';
   const presented = deps.hash(secret);
-  const matches = deps.compare(presented, entry ? entry.secretHash : DUMMY_HASH);
+  const current = deps.compare(presented, entry ? entry.secretHash : DUMMY_HASH);
+  const previous = deps.compare(presented, entry?.previousSecretHash ?? DUMMY_HASH);
+  const matches = current || previous;
   if (!entry || !matches || secret === '' || entry.status !== 'enabled' || entry.userStatus !== 'active') {
     throw invalidClient();
   }

@@ -17,6 +17,11 @@ export interface ClientEntry {
   organizationId: string | null;
   /** False when the key is bound to an organization its owner has left: no token, none verified. */
   organizationBindingValid: boolean;
+  /** Audiences its tokens may name besides the issuer (null or absent: any the operator allows). */
+  audiences?: readonly string[] | null;
+  /** The secret's hash before the last rotation, accepted until `previousSecretExpiresAtMs` (null: none). */
+  previousSecretHash?: Buffer | null;
+  previousSecretExpiresAtMs?: number | null;
 }
 
 export interface ClientCacheOptions {
@@ -81,7 +86,9 @@ export class ClientCache {
 
   /**
    * The key with this client_id, or null if there is none. A key past its `expires_at` is none:
-   * it authenticates nothing and its tokens verify nowhere.
+   * it authenticates nothing and its tokens verify nowhere. A previous secret past its expiry is
+   * dropped from the entry here, by the clock, so no instance accepts it after its overlap
+   * whether or not a change event reached it.
    */
   get(clientId: string): Promise<ClientEntry | null> | ClientEntry | null {
     const found = this.lookup(clientId);
@@ -89,7 +96,15 @@ export class ClientCache {
   }
 
   private unexpired(e: ClientEntry | null): ClientEntry | null {
-    return e !== null && e.expiresAtMs !== null && e.expiresAtMs <= this.clock.now() ? null : e;
+    if (e === null) return null;
+    const now = this.clock.now();
+    if (e.expiresAtMs !== null && e.expiresAtMs <= now) return null;
+    // Expiry only moves forward in time, so clearing the cached entry in place is final.
+    if (e.previousSecretHash && (e.previousSecretExpiresAtMs ?? 0) <= now) {
+      e.previousSecretHash = null;
+      e.previousSecretExpiresAtMs = null;
+    }
+    return e;
   }
 
   private lookup(clientId: string): Promise<ClientEntry | null> | ClientEntry | null {
@@ -201,5 +216,8 @@ function toEntry(row: SdkKeyAuthRow): ClientEntry {
     expiresAtMs: row.expires_at ? row.expires_at.getTime() : null,
     organizationId: row.organization_id,
     organizationBindingValid: row.organization_binding_valid,
+    audiences: row.audiences ? Object.freeze([...row.audiences]) : null,
+    previousSecretHash: row.previous_secret_hash,
+    previousSecretExpiresAtMs: row.previous_secret_expires_at ? row.previous_secret_expires_at.getTime() : null,
   };
 }

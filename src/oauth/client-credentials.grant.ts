@@ -86,6 +86,9 @@ export async function clientCredentialsGrant(
   requireValidOrganizationBinding(client);
   const scopes = grantedScopes(params.scope, client.scopes);
   const audience = resolveAudience(params, deps.issuer, deps.allowedAudiences);
+  if (audience !== deps.issuer && client.audiences && !client.audiences.includes(audience)) {
+    throw invalidTarget("this SDK key may not request tokens for that audience (see the key's audiences)");
+  }
   const { token, claims } = await mintAccessToken(deps.keys, {
     issuer: deps.issuer,
     audience,

@@ -22,6 +22,11 @@ export interface SdkKeysTable {
   parent_api_token_id: string | null;
   /** The key stops authenticating then (its parent's expiry); its tokens expire by then too. */
   expires_at: Date | null;
+  /** Audiences its tokens may name besides the issuer; null: any the operator allows. */
+  audiences: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
+  /** The secret before the last rotation, accepted until `previous_secret_expires_at` (both null: none). */
+  previous_secret_hash: ColumnType<Buffer | null, Buffer | null | undefined, Buffer | null>;
+  previous_secret_expires_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
 export interface RevokedTokensTable {

@@ -38,6 +38,7 @@ export async function insertSdkKey(
     organizationId: string | null;
     parentApiTokenId?: string | null;
     expiresAt?: Date | null;
+    audiences?: string[] | null;
   },
 ): Promise<SdkKeyRow> {
   return db
@@ -53,6 +54,7 @@ export async function insertSdkKey(
       tokens_valid_after: null,
       parent_api_token_id: row.parentApiTokenId ?? null,
       expires_at: row.expiresAt ?? null,
+      audiences: row.audiences ?? null,
     })
     .returningAll()
     .executeTakeFirstOrThrow();
@@ -69,7 +71,14 @@ export async function findSdkKey(db: Q, userId: string, clientId: string, opts: 
   return q.executeTakeFirst();
 }
 
-export async function updateSdkKey(db: Q, id: string, set: Pick<Updateable<SdkKeysTable>, 'name' | 'status' | 'tokens_valid_after'>): Promise<SdkKeyRow> {
+export async function updateSdkKey(
+  db: Q,
+  id: string,
+  set: Pick<
+    Updateable<SdkKeysTable>,
+    'name' | 'status' | 'tokens_valid_after' | 'audiences' | 'secret_hash' | 'previous_secret_hash' | 'previous_secret_expires_at'
+  >,
+): Promise<SdkKeyRow> {
   return db
     .updateTable('sdk_keys')
     .set({ ...set, updated_at: sql<Date>`now()` })
@@ -145,6 +154,9 @@ export interface SdkKeyAuthRow {
   organization_id: string | null;
   /** False when the key is bound to an organization its owner is no longer a member of. */
   organization_binding_valid: boolean;
+  audiences: string[] | null;
+  previous_secret_hash: Buffer | null;
+  previous_secret_expires_at: Date | null;
 }
 
 /** What authenticating a client needs of its key and owner, for the keys `where` picks. */
@@ -161,6 +173,9 @@ function authRows(db: Q) {
       'k.status',
       'k.tokens_valid_after',
       'k.expires_at',
+      'k.audiences',
+      'k.previous_secret_hash',
+      'k.previous_secret_expires_at',
       'u.status as user_status',
       sql<string | null>`coalesce(k.organization_id, (
         select case when count(*) = 1 then min(m.organization_id::text)::uuid end

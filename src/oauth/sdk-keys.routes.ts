@@ -1,10 +1,20 @@
 import type { FastifyInstance } from 'fastify';
 import type { Principal } from '../platform/auth/principal.js';
 import { requestActor } from '../platform/auth/request-actor.js';
+import { checkRequestedExpiry } from '../api-tokens/credential-parent.js';
 import { listSdkKeys, findSdkKey, type SdkKeyRow } from './sdk-keys.repository.js';
 import { forbidden, notFound } from '../platform/errors/api-error.js';
 import { isSdkKeyScope, SDK_KEY_SCOPES } from './scopes.js';
-import { createSdkKey, deleteSdkKeyFor, updateSdkKeyFor } from './sdk-keys.service.js';
+import {
+  checkKeyAudiences,
+  createSdkKey,
+  DEFAULT_SECRET_OVERLAP_SECONDS,
+  deleteSdkKeyFor,
+  MAX_KEY_AUDIENCES,
+  MAX_SECRET_OVERLAP_SECONDS,
+  rotateSdkKeySecret,
+  updateSdkKeyFor,
+} from './sdk-keys.service.js';
 import { dateTimeSchema, errorResponses, uuidSchema } from '../platform/http/schemas.js';
 
 const CLIENT_ID_PATTERN = '^s_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
@@ -20,15 +30,35 @@ const keyProperties = {
   last_used_at: { anyOf: [dateTimeSchema, { type: 'null' }], description: 'Last token issued with this key, to within a minute (null: never used)' },
   expires_at: {
     anyOf: [dateTimeSchema, { type: 'null' }],
-    description: 'The expiry of the API token that created the key (null: none); the key and its tokens stop working then',
+    description: 'The key and its tokens stop working then (null: never): the chosen expiry, never later than the API token that created the key',
+  },
+  audiences: {
+    anyOf: [{ type: 'array', items: { type: 'string' } }, { type: 'null' }],
+    description: 'Audiences its tokens may name besides the issuer (null: any the operator allows)',
+  },
+  previous_secret_expires_at: {
+    anyOf: [dateTimeSchema, { type: 'null' }],
+    description: 'Until then the secret before the last rotation also authenticates (null: no previous secret works)',
   },
 } as const;
-const keyRequired = ['client_id', 'name', 'scopes', 'status', 'organization_id', 'created_at', 'updated_at', 'last_used_at', 'expires_at'];
+const keyRequired = [
+  'client_id',
+  'name',
+  'scopes',
+  'status',
+  'organization_id',
+  'created_at',
+  'updated_at',
+  'last_used_at',
+  'expires_at',
+  'audiences',
+  'previous_secret_expires_at',
+];
 
 /** An SDK key as the API shows it: never the secret nor its hash. */
 const sdkKeySchema = { type: 'object', additionalProperties: false, required: keyRequired, properties: keyProperties } as const;
 
-/** The create response: the only place the secret ever appears. */
+/** The create and rotate responses: the only places a secret ever appears. */
 const createdSchema = {
   type: 'object',
   additionalProperties: false,
@@ -48,7 +78,16 @@ const params = {
 
 const nameSchema = { type: 'string', minLength: 1, maxLength: 200, pattern: '\\S' } as const;
 
-function view(row: SdkKeyRow) {
+const audiencesSchema = {
+  type: 'array',
+  items: { type: 'string', minLength: 1, maxLength: 2048 },
+  maxItems: MAX_KEY_AUDIENCES,
+  uniqueItems: true,
+  description: 'Audiences (resource servers) its tokens may name besides the issuer, each the issuer or in TESSERA_AUDIENCES',
+} as const;
+
+function view(row: SdkKeyRow, nowMs: number) {
+  const previous = row.previous_secret_expires_at;
   return {
     client_id: row.client_id,
     name: row.name,
@@ -59,6 +98,8 @@ function view(row: SdkKeyRow) {
     updated_at: row.updated_at.toISOString(),
     last_used_at: row.last_used_at ? row.last_used_at.toISOString() : null,
     expires_at: row.expires_at ? row.expires_at.toISOString() : null,
+    audiences: row.audiences,
+    previous_secret_expires_at: previous && previous.getTime() > nowMs ? previous.toISOString() : null,
   };
 }
 
@@ -68,8 +109,9 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
   const auth = app.requireAuth('api');
   const manage = app.requireCredentialManager('api');
   const security: Array<Record<string, string[]>> = [{ bearer: [] }, { accessToken: [] }];
+  const audiencesOf = (list: string[]) => checkKeyAudiences(list, app.config.issuer, app.config.allowedAudiences);
 
-  app.post<{ Body: { name: string; scopes?: string[]; organization_id?: string } }>(
+  app.post<{ Body: { name: string; scopes?: string[]; organization_id?: string; audiences?: string[]; expires_at?: string } }>(
     '/api/sdk-keys',
     {
       preHandler: manage,
@@ -79,7 +121,8 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
         summary: 'Create an SDK key (at most 2 per user); the client_secret is returned this once',
         description:
           'The key is a child of the API token the caller acts for (its own, or the one its session came from): its scopes ' +
-          "are within that token's, it expires with it (`expires_at`; its access tokens never outlive it) and it is deleted " +
+          "are within that token's, it expires at the chosen `expires_at` or with that token, whichever is first (its access " +
+          'tokens never outlive it), and it is deleted ' +
           'when that token is revoked. SDK-key access tokens cannot create, change or delete SDK keys (403 insufficient_scope).',
         security,
         body: {
@@ -96,6 +139,11 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
               description: 'Default: the scopes of the calling credential that an SDK key may hold',
             },
             organization_id: { ...uuidSchema, description: 'Organization for the org_id claim (default: your only one)' },
+            audiences: audiencesSchema,
+            expires_at: {
+              ...dateTimeSchema,
+              description: 'When the key stops working: at least a minute and at most ten years ahead (default: with its parent token)',
+            },
           },
         },
         response: { 201: createdSchema, ...errorResponses(400, 401, 403, 409, 429, 503) },
@@ -108,16 +156,20 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       const missing = scopes.filter((s) => !p.scopes.includes(s));
       if (missing.length) throw forbidden(`an SDK key cannot hold scopes your credential lacks: ${missing.join(' ')}`);
       if (scopes.length === 0) throw forbidden('your credential holds no scope an SDK key could carry');
+      const audiences = request.body.audiences === undefined ? null : audiencesOf(request.body.audiences);
+      const expiresAt = request.body.expires_at === undefined ? null : checkRequestedExpiry(request.body.expires_at, app.clock.now());
       const { row, secret } = await createSdkKey(deps, requestActor(request), p, {
         name: request.body.name.trim(),
         scopes,
         organizationId: request.body.organization_id ?? null,
+        audiences,
+        expiresAt,
       });
       app.forgetCredentials({ sdkKeyClientIds: [row.client_id] });
       return reply
         .code(201)
         .header('cache-control', 'no-store')
-        .send({ ...view(row), client_secret: secret });
+        .send({ ...view(row, app.clock.now()), client_secret: secret });
     },
   );
 
@@ -136,7 +188,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
         },
       },
     },
-    async (request) => ({ sdk_keys: (await listSdkKeys(app.db, (request.principal as Principal).userId)).map(view) }),
+    async (request) => ({ sdk_keys: (await listSdkKeys(app.db, (request.principal as Principal).userId)).map((r) => view(r, app.clock.now())) }),
   );
 
   app.get<{ Params: { clientId: string } }>(
@@ -155,25 +207,32 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
     async (request) => {
       const row = await findSdkKey(app.db, (request.principal as Principal).userId, request.params.clientId);
       if (!row) throw notFound('SDK key');
-      return view(row);
+      return view(row, app.clock.now());
     },
   );
 
-  app.patch<{ Params: { clientId: string }; Body: { name?: string; status?: 'enabled' | 'disabled' } }>(
+  app.patch<{ Params: { clientId: string }; Body: { name?: string; status?: 'enabled' | 'disabled'; audiences?: string[] | null } }>(
     '/api/sdk-keys/:clientId',
     {
       preHandler: manage,
       schema: {
         tags: ['self-service'],
         operationId: 'updateSdkKey',
-        summary: 'Rename, enable or disable an SDK key (disabling revokes every token it issued)',
+        summary: 'Rename, enable or disable an SDK key (disabling revokes every token it issued), or set its audiences',
+        description:
+          '`audiences` replaces the list (each the issuer or in TESSERA_AUDIENCES, else 400); `null` lifts the restriction. ' +
+          'Tokens already issued keep their audience until they expire.',
         security,
         params,
         body: {
           type: 'object',
           additionalProperties: false,
           minProperties: 1,
-          properties: { name: nameSchema, status: { type: 'string', enum: ['enabled', 'disabled'] } },
+          properties: {
+            name: nameSchema,
+            status: { type: 'string', enum: ['enabled', 'disabled'] },
+            audiences: { anyOf: [audiencesSchema, { type: 'null' }] },
+          },
         },
         response: { 200: sdkKeySchema, ...errorResponses(400, 401, 403, 404, 429, 503) },
       },
@@ -183,9 +242,59 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       const row = await updateSdkKeyFor(deps, requestActor(request), (request.principal as Principal).userId, clientId, {
         name: request.body.name?.trim(),
         status: request.body.status,
+        audiences: request.body.audiences === undefined || request.body.audiences === null ? request.body.audiences : audiencesOf(request.body.audiences),
       });
       app.forgetCredentials({ sdkKeyClientIds: [clientId] });
-      return view(row);
+      return view(row, app.clock.now());
+    },
+  );
+
+  app.post<{ Params: { clientId: string }; Body: { previous_secret_expires_in?: number; revoke_issued_tokens?: boolean } | undefined }>(
+    '/api/sdk-keys/:clientId/secret',
+    {
+      // The body is optional: none means `{}`.
+      preValidation: async (request) => {
+        if (request.body === undefined) request.body = {};
+      },
+      preHandler: manage,
+      schema: {
+        tags: ['self-service'],
+        operationId: 'rotateSdkKeySecret',
+        summary: 'Give an SDK key a new client_secret (returned this once); the previous one keeps working for a chosen time',
+        description:
+          'The secret it replaces authenticates until `previous_secret_expires_at` (`previous_secret_expires_in` seconds from now: ' +
+          `default ${DEFAULT_SECRET_OVERLAP_SECONDS}, at most ${MAX_SECRET_OVERLAP_SECONDS}, 0 stops it at once); a secret still in an ` +
+          "earlier rotation's overlap stops at once. Tokens the key already issued stay valid until they expire, unless " +
+          '`revoke_issued_tokens` is true. SDK-key access tokens cannot rotate secrets (403 insufficient_scope).',
+        security,
+        params,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            previous_secret_expires_in: {
+              type: 'integer',
+              minimum: 0,
+              maximum: MAX_SECRET_OVERLAP_SECONDS,
+              description: `Seconds the previous secret keeps working (default ${DEFAULT_SECRET_OVERLAP_SECONDS}; 0: not at all)`,
+            },
+            revoke_issued_tokens: { type: 'boolean', description: 'Also revoke every access token the key issued so far (default false)' },
+          },
+        },
+        response: { 200: createdSchema, ...errorResponses(400, 401, 403, 404, 413, 415, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { clientId } = request.params;
+      const { row, secret } = await rotateSdkKeySecret(deps, requestActor(request), (request.principal as Principal).userId, clientId, {
+        overlapSeconds: request.body?.previous_secret_expires_in ?? DEFAULT_SECRET_OVERLAP_SECONDS,
+        revokeIssuedTokens: request.body?.revoke_issued_tokens ?? false,
+      });
+      app.forgetCredentials({ sdkKeyClientIds: [clientId] });
+      return reply
+        .code(200)
+        .header('cache-control', 'no-store')
+        .send({ ...view(row, app.clock.now()), client_secret: secret });
     },
   );
 

@@ -16,9 +16,9 @@ import {
   updateSdkKey,
   type SdkKeyRow,
 } from './sdk-keys.repository.js';
-import { conflict, forbidden, notFound } from '../platform/errors/api-error.js';
+import { badRequest, conflict, forbidden, notFound } from '../platform/errors/api-error.js';
 import { hashSecret, randomSecret } from '../platform/crypto/secrets.js';
-import { lockParent } from '../api-tokens/credential-parent.js';
+import { capExpiry, lockParent } from '../api-tokens/credential-parent.js';
 import type { Principal } from '../platform/auth/principal.js';
 import { nextTokensValidAfter } from './access-token.js';
 import { SDK_KEY_PURPOSE } from './client-auth.js';
@@ -44,6 +44,27 @@ export interface SdkKeyDeps {
   clock: Clock;
 }
 
+/** Most audiences one key may list. */
+export const MAX_KEY_AUDIENCES = 20;
+
+/**
+ * A key's audience list checked against what the operator allows: each one the issuer or in
+ * TESSERA_AUDIENCES (`*`: any). Duplicates are dropped; anything else is a 400 naming the others.
+ */
+export function checkKeyAudiences(audiences: readonly string[], issuer: string, allowed: ReadonlySet<string> | null): string[] {
+  const unique = [...new Set(audiences)];
+  if (unique.length > MAX_KEY_AUDIENCES) throw badRequest(`an SDK key may list at most ${MAX_KEY_AUDIENCES} audiences`);
+  const refused = unique.filter((a) => a !== issuer && allowed !== null && !allowed.has(a));
+  if (refused.length) {
+    throw badRequest(`this server does not issue tokens for: ${refused.join(' ')} (the issuer and TESSERA_AUDIENCES are allowed)`, { audiences: refused });
+  }
+  return unique;
+}
+
+/** How long a rotated-out secret keeps working by default, and at most (seconds). */
+export const DEFAULT_SECRET_OVERLAP_SECONDS = 24 * 3600;
+export const MAX_SECRET_OVERLAP_SECONDS = 7 * 24 * 3600;
+
 const limitReached = () =>
   conflict(`a user may hold at most ${SDK_KEYS_PER_USER} SDK keys; delete one before creating another`, {
     limit: SDK_KEYS_PER_USER,
@@ -52,7 +73,8 @@ const limitReached = () =>
 /**
  * Creates an SDK key for the principal's user and returns its secret (the only time it exists
  * outside the caller). The key is a child of the API token the principal acts for (its own, or
- * its session's): scopes within that token's, `expires_at` that token's expiry, deleted when
+ * its session's): scopes within that token's, `expires_at` the requested expiry capped at that
+ * token's (absent: that token's), deleted when
  * that token is revoked. The owner's row is locked first, so concurrent creations for one user
  * count one after the other; the `sdk_keys_limit` trigger holds the same line for any other writer.
  */
@@ -60,7 +82,7 @@ export async function createSdkKey(
   deps: SdkKeyDeps,
   actor: Actor,
   principal: Principal,
-  input: { name: string; scopes: string[]; organizationId: string | null },
+  input: { name: string; scopes: string[]; organizationId: string | null; audiences?: string[] | null; expiresAt?: Date | null },
 ): Promise<{ row: SdkKeyRow; secret: string }> {
   const secret = randomSecret();
   const clientId = `s_${randomUUID()}`;
@@ -75,6 +97,7 @@ export async function createSdkKey(
         throw forbidden('you are not a member of that organization');
       }
       if ((await countSdkKeys(trx, userId)) >= SDK_KEYS_PER_USER) throw limitReached();
+      const expiresAt = capExpiry(input.expiresAt ?? null, parent.expiresAt);
       const row = await insertSdkKey(trx, {
         clientId,
         userId,
@@ -83,7 +106,8 @@ export async function createSdkKey(
         scopes: input.scopes,
         organizationId: input.organizationId,
         parentApiTokenId: parent.apiTokenId,
-        expiresAt: parent.expiresAt,
+        expiresAt,
+        audiences: input.audiences ?? null,
       });
       await recordAudit(trx, actor, {
         action: 'sdk_key.create',
@@ -94,7 +118,8 @@ export async function createSdkKey(
           name: input.name,
           scopes: input.scopes,
           parent_api_token_id: parent.apiTokenId,
-          expires_at: parent.expiresAt?.toISOString() ?? null,
+          expires_at: expiresAt?.toISOString() ?? null,
+          audiences: input.audiences ?? null,
         },
       });
       await publishChange(trx, { type: 'sdk_key', id: clientId });
@@ -107,7 +132,7 @@ export async function createSdkKey(
 }
 
 /**
- * Renames, enables or disables a key. Disabling stamps `tokens_valid_after` (a whole second later
+ * Renames, enables or disables a key, or sets its audiences (null: any the operator allows). Disabling stamps `tokens_valid_after` (a whole second later
  * than every token issued so far: {@link nextTokensValidAfter}), so every token the key issued so
  * far fails everywhere and keeps failing after a later enable, while tokens issued after that
  * enable are valid at once.
@@ -117,7 +142,7 @@ export async function updateSdkKeyFor(
   actor: Actor,
   userId: string,
   clientId: string,
-  change: { name?: string; status?: 'enabled' | 'disabled' },
+  change: { name?: string; status?: 'enabled' | 'disabled'; audiences?: string[] | null },
 ): Promise<SdkKeyRow> {
   return deps.db.transaction().execute(async (trx) => {
     const key = await findSdkKey(trx, userId, clientId, { forUpdate: true });
@@ -134,6 +159,10 @@ export async function updateSdkKeyFor(
         set.tokens_valid_after = new Date(nextTokensValidAfter(key.tokens_valid_after?.getTime() ?? null, deps.clock.now()));
       }
       actions.push([change.status === 'disabled' ? 'sdk_key.disable' : 'sdk_key.enable', {}]);
+    }
+    if (change.audiences !== undefined && !sameList(change.audiences, key.audiences)) {
+      set.audiences = change.audiences;
+      actions.push(['sdk_key.audiences', { from: key.audiences, to: change.audiences }]);
     }
     if (actions.length === 0) return key;
     const row = await updateSdkKey(trx, key.id, set);
@@ -152,5 +181,48 @@ export async function deleteSdkKeyFor(deps: SdkKeyDeps, actor: Actor, userId: st
     if (!key) throw notFound('SDK key');
     await deleteSdkKey(trx, key.id);
     await recordKeyChange(trx, actor, { clientId, organizationId: key.organization_id }, 'sdk_key.delete', { name: key.name });
+  });
+}
+
+function sameList(a: readonly string[] | null, b: readonly string[] | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * Gives a key a new secret and returns it (the only time it exists outside the caller). The
+ * secret it replaces keeps authenticating until `overlapSeconds` from now (0: it stops at once);
+ * a secret still in an earlier overlap stops at once, so at most two ever work. With
+ * `revokeIssuedTokens`, `tokens_valid_after` is stamped as a disable does, so every token the key
+ * issued so far fails everywhere; without it they stay valid until they expire. Audited and
+ * announced to every instance in the same transaction.
+ */
+export async function rotateSdkKeySecret(
+  deps: SdkKeyDeps,
+  actor: Actor,
+  userId: string,
+  clientId: string,
+  options: { overlapSeconds: number; revokeIssuedTokens: boolean },
+): Promise<{ row: SdkKeyRow; secret: string }> {
+  const secret = randomSecret();
+  return deps.db.transaction().execute(async (trx) => {
+    const key = await findSdkKey(trx, userId, clientId, { forUpdate: true });
+    if (!key) throw notFound('SDK key');
+    const now = deps.clock.now();
+    const overlapEnds = options.overlapSeconds > 0 ? new Date(now + options.overlapSeconds * 1000) : null;
+    const set: Parameters<typeof updateSdkKey>[2] = {
+      secret_hash: hashSecret(deps.pepper, secret, SDK_KEY_PURPOSE),
+      previous_secret_hash: overlapEnds ? key.secret_hash : null,
+      previous_secret_expires_at: overlapEnds,
+    };
+    if (options.revokeIssuedTokens) {
+      set.tokens_valid_after = new Date(nextTokensValidAfter(key.tokens_valid_after?.getTime() ?? null, now));
+    }
+    const row = await updateSdkKey(trx, key.id, set);
+    await recordKeyChange(trx, actor, { clientId, organizationId: key.organization_id }, 'sdk_key.rotate_secret', {
+      previous_secret_expires_at: overlapEnds?.toISOString() ?? null,
+      revoke_issued_tokens: options.revokeIssuedTokens,
+    });
+    return { row, secret };
   });
 }

@@ -29,7 +29,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
             required: ['id', 'ttl', 'created', 'userId'],
             properties: {
               id: { type: 'string', description: 'The temporary access token' },
-              ttl: { type: 'integer', description: 'Seconds it lives (from creation, or from last use when sliding)' },
+              ttl: { type: 'integer', description: "Seconds it lives (from creation, or from last use when sliding), never past the API token's expiry" },
               created: dateTimeSchema,
               userId: uuidSchema,
             },
@@ -49,7 +49,8 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
       reply.header('cache-control', 'no-store');
       return {
         id: issued.token,
-        ttl: app.config.sessionTtlSeconds,
+        // Never past the API token's expiry: the session ends with it.
+        ttl: Math.min(app.config.sessionTtlSeconds, Math.floor((issued.session.expires_at.getTime() - issued.session.created_at.getTime()) / 1000)),
         created: issued.session.created_at.toISOString(),
         userId: issued.session.user_id,
       };

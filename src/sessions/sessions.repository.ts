@@ -62,7 +62,8 @@ export async function createSessionsFromApiTokens(db: Q, inputs: readonly LoginI
         ${inputs.map((x) => x.ip)}::text[], ${inputs.map((x) => x.requestId)}::text[])
         as i(api_token_hash, token_hash, now, expires_at, ip, request_id)
     ), t as (
-      select i.token_hash, i.now, i.expires_at, i.ip, api_tokens.id, api_tokens.user_id, api_tokens.scopes
+      select i.token_hash, i.now, i.expires_at, i.ip, api_tokens.id, api_tokens.user_id, api_tokens.scopes,
+        api_tokens.expires_at as token_expires_at
       from i join api_tokens on api_tokens.token_hash = i.api_token_hash
         join users on users.id = api_tokens.user_id
       where api_tokens.revoked_at is null
@@ -70,7 +71,7 @@ export async function createSessionsFromApiTokens(db: Q, inputs: readonly LoginI
         and users.status = 'active'
     ), s as (
       insert into sessions (token_hash, user_id, api_token_id, scopes, created_at, expires_at, last_used_at, revoked_at, ip)
-      select t.token_hash, t.user_id, t.id, t.scopes, t.now, t.expires_at, null, null, t.ip from t
+      select t.token_hash, t.user_id, t.id, t.scopes, t.now, least(t.expires_at, t.token_expires_at), null, null, t.ip from t
       returning ${sql.raw(NEW_SESSION_COLUMNS)}, scopes, token_hash, ip
     ), sa as (
       select s.id, s.user_id, s.api_token_id, s.scopes, s.ip, i.request_id from s join i on i.token_hash = s.token_hash
