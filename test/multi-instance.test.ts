@@ -9,13 +9,14 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, freshDatabase } from './support/helper.js';
 import { startServer, waitReady } from './support/process-helper.js';
-import { binary, replicaEnv, root, startBalancer, startRedis } from './support/cluster-helper.js';
+import { binary, REPLICA_COMMAND, replicaEnv, root, startBalancer, startRedis } from './support/cluster-helper.js';
 
 t.setTimeout(240_000);
 
 const nginx = binary('nginx', '-v');
 const redisServer = binary('redis-server', '--version');
-const cli = path.join(root, 'dist', 'src', 'cli.js');
+// `node dist/src/cli.js serve`, as each replica of docker-compose.replicas.yml (startServer adds `serve`).
+const cli = path.join(root, REPLICA_COMMAND[1]);
 const run = promisify(execFile);
 
 type Json = Record<string, unknown>;

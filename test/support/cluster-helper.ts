@@ -10,6 +10,8 @@ import { freePort } from './helper.js';
 
 export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 export const LB_CONF = path.join(root, 'deploy', 'nginx', 'tessera-lb.conf');
+/** What each replica of docker-compose.replicas.yml runs (relative to the image's /app), and the test with it. */
+export const REPLICA_COMMAND = ['node', 'dist/src/cli.js', 'serve'] as const;
 
 /** The path of `name` on PATH (or in /usr/sbin, /sbin) when it runs with `versionArg`. */
 export function binary(name: string, versionArg: string): string | null {
