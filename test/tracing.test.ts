@@ -7,7 +7,12 @@ import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { bearer, harness } from './support/helper.js';
+import { createServer } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { bearer, freePort, freshDatabase, harness } from './support/helper.js';
+import { startServer, waitReady } from './support/process-helper.js';
+import { root } from './support/cluster-helper.js';
 import { basic, createSdkKey } from './support/oauth-helper.js';
 import { startTelemetry, tracingEnabled } from '../src/platform/telemetry.js';
 import { loggerOptions } from '../src/platform/log.js';
@@ -114,4 +119,60 @@ t.test('a token request is one trace with its HTTP, Fastify and Postgres spans, 
   }
   t.notOk(/authorization|cookie|dpop/i.test(JSON.stringify(spans.map((s) => Object.keys(s.attributes)))), 'no header recorded');
   t.match(haystack, /client_secret=\[redacted\]/, 'the query string is redacted');
+});
+
+t.test('tessera serve with OTEL_EXPORTER_OTLP_ENDPOINT exports its spans over OTLP, without the secrets sent to it', async (t) => {
+  // A collector's OTLP/HTTP endpoint: what arrives at /v1/traces.
+  const received: Array<{ type: string; body: Buffer }> = [];
+  const collector = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (req.url === '/v1/traces') received.push({ type: String(req.headers['content-type']), body: Buffer.concat(chunks) });
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+    });
+  });
+  await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => collector.close(() => r())));
+  const collectorPort = (collector.address() as AddressInfo).port;
+
+  const port = await freePort();
+  const server = startServer(
+    {
+      DATABASE_URL: await freshDatabase(t),
+      PORT: String(port),
+      TESSERA_HOST: '127.0.0.1',
+      TESSERA_MASTER_KEY: randomBytes(32).toString('base64'),
+      TESSERA_PEPPER: randomBytes(32).toString('base64'),
+      TESSERA_LOG_LEVEL: 'info',
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}`,
+      OTEL_SERVICE_NAME: 'tessera-under-test',
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+    },
+    root,
+    path.join(root, 'dist', 'src', 'cli.js'),
+  );
+  t.teardown(async () => {
+    if (server.child.exitCode === null) {
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
+  });
+  await waitReady(port, 60_000);
+  const secret = randomBytes(32).toString('base64url');
+  const inQuery = randomBytes(32).toString('base64url');
+  const res = await fetch(`http://127.0.0.1:${port}/api/users/me?access_token=${inQuery}`, {
+    headers: { authorization: `Bearer ${secret}`, 'x-request-id': 'otlp-test-1' },
+  });
+  t.equal(res.status, 401);
+  for (let i = 0; i < 200 && !received.some((r) => r.body.includes('otlp-test-1')); i++) await new Promise((r) => setTimeout(r, 50));
+  const batch = received.find((r) => r.body.includes('otlp-test-1'));
+  t.ok(batch, 'the spans of the request reached the collector');
+  t.equal(batch!.type, 'application/x-protobuf');
+  t.ok(batch!.body.includes('tessera-under-test'), 'service name from OTEL_SERVICE_NAME');
+  t.ok(batch!.body.includes('/api/users/me'), 'the route');
+  const all = Buffer.concat(received.map((r) => r.body));
+  t.notOk(all.includes(secret), 'no Authorization value in any exported span');
+  t.notOk(all.includes(inQuery), 'no query-string token');
+  t.match(server.output(), /"trace_id":"[0-9a-f]{32}"/, 'log lines carry the trace id');
 });

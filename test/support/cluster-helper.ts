@@ -62,8 +62,8 @@ async function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /** A redis-server on a free loopback port, nothing persisted; `stop()` and `start()` again on the same port. */
-export async function startRedis(t: TeardownHost, redisServer: string): Promise<{ url: string; stop(): Promise<void>; start(): Promise<void> }> {
-  const port = await freePort();
+export async function startRedis(t: TeardownHost, redisServer: string, at?: number): Promise<{ url: string; stop(): Promise<void>; start(): Promise<void> }> {
+  const port = at ?? (await freePort());
   const dir = mkdtempSync(path.join(tmpdir(), 'tessera-redis-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   let child: ChildProcess | null = null;
