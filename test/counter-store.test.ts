@@ -6,11 +6,22 @@ import type { FastifyBaseLogger } from 'fastify';
 import { Registry } from 'prom-client';
 import { MemoryCounterStore, SharedCounters } from '../src/platform/http/counter-store.js';
 import { SignInLimiter } from '../src/people/sign-in-limiter.js';
-import { freePort } from './support/helper.js';
+import { freePort, testConfig } from './support/helper.js';
+import { ConfigError } from '../src/platform/config.js';
 import { binary, startRedis } from './support/cluster-helper.js';
 
 const log = pino({ level: 'silent' }) as unknown as FastifyBaseLogger;
 const redisServer = binary('redis-server', '--version');
+
+t.test('TESSERA_REDIS_URL: unset means per instance; a redis:// or rediss:// URL, anything else refused', async (t) => {
+  const db = 'postgres://u@127.0.0.1:1/db';
+  t.equal(testConfig(db).redisUrl, null);
+  t.equal(testConfig(db, { TESSERA_REDIS_URL: ' ' }).redisUrl, null);
+  t.equal(testConfig(db, { TESSERA_REDIS_URL: 'redis://valkey:6379/0' }).redisUrl, 'redis://valkey:6379/0');
+  t.equal(testConfig(db, { TESSERA_REDIS_URL: 'rediss://cache.example:6380' }).redisUrl, 'rediss://cache.example:6380');
+  t.throws(() => testConfig(db, { TESSERA_REDIS_URL: 'http://valkey:6379' }), ConfigError);
+  t.throws(() => testConfig(db, { TESSERA_REDIS_URL: 'valkey:6379' }), /TESSERA_REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/);
+});
 
 t.test('in memory: fixed windows per key, forgotten once past', async (t) => {
   let now = 1_000_000;
