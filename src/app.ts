@@ -17,6 +17,7 @@ import { authPlugin } from './platform/auth/auth-plugin.js';
 import { openapiPlugin } from './platform/http/openapi.js';
 import { adminSurface } from './platform/http/admin-surface.js';
 import { metricsPlugin } from './platform/http/metrics.js';
+import { SharedCounters } from './platform/http/counter-store.js';
 import { apiTokenAuthenticator } from './api-tokens/api-token.authenticator.js';
 import { operationsRoutes } from './operations/operations.routes.js';
 import { adminAuditRoutes } from './audit/audit.routes.js';
@@ -54,6 +55,8 @@ declare module 'fastify' {
     changes: ChangeListener;
     /** Batched last_used_at stamps. */
     usage: UsageStamps;
+    /** Where every rate limit counts: Redis shared by the instances (TESSERA_REDIS_URL), else this instance's memory. */
+    counters: SharedCounters;
   }
 }
 
@@ -166,7 +169,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('changes', changes);
   const usage = new UsageStamps(db, app.log);
   app.decorate('usage', usage);
-  app.decorate('readinessChecks', new Map<string, () => Promise<string | null>>());
+  app.decorate('readinessChecks', new Map<string, () => Promise<string | null | { degraded: string }>>());
+  const counters = new SharedCounters({ url: config.redisUrl, log: app.log });
+  app.decorate('counters', counters);
 
   // Tier 1: transport.
   app.addHook('onRequest', async (request, reply) => {
@@ -201,6 +206,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       global: true,
       max: config.rateLimit.defaultPerIp,
       timeWindow: 60_000,
+      // With Redis, the counts are shared and fall back to this instance's memory while Redis is down.
+      ...(config.redisUrl ? { store: counters.rateLimitStore() } : {}),
       errorResponseBuilder: (_request, context) =>
         new ApiError(429, 'rate_limited', `rate limit exceeded; retry in ${Math.ceil(context.ttl / 1000)} s`, {
           'retry-after': String(Math.ceil(context.ttl / 1000)),
@@ -210,6 +217,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerErrorHandling(app);
   await app.register(openapiPlugin, { issuer: config.issuer });
   await app.register(metricsPlugin);
+  counters.registerMetrics(app.metrics);
+  if (config.redisUrl) {
+    app.readinessChecks.set('rate_limit_store', async () => {
+      const problem = await counters.degradation();
+      return problem ? { degraded: problem } : null;
+    });
+  }
 
   // Tier 2: services.
   await app.register(authPlugin);
@@ -248,6 +262,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // The people's pages (HTML, hidden from openapi.yaml: see console.plugin.ts).
   await app.register(consolePlugin);
 
+  jobs.register({ name: 'rate-limit-store', start: () => counters.start() });
   jobs.register({
     name: 'change-listener',
     async start() {
@@ -260,6 +275,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await jobs.stop();
     await usage.close();
     await changes.close();
+    await counters.close();
   });
   return app;
 }

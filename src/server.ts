@@ -3,6 +3,7 @@ import { buildApp } from './app.js';
 import { migrateToLatest } from './platform/database/migrate.js';
 import { countAdminTokens } from './api-tokens/api-tokens.repository.js';
 import { openRuntime, type Runtime } from './platform/runtime.js';
+import { startTelemetry } from './platform/telemetry.js';
 
 /**
  * Starts Tessera: configuration, database (embedded when DATABASE_URL is absent), migrations,
@@ -10,6 +11,8 @@ import { openRuntime, type Runtime } from './platform/runtime.js';
  * drains those in flight, closes the pool and stops embedded Postgres.
  */
 export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app: FastifyInstance; runtime: Runtime; stop(): Promise<void> }> {
+  // Tracing (off unless OTEL_EXPORTER_OTLP_ENDPOINT is set): started before the pools and the app exist.
+  const telemetry = await startTelemetry(env);
   const runtime = await openRuntime(env, { boundRequests: true });
   const { config, log, handle } = runtime;
   let app: FastifyInstance | null = null;
@@ -40,6 +43,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app
   } catch (err) {
     await app?.close().catch(() => undefined);
     await runtime.close().catch(() => undefined);
+    await telemetry?.shutdown().catch(() => undefined);
     throw err;
   }
   const started = app;
@@ -63,6 +67,7 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app
         await started.close();
       } finally {
         await runtime.close();
+        await telemetry?.shutdown().catch((err: Error) => log.warn({ err: { message: err.message } }, 'tracing: spans not flushed'));
         log.info('stopped');
         await new Promise<void>((resolve) => log.flush(() => resolve()));
       }

@@ -139,8 +139,9 @@ async function consolePages(app: FastifyInstance): Promise<void> {
   const rp = relyingPartyOf(config.issuer);
   const assets = loadAssets(`${PREFIX}/assets`);
   const now = () => new Date(app.clock.now());
-  const perAccount = new SignInLimiter({ max: config.console.failedSignInsPerAccount, windowMs: FAILURE_WINDOW_MS, now: () => app.clock.now() });
-  const perIp = new SignInLimiter({ max: config.console.failedSignInsPerIp, windowMs: FAILURE_WINDOW_MS, now: () => app.clock.now() });
+  const counts = (name: string) => app.counters.store(name, { now: () => app.clock.now(), maxKeys: 50_000 });
+  const perAccount = new SignInLimiter({ max: config.console.failedSignInsPerAccount, windowMs: FAILURE_WINDOW_MS, store: counts('sign-in-account') });
+  const perIp = new SignInLimiter({ max: config.console.failedSignInsPerIp, windowMs: FAILURE_WINDOW_MS, store: counts('sign-in-ip') });
   const sdkDeps = { db: app.db, pepper: config.pepper, clock: app.clock };
   const registry = new ProviderRegistry(config.providers);
   const providerDeps: ProviderTokenDeps = { db: app.db, config, registry, clock: app.clock, usage: app.usage, log: app.log };
@@ -306,14 +307,13 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     if (Object.keys(errors).length) return page(reply.code(400), 'sign-in', { title: 'Sign in', errors, values: { email } });
     const accountKey = `account:${normaliseEmail(email)}`;
     const ipKey = `ip:${request.ip}`;
-    const allowed = perAccount.allows(accountKey) && perIp.allows(ipKey);
+    const allowed = (await perAccount.allows(accountKey)) && (await perIp.allows(ipKey));
     // One query and one argon2 verification whatever the cause of a failure (a dummy hash when there is no account or password).
     const account = allowed ? await passwordAccountByEmail(app.db, email) : undefined;
     const ok = (await verifyPassword(account?.password_hash ?? null, password)) && allowed && account?.status === 'active';
     const grant = ok && account ? await liveGrant(app.db, account.id, now()) : null;
     if (!ok || !account || !grant) {
-      perAccount.fail(accountKey);
-      perIp.fail(ipKey);
+      await Promise.all([perAccount.fail(accountKey), perIp.fail(ipKey)]);
       return page(reply.code(401), 'sign-in', { title: 'Sign in', formError: SIGN_IN_FAILED, values: { email } });
     }
     await signIn(request, reply, account.id, grant, 'password');
@@ -324,10 +324,10 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     const token = field(request.body, 'api_token', 512).trim();
     const ipKey = `ip:${request.ip}`;
     if (!token) return page(reply.code(400), 'sign-in', { title: 'Sign in', errors: { api_token: 'Paste an API token.' } });
-    const row = perIp.allows(ipKey) && isWellFormedApiToken(token) ? await findApiTokenByHash(app.db, hashApiToken(config.pepper, token)) : undefined;
+    const row = (await perIp.allows(ipKey)) && isWellFormedApiToken(token) ? await findApiTokenByHash(app.db, hashApiToken(config.pepper, token)) : undefined;
     const t = now();
     if (!row || row.user_status !== 'active' || (row.expires_at && row.expires_at <= t)) {
-      perIp.fail(ipKey);
+      await perIp.fail(ipKey);
       return page(reply.code(401), 'sign-in', { title: 'Sign in', formError: SIGN_IN_FAILED });
     }
     // The bootstrap for accounts with neither a passkey nor a password: once one is set, a leaked
@@ -353,13 +353,13 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     const c = takeChallenge(request, reply, 'sign-in');
     const ipKey = `ip:${request.ip}`;
     const proved =
-      c && perIp.allows(ipKey) && request.body?.response
+      c && (await perIp.allows(ipKey)) && request.body?.response
         ? await verifyPasskeySignIn(app.db, rp, { response: request.body.response, expectedChallenge: c.challenge, now: now() })
         : null;
     const grant = proved ? await liveGrant(app.db, proved.userId, now()) : null;
     const user = proved ? await findUserById(app.db, proved.userId) : undefined;
     if (!proved || !grant || user?.status !== 'active') {
-      perIp.fail(ipKey);
+      await perIp.fail(ipKey);
       return jsonError(reply, 401, 'That passkey did not sign you in. Try again, or use another way.');
     }
     await signIn(request, reply, proved.userId, grant, 'passkey');

@@ -4,6 +4,7 @@ import type { Config } from '../platform/config.js';
 import { hashSecret, safeEqual } from '../platform/crypto/secrets.js';
 import { OAuthError, invalidClient, invalidRequest } from '../platform/errors/oauth-error.js';
 import { AttemptLimiter } from '../platform/http/attempt-limiter.js';
+import type { CounterStore } from '../platform/http/counter-store.js';
 import type { ClientCache, ClientEntry } from './client-cache.js';
 
 /** HMAC purpose of an SDK key's secret: the stored `secret_hash` is `hashSecret(pepper, secret, SDK_KEY_PURPOSE)`. */
@@ -119,7 +120,13 @@ export class ClientAuthenticator {
   readonly checks: ClientAuthDeps;
   private readonly failed: AttemptLimiter | null;
 
-  constructor(deps: { clients: Pick<ClientCache, 'get'>; config: Pick<Config, 'pepper' | 'rateLimit'>; clock: Clock }) {
+  constructor(deps: {
+    clients: Pick<ClientCache, 'get'>;
+    config: Pick<Config, 'pepper' | 'rateLimit'>;
+    clock: Clock;
+    /** Where the failures of every instance are counted too (Redis); null or absent: this instance only. */
+    sharedFailures?: CounterStore | null;
+  }) {
     const { clients, config, clock } = deps;
     this.checks = {
       lookup: (clientId) => clients.get(clientId),
@@ -127,7 +134,7 @@ export class ClientAuthenticator {
       compare: safeEqual,
     };
     const limits = config.rateLimit;
-    this.failed = limits.enabled ? new AttemptLimiter({ max: limits.failedAuthPerIp, windowMs: 60_000, clock }) : null;
+    this.failed = limits.enabled ? new AttemptLimiter({ max: limits.failedAuthPerIp, windowMs: 60_000, clock, shared: deps.sharedFailures ?? null }) : null;
   }
 
   /**
@@ -148,7 +155,7 @@ export class ClientAuthenticator {
       throw err;
     } finally {
       if (slot?.ok) {
-        if (counts) slot.keep();
+        if (counts) await slot.keep();
         else slot.release();
       }
     }

@@ -57,7 +57,7 @@ export const oauthPlugin = fp(
       clients,
       revoked,
       verifier,
-      clientAuth: new ClientAuthenticator({ clients, config, clock }),
+      clientAuth: new ClientAuthenticator({ clients, config, clock, sharedFailures: app.counters.shared('failed-client-auth') }),
       reloadRevoked,
     };
     app.decorate('oauth', services);

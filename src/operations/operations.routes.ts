@@ -7,15 +7,18 @@ const statusBody = {
   additionalProperties: false,
   required: ['status'],
   properties: {
-    status: { type: 'string', enum: ['ok', 'unavailable'] },
+    status: { type: 'string', enum: ['ok', 'degraded', 'unavailable'] },
     checks: { type: 'object', additionalProperties: { type: 'string' } },
   },
 } as const;
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Readiness checks: each returns null when fine, or what is wrong. Features add theirs. */
-    readinessChecks: Map<string, () => Promise<string | null>>;
+    /**
+     * Readiness checks: each returns null when fine, what is wrong (not ready), or `{ degraded }`:
+     * what works less well while the instance still serves requests (ready, but it says so).
+     */
+    readinessChecks: Map<string, () => Promise<string | null | { degraded: string }>>;
   }
 }
 
@@ -63,18 +66,28 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
         tags: ['operations'],
         operationId: 'getReadiness',
         summary: 'Readiness: database reachable, migrations current, and every feature check passing',
+        description:
+          '200 with status ok when every check passes; 200 with status degraded when the instance serves requests but ' +
+          'something works less well (e.g. Redis unreachable: rate limits counted per instance), the check saying ' +
+          '"degraded: ..."; 503 with status unavailable when a check fails.',
         response: { 200: statusBody, 503: statusBody },
       },
     },
     async (_request, reply) => {
       const checks: Record<string, string> = {};
       let ok = true;
+      let degraded = false;
       await Promise.all(
         [...app.readinessChecks].map(async ([name, check]) => {
           try {
             const problem = await Promise.race([check(), new Promise<string>((r) => setTimeout(() => r('timed out'), 2000).unref())]);
-            checks[name] = problem ?? 'ok';
-            if (problem) ok = false;
+            if (problem !== null && typeof problem === 'object') {
+              checks[name] = `degraded: ${problem.degraded}`;
+              degraded = true;
+            } else {
+              checks[name] = problem ?? 'ok';
+              if (problem) ok = false;
+            }
           } catch (err) {
             checks[name] = `failed: ${(err as Error).message.split('\n')[0]}`;
             ok = false;
@@ -82,7 +95,7 @@ export async function operationsRoutes(app: FastifyInstance): Promise<void> {
         }),
       );
       reply.code(ok ? 200 : 503).header('cache-control', 'no-store');
-      return { status: ok ? ('ok' as const) : ('unavailable' as const), checks };
+      return { status: !ok ? ('unavailable' as const) : degraded ? ('degraded' as const) : ('ok' as const), checks };
     },
   );
 

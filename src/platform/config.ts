@@ -67,6 +67,11 @@ export interface Config {
     /** Requests a minute per IP on everything else (404s included). */
     readonly defaultPerIp: number;
   };
+  /**
+   * Redis or Valkey holding every rate-limit counter, shared by all instances (TESSERA_REDIS_URL,
+   * `redis://` or `rediss://`); null: each instance counts in its own memory.
+   */
+  readonly redisUrl: string | null;
   /** Run migrations when the server starts. */
   readonly migrateOnStart: boolean;
   /** Audiences clients may request besides the issuer (TESSERA_AUDIENCES); null: any. */
@@ -105,6 +110,22 @@ function parseAudiences(raw: string | undefined): ReadonlySet<string> | null {
     }
   }
   return Object.freeze(new Set(list));
+}
+
+/** TESSERA_REDIS_URL: unset or empty -> null; else a redis:// or rediss:// URL. */
+function parseRedisUrl(raw: string | undefined): string | null {
+  const v = raw?.trim() ?? '';
+  if (v === '') return null;
+  let url: URL;
+  try {
+    url = new URL(v);
+  } catch {
+    throw new ConfigError('TESSERA_REDIS_URL must be a redis:// or rediss:// URL (e.g. redis://valkey:6379/0)');
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new ConfigError(`TESSERA_REDIS_URL must be a redis:// or rediss:// URL, got the scheme ${url.protocol}`);
+  }
+  return v;
 }
 
 function consoleSettings(env: Env): Config['console'] {
@@ -332,6 +353,7 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
       failedAuthPerIp: int(env, 'TESSERA_RATE_LIMIT_FAILED_AUTH_PER_IP', 30, 1),
       defaultPerIp: int(env, 'TESSERA_RATE_LIMIT_PER_IP', 6000, 1),
     },
+    redisUrl: parseRedisUrl(env.TESSERA_REDIS_URL),
     migrateOnStart: bool(env, 'TESSERA_MIGRATE_ON_START', true),
     allowedAudiences,
     metricsTokenDigest: metricsToken === null ? null : createHash('sha256').update(metricsToken).digest(),

@@ -53,9 +53,21 @@ export const REDACT_PATHS = [
   '*.headers["x-access-token"]',
 ];
 
+let traceFields: (() => object) | null = null;
+
+/**
+ * With tracing on (src/platform/telemetry.ts), every line logged inside a traced request carries
+ * its `trace_id` and `span_id`; loggers created before this was called, or with tracing off, add nothing.
+ */
+export function setLogTraceFields(fields: (() => object) | null): void {
+  traceFields = fields;
+}
+
 export function loggerOptions(level: string): LoggerOptions {
+  const fields = traceFields;
   return {
     level,
+    ...(fields ? { mixin: () => fields() } : {}),
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     serializers: {
       req(req: { method: string; url: string; ip?: string; headers?: Record<string, unknown>; id?: string }) {
