@@ -29,8 +29,8 @@ t.test('create, list, get, rename: the secret appears only in the create respons
   t.equal(key.status, 'enabled');
 
   const row = await h.db.selectFrom('sdk_keys').selectAll().where('client_id', '=', key.client_id).executeTakeFirstOrThrow();
-  t.equal(row.secret_hash.length, 32);
-  t.notOk(row.secret_hash.toString('base64url').includes(key.client_secret), 'only a hash is stored');
+  t.equal(row.secret_hash!.length, 32);
+  t.notOk(row.secret_hash!.toString('base64url').includes(key.client_secret), 'only a hash is stored');
 
   const list = await h.inject({ method: 'GET', url: '/api/sdk-keys', headers: bearer(token) });
   t.equal(list.statusCode, 200);
@@ -80,7 +80,7 @@ t.test('at most two keys per user; the third gets 409 with a clear message', asy
   await t.rejects(
     h.db
       .insertInto('sdk_keys')
-      .values({ ...rows[0]!, id: undefined as never, client_id: 's_00000000-0000-4000-8000-000000000001' })
+      .values({ ...rows[0]!, public_jwk: null, id: undefined as never, client_id: 's_00000000-0000-4000-8000-000000000001' })
       .execute(),
     /at most 2 SDK keys/,
   );

@@ -55,7 +55,7 @@ export const oauthPlugin = fp(
       clients,
       revoked,
       verifier,
-      clientAuth: new ClientAuthenticator({ clients, config, clock }),
+      clientAuth: new ClientAuthenticator({ clients, config, clock, replay: app.replayGuard }),
       reloadRevoked,
     };
     app.decorate('oauth', services);
@@ -75,6 +75,7 @@ export const oauthPlugin = fp(
           organizationId: r.claims.org_id,
           expiresAt: r.claims.exp,
           apiTokenId: null,
+          ...(r.claims.cnf ? { jkt: r.claims.cnf.jkt } : {}),
         };
       },
     };

@@ -1,6 +1,6 @@
 import { sql, type Kysely, type Selectable, type Transaction, type Updateable } from 'kysely';
 import type { Database } from '../platform/database/database.js';
-import type { SdkKeysTable } from './oauth.table.js';
+import type { PublicJwk, SdkKeyAuthMethod, SdkKeysTable } from './oauth.table.js';
 import type { UserStatus } from '../identity/identity.table.js';
 
 export type SdkKeyRow = Selectable<SdkKeysTable>;
@@ -33,11 +33,13 @@ export async function insertSdkKey(
     clientId: string;
     userId: string;
     name: string;
-    secretHash: Buffer;
+    secretHash: Buffer | null;
     scopes: string[];
     organizationId: string | null;
     parentApiTokenId?: string | null;
     expiresAt?: Date | null;
+    publicJwk?: PublicJwk | null;
+    dpopBound?: boolean;
   },
 ): Promise<SdkKeyRow> {
   return db
@@ -53,6 +55,9 @@ export async function insertSdkKey(
       tokens_valid_after: null,
       parent_api_token_id: row.parentApiTokenId ?? null,
       expires_at: row.expiresAt ?? null,
+      token_endpoint_auth_method: row.publicJwk ? 'private_key_jwt' : 'client_secret_basic',
+      public_jwk: row.publicJwk ? JSON.stringify(row.publicJwk) : null,
+      dpop_bound_access_tokens: row.dpopBound ?? false,
     })
     .returningAll()
     .executeTakeFirstOrThrow();
@@ -69,7 +74,11 @@ export async function findSdkKey(db: Q, userId: string, clientId: string, opts: 
   return q.executeTakeFirst();
 }
 
-export async function updateSdkKey(db: Q, id: string, set: Pick<Updateable<SdkKeysTable>, 'name' | 'status' | 'tokens_valid_after'>): Promise<SdkKeyRow> {
+export async function updateSdkKey(
+  db: Q,
+  id: string,
+  set: Pick<Updateable<SdkKeysTable>, 'name' | 'status' | 'tokens_valid_after' | 'dpop_bound_access_tokens'>,
+): Promise<SdkKeyRow> {
   return db
     .updateTable('sdk_keys')
     .set({ ...set, updated_at: sql<Date>`now()` })
@@ -135,9 +144,12 @@ export interface SdkKeyAuthRow {
   id: string;
   client_id: string;
   user_id: string;
-  secret_hash: Buffer;
+  secret_hash: Buffer | null;
   scopes: string[];
   status: 'enabled' | 'disabled';
+  token_endpoint_auth_method: SdkKeyAuthMethod;
+  public_jwk: PublicJwk | null;
+  dpop_bound_access_tokens: boolean;
   tokens_valid_after: Date | null;
   expires_at: Date | null;
   user_status: UserStatus;
@@ -159,6 +171,9 @@ function authRows(db: Q) {
       'k.secret_hash',
       'k.scopes',
       'k.status',
+      'k.token_endpoint_auth_method',
+      'k.public_jwk',
+      'k.dpop_bound_access_tokens',
       'k.tokens_valid_after',
       'k.expires_at',
       'u.status as user_status',

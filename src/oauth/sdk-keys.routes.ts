@@ -6,6 +6,25 @@ import { forbidden, notFound } from '../platform/errors/api-error.js';
 import { isSdkKeyScope, SDK_KEY_SCOPES } from './scopes.js';
 import { createSdkKey, deleteSdkKeyFor, updateSdkKeyFor } from './sdk-keys.service.js';
 import { dateTimeSchema, errorResponses, uuidSchema } from '../platform/http/schemas.js';
+import { badRequest } from '../platform/errors/api-error.js';
+import { registrableJwk } from './client-assertion.js';
+import type { PublicJwk } from './oauth.table.js';
+
+const publicJwkSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['kty', 'alg'],
+  properties: {
+    kty: { type: 'string' },
+    alg: { type: 'string' },
+    crv: { type: 'string' },
+    x: { type: 'string' },
+    y: { type: 'string' },
+    n: { type: 'string' },
+    e: { type: 'string' },
+    kid: { type: 'string' },
+  },
+} as const;
 
 const CLIENT_ID_PATTERN = '^s_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
 
@@ -22,8 +41,28 @@ const keyProperties = {
     anyOf: [dateTimeSchema, { type: 'null' }],
     description: 'The expiry of the API token that created the key (null: none); the key and its tokens stop working then',
   },
+  token_endpoint_auth_method: {
+    type: 'string',
+    enum: ['client_secret_basic', 'private_key_jwt'],
+    description: 'client_secret_basic: a secret (Basic or client_secret_post); private_key_jwt: assertions signed by the key of `jwk` (RFC 7523)',
+  },
+  jwk: { anyOf: [publicJwkSchema, { type: 'null' }], description: 'The registered public key (private_key_jwt keys; null otherwise)' },
+  dpop_bound_access_tokens: { type: 'boolean', description: 'RFC 9449 §5.2: tokens are issued only with a DPoP proof, never as bearer tokens' },
 } as const;
-const keyRequired = ['client_id', 'name', 'scopes', 'status', 'organization_id', 'created_at', 'updated_at', 'last_used_at', 'expires_at'];
+const keyRequired = [
+  'client_id',
+  'name',
+  'scopes',
+  'status',
+  'organization_id',
+  'created_at',
+  'updated_at',
+  'last_used_at',
+  'expires_at',
+  'token_endpoint_auth_method',
+  'jwk',
+  'dpop_bound_access_tokens',
+];
 
 /** An SDK key as the API shows it: never the secret nor its hash. */
 const sdkKeySchema = { type: 'object', additionalProperties: false, required: keyRequired, properties: keyProperties } as const;
@@ -32,10 +71,10 @@ const sdkKeySchema = { type: 'object', additionalProperties: false, required: ke
 const createdSchema = {
   type: 'object',
   additionalProperties: false,
-  required: [...keyRequired, 'client_secret'],
+  required: keyRequired,
   properties: {
     ...keyProperties,
-    client_secret: { type: 'string', description: 'Shown once: store it now; Tessera keeps only a keyed hash' },
+    client_secret: { type: 'string', description: 'Shown once: store it now; Tessera keeps only a keyed hash. Absent for private_key_jwt keys' },
   },
 } as const;
 
@@ -59,7 +98,25 @@ function view(row: SdkKeyRow) {
     updated_at: row.updated_at.toISOString(),
     last_used_at: row.last_used_at ? row.last_used_at.toISOString() : null,
     expires_at: row.expires_at ? row.expires_at.toISOString() : null,
+    token_endpoint_auth_method: row.token_endpoint_auth_method,
+    jwk: row.public_jwk,
+    dpop_bound_access_tokens: row.dpop_bound_access_tokens,
   };
+}
+
+type AuthMethodInput = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+
+/** The public key a creation registers (private_key_jwt), or null for a secret key; 400 when the two disagree or the JWK is not acceptable. */
+async function publicKeyOf(method: AuthMethodInput | undefined, jwk: unknown, algorithms: readonly string[]): Promise<PublicJwk | null> {
+  const wantsKey = method === 'private_key_jwt' || (method === undefined && jwk !== undefined);
+  if (!wantsKey) {
+    if (jwk !== undefined) throw badRequest('jwk is only for token_endpoint_auth_method private_key_jwt');
+    return null;
+  }
+  if (jwk === undefined) throw badRequest('private_key_jwt needs the public key: send jwk');
+  const r = await registrableJwk(jwk, algorithms);
+  if (!r.ok) throw badRequest(r.reason);
+  return r.jwk;
 }
 
 /** /api/sdk-keys: a user's SDK keys (bearer with scope `api`). */
@@ -69,18 +126,29 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
   const manage = app.requireCredentialManager('api');
   const security: Array<Record<string, string[]>> = [{ bearer: [] }, { accessToken: [] }];
 
-  app.post<{ Body: { name: string; scopes?: string[]; organization_id?: string } }>(
+  app.post<{
+    Body: {
+      name: string;
+      scopes?: string[];
+      organization_id?: string;
+      token_endpoint_auth_method?: AuthMethodInput;
+      jwk?: Record<string, unknown>;
+      dpop_bound_access_tokens?: boolean;
+    };
+  }>(
     '/api/sdk-keys',
     {
       preHandler: manage,
       schema: {
         tags: ['self-service'],
         operationId: 'createSdkKey',
-        summary: 'Create an SDK key (at most 2 per user); the client_secret is returned this once',
+        summary: 'Create an SDK key (at most 2 per user); the client_secret is returned this once (none for private_key_jwt keys)',
         description:
           'The key is a child of the API token the caller acts for (its own, or the one its session came from): its scopes ' +
           "are within that token's, it expires with it (`expires_at`; its access tokens never outlive it) and it is deleted " +
-          'when that token is revoked. SDK-key access tokens cannot create, change or delete SDK keys (403 insufficient_scope).',
+          'when that token is revoked. SDK-key access tokens cannot create, change or delete SDK keys (403 insufficient_scope). ' +
+          'With `token_endpoint_auth_method: private_key_jwt` and a public `jwk` the key authenticates with signed assertions ' +
+          '(RFC 7523) and has no secret; Tessera never fetches keys from a URL. A JWK with private members is refused.',
         security,
         body: {
           type: 'object',
@@ -96,6 +164,13 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
               description: 'Default: the scopes of the calling credential that an SDK key may hold',
             },
             organization_id: { ...uuidSchema, description: 'Organization for the org_id claim (default: your only one)' },
+            token_endpoint_auth_method: {
+              type: 'string',
+              enum: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+              description: 'Default: client_secret_basic (a secret, usable with Basic or client_secret_post); private_key_jwt with jwk',
+            },
+            jwk: { type: 'object', maxProperties: 20, description: 'private_key_jwt: the public JWK (EC P-256/P-384, Ed25519 or RSA >= 2048 bits)' },
+            dpop_bound_access_tokens: { type: 'boolean', description: 'Issue DPoP-bound tokens only (default false)' },
           },
         },
         response: { 201: createdSchema, ...errorResponses(400, 401, 403, 409, 429, 503) },
@@ -108,16 +183,19 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       const missing = scopes.filter((s) => !p.scopes.includes(s));
       if (missing.length) throw forbidden(`an SDK key cannot hold scopes your credential lacks: ${missing.join(' ')}`);
       if (scopes.length === 0) throw forbidden('your credential holds no scope an SDK key could carry');
+      const publicJwk = await publicKeyOf(request.body.token_endpoint_auth_method, request.body.jwk, app.config.proofOfPossession.clientAssertionAlgorithms);
       const { row, secret } = await createSdkKey(deps, requestActor(request), p, {
         name: request.body.name.trim(),
         scopes,
         organizationId: request.body.organization_id ?? null,
+        publicJwk,
+        dpopBound: request.body.dpop_bound_access_tokens ?? false,
       });
       app.forgetCredentials({ sdkKeyClientIds: [row.client_id] });
       return reply
         .code(201)
         .header('cache-control', 'no-store')
-        .send({ ...view(row), client_secret: secret });
+        .send({ ...view(row), ...(secret !== null ? { client_secret: secret } : {}) });
     },
   );
 
@@ -159,21 +237,25 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
     },
   );
 
-  app.patch<{ Params: { clientId: string }; Body: { name?: string; status?: 'enabled' | 'disabled' } }>(
+  app.patch<{ Params: { clientId: string }; Body: { name?: string; status?: 'enabled' | 'disabled'; dpop_bound_access_tokens?: boolean } }>(
     '/api/sdk-keys/:clientId',
     {
       preHandler: manage,
       schema: {
         tags: ['self-service'],
         operationId: 'updateSdkKey',
-        summary: 'Rename, enable or disable an SDK key (disabling revokes every token it issued)',
+        summary: 'Rename, enable or disable an SDK key (disabling revokes every token it issued), or require DPoP for its tokens',
         security,
         params,
         body: {
           type: 'object',
           additionalProperties: false,
           minProperties: 1,
-          properties: { name: nameSchema, status: { type: 'string', enum: ['enabled', 'disabled'] } },
+          properties: {
+            name: nameSchema,
+            status: { type: 'string', enum: ['enabled', 'disabled'] },
+            dpop_bound_access_tokens: { type: 'boolean', description: 'RFC 9449 §5.2: refuse bearer token requests from this key' },
+          },
         },
         response: { 200: sdkKeySchema, ...errorResponses(400, 401, 403, 404, 429, 503) },
       },
@@ -183,6 +265,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       const row = await updateSdkKeyFor(deps, requestActor(request), (request.principal as Principal).userId, clientId, {
         name: request.body.name?.trim(),
         status: request.body.status,
+        dpopBound: request.body.dpop_bound_access_tokens,
       });
       app.forgetCredentials({ sdkKeyClientIds: [clientId] });
       return view(row);

@@ -22,6 +22,7 @@ import { lockParent } from '../api-tokens/credential-parent.js';
 import type { Principal } from '../platform/auth/principal.js';
 import { nextTokensValidAfter } from './access-token.js';
 import { SDK_KEY_PURPOSE } from './client-auth.js';
+import type { PublicJwk } from './oauth.table.js';
 
 /**
  * Audits one change to a key and announces it to every instance, both in the caller's transaction,
@@ -60,9 +61,10 @@ export async function createSdkKey(
   deps: SdkKeyDeps,
   actor: Actor,
   principal: Principal,
-  input: { name: string; scopes: string[]; organizationId: string | null },
-): Promise<{ row: SdkKeyRow; secret: string }> {
-  const secret = randomSecret();
+  input: { name: string; scopes: string[]; organizationId: string | null; publicJwk?: PublicJwk | null; dpopBound?: boolean },
+): Promise<{ row: SdkKeyRow; secret: string | null }> {
+  // A key registered with a public key has no secret at all: nothing shared ever leaves the client.
+  const secret = input.publicJwk ? null : randomSecret();
   const clientId = `s_${randomUUID()}`;
   const userId = principal.userId;
   try {
@@ -79,11 +81,13 @@ export async function createSdkKey(
         clientId,
         userId,
         name: input.name,
-        secretHash: hashSecret(deps.pepper, secret, SDK_KEY_PURPOSE),
+        secretHash: secret === null ? null : hashSecret(deps.pepper, secret, SDK_KEY_PURPOSE),
         scopes: input.scopes,
         organizationId: input.organizationId,
         parentApiTokenId: parent.apiTokenId,
         expiresAt: parent.expiresAt,
+        publicJwk: input.publicJwk ?? null,
+        dpopBound: input.dpopBound ?? false,
       });
       await recordAudit(trx, actor, {
         action: 'sdk_key.create',
@@ -95,6 +99,8 @@ export async function createSdkKey(
           scopes: input.scopes,
           parent_api_token_id: parent.apiTokenId,
           expires_at: parent.expiresAt?.toISOString() ?? null,
+          token_endpoint_auth_method: row.token_endpoint_auth_method,
+          dpop_bound_access_tokens: row.dpop_bound_access_tokens,
         },
       });
       await publishChange(trx, { type: 'sdk_key', id: clientId });
@@ -117,7 +123,7 @@ export async function updateSdkKeyFor(
   actor: Actor,
   userId: string,
   clientId: string,
-  change: { name?: string; status?: 'enabled' | 'disabled' },
+  change: { name?: string; status?: 'enabled' | 'disabled'; dpopBound?: boolean },
 ): Promise<SdkKeyRow> {
   return deps.db.transaction().execute(async (trx) => {
     const key = await findSdkKey(trx, userId, clientId, { forUpdate: true });
@@ -134,6 +140,10 @@ export async function updateSdkKeyFor(
         set.tokens_valid_after = new Date(nextTokensValidAfter(key.tokens_valid_after?.getTime() ?? null, deps.clock.now()));
       }
       actions.push([change.status === 'disabled' ? 'sdk_key.disable' : 'sdk_key.enable', {}]);
+    }
+    if (change.dpopBound !== undefined && change.dpopBound !== key.dpop_bound_access_tokens) {
+      set.dpop_bound_access_tokens = change.dpopBound;
+      actions.push(['sdk_key.dpop_binding', { dpop_bound_access_tokens: change.dpopBound }]);
     }
     if (actions.length === 0) return key;
     const row = await updateSdkKey(trx, key.id, set);
