@@ -16,12 +16,15 @@ t.test('create, list, get, rename: the secret appears only in the create respons
     'client_id',
     'client_secret',
     'created_at',
+    'dpop_bound_access_tokens',
     'expires_at',
+    'jwk',
     'last_used_at',
     'name',
     'organization_id',
     'scopes',
     'status',
+    'token_endpoint_auth_method',
     'updated_at',
   ]);
   t.match(key.client_secret, /^[A-Za-z0-9_-]{43}$/);
