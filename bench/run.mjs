@@ -10,6 +10,7 @@ import autocannon from 'autocannon';
 import { loadOptions } from './lib/options.mjs';
 import { clusterCpuSeconds, cpuSeconds, freePort, killAllNow, postmasterPid, runNode, startNode, stopAll, tail, waitReady } from './lib/procs.mjs';
 import { basic, buildScenarios, judgeTargets } from './lib/scenarios.mjs';
+import { dpopKey, dpopProof } from './lib/dpop-proofs.mjs';
 import { median, renderMarkdown, SERVER_NAMES } from './lib/report.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -184,6 +185,19 @@ async function tesseraFixtures(ports, env, wantMany, clientCount) {
       const h = t.jwt && jwtHeader(t.jwt);
       if (!h) throw new BenchError(`POST /oauth/token returned no JWT access_token: ${tok.text.slice(0, 300)}`);
       t.tokenHeader = h;
+      // A DPoP-bound token for the DPoP verification scenario.
+      t.dpopKey = dpopKey();
+      const issuer = `http://127.0.0.1:${ports.tessera}`;
+      const dtok = await request(ports.tessera, 'POST', '/oauth/token', {
+        headers: {
+          authorization: basic(t.oneKey.client_id, t.oneKey.client_secret),
+          'content-type': 'application/x-www-form-urlencoded',
+          dpop: dpopProof(t.dpopKey, 'POST', `${issuer}/oauth/token`),
+        },
+        body: 'grant_type=client_credentials',
+      });
+      t.avail.dpop = dtok.status === 200 && dtok.json?.token_type === 'DPoP' ? true : `POST /oauth/token with a DPoP proof answered ${dtok.status}`;
+      if (t.avail.dpop === true) t.dpopJwt = dtok.json.access_token;
     }
   }
 
@@ -316,7 +330,7 @@ function runAutocannon(options) {
 async function measure(scenario, target, c, seconds) {
   if (aborted) throw aborted;
   if (target.server === 'peer' && scenario.id === 'verify') await fixtures.peer.refreshOpaque();
-  const counters = { pairs: 0 };
+  const counters = { pairs: 0, seconds };
   const pid = servers.procs[target.server].pid;
   const cpu0 = cpuSeconds(pid);
   const pg0 = target.server === 'tessera' ? clusterCpuSeconds(servers.pgPid) : null;
@@ -369,7 +383,7 @@ async function main() {
     .map((l) => l.toFixed(2))
     .join(' / ');
   const selected = new Set(opts.scenarios);
-  const perScenarioTargets = { 'cc-one': 3, 'cc-many': 3, verify: 4, login: 1, jwks: 3 };
+  const perScenarioTargets = { 'cc-one': 3, 'cc-many': 3, verify: 4, login: 1, jwks: 3, 'dpop-token': 2, 'dpop-verify': 2 };
   const estimate = opts.scenarios.reduce((s, id) => s + perScenarioTargets[id] * opts.connections.length * (opts.warmup + opts.runs * opts.duration), 0);
   const limit = opts.timeout || estimate * 2 + 600;
   log(`about ${Math.ceil(estimate / 60)} min of load (+ start-up and fixtures); hard limit ${Math.ceil(limit / 60)} min`);

@@ -1,6 +1,8 @@
 // The scenarios: for each, the servers it compares and the autocannon requests that load them.
 // A target is { server, label, port, available (true or a reason), load(counters) -> requests[] }.
 
+import { proofPool } from './dpop-proofs.mjs';
+
 const FORM = 'application/x-www-form-urlencoded';
 const RESOURCE = 'urn:bench:api';
 
@@ -69,7 +71,64 @@ export function buildScenarios(fx) {
     ],
   });
 
+  const issuer = `http://127.0.0.1:${ports.tessera}`;
+  const dpopAvail = t.avail.cc !== true ? t.avail.cc : (t.avail.dpop ?? 'no DPoP fixture');
+  // Bearer and DPoP side by side in one scenario, so the ratio is of the same run.
+  const dpopPair = (id, title, unit, bearerTarget, dpopTarget) => ({ id, title, unit, targets: [bearerTarget, dpopTarget] });
+
   return [
+    dpopPair(
+      'dpop-token',
+      'client_credentials, one client: Bearer vs DPoP-bound',
+      'tokens/s',
+      {
+        server: 'tessera',
+        label: 'Tessera POST /oauth/token (Bearer)',
+        port: ports.tessera,
+        available: unavailable(t.avail.cc),
+        load: () => tokenRequests('/oauth/token', tesseraOne, 'grant_type=client_credentials'),
+      },
+      {
+        server: 'tessera',
+        variant: 'dpop',
+        label: 'Tessera POST /oauth/token with a fresh DPoP proof each',
+        port: ports.tessera,
+        available: unavailable(dpopAvail),
+        load: (counters) => [
+          {
+            ...tokenRequests('/oauth/token', tesseraOne, 'grant_type=client_credentials')[0],
+            setupRequest: proofPool(t.dpopKey, 'POST', `${issuer}/oauth/token`, undefined, counters.seconds, 8000),
+          },
+        ],
+      },
+    ),
+    dpopPair(
+      'dpop-verify',
+      'GET /gateway/verify: Bearer JWT vs DPoP-bound JWT with proof',
+      'req/s',
+      {
+        server: 'tessera',
+        label: 'Tessera GET /gateway/verify, JWT (Bearer)',
+        port: ports.tessera,
+        available: unavailable(t.avail.cc !== true ? t.avail.cc : t.avail.verify),
+        load: () => [{ method: 'GET', path: '/gateway/verify', headers: { authorization: `Bearer ${t.jwt}` } }],
+      },
+      {
+        server: 'tessera',
+        variant: 'dpop',
+        label: 'Tessera GET /gateway/verify, DPoP JWT with a fresh proof each',
+        port: ports.tessera,
+        available: unavailable(dpopAvail),
+        load: (counters) => [
+          {
+            method: 'GET',
+            path: '/gateway/verify',
+            headers: { authorization: `DPoP ${t.dpopJwt}` },
+            setupRequest: proofPool(t.dpopKey, 'GET', `${issuer}/gateway/verify`, t.dpopJwt, counters.seconds, 15000),
+          },
+        ],
+      },
+    ),
     cc('cc-one', 'client_credentials, one client', tesseraOne, peerAuth.slice(0, 1), t.avail.cc),
     cc(
       'cc-many',
@@ -207,6 +266,8 @@ export function judgeTargets(find, connections) {
       ratio(`/gateway/verify (${what}): Tessera / oidc-provider introspection req/s`, 'verify', variant, 'peer', 2.0, c);
       if (c === 50) p99(`/gateway/verify (${what}): Tessera p99 at concurrency 50`, 'verify', variant, 10, c);
     }
+    ratio('DPoP issuance: DPoP-bound / Bearer tokens/s (same run)', 'dpop-token', 'dpop', 'tessera', 0.6, c);
+    ratio('DPoP verification at /gateway/verify: DPoP / Bearer req/s (same run)', 'dpop-verify', 'dpop', 'tessera', 0.6, c);
     const l = find('login', 'tessera', undefined, c);
     out.push({
       name: 'loginWithToken + logout: pairs/s',

@@ -1,6 +1,6 @@
 import { createHash, createHmac } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify, type JWK, type JWTPayload } from 'jose';
+import { calculateJwkThumbprint, decodeProtectedHeader, importJWK, jwtVerify, type CryptoKey, type JWK, type JWTPayload, type KeyObject } from 'jose';
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { safeEqual } from '../crypto/secrets.js';
@@ -85,6 +85,12 @@ export class DpopVerifier {
   readonly nonceRequired: boolean;
   private readonly maxAge: number;
   private readonly nonceKey: Buffer;
+  /**
+   * Public keys already imported, by their JWK's members and the algorithm: a client signs every
+   * proof with the same key, and the import (and thumbprint) is a good part of a verification.
+   */
+  private readonly keys = new Map<string, Promise<{ key: KeyObject | CryptoKey | Uint8Array; jkt: string }>>();
+  private static readonly MAX_KEYS = 10_000;
 
   constructor(
     private readonly deps: {
@@ -144,9 +150,25 @@ export class DpopVerifier {
     }
     if (!isPublicJwk(header.jwk)) throw invalid('the DPoP proof must carry a public EC, OKP or RSA jwk, and no private key member');
     const { clock, config } = this.deps;
+    const jwk = header.jwk as JWK;
+    if (jwk.use !== undefined && jwk.use !== 'sig') throw invalid('the DPoP proof jwk must be a signing key');
+    const { kty, crv, x, y, n, e } = jwk;
+    const publicJwk = { kty, crv, x, y, n, e } as JWK;
+    const cacheKey = `${header.alg}\0${JSON.stringify(publicJwk)}`;
+    let imported = this.keys.get(cacheKey);
+    if (!imported) {
+      imported = (async () => ({ key: await importJWK(publicJwk, header.alg), jkt: await calculateJwkThumbprint(publicJwk, 'sha256') }))();
+      if (this.keys.size >= DpopVerifier.MAX_KEYS) this.keys.clear();
+      this.keys.set(cacheKey, imported);
+      imported.catch(() => this.keys.delete(cacheKey));
+    }
     let payload: JWTPayload;
+    let jkt: string;
     try {
-      ({ payload } = await jwtVerify(proof, EmbeddedJWK, {
+      const k = await imported;
+      jkt = k.jkt;
+      if ((k.key as { type?: string }).type !== 'public') throw new Error('not a public key');
+      ({ payload } = await jwtVerify(proof, k.key, {
         algorithms: [header.alg],
         typ: 'dpop+jwt',
         currentDate: new Date(clock.now()),
@@ -169,7 +191,6 @@ export class DpopVerifier {
       }
     }
     if (this.nonceRequired && !this.nonceValid(payload.nonce)) throw fail('use_dpop_nonce', 'use the server nonce in the DPoP-Nonce header');
-    const jkt = await calculateJwkThumbprint(header.jwk as JWK, 'sha256');
     // Kept until no instance would accept it on its iat.
     const keepUntil = new Date((payload.iat + this.maxAge + 2 * tolerance) * 1000);
     if (!(await this.deps.replay.firstUse('dpop', jkt, payload.jti, keepUntil))) throw invalid('the DPoP proof was already used');
