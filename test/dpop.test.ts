@@ -7,6 +7,7 @@ import * as oauth from 'oauth4webapi';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { bearer, freePort, harness } from './support/helper.js';
 import { claimsOf, createSdkKey, oauthPost, basic } from './support/oauth-helper.js';
+import { ReplayGuard, pruneUsedJtis } from '../src/platform/database/replay-guard.js';
 
 const insecure = { [oauth.allowInsecureRequests]: true } as const;
 
@@ -257,4 +258,23 @@ t.test('hostile proofs at the token endpoint and the gateway: 4xx with RFC-shape
   }
   const malformedScheme = await h.inject({ method: 'GET', url: '/gateway/verify', headers: { authorization: 'DPoP', dpop: 'x' } });
   t.equal(malformedScheme.statusCode, 401);
+});
+
+t.test('the replay record: first use wins across instances, nothing raw is stored, expired rows are pruned', async (t) => {
+  const h = await harness(t);
+  const other = await h.instance();
+  const later = new Date(Date.now() + 60_000);
+  const results = await Promise.all([h.app.replayGuard, other.replayGuard, h.app.replayGuard].map((g) => g.firstUse('dpop', 'thumb', 'jti-1', later)));
+  t.same(results.filter(Boolean).length, 1, 'one of three concurrent uses wins');
+  t.equal(await new ReplayGuard(h.db).firstUse('client_assertion', 'thumb', 'jti-1', later), true, 'namespaces are apart');
+  t.equal(await h.app.replayGuard.firstUse('dpop', 'other-key', 'jti-1', later), true, 'the same jti from another key is another proof');
+  const rows = await h.db.selectFrom('used_jtis').selectAll().execute();
+  t.equal(rows.length, 3);
+  t.ok(
+    rows.every((r) => r.jti_hash.length === 32 && !r.jti_hash.toString('latin1').includes('jti-1')),
+    'only hashes are stored',
+  );
+  await h.app.replayGuard.firstUse('dpop', 'thumb', 'old', new Date(Date.now() - 1000));
+  t.equal(await pruneUsedJtis(h.db, new Date()), 1, 'the expired record goes');
+  t.equal((await h.db.selectFrom('used_jtis').selectAll().execute()).length, 3);
 });
