@@ -23,6 +23,7 @@ import {
   waitReady,
 } from './lib/procs.mjs';
 import { basic, buildScenarios, judgeTargets } from './lib/scenarios.mjs';
+import { dpopKey, dpopProof } from './lib/dpop-proofs.mjs';
 import { median, renderMarkdown, SERVER_NAMES } from './lib/report.mjs';
 import { populationCredential } from './lib/population.mjs';
 import { renderCharts } from './lib/charts.mjs';
@@ -275,6 +276,19 @@ async function tesseraFixtures(ports, env, wantMany, clientCount) {
       const h = t.jwt && jwtHeader(t.jwt);
       if (!h) throw new BenchError(`POST /oauth/token returned no JWT access_token: ${tok.text.slice(0, 300)}`);
       t.tokenHeader = h;
+      // A DPoP-bound token for the DPoP verification scenario.
+      t.dpopKey = dpopKey();
+      const issuer = `http://127.0.0.1:${ports.tessera}`;
+      const dtok = await request(ports.tessera, 'POST', '/oauth/token', {
+        headers: {
+          authorization: basic(t.oneKey.client_id, t.oneKey.client_secret),
+          'content-type': 'application/x-www-form-urlencoded',
+          dpop: dpopProof(t.dpopKey, 'POST', `${issuer}/oauth/token`),
+        },
+        body: 'grant_type=client_credentials',
+      });
+      t.avail.dpop = dtok.status === 200 && dtok.json?.token_type === 'DPoP' ? true : `POST /oauth/token with a DPoP proof answered ${dtok.status}`;
+      if (t.avail.dpop === true) t.dpopJwt = dtok.json.access_token;
     }
   }
 
@@ -407,7 +421,7 @@ function runAutocannon(options) {
 async function measure(scenario, target, c, seconds) {
   if (aborted) throw aborted;
   if (target.server === 'peer' && scenario.id === 'verify') await fixtures.peer.refreshOpaque();
-  const counters = { pairs: 0 };
+  const counters = { pairs: 0, seconds };
   const pid = servers.procs[target.server].pid;
   const cpu0 = cpuSeconds(pid);
   const pg0 = target.server === 'tessera' ? clusterCpuSeconds(servers.pgPid) : null;
@@ -469,6 +483,8 @@ async function main() {
     verify: 4 * opts.connections.length,
     login: opts.connections.length,
     jwks: 3 * opts.connections.length,
+    'dpop-token': 2 * opts.connections.length,
+    'dpop-verify': 2 * opts.connections.length,
   };
   const estimate = opts.scenarios.reduce((s, id) => s + (perScenario[id] ?? 4 * opts.connections.length) * (opts.warmup + opts.runs * opts.duration), 0);
   // A first population build of a million keys takes minutes; later runs reuse it.

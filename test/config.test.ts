@@ -19,11 +19,23 @@ t.test('defaults are sensible and the result is frozen', async (t) => {
   t.ok(Object.isFrozen(config));
   t.equal(config.masterKey.key.length, 32);
   t.match(config.masterKey.id, /^[0-9a-f]{16}$/);
+  t.same(config.proofOfPossession, {
+    dpopNonce: false,
+    dpopAlgorithms: ['ES256', 'ES384', 'EdDSA', 'Ed25519', 'PS256', 'RS256'],
+    dpopProofMaxAgeSeconds: 60,
+    clientAssertionAlgorithms: ['ES256', 'ES384', 'EdDSA', 'Ed25519', 'PS256', 'RS256'],
+    clientAssertionMaxLifetimeSeconds: 300,
+  });
 });
 
 t.test('each bad value fails loudly, naming the variable', async (t) => {
   const cases: Array<[Record<string, string>, RegExp]> = [
     [{ PORT: 'eighty' }, /PORT must be a whole number/],
+    [{ TESSERA_DPOP_NONCE: 'maybe' }, /TESSERA_DPOP_NONCE must be on or off/],
+    [{ TESSERA_DPOP_ALGS: 'ES256,HS256' }, /TESSERA_DPOP_ALGS must list algorithms among/],
+    [{ TESSERA_CLIENT_ASSERTION_ALGS: 'none' }, /TESSERA_CLIENT_ASSERTION_ALGS must list algorithms among/],
+    [{ TESSERA_CLIENT_ASSERTION_MAX_LIFETIME: '2h' }, /TESSERA_CLIENT_ASSERTION_MAX_LIFETIME must be at most 1h/],
+    [{ TESSERA_DPOP_PROOF_MAX_AGE: 'soon' }, /TESSERA_DPOP_PROOF_MAX_AGE must be a duration/],
     [{ PORT: '70000' }, /PORT must be between/],
     [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL must start with postgres/],
     [{ TESSERA_MASTER_KEY: 'c2hvcnQ=' }, /TESSERA_MASTER_KEY must be 32 bytes/],

@@ -11,6 +11,27 @@ import { bearer, harness } from './support/helper.js';
 import { basic, createSdkKey, getToken } from './support/oauth-helper.js';
 import { databaseDigest } from './support/db-digest.js';
 import { hashApiToken } from '../src/api-tokens/api-token.js';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+
+/** DPoP proofs and client assertions no server may accept: none of them can reach the replay record. */
+async function hostileJwts(clientId: string): Promise<string[]> {
+  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+  const privateJwk = await exportJWK(privateKey);
+  const { d: _d, ...publicJwk } = privateJwk;
+  const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const iat = Math.floor(Date.now() / 1000);
+  const claims = { jti: 'fuzz', iat, htm: 'POST', htu: 'http://elsewhere.example/oauth/token', iss: clientId, sub: clientId, aud: 'x', exp: iat + 60 };
+  return [
+    `${b64({ typ: 'dpop+jwt', alg: 'none', jwk: publicJwk })}.${b64(claims)}.`,
+    `${b64({ typ: 'dpop+jwt', alg: 'HS256', jwk: { kty: 'oct', k: 'AAAA' } })}.${b64(claims)}.AAAA`,
+    `${b64({ typ: 'dpop+jwt', alg: 'XX512', jwk: publicJwk })}.${b64(claims)}.AAAA`,
+    await new SignJWT(claims).setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk: privateJwk }).sign(privateKey),
+    await new SignJWT(claims).setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk: publicJwk }).sign(privateKey),
+    await new SignJWT(claims).setProtectedHeader({ alg: 'ES256' }).sign(privateKey),
+    'e30.e30.',
+    '.'.repeat(5000),
+  ];
+}
 
 const ENDPOINTS = ['/oauth/token', '/oauth/introspect', '/oauth/revoke', '/api/users/loginWithToken', '/api/users/logout'] as const;
 const NUM_RUNS = Number(process.env.FUZZ_RUNS ?? 400);
@@ -35,6 +56,7 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
   await new Promise((r) => setTimeout(r, 300));
   await h.app.usage.flush();
   const before = await databaseDigest(h.db);
+  const jwts = await hostileJwts(keyA.client_id);
 
   // Values that mean something to Tessera, and values that mean nothing.
   const tokens = [jwtB, loggedOut, revokedPat, `${jwtB.slice(0, -4)}AAAA`, 'tsr_ses_' + 'A'.repeat(49), 'tsr_pat_' + 'A'.repeat(49)];
@@ -56,7 +78,9 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
       '%zz',
       '%00',
       '\u0000',
+      'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
       ...tokens,
+      ...jwts,
     ),
     anyText,
     fc.string({ maxLength: 3 }).map((s) => s.repeat(2000)),
@@ -72,6 +96,8 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
       'audience',
       'resource',
       'apiToken',
+      'client_assertion',
+      'client_assertion_type',
       'scope[a]',
       '__proto__',
       'constructor',
@@ -108,13 +134,29 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
   const authorization = fc.option(
     fc.oneof(
       fc.constant(basic(keyA.client_id, keyA.client_secret)),
-      fc.constantFrom(basic(keyA.client_id, keyA.client_secret), basic(keyB.client_id, 'wrong'), 'Basic', 'Basic !!!', ...tokens.map((x) => `Bearer ${x}`)),
+      fc.constantFrom(
+        basic(keyA.client_id, keyA.client_secret),
+        basic(keyB.client_id, 'wrong'),
+        'Basic',
+        'Basic !!!',
+        'DPoP',
+        ...tokens.map((x) => `Bearer ${x}`),
+        ...tokens.map((x) => `DPoP ${x}`),
+      ),
       printable,
       fc.tuple(printable, printable).map(([a, b]) => basic(a, b)),
     ),
     { nil: undefined },
   );
   const accessToken = fc.option(fc.oneof(fc.constantFrom(...tokens), printable), { nil: undefined });
+  const dpop = fc.option(
+    fc.oneof(
+      fc.constantFrom(...jwts),
+      printable,
+      fc.string({ maxLength: 3 }).map((x) => x.repeat(3000)),
+    ),
+    { nil: undefined },
+  );
   const request = fc.record({
     url: fc.oneof(
       fc.constantFrom(...ENDPOINTS),
@@ -126,6 +168,7 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
     contentType,
     authorization,
     accessToken,
+    dpop,
   });
 
   // Requests that are nearly right, so the fuzzer also walks the paths past validation.
@@ -136,8 +179,9 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
       extra: fc.array(fc.tuple(knownName, value), { maxLength: 2 }),
       token: fc.constantFrom(...tokens),
       auth: fc.constantFrom(basic(keyA.client_id, keyA.client_secret), `Bearer ${login}`, basic(keyB.client_id, 'wrong')),
+      proof: fc.option(fc.constantFrom(...jwts), { nil: undefined }),
     })
-    .map(({ url, extra, token, auth }) => {
+    .map(({ url, extra, token, auth, proof }) => {
       if (url === '/api/users/loginWithToken') {
         return {
           url,
@@ -146,10 +190,19 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
           contentType: 'application/json',
           authorization: undefined,
           accessToken: undefined,
+          dpop: undefined,
         };
       }
       if (url === '/api/users/logout')
-        return { url, method: 'POST', body: { kind: 'empty', text: '' }, contentType: undefined, authorization: undefined, accessToken: token };
+        return {
+          url,
+          method: 'POST',
+          body: { kind: 'empty', text: '' },
+          contentType: undefined,
+          authorization: undefined,
+          accessToken: token,
+          dpop: undefined,
+        };
       const base: Array<[string, string]> = url === '/oauth/token' ? [['grant_type', 'client_credentials']] : [['token', token]];
       const seenNames = new Set(base.map(([k]) => k));
       const params = [...base, ...extra.filter(([k]) => !seenNames.has(k) && (seenNames.add(k), true))];
@@ -160,6 +213,7 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
         contentType: 'application/x-www-form-urlencoded',
         authorization: auth,
         accessToken: undefined,
+        dpop: proof,
       };
     });
 
@@ -170,6 +224,7 @@ t.test('random requests to the token and login endpoints: never 5xx, always a JS
       if (r.contentType !== undefined) headers['content-type'] = r.contentType;
       if (r.authorization !== undefined) headers.authorization = r.authorization;
       if (r.accessToken !== undefined) headers['x-access-token'] = r.accessToken;
+      if (r.dpop !== undefined) headers.dpop = r.dpop;
       const res = await h.inject({ method: r.method as 'POST', url: r.url, headers, ...(r.method === 'GET' ? {} : { payload: r.body.text }) });
       seen.set(res.statusCode, (seen.get(res.statusCode) ?? 0) + 1);
       if (res.statusCode >= 500) throw new Error(`${res.statusCode} for ${JSON.stringify(r).slice(0, 500)}: ${res.body}`);

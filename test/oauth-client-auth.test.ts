@@ -19,6 +19,8 @@ const entry: ClientEntry = {
   expiresAtMs: null,
   organizationId: null,
   organizationBindingValid: true,
+  publicJwk: null,
+  dpopBound: false,
 };
 
 function counting(lookup: ClientAuthDeps['lookup']) {

@@ -17,13 +17,16 @@ t.test('create, list, get, rename: the secret appears only in the create respons
     'client_id',
     'client_secret',
     'created_at',
+    'dpop_bound_access_tokens',
     'expires_at',
+    'jwk',
     'last_used_at',
     'name',
     'organization_id',
     'previous_secret_expires_at',
     'scopes',
     'status',
+    'token_endpoint_auth_method',
     'updated_at',
   ]);
   t.match(key.client_secret, /^[A-Za-z0-9_-]{43}$/);
@@ -31,8 +34,8 @@ t.test('create, list, get, rename: the secret appears only in the create respons
   t.equal(key.status, 'enabled');
 
   const row = await h.db.selectFrom('sdk_keys').selectAll().where('client_id', '=', key.client_id).executeTakeFirstOrThrow();
-  t.equal(row.secret_hash.length, 32);
-  t.notOk(row.secret_hash.toString('base64url').includes(key.client_secret), 'only a hash is stored');
+  t.equal(row.secret_hash!.length, 32);
+  t.notOk(row.secret_hash!.toString('base64url').includes(key.client_secret), 'only a hash is stored');
 
   const list = await h.inject({ method: 'GET', url: '/api/sdk-keys', headers: bearer(token) });
   t.equal(list.statusCode, 200);
@@ -82,7 +85,7 @@ t.test('at most two keys per user; the third gets 409 with a clear message', asy
   await t.rejects(
     h.db
       .insertInto('sdk_keys')
-      .values({ ...rows[0]!, id: undefined as never, client_id: 's_00000000-0000-4000-8000-000000000001' })
+      .values({ ...rows[0]!, public_jwk: null, id: undefined as never, client_id: 's_00000000-0000-4000-8000-000000000001' })
       .execute(),
     /at most 2 SDK keys/,
   );

@@ -2,7 +2,7 @@
 // (`--duration 5`, `--runs=5`, `--quick`, `--scenarios cc-one,jwks`).
 import { parseArgs } from 'node:util';
 
-export const SCENARIO_IDS = ['cc-one', 'cc-many', 'cc-conc', 'cc-pop', 'verify', 'login', 'jwks'];
+export const SCENARIO_IDS = ['cc-one', 'cc-many', 'cc-conc', 'cc-pop', 'verify', 'login', 'jwks', 'dpop-token', 'dpop-verify'];
 
 const HELP = `usage: npm run bench [-- options]      (each option also as an environment variable)
   --duration S      BENCH_DURATION     seconds per measured run (default 10; quick 2)

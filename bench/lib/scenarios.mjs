@@ -3,6 +3,8 @@
 // A scenario may set `connections` (its own concurrencies instead of BENCH_CONNECTIONS) and
 // `rotate: false` (its targets run in the listed order in every run, not rotated).
 
+import { proofPool } from './dpop-proofs.mjs';
+
 const FORM = 'application/x-www-form-urlencoded';
 const RESOURCE = 'urn:bench:api';
 
@@ -88,7 +90,64 @@ export function buildScenarios(fx, opts = {}) {
     ],
   });
 
+  const issuer = `http://127.0.0.1:${ports.tessera}`;
+  const dpopAvail = t.avail.cc !== true ? t.avail.cc : (t.avail.dpop ?? 'no DPoP fixture');
+  // Bearer and DPoP side by side in one scenario, so the ratio is of the same run.
+  const dpopPair = (id, title, unit, bearerTarget, dpopTarget) => ({ id, title, unit, targets: [bearerTarget, dpopTarget] });
+
   return [
+    dpopPair(
+      'dpop-token',
+      'client_credentials, one client: Bearer vs DPoP-bound',
+      'tokens/s',
+      {
+        server: 'tessera',
+        label: 'Tessera POST /oauth/token (Bearer)',
+        port: ports.tessera,
+        available: unavailable(t.avail.cc),
+        load: () => tokenRequests('/oauth/token', tesseraOne, 'grant_type=client_credentials'),
+      },
+      {
+        server: 'tessera',
+        variant: 'dpop',
+        label: 'Tessera POST /oauth/token with a fresh DPoP proof each',
+        port: ports.tessera,
+        available: unavailable(dpopAvail),
+        load: (counters) => [
+          {
+            ...tokenRequests('/oauth/token', tesseraOne, 'grant_type=client_credentials')[0],
+            setupRequest: proofPool(t.dpopKey, 'POST', `${issuer}/oauth/token`, undefined, counters.seconds, 8000),
+          },
+        ],
+      },
+    ),
+    dpopPair(
+      'dpop-verify',
+      'GET /gateway/verify: Bearer JWT vs DPoP-bound JWT with proof',
+      'req/s',
+      {
+        server: 'tessera',
+        label: 'Tessera GET /gateway/verify, JWT (Bearer)',
+        port: ports.tessera,
+        available: unavailable(t.avail.cc !== true ? t.avail.cc : t.avail.verify),
+        load: () => [{ method: 'GET', path: '/gateway/verify', headers: { authorization: `Bearer ${t.jwt}` } }],
+      },
+      {
+        server: 'tessera',
+        variant: 'dpop',
+        label: 'Tessera GET /gateway/verify, DPoP JWT with a fresh proof each',
+        port: ports.tessera,
+        available: unavailable(dpopAvail),
+        load: (counters) => [
+          {
+            method: 'GET',
+            path: '/gateway/verify',
+            headers: { authorization: `DPoP ${t.dpopJwt}` },
+            setupRequest: proofPool(t.dpopKey, 'GET', `${issuer}/gateway/verify`, t.dpopJwt, counters.seconds, 15000),
+          },
+        ],
+      },
+    ),
     cc('cc-one', 'client_credentials, one client', tesseraOne, peerAuth.slice(0, 1), t.avail.cc),
     cc(
       'cc-many',
@@ -291,6 +350,8 @@ export function judgeTargets(find, extra = {}, opts = {}) {
     ratio(`/gateway/verify (${what}): Tessera / oidc-provider introspection req/s`, 'verify', variant, 'peer', 4.0, cmd('verify'));
     p99(`/gateway/verify (${what}): Tessera p99`, find('verify', 'tessera', variant, C), 5, cmd('verify'));
   }
+  ratio('DPoP issuance: DPoP-bound / Bearer tokens/s (same run)', 'dpop-token', 'dpop', 'tessera', 0.6, cmd('dpop-token'));
+  ratio('DPoP verification at /gateway/verify: DPoP / Bearer req/s (same run)', 'dpop-verify', 'dpop', 'tessera', 0.6, cmd('dpop-verify'));
   const l = find('login', 'tessera', undefined, C);
   push(
     'loginWithToken + logout: pairs/s (durable)',

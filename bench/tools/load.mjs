@@ -5,17 +5,38 @@
 //   node bench/tools/load.mjs token   <port> <'Basic ...' header> [connections] [seconds]
 //   node bench/tools/load.mjs token   <port> @<file>     (a JSON list of 'Basic ...' headers, taken round-robin;
 //                                       `npm run bench -- --keep` leaves one as <work>/tessera-keys.json)
+//   node bench/tools/load.mjs dpop-token  <port> <'Basic ...' header> [connections] [seconds]
+//   node bench/tools/load.mjs dpop-verify <port> <'Basic ...' header> [connections] [seconds]
+//                                       (a fresh DPoP proof per request, signed before the run; dpop-verify
+//                                       first gets a DPoP-bound token with the key. The server's TESSERA_ISSUER
+//                                       must be http://127.0.0.1:<port>, the URL proofs name.)
 // Prints one JSON line; with TESSERA_PID set, also the server's CPU ms per request (or pair) from
 // /proc/<pid>/stat (Postgres: sum /proc of the postmaster and its children the same way).
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 import { roundRobinAuth } from '../lib/scenarios.mjs';
+import { dpopKey, dpopProof, proofPool } from '../lib/dpop-proofs.mjs';
 
 const [kind, port, cred, conc = '50', secs = '10'] = process.argv.slice(2);
 if (!kind || !port || !cred) {
-  console.error('usage: node bench/tools/load.mjs pairs|verify|token <port> <credential> [connections] [seconds]');
+  console.error('usage: node bench/tools/load.mjs pairs|verify|token|dpop-token|dpop-verify <port> <credential> [connections] [seconds]');
   process.exit(2);
 }
+const issuer = `http://127.0.0.1:${port}`;
+const key = kind.startsWith('dpop') ? dpopKey() : null;
+let dpopToken = null;
+if (kind === 'dpop-verify') {
+  const res = await fetch(`${issuer}/oauth/token`, {
+    method: 'POST',
+    headers: { authorization: cred, 'content-type': 'application/x-www-form-urlencoded', dpop: dpopProof(key, 'POST', `${issuer}/oauth/token`) },
+    body: 'grant_type=client_credentials',
+  });
+  const json = await res.json();
+  if (json.token_type !== 'DPoP') throw new Error(`no DPoP-bound token: ${res.status} ${JSON.stringify(json)}`);
+  dpopToken = json.access_token;
+}
+// Expected rates only size the pools; past a pool's end proofs are signed on the spot.
+const pool = (method, path, token, perSecond) => proofPool(key, method, `${issuer}${path}`, token, Number(secs), perSecond);
 let pairs = 0;
 let bad = 0;
 const requests = {
@@ -42,6 +63,23 @@ const requests = {
       headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: cred.startsWith('@') ? 'Basic Og==' : cred },
       body: 'grant_type=client_credentials',
       ...(cred.startsWith('@') ? { setupRequest: roundRobinAuth(JSON.parse(readFileSync(cred.slice(1), 'utf8'))) } : {}),
+    },
+  ],
+  'dpop-token': [
+    {
+      method: 'POST',
+      path: '/oauth/token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: cred },
+      body: 'grant_type=client_credentials',
+      ...(kind === 'dpop-token' ? { setupRequest: pool('POST', '/oauth/token', undefined, 8000) } : {}),
+    },
+  ],
+  'dpop-verify': [
+    {
+      method: 'GET',
+      path: '/gateway/verify',
+      headers: { authorization: `DPoP ${dpopToken}` },
+      ...(kind === 'dpop-verify' ? { setupRequest: pool('GET', '/gateway/verify', dpopToken, 15000) } : {}),
     },
   ],
 }[kind];

@@ -14,6 +14,8 @@ import {
   type Transport,
   type TransportOptions,
 } from './http.js';
+import { dpopFetch, type DpopKey } from './dpop.js';
+import type { PrivateKeyJwt } from './private-key-jwt.js';
 
 export interface ClientCredentialsOptions extends CredentialOptions, TransportOptions {
   /** Tessera's base URL (its issuer). Default: the key file's or account's `issuer`, else `TESSERA_URL`, else the branding's default. */
@@ -26,6 +28,10 @@ export interface ClientCredentialsOptions extends CredentialOptions, TransportOp
   organizationId?: string;
   /** Renew a cached token when it expires within this many ms (default 30000). */
   refreshWindowMs?: number;
+  /** Authenticate with signed assertions (private_key_jwt) instead of a secret; its clientId is the SDK key's. */
+  privateKeyJwt?: PrivateKeyJwt;
+  /** Get DPoP-bound tokens (RFC 9449) with this key; `ClientCredentialsAuth.fetch` then sends proofs. */
+  dpop?: DpopKey;
 }
 
 /** A token as cached: `expiresAt` in ms on the client's clock. */
@@ -61,6 +67,8 @@ export class ClientCredentials {
   readonly clientId: string;
   readonly issuer: string;
   private readonly secret: string;
+  readonly dpop: DpopKey | undefined;
+  private readonly assertions: PrivateKeyJwt | undefined;
   private readonly t: Transport;
   private readonly scope: string | undefined;
   private readonly audience: string | undefined;
@@ -74,7 +82,11 @@ export class ClientCredentials {
   private readonly tokenFlight = new SingleFlight<AccessToken>();
 
   constructor(options: ClientCredentialsOptions = {}) {
-    const creds = resolveCredentials(options);
+    const creds = options.privateKeyJwt
+      ? { clientId: options.privateKeyJwt.clientId, clientSecret: '', issuer: undefined, organizationId: undefined }
+      : resolveCredentials(options);
+    this.assertions = options.privateKeyJwt;
+    this.dpop = options.dpop;
     this.env = options.env ?? process.env;
     this.brand = resolveBranding(options.branding);
     const b = this.brand;
@@ -124,15 +136,16 @@ export class ClientCredentials {
     if (this.scope) body.set('scope', this.scope);
     if (this.audience) body.set('audience', this.audience);
     const started = this.t.now();
-    const res = await requestWithRetry(this.t, token_endpoint, {
-      method: 'POST',
-      headers: {
-        authorization: basicAuth(this.clientId, this.secret),
-        'content-type': 'application/x-www-form-urlencoded',
-        accept: 'application/json',
-      },
-      body: body.toString(),
-    });
+    const send = async () => {
+      const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+      if (this.assertions) await this.assertions.authenticate(body, token_endpoint);
+      else headers.authorization = basicAuth(this.clientId, this.secret);
+      if (this.dpop) headers.dpop = await this.dpop.proof('POST', token_endpoint);
+      return requestWithRetry(this.t, token_endpoint, { method: 'POST', headers, body: body.toString() });
+    };
+    let res = await send();
+    // RFC 9449 §8: the server asks for its nonce; the next proof carries it.
+    if (this.dpop && (await this.dpop.nonceChallenge(token_endpoint, res))) res = await send();
     if (!res.ok) throw await errorFromResponse(res);
     const json = (await res.json()) as Record<string, unknown>;
     if (typeof json.access_token !== 'string' || typeof json.expires_in !== 'number') {
@@ -209,9 +222,14 @@ export class ClientCredentialsAuth {
     return { authorization: `Bearer ${await this.credentials.getToken()}` };
   }
 
-  /** `fetch` with the Authorization header added. */
+  /** `fetch` with the Authorization header added (with a DPoP proof for DPoP-bound tokens). */
   fetch = async (input: string | URL, init: RequestInit = {}): Promise<Response> => {
+    const dpop = this.credentials.dpop;
     const send = async () => {
+      if (dpop) {
+        const token = await this.credentials.getAccessToken();
+        if (token.tokenType.toLowerCase() === 'dpop') return dpopFetch(dpop, token.accessToken, input, init, this.baseFetch);
+      }
       const headers = new Headers(init.headers);
       headers.set('authorization', `Bearer ${await this.credentials.getToken()}`);
       return this.baseFetch(input, { ...init, headers });

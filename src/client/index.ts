@@ -24,6 +24,8 @@ export {
   type VerifyFailureReason,
 } from './errors.js';
 export { type ClientLogger, type FetchLike, type RetryOptions, type ServerMetadata, type TransportOptions } from './http.js';
+export { DpopKey, dpopFetch } from './dpop.js';
+export { JWT_BEARER_ASSERTION, PrivateKeyJwt } from './private-key-jwt.js';
 export { TokenLogin, type Session, type TokenLoginOptions } from './token-login.js';
 export {
   createVerifier,

@@ -21,6 +21,8 @@ export interface AccessTokenClaims {
   client_id: string;
   scope: string;
   org_id: string | null;
+  /** RFC 9449 §6: the DPoP key the token is bound to (absent on bearer tokens). */
+  cnf?: { jkt: string };
 }
 
 export interface MintedToken {
@@ -53,7 +55,7 @@ export function nextTokensValidAfter(previousMs: number | null, nowMs: number): 
 /** Signs an access token with the active key; header `{alg, kid, typ: 'at+jwt'}`; `exp` never after the key's `expires_at`. */
 export async function mintAccessToken(
   keys: SigningKeyStore,
-  input: { issuer: string; audience: string; client: ClientEntry; scopes: readonly string[]; nowMs: number; ttlSeconds: number },
+  input: { issuer: string; audience: string; client: ClientEntry; scopes: readonly string[]; nowMs: number; ttlSeconds: number; jkt?: string | null },
 ): Promise<MintedToken> {
   const key = keys.signingKey();
   const iat = issuedAtFor(input.client, input.nowMs);
@@ -70,6 +72,7 @@ export async function mintAccessToken(
     scope: input.scopes.join(' '),
     org_id: input.client.organizationId,
   };
+  if (input.jkt) claims.cnf = { jkt: input.jkt };
   return { token: await signCompact(key.alg, key.privateKey, key.accessTokenHeader, claims), claims };
 }
 
@@ -189,6 +192,11 @@ export class AccessTokenVerifier {
       scope: payload.scope,
       org_id: typeof payload.org_id === 'string' ? payload.org_id : null,
     };
+    const cnf = payload.cnf as { jkt?: unknown } | undefined;
+    if (cnf !== undefined) {
+      if (typeof cnf !== 'object' || cnf === null || typeof cnf.jkt !== 'string') return fail('claims');
+      claims.cnf = { jkt: cnf.jkt };
+    }
     return { ok: true, claims, client };
   }
 }

@@ -6,11 +6,17 @@ import { OAuthError, invalidClient, invalidRequest } from '../platform/errors/oa
 import { AttemptLimiter } from '../platform/http/attempt-limiter.js';
 import type { CounterStore } from '../platform/http/counter-store.js';
 import type { ClientCache, ClientEntry } from './client-cache.js';
+import type { ReplayGuard } from '../platform/database/replay-guard.js';
+import { requestUrl } from '../platform/auth/dpop.js';
+import { ClientAssertionVerifier, JWT_BEARER_ASSERTION } from './client-assertion.js';
 
 /** HMAC purpose of an SDK key's secret: the stored `secret_hash` is `hashSecret(pepper, secret, SDK_KEY_PURPOSE)`. */
 export const SDK_KEY_PURPOSE = 'sdk_key';
 
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post';
+
+/** Every client authentication method the OAuth endpoints accept (metadata lists these). */
+export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'] as const;
 
 export interface ClientCredentials {
   method: ClientAuthMethod;
@@ -89,10 +95,10 @@ export async function verifyClientCredentials(creds: ClientCredentials, deps: Cl
   const entry = CLIENT_ID_RE.test(creds.clientId) ? await deps.lookup(creds.clientId) : null;
   const secret = creds.secret.length <= MAX_SECRET_LENGTH ? creds.secret : '';
   const presented = deps.hash(secret);
-  const current = deps.compare(presented, entry ? entry.secretHash : DUMMY_HASH);
+  const current = deps.compare(presented, entry?.secretHash ?? DUMMY_HASH);
   const previous = deps.compare(presented, entry?.previousSecretHash ?? DUMMY_HASH);
   const matches = current || previous;
-  if (!entry || !matches || secret === '' || entry.status !== 'enabled' || entry.userStatus !== 'active') {
+  if (!entry || !entry.secretHash || !matches || secret === '' || entry.status !== 'enabled' || entry.userStatus !== 'active') {
     throw invalidClient();
   }
   return entry;
@@ -119,15 +125,20 @@ export class ClientAuthenticator {
   /** What verification runs on; its members are looked up on every call (tests wrap them to count the work). */
   readonly checks: ClientAuthDeps;
   private readonly failed: AttemptLimiter | null;
+  private readonly assertions: ClientAssertionVerifier;
+  private readonly issuer: string;
 
   constructor(deps: {
     clients: Pick<ClientCache, 'get'>;
-    config: Pick<Config, 'pepper' | 'rateLimit'>;
+    config: Pick<Config, 'pepper' | 'rateLimit' | 'issuer' | 'clockToleranceSeconds' | 'proofOfPossession'>;
     clock: Clock;
+    replay: Pick<ReplayGuard, 'firstUse'>;
     /** Where the failures of every instance are counted too (Redis); null or absent: this instance only. */
     sharedFailures?: CounterStore | null;
   }) {
     const { clients, config, clock } = deps;
+    this.issuer = config.issuer;
+    this.assertions = new ClientAssertionVerifier({ config, clock, replay: deps.replay, lookup: (clientId) => clients.get(clientId) });
     this.checks = {
       lookup: (clientId) => clients.get(clientId),
       hash: (secret) => hashSecret(config.pepper, secret, SDK_KEY_PURPOSE),
@@ -147,7 +158,9 @@ export class ClientAuthenticator {
     if (slot && !slot.ok) throw tooMany(slot.retryAfterSeconds, 'too many failed client authentications');
     let counts = false;
     try {
-      const creds = extractClientCredentials(request.headers.authorization, request.body as Record<string, string | undefined>);
+      const body = request.body as Record<string, string | undefined>;
+      if (body.client_assertion !== undefined || body.client_assertion_type !== undefined) return await this.assertion(request, body);
+      const creds = extractClientCredentials(request.headers.authorization, body);
       if (!creds) throw invalidClient();
       return await verifyClientCredentials(creds, this.checks);
     } catch (err) {
@@ -159,5 +172,16 @@ export class ClientAuthenticator {
         else slot.release();
       }
     }
+  }
+
+  /** private_key_jwt: `client_assertion_type` jwt-bearer and a `client_assertion` signed by the key's registered key. */
+  private async assertion(request: FastifyRequest, body: Record<string, string | undefined>): Promise<ClientEntry> {
+    if (request.headers.authorization !== undefined || body.client_secret !== undefined) {
+      throw invalidRequest('use one client authentication method: a client assertion, or a client secret, not both');
+    }
+    if (body.client_assertion_type !== JWT_BEARER_ASSERTION || !body.client_assertion) throw invalidClient();
+    const clientId = ClientAssertionVerifier.subject(body.client_assertion);
+    if (clientId === null || !CLIENT_ID_RE.test(clientId) || (body.client_id !== undefined && body.client_id !== clientId)) throw invalidClient();
+    return this.assertions.verify(body.client_assertion, clientId, requestUrl(this.issuer, request));
   }
 }

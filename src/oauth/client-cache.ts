@@ -1,12 +1,18 @@
 import type { Clock } from '../platform/clock.js';
 import type { SdkKeyAuthRow } from './sdk-keys.repository.js';
+import type { PublicJwk } from './oauth.table.js';
 
 /** What the token endpoint and the verifier know of an SDK key, held in memory. */
 export interface ClientEntry {
   id: string;
   clientId: string;
   userId: string;
-  secretHash: Buffer;
+  /** Null for private_key_jwt keys: no secret authenticates them. */
+  secretHash: Buffer | null;
+  /** The registered public key of a private_key_jwt key (null for secret keys). */
+  publicJwk: PublicJwk | null;
+  /** RFC 9449 §5.2: tokens only with a DPoP proof. */
+  dpopBound: boolean;
   scopes: readonly string[];
   status: 'enabled' | 'disabled';
   userStatus: 'active' | 'suspended';
@@ -209,6 +215,8 @@ function toEntry(row: SdkKeyAuthRow): ClientEntry {
     clientId: row.client_id,
     userId: row.user_id,
     secretHash: row.secret_hash,
+    publicJwk: row.token_endpoint_auth_method === 'private_key_jwt' ? row.public_jwk : null,
+    dpopBound: row.dpop_bound_access_tokens,
     scopes: Object.freeze([...row.scopes]),
     status: row.status,
     userStatus: row.user_status,

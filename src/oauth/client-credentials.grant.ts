@@ -11,11 +11,13 @@ export interface ClientCredentialsParams {
   scope?: string;
   audience?: string;
   resource?: string;
+  /** Thumbprint of the DPoP key the token is bound to (RFC 9449), or null for a bearer token. */
+  jkt?: string | null;
 }
 
 export interface TokenResponse {
   access_token: string;
-  token_type: 'Bearer';
+  token_type: 'Bearer' | 'DPoP';
   expires_in: number;
   scope: string;
 }
@@ -96,6 +98,7 @@ export async function clientCredentialsGrant(
     scopes,
     nowMs: deps.nowMs,
     ttlSeconds: deps.ttlSeconds,
+    jkt: params.jkt ?? null,
   });
-  return { access_token: token, token_type: 'Bearer', expires_in: claims.exp - claims.iat, scope: scopes.join(' ') };
+  return { access_token: token, token_type: params.jkt ? 'DPoP' : 'Bearer', expires_in: claims.exp - claims.iat, scope: scopes.join(' ') };
 }

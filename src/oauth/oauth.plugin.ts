@@ -57,7 +57,7 @@ export const oauthPlugin = fp(
       clients,
       revoked,
       verifier,
-      clientAuth: new ClientAuthenticator({ clients, config, clock, sharedFailures: app.counters.shared('failed-client-auth') }),
+      clientAuth: new ClientAuthenticator({ clients, config, clock, replay: app.replayGuard, sharedFailures: app.counters.shared('failed-client-auth') }),
       reloadRevoked,
     };
     app.decorate('oauth', services);
@@ -77,6 +77,7 @@ export const oauthPlugin = fp(
           organizationId: r.claims.org_id,
           expiresAt: r.claims.exp,
           apiTokenId: null,
+          ...(r.claims.cnf ? { jkt: r.claims.cnf.jkt } : {}),
         };
       },
     };

@@ -1,6 +1,19 @@
 import type { ColumnType, Generated } from 'kysely';
 
 export type SdkKeyStatus = 'enabled' | 'disabled';
+export type SdkKeyAuthMethod = 'client_secret_basic' | 'private_key_jwt';
+
+/** A registered public key: its public members and the algorithm assertions are signed with. */
+export interface PublicJwk {
+  kty: string;
+  alg: string;
+  crv?: string;
+  x?: string;
+  y?: string;
+  n?: string;
+  e?: string;
+  kid?: string;
+}
 
 export interface SdkKeysTable {
   id: Generated<string>;
@@ -8,8 +21,8 @@ export interface SdkKeysTable {
   client_id: string;
   user_id: string;
   name: string;
-  /** HMAC-SHA256(pepper, 'sdk_key' \0 secret); the secret itself is never stored. */
-  secret_hash: Buffer;
+  /** HMAC-SHA256(pepper, 'sdk_key' \0 secret); the secret itself is never stored. Null for private_key_jwt keys. */
+  secret_hash: Buffer | null;
   scopes: ColumnType<string[], string[], string[]>;
   organization_id: string | null;
   status: ColumnType<SdkKeyStatus, SdkKeyStatus | undefined, SdkKeyStatus>;
@@ -27,6 +40,12 @@ export interface SdkKeysTable {
   /** The secret before the last rotation, accepted until `previous_secret_expires_at` (both null: none). */
   previous_secret_hash: ColumnType<Buffer | null, Buffer | null | undefined, Buffer | null>;
   previous_secret_expires_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  /** How the key authenticates: a secret (Basic or post) or assertions signed by the key of `public_jwk`. */
+  token_endpoint_auth_method: ColumnType<SdkKeyAuthMethod, SdkKeyAuthMethod | undefined, SdkKeyAuthMethod>;
+  /** The public JWK of a private_key_jwt key (public members and `alg` only). */
+  public_jwk: ColumnType<PublicJwk | null, string | null, string | null>;
+  /** RFC 9449 §5.2: the key gets DPoP-bound tokens only. */
+  dpop_bound_access_tokens: ColumnType<boolean, boolean | undefined, boolean>;
 }
 
 export interface RevokedTokensTable {

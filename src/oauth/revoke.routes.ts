@@ -11,6 +11,8 @@ const revokeBody = {
     token_type_hint: { type: 'string', description: 'Ignored' },
     client_id: { type: 'string' },
     client_secret: { type: 'string' },
+    client_assertion_type: { type: 'string' },
+    client_assertion: { type: 'string' },
   },
 } as const;
 

@@ -1,6 +1,6 @@
 import { sql, type Kysely, type Selectable, type Transaction, type Updateable } from 'kysely';
 import type { Database } from '../platform/database/database.js';
-import type { SdkKeysTable } from './oauth.table.js';
+import type { PublicJwk, SdkKeyAuthMethod, SdkKeysTable } from './oauth.table.js';
 import type { UserStatus } from '../identity/identity.table.js';
 
 export type SdkKeyRow = Selectable<SdkKeysTable>;
@@ -33,12 +33,14 @@ export async function insertSdkKey(
     clientId: string;
     userId: string;
     name: string;
-    secretHash: Buffer;
+    secretHash: Buffer | null;
     scopes: string[];
     organizationId: string | null;
     parentApiTokenId?: string | null;
     expiresAt?: Date | null;
     audiences?: string[] | null;
+    publicJwk?: PublicJwk | null;
+    dpopBound?: boolean;
   },
 ): Promise<SdkKeyRow> {
   return db
@@ -55,6 +57,9 @@ export async function insertSdkKey(
       parent_api_token_id: row.parentApiTokenId ?? null,
       expires_at: row.expiresAt ?? null,
       audiences: row.audiences ?? null,
+      token_endpoint_auth_method: row.publicJwk ? 'private_key_jwt' : 'client_secret_basic',
+      public_jwk: row.publicJwk ? JSON.stringify(row.publicJwk) : null,
+      dpop_bound_access_tokens: row.dpopBound ?? false,
     })
     .returningAll()
     .executeTakeFirstOrThrow();
@@ -76,7 +81,7 @@ export async function updateSdkKey(
   id: string,
   set: Pick<
     Updateable<SdkKeysTable>,
-    'name' | 'status' | 'tokens_valid_after' | 'audiences' | 'secret_hash' | 'previous_secret_hash' | 'previous_secret_expires_at'
+    'name' | 'status' | 'tokens_valid_after' | 'audiences' | 'secret_hash' | 'previous_secret_hash' | 'previous_secret_expires_at' | 'dpop_bound_access_tokens'
   >,
 ): Promise<SdkKeyRow> {
   return db
@@ -144,9 +149,12 @@ export interface SdkKeyAuthRow {
   id: string;
   client_id: string;
   user_id: string;
-  secret_hash: Buffer;
+  secret_hash: Buffer | null;
   scopes: string[];
   status: 'enabled' | 'disabled';
+  token_endpoint_auth_method: SdkKeyAuthMethod;
+  public_jwk: PublicJwk | null;
+  dpop_bound_access_tokens: boolean;
   tokens_valid_after: Date | null;
   expires_at: Date | null;
   user_status: UserStatus;
@@ -171,6 +179,9 @@ function authRows(db: Q) {
       'k.secret_hash',
       'k.scopes',
       'k.status',
+      'k.token_endpoint_auth_method',
+      'k.public_jwk',
+      'k.dpop_bound_access_tokens',
       'k.tokens_valid_after',
       'k.expires_at',
       'k.audiences',

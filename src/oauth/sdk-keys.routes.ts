@@ -16,6 +16,25 @@ import {
   updateSdkKeyFor,
 } from './sdk-keys.service.js';
 import { dateTimeSchema, errorResponses, uuidSchema } from '../platform/http/schemas.js';
+import { badRequest } from '../platform/errors/api-error.js';
+import { registrableJwk } from './client-assertion.js';
+import type { PublicJwk } from './oauth.table.js';
+
+const publicJwkSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['kty', 'alg'],
+  properties: {
+    kty: { type: 'string' },
+    alg: { type: 'string' },
+    crv: { type: 'string' },
+    x: { type: 'string' },
+    y: { type: 'string' },
+    n: { type: 'string' },
+    e: { type: 'string' },
+    kid: { type: 'string' },
+  },
+} as const;
 
 const CLIENT_ID_PATTERN = '^s_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
 
@@ -40,6 +59,13 @@ const keyProperties = {
     anyOf: [dateTimeSchema, { type: 'null' }],
     description: 'Until then the secret before the last rotation also authenticates (null: no previous secret works)',
   },
+  token_endpoint_auth_method: {
+    type: 'string',
+    enum: ['client_secret_basic', 'private_key_jwt'],
+    description: 'client_secret_basic: a secret (Basic or client_secret_post); private_key_jwt: assertions signed by the key of `jwk` (RFC 7523)',
+  },
+  jwk: { anyOf: [publicJwkSchema, { type: 'null' }], description: 'The registered public key (private_key_jwt keys; null otherwise)' },
+  dpop_bound_access_tokens: { type: 'boolean', description: 'RFC 9449 §5.2: tokens are issued only with a DPoP proof, never as bearer tokens' },
 } as const;
 const keyRequired = [
   'client_id',
@@ -53,6 +79,9 @@ const keyRequired = [
   'expires_at',
   'audiences',
   'previous_secret_expires_at',
+  'token_endpoint_auth_method',
+  'jwk',
+  'dpop_bound_access_tokens',
 ];
 
 /** An SDK key as the API shows it: never the secret nor its hash. */
@@ -62,10 +91,10 @@ const sdkKeySchema = { type: 'object', additionalProperties: false, required: ke
 const createdSchema = {
   type: 'object',
   additionalProperties: false,
-  required: [...keyRequired, 'client_secret'],
+  required: keyRequired,
   properties: {
     ...keyProperties,
-    client_secret: { type: 'string', description: 'Shown once: store it now; Tessera keeps only a keyed hash' },
+    client_secret: { type: 'string', description: 'Shown once: store it now; Tessera keeps only a keyed hash. Absent for private_key_jwt keys' },
   },
 } as const;
 
@@ -100,7 +129,25 @@ function view(row: SdkKeyRow, nowMs: number) {
     expires_at: row.expires_at ? row.expires_at.toISOString() : null,
     audiences: row.audiences,
     previous_secret_expires_at: previous && previous.getTime() > nowMs ? previous.toISOString() : null,
+    token_endpoint_auth_method: row.token_endpoint_auth_method,
+    jwk: row.public_jwk,
+    dpop_bound_access_tokens: row.dpop_bound_access_tokens,
   };
+}
+
+type AuthMethodInput = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+
+/** The public key a creation registers (private_key_jwt), or null for a secret key; 400 when the two disagree or the JWK is not acceptable. */
+async function publicKeyOf(method: AuthMethodInput | undefined, jwk: unknown, algorithms: readonly string[]): Promise<PublicJwk | null> {
+  const wantsKey = method === 'private_key_jwt' || (method === undefined && jwk !== undefined);
+  if (!wantsKey) {
+    if (jwk !== undefined) throw badRequest('jwk is only for token_endpoint_auth_method private_key_jwt');
+    return null;
+  }
+  if (jwk === undefined) throw badRequest('private_key_jwt needs the public key: send jwk');
+  const r = await registrableJwk(jwk, algorithms);
+  if (!r.ok) throw badRequest(r.reason);
+  return r.jwk;
 }
 
 /** /api/sdk-keys: a user's SDK keys (bearer with scope `api`). */
@@ -111,19 +158,32 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
   const security: Array<Record<string, string[]>> = [{ bearer: [] }, { accessToken: [] }];
   const audiencesOf = (list: string[]) => checkKeyAudiences(list, app.config.issuer, app.config.allowedAudiences);
 
-  app.post<{ Body: { name: string; scopes?: string[]; organization_id?: string; audiences?: string[]; expires_at?: string } }>(
+  app.post<{
+    Body: {
+      name: string;
+      scopes?: string[];
+      organization_id?: string;
+      audiences?: string[];
+      expires_at?: string;
+      token_endpoint_auth_method?: AuthMethodInput;
+      jwk?: Record<string, unknown>;
+      dpop_bound_access_tokens?: boolean;
+    };
+  }>(
     '/api/sdk-keys',
     {
       preHandler: manage,
       schema: {
         tags: ['self-service'],
         operationId: 'createSdkKey',
-        summary: 'Create an SDK key (at most 2 per user); the client_secret is returned this once',
+        summary: 'Create an SDK key (at most 2 per user); the client_secret is returned this once (none for private_key_jwt keys)',
         description:
           'The key is a child of the API token the caller acts for (its own, or the one its session came from): its scopes ' +
           "are within that token's, it expires at the chosen `expires_at` or with that token, whichever is first (its access " +
           'tokens never outlive it), and it is deleted ' +
-          'when that token is revoked. SDK-key access tokens cannot create, change or delete SDK keys (403 insufficient_scope).',
+          'when that token is revoked. SDK-key access tokens cannot create, change or delete SDK keys (403 insufficient_scope). ' +
+          'With `token_endpoint_auth_method: private_key_jwt` and a public `jwk` the key authenticates with signed assertions ' +
+          '(RFC 7523) and has no secret; Tessera never fetches keys from a URL. A JWK with private members is refused.',
         security,
         body: {
           type: 'object',
@@ -144,6 +204,13 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
               ...dateTimeSchema,
               description: 'When the key stops working: at least a minute and at most ten years ahead (default: with its parent token)',
             },
+            token_endpoint_auth_method: {
+              type: 'string',
+              enum: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+              description: 'Default: client_secret_basic (a secret, usable with Basic or client_secret_post); private_key_jwt with jwk',
+            },
+            jwk: { type: 'object', maxProperties: 20, description: 'private_key_jwt: the public JWK (EC P-256/P-384, Ed25519 or RSA >= 2048 bits)' },
+            dpop_bound_access_tokens: { type: 'boolean', description: 'Issue DPoP-bound tokens only (default false)' },
           },
         },
         response: { 201: createdSchema, ...errorResponses(400, 401, 403, 409, 429, 503) },
@@ -158,18 +225,21 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       if (scopes.length === 0) throw forbidden('your credential holds no scope an SDK key could carry');
       const audiences = request.body.audiences === undefined ? null : audiencesOf(request.body.audiences);
       const expiresAt = request.body.expires_at === undefined ? null : checkRequestedExpiry(request.body.expires_at, app.clock.now());
+      const publicJwk = await publicKeyOf(request.body.token_endpoint_auth_method, request.body.jwk, app.config.proofOfPossession.clientAssertionAlgorithms);
       const { row, secret } = await createSdkKey(deps, requestActor(request), p, {
         name: request.body.name.trim(),
         scopes,
         organizationId: request.body.organization_id ?? null,
         audiences,
         expiresAt,
+        publicJwk,
+        dpopBound: request.body.dpop_bound_access_tokens ?? false,
       });
       app.forgetCredentials({ sdkKeyClientIds: [row.client_id] });
       return reply
         .code(201)
         .header('cache-control', 'no-store')
-        .send({ ...view(row, app.clock.now()), client_secret: secret });
+        .send({ ...view(row, app.clock.now()), ...(secret !== null ? { client_secret: secret } : {}) });
     },
   );
 
@@ -211,14 +281,17 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
     },
   );
 
-  app.patch<{ Params: { clientId: string }; Body: { name?: string; status?: 'enabled' | 'disabled'; audiences?: string[] | null } }>(
+  app.patch<{
+    Params: { clientId: string };
+    Body: { name?: string; status?: 'enabled' | 'disabled'; audiences?: string[] | null; dpop_bound_access_tokens?: boolean };
+  }>(
     '/api/sdk-keys/:clientId',
     {
       preHandler: manage,
       schema: {
         tags: ['self-service'],
         operationId: 'updateSdkKey',
-        summary: 'Rename, enable or disable an SDK key (disabling revokes every token it issued), or set its audiences',
+        summary: 'Rename, enable or disable an SDK key (disabling revokes every token it issued), set its audiences, or require DPoP',
         description:
           '`audiences` replaces the list (each the issuer or in TESSERA_AUDIENCES, else 400); `null` lifts the restriction. ' +
           'Tokens already issued keep their audience until they expire.',
@@ -232,6 +305,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
             name: nameSchema,
             status: { type: 'string', enum: ['enabled', 'disabled'] },
             audiences: { anyOf: [audiencesSchema, { type: 'null' }] },
+            dpop_bound_access_tokens: { type: 'boolean', description: 'RFC 9449 §5.2: refuse bearer token requests from this key' },
           },
         },
         response: { 200: sdkKeySchema, ...errorResponses(400, 401, 403, 404, 429, 503) },
@@ -243,6 +317,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
         name: request.body.name?.trim(),
         status: request.body.status,
         audiences: request.body.audiences === undefined || request.body.audiences === null ? request.body.audiences : audiencesOf(request.body.audiences),
+        dpopBound: request.body.dpop_bound_access_tokens,
       });
       app.forgetCredentials({ sdkKeyClientIds: [clientId] });
       return view(row, app.clock.now());
@@ -281,7 +356,7 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
             revoke_issued_tokens: { type: 'boolean', description: 'Also revoke every access token the key issued so far (default false)' },
           },
         },
-        response: { 200: createdSchema, ...errorResponses(400, 401, 403, 404, 413, 415, 429, 503) },
+        response: { 200: createdSchema, ...errorResponses(400, 401, 403, 404, 409, 413, 415, 429, 503) },
       },
     },
     async (request, reply) => {

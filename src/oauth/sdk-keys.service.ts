@@ -22,6 +22,7 @@ import { capExpiry, lockParent } from '../api-tokens/credential-parent.js';
 import type { Principal } from '../platform/auth/principal.js';
 import { nextTokensValidAfter } from './access-token.js';
 import { SDK_KEY_PURPOSE } from './client-auth.js';
+import type { PublicJwk } from './oauth.table.js';
 
 /**
  * Audits one change to a key and announces it to every instance, both in the caller's transaction,
@@ -82,9 +83,18 @@ export async function createSdkKey(
   deps: SdkKeyDeps,
   actor: Actor,
   principal: Principal,
-  input: { name: string; scopes: string[]; organizationId: string | null; audiences?: string[] | null; expiresAt?: Date | null },
-): Promise<{ row: SdkKeyRow; secret: string }> {
-  const secret = randomSecret();
+  input: {
+    name: string;
+    scopes: string[];
+    organizationId: string | null;
+    audiences?: string[] | null;
+    expiresAt?: Date | null;
+    publicJwk?: PublicJwk | null;
+    dpopBound?: boolean;
+  },
+): Promise<{ row: SdkKeyRow; secret: string | null }> {
+  // A key registered with a public key has no secret at all: nothing shared ever leaves the client.
+  const secret = input.publicJwk ? null : randomSecret();
   const clientId = `s_${randomUUID()}`;
   const userId = principal.userId;
   try {
@@ -102,12 +112,14 @@ export async function createSdkKey(
         clientId,
         userId,
         name: input.name,
-        secretHash: hashSecret(deps.pepper, secret, SDK_KEY_PURPOSE),
+        secretHash: secret === null ? null : hashSecret(deps.pepper, secret, SDK_KEY_PURPOSE),
         scopes: input.scopes,
         organizationId: input.organizationId,
         parentApiTokenId: parent.apiTokenId,
         expiresAt,
         audiences: input.audiences ?? null,
+        publicJwk: input.publicJwk ?? null,
+        dpopBound: input.dpopBound ?? false,
       });
       await recordAudit(trx, actor, {
         action: 'sdk_key.create',
@@ -120,6 +132,8 @@ export async function createSdkKey(
           parent_api_token_id: parent.apiTokenId,
           expires_at: expiresAt?.toISOString() ?? null,
           audiences: input.audiences ?? null,
+          token_endpoint_auth_method: row.token_endpoint_auth_method,
+          dpop_bound_access_tokens: row.dpop_bound_access_tokens,
         },
       });
       await publishChange(trx, { type: 'sdk_key', id: clientId });
@@ -142,7 +156,7 @@ export async function updateSdkKeyFor(
   actor: Actor,
   userId: string,
   clientId: string,
-  change: { name?: string; status?: 'enabled' | 'disabled'; audiences?: string[] | null },
+  change: { name?: string; status?: 'enabled' | 'disabled'; audiences?: string[] | null; dpopBound?: boolean },
 ): Promise<SdkKeyRow> {
   return deps.db.transaction().execute(async (trx) => {
     const key = await findSdkKey(trx, userId, clientId, { forUpdate: true });
@@ -163,6 +177,10 @@ export async function updateSdkKeyFor(
     if (change.audiences !== undefined && !sameList(change.audiences, key.audiences)) {
       set.audiences = change.audiences;
       actions.push(['sdk_key.audiences', { from: key.audiences, to: change.audiences }]);
+    }
+    if (change.dpopBound !== undefined && change.dpopBound !== key.dpop_bound_access_tokens) {
+      set.dpop_bound_access_tokens = change.dpopBound;
+      actions.push(['sdk_key.dpop_binding', { dpop_bound_access_tokens: change.dpopBound }]);
     }
     if (actions.length === 0) return key;
     const row = await updateSdkKey(trx, key.id, set);
@@ -208,6 +226,8 @@ export async function rotateSdkKeySecret(
   return deps.db.transaction().execute(async (trx) => {
     const key = await findSdkKey(trx, userId, clientId, { forUpdate: true });
     if (!key) throw notFound('SDK key');
+    // A private_key_jwt key has no shared secret: its owner registers a new key pair instead.
+    if (key.token_endpoint_auth_method === 'private_key_jwt') throw conflict('this SDK key authenticates with private_key_jwt and has no secret to rotate');
     const now = deps.clock.now();
     const overlapEnds = options.overlapSeconds > 0 ? new Date(now + options.overlapSeconds * 1000) : null;
     const set: Parameters<typeof updateSdkKey>[2] = {

@@ -4,6 +4,7 @@ import { USAGE_EVERY_MS, type UsageTarget } from '../platform/database/usage-sta
 import { formOnly, noStore, OAUTH_BODY_LIMIT, type FormBody } from '../platform/http/form.js';
 import { oauthErrorResponses } from '../platform/http/schemas.js';
 import { clientCredentialsGrant, GRANT_TYPE } from './client-credentials.grant.js';
+import { tokenBinding } from './token-dpop.js';
 
 const SDK_KEY_USAGE: UsageTarget = { table: 'sdk_keys', keyColumn: 'client_id', keyType: 'text', everyMs: USAGE_EVERY_MS };
 
@@ -16,6 +17,8 @@ const tokenBody = {
     resource: { type: 'string', description: 'RFC 8707 resource indicator (absolute URI); same effect as audience' },
     client_id: { type: 'string', description: 'client_secret_post' },
     client_secret: { type: 'string', description: 'client_secret_post' },
+    client_assertion_type: { type: 'string', description: 'private_key_jwt: urn:ietf:params:oauth:client-assertion-type:jwt-bearer' },
+    client_assertion: { type: 'string', description: 'private_key_jwt: a JWT signed by the key the SDK key registered (RFC 7523 §2.2)' },
   },
 } as const;
 
@@ -24,8 +27,8 @@ const tokenResponse = {
   additionalProperties: false,
   required: ['access_token', 'token_type', 'expires_in', 'scope'],
   properties: {
-    access_token: { type: 'string', description: 'JWT (RFC 9068, typ at+jwt)' },
-    token_type: { type: 'string', enum: ['Bearer'] },
+    access_token: { type: 'string', description: 'JWT (RFC 9068, typ at+jwt); DPoP-bound tokens carry cnf.jkt' },
+    token_type: { type: 'string', enum: ['Bearer', 'DPoP'], description: 'DPoP when the request carried a valid DPoP proof (RFC 9449)' },
     expires_in: { type: 'integer' },
     scope: { type: 'string' },
   },
@@ -74,9 +77,15 @@ export async function tokenRoute(app: FastifyInstance): Promise<void> {
         summary: 'Token endpoint: an SDK key (client_credentials) gets a JWT access token',
         description:
           'RFC 6749 §4.4. Authenticate with HTTP Basic (client_secret_basic, id and secret form-urlencoded) or with ' +
-          'client_id and client_secret in the body (client_secret_post), never both. Parameters only in the body, each once.',
+          'client_id and client_secret in the body (client_secret_post), never both, or with a client assertion (private_key_jwt, ' +
+          'RFC 7523) for keys registered with a public key. Parameters only in the body, each once. A `DPoP` header with a valid ' +
+          'proof (RFC 9449) makes the token DPoP-bound (`token_type: DPoP`, `cnf.jkt`).',
         consumes: ['application/x-www-form-urlencoded'],
         security: [{ clientBasic: [] }, {}],
+        headers: {
+          type: 'object',
+          properties: { dpop: { type: 'string', description: 'DPoP proof JWT (RFC 9449 §4) for POST of this endpoint' } },
+        },
         body: tokenBody,
         response: { 200: tokenResponse, ...oauthErrorResponses(400, 401, 413, 415, 429, 503) },
       },
@@ -90,8 +99,9 @@ export async function tokenRoute(app: FastifyInstance): Promise<void> {
         throw unsupportedGrantType(`grant_type ${body.grant_type} is not supported; use ${GRANT_TYPE}`);
       }
       await limitClient(request, client.clientId);
+      const jkt = await tokenBinding(app.dpop, request, app.config.issuer, client);
       const now = app.clock.now();
-      const response = await clientCredentialsGrant({ scope: body.scope, audience: body.audience, resource: body.resource }, client, {
+      const response = await clientCredentialsGrant({ scope: body.scope, audience: body.audience, resource: body.resource, jkt }, client, {
         keys: app.oauth.keys,
         issuer: app.config.issuer,
         allowedAudiences: app.config.allowedAudiences,
@@ -99,6 +109,7 @@ export async function tokenRoute(app: FastifyInstance): Promise<void> {
         nowMs: now,
       });
       app.usage.touch(SDK_KEY_USAGE, client.clientId, new Date(now));
+      if (jkt !== null && app.dpop.nonceRequired) reply.header('dpop-nonce', app.dpop.currentNonce());
       return noStore(reply).send(response);
     },
   );

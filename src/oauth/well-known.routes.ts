@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { SIGNING_ALGS } from '../platform/config.js';
 import { GRANT_TYPE } from './client-credentials.grant.js';
 import { SDK_KEY_SCOPES } from './scopes.js';
+import { CLIENT_AUTH_METHODS } from './client-auth.js';
 import { errorResponses } from '../platform/http/schemas.js';
 
 const stringArray = { type: 'array', items: { type: 'string' } } as const;
@@ -24,6 +25,10 @@ const metadataSchema = {
     introspection_endpoint_auth_methods_supported: stringArray,
     revocation_endpoint_auth_methods_supported: stringArray,
     access_token_signing_alg_values_supported: stringArray,
+    token_endpoint_auth_signing_alg_values_supported: stringArray,
+    introspection_endpoint_auth_signing_alg_values_supported: stringArray,
+    revocation_endpoint_auth_signing_alg_values_supported: stringArray,
+    dpop_signing_alg_values_supported: stringArray,
     service_documentation: { type: 'string' },
   },
 } as const;
@@ -53,7 +58,8 @@ const jwkSchema = {
  */
 export async function wellKnownRoutes(app: FastifyInstance): Promise<void> {
   const { issuer, jwksMaxAgeSeconds, signingAlg } = app.config;
-  const authMethods = ['client_secret_basic', 'client_secret_post'];
+  const authMethods = [...CLIENT_AUTH_METHODS];
+  const assertionAlgs = [...app.config.proofOfPossession.clientAssertionAlgorithms];
   const metadata = {
     issuer,
     token_endpoint: `${issuer}/oauth/token`,
@@ -66,6 +72,10 @@ export async function wellKnownRoutes(app: FastifyInstance): Promise<void> {
     token_endpoint_auth_methods_supported: authMethods,
     introspection_endpoint_auth_methods_supported: authMethods,
     revocation_endpoint_auth_methods_supported: authMethods,
+    token_endpoint_auth_signing_alg_values_supported: assertionAlgs,
+    introspection_endpoint_auth_signing_alg_values_supported: assertionAlgs,
+    revocation_endpoint_auth_signing_alg_values_supported: assertionAlgs,
+    dpop_signing_alg_values_supported: [...app.config.proofOfPossession.dpopAlgorithms],
     service_documentation: `${issuer}/docs`,
   };
 

@@ -7,6 +7,9 @@ import { providersFromEnv, type ProviderSpec } from './provider-catalog.js';
 export const SIGNING_ALGS = ['EdDSA', 'ES256', 'RS256'] as const;
 export type SigningAlg = (typeof SIGNING_ALGS)[number];
 
+/** Asymmetric JWS algorithms a DPoP proof or a client assertion may use (never `none`, never HMAC). */
+export const PROOF_ALGS = ['ES256', 'ES384', 'EdDSA', 'Ed25519', 'PS256', 'RS256'] as const;
+
 export interface MasterKey {
   /** Short stable id of the key (first 16 hex chars of SHA-256 of the key), recorded beside every ciphertext. */
   readonly id: string;
@@ -80,6 +83,19 @@ export interface Config {
   readonly metricsTokenDigest: Buffer | null;
   /** Quantum providers whose credentials may be stored (TESSERA_PROVIDERS / TESSERA_PROVIDERS_FILE). */
   readonly providers: readonly ProviderSpec[];
+  /** DPoP (RFC 9449) proofs and private_key_jwt client assertions (RFC 7523). */
+  readonly proofOfPossession: {
+    /** Require a server nonce in DPoP proofs (TESSERA_DPOP_NONCE=on); off by default. */
+    readonly dpopNonce: boolean;
+    /** Algorithms a DPoP proof may be signed with (TESSERA_DPOP_ALGS). */
+    readonly dpopAlgorithms: readonly string[];
+    /** A proof's `iat` may be this old, or this far ahead (with `clockToleranceSeconds`) (TESSERA_DPOP_PROOF_MAX_AGE). */
+    readonly dpopProofMaxAgeSeconds: number;
+    /** Algorithms a client assertion may be signed with, and a private_key_jwt key registered for (TESSERA_CLIENT_ASSERTION_ALGS). */
+    readonly clientAssertionAlgorithms: readonly string[];
+    /** Longest `exp` - now (and `exp` - `iat`) a client assertion may carry (TESSERA_CLIENT_ASSERTION_MAX_LIFETIME). */
+    readonly clientAssertionMaxLifetimeSeconds: number;
+  };
   /** The browser console and sign-in for people. */
   readonly console: {
     /** A console session ends after this long without a request (TESSERA_CONSOLE_SESSION_IDLE). */
@@ -126,6 +142,40 @@ function parseRedisUrl(raw: string | undefined): string | null {
     throw new ConfigError(`TESSERA_REDIS_URL must be a redis:// or rediss:// URL, got the scheme ${url.protocol}`);
   }
   return v;
+}
+
+/** A comma-separated subset of {@link PROOF_ALGS}; default: all of them. */
+function proofAlgs(env: Env, name: string): readonly string[] {
+  const raw = env[name]?.trim() ?? '';
+  if (raw === '') return Object.freeze([...PROOF_ALGS]);
+  const list = [...new Set(raw.split(',').map((a) => a.trim()))];
+  for (const a of list) {
+    if (!(PROOF_ALGS as readonly string[]).includes(a)) throw new ConfigError(`${name} must list algorithms among ${PROOF_ALGS.join(', ')}, got "${a}"`);
+  }
+  return Object.freeze(list);
+}
+
+/** TESSERA_DPOP_NONCE: on or off (default off). */
+function onOff(env: Env, name: string, def: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return def;
+  if (raw === 'on') return true;
+  if (raw === 'off') return false;
+  throw new ConfigError(`${name} must be on or off, got "${env[name]}"`);
+}
+
+function proofOfPossessionSettings(env: Env): Config['proofOfPossession'] {
+  const dpopProofMaxAgeSeconds = duration(env, 'TESSERA_DPOP_PROOF_MAX_AGE', 60);
+  const clientAssertionMaxLifetimeSeconds = duration(env, 'TESSERA_CLIENT_ASSERTION_MAX_LIFETIME', 300);
+  if (dpopProofMaxAgeSeconds > 3600) throw new ConfigError('TESSERA_DPOP_PROOF_MAX_AGE must be at most 1h');
+  if (clientAssertionMaxLifetimeSeconds > 3600) throw new ConfigError('TESSERA_CLIENT_ASSERTION_MAX_LIFETIME must be at most 1h');
+  return Object.freeze({
+    dpopNonce: onOff(env, 'TESSERA_DPOP_NONCE', false),
+    dpopAlgorithms: proofAlgs(env, 'TESSERA_DPOP_ALGS'),
+    dpopProofMaxAgeSeconds,
+    clientAssertionAlgorithms: proofAlgs(env, 'TESSERA_CLIENT_ASSERTION_ALGS'),
+    clientAssertionMaxLifetimeSeconds,
+  });
 }
 
 function consoleSettings(env: Env): Config['console'] {
@@ -358,6 +408,7 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
     allowedAudiences,
     metricsTokenDigest: metricsToken === null ? null : createHash('sha256').update(metricsToken).digest(),
     providers: Object.freeze(providers),
+    proofOfPossession: proofOfPossessionSettings(env),
     console: consoleSettings(env),
   };
   return { config: Object.freeze(config), warnings };

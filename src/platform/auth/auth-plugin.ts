@@ -3,6 +3,8 @@ import fp from 'fastify-plugin';
 import type { Principal } from './principal.js';
 import { markBearerGuard } from '../http/contract.js';
 import { authenticate, type Authenticator } from './authenticate.js';
+import { DpopVerifier } from './dpop.js';
+import { pruneUsedJtis, ReplayGuard } from '../database/replay-guard.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -16,6 +18,8 @@ declare module 'fastify' {
      * `insufficient_scope`, whatever its scopes).
      */
     requireCredentialManager(...scopes: string[]): preHandlerAsyncHookHandler;
+    /** Single use of DPoP proofs and client assertions across every instance (Postgres `used_jtis`). */
+    replayGuard: ReplayGuard;
     /** Resolves a raw bearer token to a principal, or null when it is not valid. */
     resolveBearer(token: string, request: FastifyRequest): Promise<Principal | null>;
   }
@@ -30,6 +34,26 @@ const MAX_TOKEN_LENGTH = 4096;
 export const authPlugin = fp(
   async function authPlugin(app: FastifyInstance) {
     app.decorate('authenticators', [] as Authenticator[]);
+    const replayGuard = new ReplayGuard(app.db);
+    app.decorate('replayGuard', replayGuard);
+    app.decorate('dpop', new DpopVerifier({ config: app.config, clock: app.clock, replay: replayGuard }));
+    // Every ten minutes, one delete of the records of proofs and assertions that have expired
+    // (any instance may run it; it is idempotent).
+    let pruneTimer: NodeJS.Timeout | null = null;
+    app.jobs.register({
+      name: 'used-jtis-prune',
+      start() {
+        pruneTimer = setInterval(() => {
+          pruneUsedJtis(app.db, new Date(app.clock.now())).catch((err) =>
+            app.log.warn({ err: { message: (err as Error).message } }, 'could not prune used jtis'),
+          );
+        }, 600_000);
+        pruneTimer.unref();
+      },
+      stop() {
+        if (pruneTimer) clearInterval(pruneTimer);
+      },
+    });
     app.decorateRequest('principal', null);
 
     app.decorate('resolveBearer', async function resolveBearer(token: string, request: FastifyRequest) {

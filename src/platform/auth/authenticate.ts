@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { ApiError, insufficientScope, invalidToken, missingToken, sdkKeyTokenCannotManage } from '../errors/api-error.js';
 import { hasScopes, type Principal } from './principal.js';
+import { proofHeader, requestUrl, type DpopErrorCode, type DpopVerifier } from './dpop.js';
 
 /**
  * One kind of bearer credential. The first authenticator whose `accepts` matches the token's
@@ -21,6 +22,13 @@ export function parseBearerHeader(authorization: string | undefined): string | n
   return m ? m[1]! : null;
 }
 
+/** The token of an `Authorization: DPoP <token>` header value (RFC 9449 §7.1), or null when the value is not that. */
+export function parseDpopHeader(authorization: string | undefined): string | null {
+  if (authorization === undefined || (authorization.charCodeAt(0) | 0x20) !== 0x64) return null;
+  const m = /^DPoP +(\S+) *$/i.exec(authorization);
+  return m ? m[1]! : null;
+}
+
 /**
  * The bearer token of a request: `Authorization: Bearer <t>` or `x-access-token: <t>` (the IBM
  * Quantum header). `null` when neither is sent; an ApiError when what is sent is malformed or
@@ -34,7 +42,7 @@ export function extractBearer(request: FastifyRequest): string | null {
     fromAuth = parseBearerHeader(auth);
     if (fromAuth === null) {
       if (/^Bearer\b/i.test(auth)) throw invalidToken('malformed Authorization header');
-      throw new ApiError(401, 'invalid_token', 'use the Bearer authentication scheme', {
+      throw new ApiError(401, 'invalid_token', 'use the Bearer or DPoP authentication scheme', {
         'www-authenticate': 'Bearer realm="tessera"',
       });
     }
@@ -73,6 +81,25 @@ export interface BearerAnswers {
   cannotManage(): Error;
   /** The credential lacks the scopes `required` names. */
   insufficient(required: readonly string[]): Error;
+  /**
+   * A DPoP-bound token presented as a bearer token, a bearer token under the DPoP scheme, or a
+   * refused proof (RFC 9449 §7.1); default: the API's answer with a `DPoP` challenge.
+   */
+  dpop?(code: 'invalid_token' | DpopErrorCode, description: string): Error;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** DPoP proof verification (RFC 9449), shared by the token endpoint and every resource route. */
+    dpop: DpopVerifier;
+  }
+}
+
+/** The API's answer to a DPoP failure: 401 with a `DPoP` challenge (and the nonce to use, for `use_dpop_nonce`). */
+export function dpopApiError(dpop: DpopVerifier, code: 'invalid_token' | DpopErrorCode, description: string): ApiError {
+  const headers: Record<string, string> = { 'www-authenticate': dpop.challenge(code, description) };
+  if (code === 'use_dpop_nonce') headers['dpop-nonce'] = dpop.currentNonce();
+  return new ApiError(401, code, description, headers);
 }
 
 /** The API's answers: `{error, message}` bodies with a `Bearer realm="tessera"` challenge. */
@@ -102,14 +129,46 @@ export function bearerToken(request: FastifyRequest, answers: BearerAnswers = AP
  * missing, invalid, an SDK key's JWT where credentials are managed, scopes.
  */
 export async function authenticate(request: FastifyRequest, requirement: BearerRequirement, answers: BearerAnswers = API_BEARER_ANSWERS): Promise<Principal> {
-  const token = bearerToken(request, answers);
-  const principal = await request.server.resolveBearer(token, request);
-  if (!principal) throw answers.invalid();
+  const dpopToken = parseDpopHeader(request.headers.authorization);
+  const principal = dpopToken === null ? await bearerPrincipal(request, answers) : await dpopPrincipal(request, dpopToken, answers);
   if ('anyOf' in requirement) {
     if (!requirement.anyOf.some((s) => principal.scopes.includes(s))) throw answers.insufficient(requirement.anyOf);
   } else {
     if (requirement.credentialManager && principal.kind === 'client') throw answers.cannotManage();
     if (!hasScopes(principal, requirement.scopes)) throw answers.insufficient(requirement.scopes);
   }
+  return principal;
+}
+
+function dpopAnswer(request: FastifyRequest, answers: BearerAnswers, code: 'invalid_token' | DpopErrorCode, description: string): Error {
+  return answers.dpop ? answers.dpop(code, description) : dpopApiError(request.server.dpop, code, description);
+}
+
+/** A bearer credential: valid, and not bound to a DPoP key (such a token is usable only with proofs). */
+async function bearerPrincipal(request: FastifyRequest, answers: BearerAnswers): Promise<Principal> {
+  const token = bearerToken(request, answers);
+  const principal = await request.server.resolveBearer(token, request);
+  if (!principal) throw answers.invalid();
+  if (principal.jkt !== undefined)
+    throw dpopAnswer(request, answers, 'invalid_token', 'this access token is DPoP-bound: send it with the DPoP scheme and a proof');
+  return principal;
+}
+
+/**
+ * `Authorization: DPoP <token>` with a `DPoP` proof (RFC 9449 §7): the token is valid and bound to
+ * the proof's key, and the proof is for this request's method and URL and carries the token's `ath`.
+ */
+async function dpopPrincipal(request: FastifyRequest, token: string, answers: BearerAnswers): Promise<Principal> {
+  const fail = (code: 'invalid_token' | DpopErrorCode, description: string) => dpopAnswer(request, answers, code, description);
+  if (!B64TOKEN.test(token)) throw fail('invalid_token', 'malformed DPoP access token');
+  if (request.headers['x-access-token'] !== undefined) throw fail('invalid_token', 'send the access token in one place: Authorization');
+  const proof = proofHeader(request, fail);
+  if (proof === null) throw fail('invalid_dpop_proof', 'a DPoP proof (the DPoP header) is required with the DPoP scheme');
+  const principal = await request.server.resolveBearer(token, request);
+  if (!principal) throw fail('invalid_token', 'the access token is invalid, expired or revoked');
+  if (principal.jkt === undefined) throw fail('invalid_token', 'this access token is not DPoP-bound: send it with the Bearer scheme');
+  const { dpop, config } = request.server;
+  const { jkt } = await dpop.verify(proof, { method: request.method, url: requestUrl(config.issuer, request), accessToken: token }, fail);
+  if (jkt !== principal.jkt) throw fail('invalid_dpop_proof', 'the DPoP proof is signed by another key than the one the token is bound to');
   return principal;
 }

@@ -16,6 +16,8 @@ export interface Principal {
    * it creates get this token as their parent. Null for SDK-key JWTs, which never manage credentials.
    */
   apiTokenId: string | null;
+  /** JWK SHA-256 thumbprint the credential is bound to (RFC 9449 `cnf.jkt`): usable only with DPoP proofs of that key. */
+  jkt?: string;
 }
 
 /** How audit rows name the credential behind a principal. */

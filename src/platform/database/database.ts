@@ -7,9 +7,12 @@ import type { ProviderTokenTables } from '../../provider-tokens/provider-tokens.
 import type { SessionTables } from '../../sessions/sessions.table.js';
 import type { OAuthTables } from '../../oauth/oauth.table.js';
 import type { SigningKeyTables } from '../../signing-keys/signing-keys.table.js';
+import type { UsedJtisTable } from './replay-guard.js';
 
 /** Every table Tessera owns. Each feature declares its tables in its `<feature>.table.ts` and joins them here. */
-export interface Database extends IdentityTables, ApiTokenTables, OAuthTables, SigningKeyTables, SessionTables, ProviderTokenTables {}
+export interface Database extends IdentityTables, ApiTokenTables, OAuthTables, SigningKeyTables, SessionTables, ProviderTokenTables {
+  used_jtis: UsedJtisTable;
+}
 
 export type Db = Kysely<Database>;
 

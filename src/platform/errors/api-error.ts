@@ -8,6 +8,8 @@
 export type ApiErrorCode =
   | 'invalid_request'
   | 'invalid_token'
+  | 'invalid_dpop_proof'
+  | 'use_dpop_nonce'
   | 'insufficient_scope'
   | 'forbidden'
   | 'not_found'

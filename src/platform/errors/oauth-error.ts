@@ -12,6 +12,8 @@ export type OAuthErrorCode =
   | 'invalid_target'
   | 'unsupported_token_type'
   | 'invalid_token'
+  | 'invalid_dpop_proof'
+  | 'use_dpop_nonce'
   | 'insufficient_scope'
   | 'access_denied'
   | 'slow_down'

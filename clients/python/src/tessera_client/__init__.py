@@ -12,12 +12,16 @@ from .errors import (
     TesseraOAuthError,
     TesseraVerifyError,
 )
+from .pop import JWT_BEARER_ASSERTION, DpopKey, PrivateKeyJwt
 from .token_login import Session, TokenLogin
 from .verifier import TESSERA_ALGORITHMS, ASGIMiddleware, VerifiedToken, Verifier, WSGIMiddleware, extract_token
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DpopKey",
+    "JWT_BEARER_ASSERTION",
+    "PrivateKeyJwt",
     "AccessToken",
     "Account",
     "AccountStore",

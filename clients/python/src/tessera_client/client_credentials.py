@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import threading
+from types import SimpleNamespace
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Union
 from urllib.parse import quote_plus
@@ -72,17 +73,26 @@ class ClientCredentials:
         sleep: Optional[Callable[[float], None]] = None,
         random: Optional[Callable[[], float]] = None,
         warn: Optional[Callable[[str], None]] = None,
+        private_key_jwt: Optional[Any] = None,
+        dpop: Optional[Any] = None,
     ) -> None:
         self._env: Mapping[str, str] = os.environ if env is None else env
         self.branding = branding
-        creds = resolve_credentials(
-            client_id=client_id,
-            client_secret=client_secret,
-            key_file=key_file,
-            account=account,
-            accounts_file=accounts_file,
-            env=self._env,
-            branding=branding,
+        # private_key_jwt (a tessera_client.pop.PrivateKeyJwt) replaces the secret; dpop (a DpopKey) binds tokens to a key.
+        self._assertions = private_key_jwt
+        self.dpop = dpop
+        creds = (
+            SimpleNamespace(client_id=private_key_jwt.client_id, client_secret="", issuer=None, organization_id=None, source="options")
+            if private_key_jwt is not None
+            else resolve_credentials(
+                client_id=client_id,
+                client_secret=client_secret,
+                key_file=key_file,
+                account=account,
+                accounts_file=accounts_file,
+                env=self._env,
+                branding=branding,
+            )
         )
         url = issuer or creds.issuer or self._env.get(branding.var("URL")) or branding.default_issuer
         if not url:
@@ -167,13 +177,20 @@ class ClientCredentials:
         if self.audience:
             form["audience"] = self.audience
         started = self._t.now()
-        res = request_with_retry(
-            self._t,
-            "POST",
-            endpoint,
-            data=form,
-            headers={"authorization": _basic(self.client_id, self._secret), "accept": "application/json"},
-        )
+
+        def send() -> requests.Response:
+            headers = {"accept": "application/json"}
+            if self._assertions is not None:
+                self._assertions.authenticate(form, endpoint)
+            else:
+                headers["authorization"] = _basic(self.client_id, self._secret)
+            if self.dpop is not None:
+                headers["DPoP"] = self.dpop.proof("POST", endpoint)
+            return request_with_retry(self._t, "POST", endpoint, data=form, headers=headers)
+
+        res = send()
+        if self.dpop is not None and self.dpop.nonce_challenge(endpoint, res):
+            res = send()  # RFC 9449 §8: the next proof carries the server's nonce
         if not res.ok:
             raise error_from_response(res)
         body = json_body(res, "the token request")
@@ -246,9 +263,31 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
         self.credentials = credentials if credentials is not None else ClientCredentials(**options)
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        r.headers["Authorization"] = f"Bearer {self.credentials.get_token()}"
+        token = self.credentials.get_access_token()
+        if self.credentials.dpop is not None and token.token_type.lower() == "dpop":
+            r.headers["Authorization"] = f"DPoP {token.access_token}"
+            r.headers["DPoP"] = self.credentials.dpop.proof(r.method or "GET", r.url or "", token.access_token)
+            r.register_hook("response", self._retry_on_nonce)
+            return r
+        r.headers["Authorization"] = f"Bearer {token.access_token}"
         r.register_hook("response", self._retry_on_401)
         return r
+
+    def _retry_on_nonce(self, res: requests.Response, **kwargs: Any) -> requests.Response:
+        req = res.request
+        dpop = self.credentials.dpop
+        if getattr(req, "_tessera_replayed", False) or not dpop.nonce_challenge(req.url or "", res):
+            return res
+        res.content  # drain, so the connection can be reused
+        res.close()
+        again = req.copy()
+        again._tessera_replayed = True  # type: ignore[attr-defined]
+        token = self.credentials.get_access_token()
+        again.headers["DPoP"] = dpop.proof(again.method or "GET", again.url or "", token.access_token)
+        new = res.connection.send(again, **kwargs)
+        new.history.append(res)
+        new.request = again
+        return new
 
     def _retry_on_401(self, res: requests.Response, **kwargs: Any) -> requests.Response:
         if not _is_invalid_token(res.status_code, res.headers.get("www-authenticate", "")):
