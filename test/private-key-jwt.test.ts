@@ -37,6 +37,14 @@ t.test('oauth4webapi authenticates with PrivateKeyJwt; replays, wrong aud and ex
     .where('client_id', '=', key.client_id as string)
     .executeTakeFirstOrThrow();
   t.equal(row.secret_hash, null, 'no secret hash is stored');
+  const rotate = await h.inject({
+    method: 'POST',
+    url: `/api/sdk-keys/${key.client_id as string}/secret`,
+    headers: bearer(await h.apiToken(user, ['api'])),
+    payload: {},
+  });
+  t.equal(rotate.statusCode, 409, 'a key without a secret has none to rotate');
+  t.equal(rotate.json().error, 'conflict');
 
   const client: oauth.Client = { client_id: key.client_id as string };
   const auth = oauth.PrivateKeyJwt(pair.privateKey);
