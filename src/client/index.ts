@@ -24,6 +24,7 @@ export {
   type VerifyFailureReason,
 } from './errors.js';
 export { type ClientLogger, type FetchLike, type RetryOptions, type ServerMetadata, type TransportOptions } from './http.js';
+export { RevocationStream, type RevocationStreamOptions, type StreamVerdict } from './revocation-stream.js';
 export { TokenLogin, type Session, type TokenLoginOptions } from './token-login.js';
 export {
   createVerifier,

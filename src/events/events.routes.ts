@@ -130,6 +130,7 @@ export async function eventsRoutes(app: FastifyInstance): Promise<void> {
           '`Last-Event-ID` resumes after that id; without it the stream starts with every event still kept (the retention ' +
           'covers the longest token lifetime), so a new verifier learns every revocation that still matters. A `resync` event ' +
           '(data: JSON) says the requested id is older than the retention or unknown: events replay from the oldest kept. ' +
+          'A `live` event (data: `{"id": n}`) follows the catch-up: the receiver is up to date from then on. ' +
           'Comment lines are heartbeats. The stream ends when the credential expires or is revoked.',
         headers: {
           type: 'object',
@@ -158,6 +159,8 @@ export async function eventsRoutes(app: FastifyInstance): Promise<void> {
         'x-content-type-options': 'nosniff',
         'x-request-id': request.id,
         'x-accel-buffering': 'no',
+        // One stream per connection: when the stream ends (credential expired, shutdown) the socket goes with it.
+        connection: 'close',
       });
       res.write(': tessera security events\nretry: 1000\n\n');
       if (resync) res.write(`event: resync\ndata: ${JSON.stringify({ reason: 'events after the requested id are no longer kept or it is unknown', from: horizon })}\n\n`);
@@ -212,6 +215,8 @@ export async function eventsRoutes(app: FastifyInstance): Promise<void> {
         const off = await hub.subscribe(subscriber, () => open);
         if (open) unsubscribe = off;
         else off();
+        // Everything kept up to here is on its way: from now on the receiver is up to date.
+        queue = queue.then(() => void (open && res.write(`event: live\ndata: ${JSON.stringify({ id: subscriber.cursor })}\n\n`)));
       } catch (err) {
         request.log.warn({ err: { message: (err as Error).message } }, 'could not read security events; closing the stream');
         close();
