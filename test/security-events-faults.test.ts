@@ -128,12 +128,23 @@ t.test('Postgres restarted (fast, then immediate): no committed security event i
     return r.status === 200 ? ((await r.json()) as { access_token: string }).access_token : null;
   };
   const revoke = async (url: string, tok: string) =>
-    (await fetch(`${url}/oauth/revoke`, { method: 'POST', headers: { ...form, ...clientAuth }, body: `token=${tok}`, signal: AbortSignal.timeout(5000) }).catch(() => null))
-      ?.status ?? 0;
+    (
+      await fetch(`${url}/oauth/revoke`, {
+        method: 'POST',
+        headers: { ...form, ...clientAuth },
+        body: `token=${tok}`,
+        signal: AbortSignal.timeout(5000),
+      }).catch(() => null)
+    )?.status ?? 0;
 
   const streamA = collector(`${urlA}/events/stream`, apiToken);
   const streamB = collector(`${urlB}/events/stream`, apiToken);
-  const vA = createVerifier({ issuer, audience: issuer, revocations: 'stream', events: { auth: async () => apiToken, url: `${urlA}/events/stream`, graceMs: 60_000 } });
+  const vA = createVerifier({
+    issuer,
+    audience: issuer,
+    revocations: 'stream',
+    events: { auth: async () => apiToken, url: `${urlA}/events/stream`, graceMs: 60_000 },
+  });
   const vB = createVerifier({
     issuer,
     audience: issuer,

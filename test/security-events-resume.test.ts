@@ -78,7 +78,13 @@ t.test('a verifier cut off fails closed after its grace time, then resumes with 
   const { h, issuer, urlB } = await twoInstances(t);
   const receiver = await h.apiToken(await h.user(), ['events:read']);
   const net = switchableFetch();
-  const v = createVerifier({ issuer, audience: issuer, fetch: net.fetch, revocations: 'stream', events: { auth: async () => receiver, url: `${urlB}/events/stream`, graceMs: 200 } });
+  const v = createVerifier({
+    issuer,
+    audience: issuer,
+    fetch: net.fetch,
+    revocations: 'stream',
+    events: { auth: async () => receiver, url: `${urlB}/events/stream`, graceMs: 200 },
+  });
   const remote = createVerifier({
     issuer,
     audience: issuer,

@@ -95,9 +95,15 @@ t.test('revocations on instance A reach verifiers subscribed to A and to B; unaf
   // 2. An SDK key disabled: its tokens go; enabled again, its new tokens work.
   const d = await user();
   const dJwt = await getToken(h, d.key);
-  t.equal((await h.inject({ method: 'PATCH', url: `/api/sdk-keys/${d.key.client_id}`, headers: bearer(d.apiToken), payload: { status: 'disabled' } })).statusCode, 200);
+  t.equal(
+    (await h.inject({ method: 'PATCH', url: `/api/sdk-keys/${d.key.client_id}`, headers: bearer(d.apiToken), payload: { status: 'disabled' } })).statusCode,
+    200,
+  );
   t.ok(await refusedByBoth(dJwt), "a disabled key's token is refused by both");
-  t.equal((await h.inject({ method: 'PATCH', url: `/api/sdk-keys/${d.key.client_id}`, headers: bearer(d.apiToken), payload: { status: 'enabled' } })).statusCode, 200);
+  t.equal(
+    (await h.inject({ method: 'PATCH', url: `/api/sdk-keys/${d.key.client_id}`, headers: bearer(d.apiToken), payload: { status: 'enabled' } })).statusCode,
+    200,
+  );
   t.same(await both(await getToken(h, d.key)), ['ok', 'ok'], 'a token issued after re-enabling is accepted');
 
   // 3. A user suspended: their keys' tokens go, and the remote answers about their session.
@@ -172,4 +178,3 @@ t.test('revocations on instance A reach verifiers subscribed to A and to B; unaf
   v1.close();
   v2.close();
 });
-

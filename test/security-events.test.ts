@@ -15,7 +15,11 @@ async function jwks(h: Harness) {
 }
 
 /** Polls (acknowledging `ack`) and returns the verified SET payloads, by jti. */
-async function poll(h: Harness, token: string, body: Record<string, unknown> = {}): Promise<{ sets: Map<string, JWTPayload>; more: boolean; raw: Record<string, string> }> {
+async function poll(
+  h: Harness,
+  token: string,
+  body: Record<string, unknown> = {},
+): Promise<{ sets: Map<string, JWTPayload>; more: boolean; raw: Record<string, string> }> {
   const res = await h.inject({ method: 'POST', url: '/events/poll', headers: bearer(token), payload: { returnImmediately: true, ...body } });
   if (res.statusCode !== 200) throw new Error(`poll: ${res.statusCode} ${res.body}`);
   const out = res.json() as { sets: Record<string, string>; moreAvailable: boolean };
@@ -67,11 +71,15 @@ t.test('every kind of revocation becomes a verifiable SET; poll acknowledges per
   const session = login.json().id as string;
   t.equal((await h.inject({ method: 'POST', url: '/api/users/logout', headers: { 'x-access-token': session } })).statusCode, 204);
   // SDK key disabled, then its tokens cut off by plain SQL (as a CLI or operator script would), then deleted.
-  t.equal((await h.inject({ method: 'PATCH', url: `/api/sdk-keys/${key.client_id}`, headers: bearer(apiToken), payload: { status: 'disabled' } })).statusCode, 200);
+  t.equal(
+    (await h.inject({ method: 'PATCH', url: `/api/sdk-keys/${key.client_id}`, headers: bearer(apiToken), payload: { status: 'disabled' } })).statusCode,
+    200,
+  );
   await sql`update sdk_keys set tokens_valid_after = tokens_valid_after + interval '1 second' where client_id = ${key.client_id}`.execute(h.db);
   t.equal((await h.inject({ method: 'DELETE', url: `/api/sdk-keys/${key.client_id}`, headers: bearer(apiToken) })).statusCode, 204);
   // Signing key revoked.
-  const kid = (await h.inject({ method: 'GET', url: '/admin/keys', headers: bearer(admin) })).json().keys.find((k: { state: string }) => k.state === 'active').kid as string;
+  const kid = (await h.inject({ method: 'GET', url: '/admin/keys', headers: bearer(admin) })).json().keys.find((k: { state: string }) => k.state === 'active')
+    .kid as string;
   t.equal((await h.inject({ method: 'POST', url: `/admin/keys/${kid}/revoke`, headers: bearer(admin) })).statusCode, 200);
   // API token revoked (CAEP credential-change); then the user suspended.
   const other = await h.apiToken(u, ['api']);
@@ -100,7 +108,11 @@ t.test('every kind of revocation becomes a verifiable SET; poll acknowledges per
   const keyRevoked = got.find((p) => 'urn:tessera:secevent:signing-key-revoked' in (p.events as object))!;
   t.same((keyRevoked.events as Record<string, unknown>)['urn:tessera:secevent:signing-key-revoked'], { kid });
   const ids = got.map((p) => Number(p.jti));
-  t.same(ids, [...ids].sort((a, b) => a - b), 'oldest first');
+  t.same(
+    ids,
+    [...ids].sort((a, b) => a - b),
+    'oldest first',
+  );
 
   // Unacknowledged SETs come again; acknowledged ones never do.
   const again = await poll(h, receiverToken, { maxEvents: 2 });
@@ -151,7 +163,10 @@ t.test('poll and stream refuse the unauthorised and hostile input with 4xx, neve
     t.type(res.json().message, 'string');
   }
   // Acknowledging ids that do not exist (yet) is harmless.
-  t.equal((await h.inject({ method: 'POST', url: '/events/poll', headers: bearer(tok), payload: { ack: ['123456'], returnImmediately: true } })).statusCode, 200);
+  t.equal(
+    (await h.inject({ method: 'POST', url: '/events/poll', headers: bearer(tok), payload: { ack: ['123456'], returnImmediately: true } })).statusCode,
+    200,
+  );
   for (const id of ['abc', '-1', '1e3', '9'.repeat(40), '1 2']) {
     const res = await h.inject({ method: 'GET', url: '/events/stream', headers: { ...bearer(tok), 'last-event-id': id } });
     t.equal(res.statusCode, 400, `stream: 400 for Last-Event-ID ${id.slice(0, 12)}`);

@@ -112,9 +112,12 @@ export async function eventsRoutes(app: FastifyInstance): Promise<void> {
     for (const r of streams) r.raw.end();
   });
 
-  const guard: preHandlerAsyncHookHandler = markBearerGuard(async function eventsGuard(request: FastifyRequest) {
-    request.principal = await authenticate(request, { anyOf: EVENT_SCOPES });
-  } as preHandlerAsyncHookHandler, [...EVENT_SCOPES]);
+  const guard: preHandlerAsyncHookHandler = markBearerGuard(
+    async function eventsGuard(request: FastifyRequest) {
+      request.principal = await authenticate(request, { anyOf: EVENT_SCOPES });
+    } as preHandlerAsyncHookHandler,
+    [...EVENT_SCOPES],
+  );
 
   app.get<{ Headers: { 'last-event-id'?: string } }>(
     '/events/stream',
@@ -137,7 +140,10 @@ export async function eventsRoutes(app: FastifyInstance): Promise<void> {
           properties: { 'last-event-id': { type: 'string', maxLength: 64, description: 'The id of the last event received' } },
         },
         response: {
-          200: { description: 'An SSE stream (never ends by itself while the credential lasts)', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+          200: {
+            description: 'An SSE stream (never ends by itself while the credential lasts)',
+            content: { 'text/event-stream': { schema: { type: 'string' } } },
+          },
           ...errorResponses(400, 401, 403, 429, 503),
         },
       },
@@ -163,7 +169,8 @@ export async function eventsRoutes(app: FastifyInstance): Promise<void> {
         connection: 'close',
       });
       res.write(': tessera security events\nretry: 1000\n\n');
-      if (resync) res.write(`event: resync\ndata: ${JSON.stringify({ reason: 'events after the requested id are no longer kept or it is unknown', from: horizon })}\n\n`);
+      if (resync)
+        res.write(`event: resync\ndata: ${JSON.stringify({ reason: 'events after the requested id are no longer kept or it is unknown', from: horizon })}\n\n`);
       streams.add(reply);
       receivers.inc({ delivery: 'stream' });
 

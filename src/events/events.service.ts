@@ -32,9 +32,7 @@ export class EventHub {
   private again = false;
   private stopped = false;
 
-  constructor(
-    private readonly deps: { db: Db; log: Pick<Logger, 'warn'>; hooks?: EventHubHooks },
-  ) {}
+  constructor(private readonly deps: { db: Db; log: Pick<Logger, 'warn'>; hooks?: EventHubHooks }) {}
 
   /** The highest id this instance has read. */
   get lastId(): number {

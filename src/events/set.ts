@@ -38,7 +38,11 @@ export function setClaims(issuer: string, audience: string, e: StoredEvent): Set
   const base = { iss: issuer, iat: toe, jti: String(e.id), aud: audience };
   switch (e.kind) {
     case 'token_revoked':
-      return { ...base, sub_id: { format: 'jwt_id', iss: issuer, jti: s.jti }, events: { [TESSERA_EVENT.tokenRevoked]: { jti: s.jti, client_id: s.client_id, exp: s.exp } } };
+      return {
+        ...base,
+        sub_id: { format: 'jwt_id', iss: issuer, jti: s.jti },
+        events: { [TESSERA_EVENT.tokenRevoked]: { jti: s.jti, client_id: s.client_id, exp: s.exp } },
+      };
     case 'sdk_key_disabled':
       return {
         ...base,
