@@ -4,7 +4,7 @@
 // poll receiver sees the same events.
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { ClientCredentials, createVerifier, TesseraVerifyError, type Verifier } from '../src/client/index.js';
+import { createVerifier, TesseraVerifyError, type Verifier } from '../src/client/index.js';
 import { bearer, freePort, harness, type Harness } from './support/helper.js';
 import { basic, createSdkKey, getToken, headerOf, oauthPost } from './support/oauth-helper.js';
 
@@ -55,9 +55,9 @@ t.test('revocations on instance A reach verifiers subscribed to A and to B; unaf
 
   // Verifier 1 subscribes to A with an SDK key (scope events:read); verifier 2 to B with an operator's API token.
   const receiverKey = await createSdkKey(h, await h.user(), { name: 'gateway', scopes: ['events:read'] }, ['api', 'events:read']);
-  const creds = new ClientCredentials({ issuer, clientId: receiverKey.client_id, clientSecret: receiverKey.client_secret });
-  const common = { issuer, audience: issuer, remote: { cacheTtlMs: 600_000 } };
-  const v1 = createVerifier({ ...common, revocations: 'stream', events: { auth: creds, url: `${urlA}/events/stream` } });
+  // A new signing key may be published a moment after the revocation event: refetch the JWKS on an unknown kid within a second.
+  const common = { issuer, audience: issuer, jwksCooldownMs: 1000, remote: { cacheTtlMs: 600_000 } };
+  const v1 = createVerifier({ ...common, revocations: 'stream', events: { auth: () => getToken(h, receiverKey), url: `${urlA}/events/stream` } });
   const v2 = createVerifier({
     ...common,
     jwksUri: `${urlB}/.well-known/jwks.json`,
