@@ -41,6 +41,7 @@ import type { CascadeRegistry } from './platform/cascades.js';
 import type { EndedCredentials } from './platform/auth/forget.js';
 import { adminPeopleRoutes } from './people/people.routes.js';
 import { consolePlugin } from './console/console.plugin.js';
+import { eventsRoutes } from './events/events.routes.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -255,6 +256,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(oauthRoutes);
   await app.register(wellKnownRoutes);
   await app.register(gatewayRoutes);
+  await app.register(eventsRoutes);
   await app.register(adminSurface, {
     prefix: '/admin',
     routes: [adminUsersRoutes, adminPeopleRoutes, adminOrganizationRoutes, adminKeysRoutes, adminAuditRoutes],

@@ -226,6 +226,10 @@ const MATRIX: Record<string, Case> = {
   'POST /oauth/revoke': { kind: 'not-bearer', why: 'an SDK key revokes its own JWTs (only ends credentials)' },
   'POST /api/users/loginWithToken': { kind: 'not-bearer', why: 'an API token in the body; the session never outlives it' },
   'POST /api/users/logout': { kind: 'not-bearer', why: 'ends the session sent (only ends credentials)' },
+  'POST /events/poll': {
+    kind: 'not-bearer',
+    why: "reads security events (scope events:read or admin; an SDK key holding events:read is a receiver); acknowledgements move only the caller's own cursor",
+  },
 };
 
 t.test('every write route is in the credential-rules matrix', async (t) => {

@@ -17,7 +17,7 @@ t.test('discovery metadata lists every endpoint, grant, auth method and algorith
     jwks_uri: `${iss}/.well-known/jwks.json`,
     introspection_endpoint: `${iss}/oauth/introspect`,
     revocation_endpoint: `${iss}/oauth/revoke`,
-    scopes_supported: ['api', 'quantum_tokens', 'introspect'],
+    scopes_supported: ['api', 'quantum_tokens', 'introspect', 'events:read'],
     response_types_supported: [],
     grant_types_supported: ['client_credentials'],
     token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],

@@ -26,6 +26,7 @@ export {
 export { type ClientLogger, type FetchLike, type RetryOptions, type ServerMetadata, type TransportOptions } from './http.js';
 export { DpopKey, dpopFetch } from './dpop.js';
 export { JWT_BEARER_ASSERTION, PrivateKeyJwt } from './private-key-jwt.js';
+export { RevocationStream, type RevocationStreamOptions, type StreamVerdict } from './revocation-stream.js';
 export { TokenLogin, type Session, type TokenLoginOptions } from './token-login.js';
 export {
   createVerifier,

@@ -12,6 +12,7 @@ import {
 import type { ClientCredentials } from './client-credentials.js';
 import { TesseraError, TesseraVerifyError, type VerifyFailureReason } from './errors.js';
 import { normaliseIssuer, requestWithRetry, SingleFlight, transport, type Transport, type TransportOptions } from './http.js';
+import { RevocationStream, type RevocationStreamOptions } from './revocation-stream.js';
 
 /** Algorithms Tessera signs with. */
 export const TESSERA_ALGORITHMS = ['EdDSA', 'ES256', 'RS256'] as const;
@@ -58,6 +59,13 @@ export interface VerifierOptions extends TransportOptions {
   remote?: RemoteCheckOptions;
   /** Accept opaque tokens (session and API tokens) by asking Tessera (default true). */
   opaqueTokens?: boolean;
+  /**
+   * `stream`: follow Tessera's security events (`/events/stream`) and refuse revoked JWTs locally
+   * (revoked jti, disabled or deleted SDK key, revoked signing key), with `events` saying how to
+   * subscribe and what to do while the stream is down. Default: no stream.
+   */
+  revocations?: 'stream';
+  events?: RevocationStreamOptions;
 }
 
 /** What a verified token says about the caller. */
@@ -91,6 +99,10 @@ export interface Verifier {
   verifyRequest(headers: Record<string, string | string[] | undefined>, options?: VerifyCallOptions): Promise<VerifiedToken>;
   /** Forgets cached keys and remote answers. */
   clearCaches(): void;
+  /** The security events subscription (`revocations: 'stream'`), else null. */
+  readonly revocationStream: RevocationStream | null;
+  /** Stops the subscription, if any. */
+  close(): void;
 }
 
 const fail = (reason: VerifyFailureReason, message: string, cause?: unknown) =>
@@ -146,6 +158,11 @@ class RemoteKeySet {
     this.etag = null;
     this.expiresAt = 0;
     this.lastFetch = Number.NEGATIVE_INFINITY;
+  }
+
+  /** Fetches the key set now, whatever the cooldown (a signed security event names a kid not held). */
+  refreshNow(): Promise<void> {
+    return this.flight.current ?? this.refresh();
   }
 
   private refresh(): Promise<void> {
@@ -231,6 +248,22 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const opaque = options.opaqueTokens ?? true;
   const cache = new Map<string, CacheEntry>();
   const flights = new Map<string, Promise<VerifiedToken>>();
+  let stream: RevocationStream | null = null;
+  if (options.revocations === 'stream') {
+    if (!options.events) throw new TesseraError("revocations: 'stream' needs events.auth (a credential with scope events:read)");
+    stream = new RevocationStream(
+      t,
+      issuer,
+      options.events,
+      (h, tok) => keys.key(h, tok),
+      // Remote answers about a user whose credentials changed are stale: drop them.
+      (userId) => {
+        for (const [k, e] of cache) if (!(e.result instanceof TesseraVerifyError) && e.result.userId === userId) cache.delete(k);
+      },
+      () => keys.refreshNow(),
+    );
+    stream.start();
+  }
 
   async function introspectionBearer(): Promise<string> {
     const a = remote.introspectionAuth!;
@@ -372,7 +405,11 @@ export function createVerifier(options: VerifierOptions): Verifier {
       claims: payload,
       checkedRemotely: false,
     };
-    const check = remote.jwt === true || (typeof remote.jwt === 'function' && remote.jwt(payload));
+    const verdict = stream ? stream.check(payload, header.kid) : 'ok';
+    if (verdict === 'revoked') throw fail('revoked', 'the token is revoked');
+    const streamDown = verdict === 'down';
+    if (streamDown && options.events?.whenDown !== 'remote') throw fail('unavailable', 'the revocation stream is down; tokens cannot be checked');
+    const check = streamDown || remote.jwt === true || (typeof remote.jwt === 'function' && remote.jwt(payload));
     if (!check) return base;
     const confirmed = await remoteCheck(token, payload.exp!);
     return { ...base, userId: confirmed.userId, checkedRemotely: true };
@@ -403,6 +440,10 @@ export function createVerifier(options: VerifierOptions): Verifier {
     clearCaches() {
       keys.clear();
       cache.clear();
+    },
+    revocationStream: stream,
+    close() {
+      stream?.stop();
     },
   };
 }

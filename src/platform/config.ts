@@ -109,6 +109,13 @@ export interface Config {
     /** Failed sign-ins per client IP in 15 minutes before sign-in from it pauses. */
     readonly failedSignInsPerIp: number;
   };
+  /** Security events for verifiers (`/events/stream`, `/events/poll`). */
+  readonly securityEvents: {
+    /** How long events are kept (TESSERA_SECURITY_EVENTS_RETENTION): at least the longest token lifetime. */
+    readonly retentionSeconds: number;
+    /** Seconds between heartbeat comments on an idle stream (TESSERA_SECURITY_EVENTS_HEARTBEAT). */
+    readonly heartbeatSeconds: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -220,6 +227,17 @@ function duration(env: Env, name: string, def: number): number {
   const n = Number(m[1]) * unit;
   if (n <= 0) throw new ConfigError(`${name} must be positive`);
   return n;
+}
+
+/** Retention defaults to the longest token lifetime plus a minute; shorter is refused (a verifier could miss a revocation). */
+function securityEventSettings(env: Env, longestTokenSeconds: number): Config['securityEvents'] {
+  const retentionSeconds = duration(env, 'TESSERA_SECURITY_EVENTS_RETENTION', longestTokenSeconds);
+  if (retentionSeconds < longestTokenSeconds - 60) {
+    throw new ConfigError(`TESSERA_SECURITY_EVENTS_RETENTION (${retentionSeconds}s) must cover the longest token lifetime (${longestTokenSeconds - 60}s)`);
+  }
+  const heartbeatSeconds = duration(env, 'TESSERA_SECURITY_EVENTS_HEARTBEAT', 15);
+  if (heartbeatSeconds > 300) throw new ConfigError('TESSERA_SECURITY_EVENTS_HEARTBEAT must be at most 300s');
+  return { retentionSeconds, heartbeatSeconds };
 }
 
 /** TESSERA_DB_STATEMENT_TIMEOUT_MS: 0 (off), or 100 ms to 10 minutes; default 5 s. */
@@ -363,6 +381,7 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
     throw new ConfigError('TESSERA_METRICS_TOKEN must be at least 32 printable characters without spaces (openssl rand -base64 32)');
   }
 
+  const sessionTtl = duration(env, 'TESSERA_SESSION_TTL', 3600);
   let providers: ProviderSpec[];
   try {
     providers = providersFromEnv(env);
@@ -387,7 +406,7 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
     pepper,
     clientCacheMaxEntries: int(env, 'TESSERA_CLIENT_CACHE_MAX', 150_000, 1, 100_000_000),
     accessTokenTtlSeconds,
-    sessionTtlSeconds: duration(env, 'TESSERA_SESSION_TTL', 3600),
+    sessionTtlSeconds: sessionTtl,
     sessionSliding: bool(env, 'TESSERA_SESSION_SLIDING', false),
     signingAlg,
     keyRotationPeriodSeconds,
@@ -410,6 +429,7 @@ export function loadConfig(env: Env = process.env): LoadedConfig {
     providers: Object.freeze(providers),
     proofOfPossession: proofOfPossessionSettings(env),
     console: consoleSettings(env),
+    securityEvents: securityEventSettings(env, Math.max(accessTokenTtlSeconds, sessionTtl) + 60),
   };
   return { config: Object.freeze(config), warnings };
 }

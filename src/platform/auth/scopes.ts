@@ -2,7 +2,7 @@
  * Scopes of API tokens and sessions. `admin` is for operators only; `introspect` lets a
  * resource server call /oauth/introspect with a bearer credential.
  */
-export const API_SCOPES = ['api', 'quantum_tokens', 'admin', 'introspect'] as const;
+export const API_SCOPES = ['api', 'quantum_tokens', 'admin', 'introspect', 'events:read'] as const;
 export type ApiScope = (typeof API_SCOPES)[number];
 
 export function isApiScope(s: string): s is ApiScope {

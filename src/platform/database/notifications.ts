@@ -30,6 +30,8 @@ export interface ChangeEvents {
   signing_keys: { id: string; state?: string; step?: string };
   /** A user's status changed. */
   user: { id: string };
+  /** A row was added to security_events (`id`: its id), sent by the capturing trigger. */
+  security_event: { id: string };
 }
 
 /** The union of change-event types. */

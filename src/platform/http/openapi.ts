@@ -39,6 +39,7 @@ export const openapiPlugin = fp(
           { name: 'organizations', description: 'Organization membership, managed by owners and maintainers' },
           { name: 'admin', description: 'Operators (scope admin)' },
           { name: 'gateway', description: 'Forward-auth for gateways' },
+          { name: 'events', description: 'Security events for verifiers: Security Event Tokens streamed (SSE) and by RFC 8936 poll' },
           { name: 'operations', description: 'Health, readiness, metrics, contract' },
         ],
         components: {

@@ -1,0 +1,286 @@
+import { decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { ClientCredentials } from './client-credentials.js';
+import type { Transport } from './http.js';
+
+/** Event types of Tessera's Security Event Tokens that the denylist follows. */
+const EV = {
+  tokenRevoked: 'urn:tessera:secevent:access-token-revoked',
+  sdkKeyDisabled: 'urn:tessera:secevent:sdk-key-disabled',
+  sdkKeyTokensCutOff: 'urn:tessera:secevent:sdk-key-tokens-cut-off',
+  sdkKeyDeleted: 'urn:tessera:secevent:sdk-key-deleted',
+  userSuspended: 'urn:tessera:secevent:user-suspended',
+  signingKeyRevoked: 'urn:tessera:secevent:signing-key-revoked',
+  sessionRevoked: 'https://schemas.openid.net/secevent/caep/event-type/session-revoked',
+  credentialChange: 'https://schemas.openid.net/secevent/caep/event-type/credential-change',
+} as const;
+
+export interface RevocationStreamOptions {
+  /** The bearer that subscribes: an SDK key holding scope `events:read` (or an operator's token), or a function. */
+  auth: ClientCredentials | (() => Promise<string>);
+  /**
+   * How long the stream may be down (or not yet caught up) before tokens stop being accepted on
+   * local checks alone, in ms (default 5000). Never zero risk: within it a revocation may be late.
+   */
+  graceMs?: number;
+  /**
+   * What happens past the grace time: `fail-closed` (default) refuses JWTs as `unavailable`;
+   * `remote` checks each one with Tessera (`remote.method`, `/gateway/verify` by default).
+   */
+  whenDown?: 'fail-closed' | 'remote';
+  /** The longest lifetime of a Tessera access token, in seconds (default 86400): bounds what the denylist keeps. */
+  maxTokenLifetimeSeconds?: number;
+  /** The stream URL (default `<issuer>/events/stream`). */
+  url?: string;
+  /** No bytes for this long (heartbeats included) means the connection is dead, in ms (default 45000). */
+  idleTimeoutMs?: number;
+}
+
+/** What the denylist says about one verified access token. */
+export type StreamVerdict = 'ok' | 'revoked' | 'down';
+
+type KeyResolver = JWTVerifyGetKey;
+
+/**
+ * Follows Tessera's security events stream (`GET /events/stream`) and keeps the denylist a
+ * locally-verifying gateway needs, in memory and bounded by token expiry: revoked jtis (until their
+ * `exp`), SDK keys' `tokens_valid_after` and deleted keys, revoked signing keys (until every token
+ * they signed has expired). Every SET is verified with Tessera's keys before it counts. Resumes
+ * with `Last-Event-ID`; while it is down or catching up for longer than the grace time, it says
+ * `down`, and the verifier then refuses or checks remotely: never silently open.
+ */
+export class RevocationStream {
+  private readonly jtis = new Map<string, number>();
+  private readonly cutoffs = new Map<string, { after: number; until: number }>();
+  private readonly kids = new Map<string, number>();
+  private lastId: string | null = null;
+  private live = false;
+  /** Since when the stream has not been live (ms); null while live. */
+  private downSince: number;
+  private everLive = false;
+  private stopped = false;
+  private abort: AbortController | null = null;
+  private retryMs = 250;
+  private readonly graceMs: number;
+  private readonly lifetime: number;
+  private readonly url: string;
+  private readonly idleMs: number;
+  private lastPrune = 0;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(
+    private readonly t: Transport,
+    private readonly issuer: string,
+    private readonly o: RevocationStreamOptions,
+    private readonly keys: KeyResolver,
+    /** Told of every user whose sessions, API tokens or status changed (remote answers about them are stale). */
+    private readonly onUserChange: (userId: string) => void,
+    /** Told when a SET needs a key the key set does not hold (fetch the JWKS again now). */
+    private readonly refreshKeys: () => Promise<void>,
+  ) {
+    this.graceMs = o.graceMs ?? 5000;
+    this.lifetime = (o.maxTokenLifetimeSeconds ?? 86_400) * 1000;
+    this.url = o.url ?? `${issuer}/events/stream`;
+    this.idleMs = o.idleTimeoutMs ?? 45_000;
+    this.downSince = t.now();
+  }
+
+  start(): void {
+    void this.run();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.abort?.abort();
+    for (const w of this.waiters) w();
+  }
+
+  /** True once the stream has caught up (the server said `live`) and is still connected. */
+  get isLive(): boolean {
+    return this.live;
+  }
+
+  /** The id of the last event applied (what a reconnect resumes after). */
+  get lastEventId(): string | null {
+    return this.lastId;
+  }
+
+  /** Resolves once the stream is live (or stopped). */
+  ready(): Promise<void> {
+    if (this.live || this.stopped) return Promise.resolve();
+    return new Promise((r) => this.waiters.add(r));
+  }
+
+  /** The verdict on a verified access token: its jti, its key's cut-off, its signing key. */
+  check(claims: JWTPayload, kid: string | undefined): StreamVerdict {
+    const now = this.t.now();
+    this.prune(now);
+    const jti = claims.jti;
+    const client = typeof claims.client_id === 'string' ? claims.client_id : undefined;
+    if (typeof jti === 'string' && this.jtis.has(jti)) return 'revoked';
+    if (kid !== undefined && this.kids.has(kid)) return 'revoked';
+    const cut = client === undefined ? undefined : this.cutoffs.get(client);
+    if (cut && (typeof claims.iat !== 'number' || claims.iat < cut.after)) return 'revoked';
+    if (!this.live && (!this.everLive || now - this.downSince > this.graceMs)) return 'down';
+    return 'ok';
+  }
+
+  private prune(now: number): void {
+    if (now - this.lastPrune < 10_000) return;
+    this.lastPrune = now;
+    for (const [k, exp] of this.jtis) if (exp * 1000 + 60_000 < now) this.jtis.delete(k);
+    for (const [k, c] of this.cutoffs) if (c.until < now) this.cutoffs.delete(k);
+    for (const [k, until] of this.kids) if (until < now) this.kids.delete(k);
+  }
+
+  private async bearer(): Promise<string> {
+    const a = this.o.auth;
+    return typeof a === 'function' ? a() : a.getToken();
+  }
+
+  private setLive(live: boolean): void {
+    if (live === this.live) return;
+    this.live = live;
+    if (live) {
+      this.everLive = true;
+      for (const w of this.waiters) w();
+      this.waiters.clear();
+    } else {
+      this.downSince = this.t.now();
+    }
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        await this.connectOnce();
+        this.retryMs = 250;
+      } catch (err) {
+        if (this.stopped) break;
+        this.t.logger.warn(`Tessera revocation stream: ${(err as Error).message}; reconnecting`);
+      }
+      this.setLive(false);
+      if (this.stopped) break;
+      await new Promise((r) => setTimeout(r, this.retryMs).unref?.());
+      this.retryMs = Math.min(this.retryMs * 2, 5000);
+    }
+  }
+
+  private async connectOnce(): Promise<void> {
+    const abort = new AbortController();
+    this.abort = abort;
+    const headers: Record<string, string> = { accept: 'text/event-stream', authorization: `Bearer ${await this.bearer()}` };
+    if (this.lastId !== null) headers['last-event-id'] = this.lastId;
+    let idle: NodeJS.Timeout | undefined;
+    const touch = () => {
+      if (idle) clearTimeout(idle);
+      idle = setTimeout(() => abort.abort(), this.idleMs);
+      idle.unref?.();
+    };
+    touch();
+    try {
+      const res = await this.t.fetch(this.url, { method: 'GET', headers, signal: abort.signal });
+      if (res.status === 401 && typeof this.o.auth !== 'function') this.o.auth.invalidate();
+      if (res.status !== 200 || !res.body) {
+        await res.body?.cancel().catch(() => undefined);
+        throw new Error(`the events stream answered ${res.status}`);
+      }
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      let event = { type: 'message', id: null as string | null, data: [] as string[] };
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        touch();
+        buffer += value;
+        let nl: number;
+        while ((nl = buffer.search(/\r\n|\r|\n/)) >= 0) {
+          const line = buffer.slice(0, nl);
+          buffer = buffer.slice(nl + (buffer[nl] === '\r' && buffer[nl + 1] === '\n' ? 2 : 1));
+          if (line === '') {
+            if (event.data.length > 0 || event.type !== 'message') await this.dispatch(event.type, event.id, event.data.join('\n'));
+            event = { type: 'message', id: null, data: [] };
+            continue;
+          }
+          if (line.startsWith(':')) continue;
+          const colon = line.indexOf(':');
+          const field = colon < 0 ? line : line.slice(0, colon);
+          const val = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+          if (field === 'event') event.type = val;
+          else if (field === 'data') event.data.push(val);
+          else if (field === 'id') event.id = val;
+        }
+      }
+    } finally {
+      if (idle) clearTimeout(idle);
+      abort.abort();
+    }
+  }
+
+  private async dispatch(type: string, id: string | null, data: string): Promise<void> {
+    if (type === 'live') return this.setLive(true);
+    if (type === 'resync') {
+      this.t.logger.warn('Tessera revocation stream: events were missed (away longer than their retention); replaying every event kept');
+      return;
+    }
+    if (type !== 'message') return;
+    const payload = await this.verifySet(data);
+    this.apply(payload);
+    if (id !== null) this.lastId = id;
+  }
+
+  /** Verifies a SET with Tessera's keys (fetching the JWKS again once when its kid is unknown). */
+  private async verifySet(set: string): Promise<JWTPayload> {
+    const opts = { issuer: this.issuer, typ: 'secevent+jwt', currentDate: new Date(this.t.now()), clockTolerance: 60 };
+    try {
+      return (await jwtVerify(set, this.keys, opts)).payload;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ERR_JWKS_NO_MATCHING_KEY') throw err;
+      decodeProtectedHeader(set);
+      await this.refreshKeys();
+      return (await jwtVerify(set, this.keys, opts)).payload;
+    }
+  }
+
+  private apply(p: JWTPayload): void {
+    const events = (p.events ?? {}) as Record<string, Record<string, unknown>>;
+    const now = this.t.now();
+    const str = (v: unknown) => (typeof v === 'string' ? v : null);
+    const num = (v: unknown) => (typeof v === 'number' ? v : null);
+    // Tokens of `client` issued before `after` (epoch s; Infinity: all) are refused until every one has expired.
+    const cut = (client: string | null, after: number) => {
+      if (client === null) return;
+      const prev = this.cutoffs.get(client);
+      const until = Math.max(prev?.until ?? 0, (Number.isFinite(after) ? Math.max(after * 1000, now) : now) + this.lifetime);
+      this.cutoffs.set(client, { after: Math.max(prev?.after ?? 0, after), until });
+    };
+    for (const [type, e] of Object.entries(events)) {
+      switch (type) {
+        case EV.tokenRevoked: {
+          const jti = str(e.jti);
+          if (jti !== null) this.jtis.set(jti, num(e.exp) ?? Math.ceil((now + this.lifetime) / 1000));
+          break;
+        }
+        case EV.sdkKeyDisabled:
+        case EV.sdkKeyTokensCutOff:
+          cut(str(e.client_id), num(e.tokens_valid_after) ?? Infinity);
+          if (str(e.user_id)) this.onUserChange(str(e.user_id)!);
+          break;
+        case EV.sdkKeyDeleted:
+          cut(str(e.client_id), Infinity);
+          break;
+        case EV.signingKeyRevoked: {
+          const kid = str(e.kid);
+          if (kid !== null) this.kids.set(kid, now + this.lifetime);
+          // Another key signs from now on: fetch the key set now rather than at the next unknown kid.
+          this.refreshKeys().catch((err: Error) => this.t.logger.warn(`Tessera revocation stream: JWKS refresh failed: ${err.message}`));
+          break;
+        }
+        case EV.userSuspended:
+        case EV.sessionRevoked:
+        case EV.credentialChange:
+          if (str(e.user_id)) this.onUserChange(str(e.user_id)!);
+          break;
+      }
+    }
+  }
+}
