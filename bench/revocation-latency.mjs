@@ -1,7 +1,8 @@
 // Time from an acknowledged revocation to its refusal by two locally-verifying verifiers, each
 // subscribed to a different Tessera instance (one database). Kinds: access token revoked, SDK key
-// disabled, session ended. Writes bench/results/revocation-latency.md. Run after `npm run build`:
-//   node bench/revocation-latency.mjs [count]      (default 200)
+// disabled, user suspended, session ended (each in turn, `count` in all), then signing key revoked
+// (a few: each needs a rotation). Writes bench/results/revocation-latency.md. Run after `npm run build`:
+//   node bench/revocation-latency.mjs [count] [signing-key revocations]     (default 200 5)
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -21,6 +22,7 @@ const { issueApiToken } = await dist('api-tokens/api-tokens.service.js');
 const { createVerifier, TesseraVerifyError } = await dist('client/index.js');
 
 const COUNT = Number(process.argv[2] ?? 200);
+const KEY_REVOCATIONS = Number(process.argv[3] ?? 5);
 const freePort = () =>
   new Promise((resolve) => {
     const s = net.createServer().listen(0, '127.0.0.1', () => {
@@ -62,7 +64,12 @@ const urlA = await start(portA);
 const urlB = await start(await freePort());
 
 const u = await createUser(admin.db, { email: 'bench@example.com', name: 'Bench' });
-const { token: apiToken } = await issueApiToken(admin.db, config.pepper, { userId: u.id, name: 'bench', scopes: ['api', 'events:read'], expiresAt: null });
+const { token: apiToken } = await issueApiToken(admin.db, config.pepper, {
+  userId: u.id,
+  name: 'bench',
+  scopes: ['api', 'events:read', 'admin'],
+  expiresAt: null,
+});
 const json = (url, method, body, token = apiToken) =>
   fetch(url, {
     method,
@@ -73,10 +80,11 @@ const form = { 'content-type': 'application/x-www-form-urlencoded' };
 const mkKey = async (token = apiToken) => (await json(`${urlA}/api/sdk-keys`, 'POST', { name: 'k', scopes: ['api'] }, token)).json();
 let users = 0;
 /** A fresh user's API token (each user may hold two SDK keys). */
-const freshToken = async () => {
+const freshUser = async () => {
   const x = await createUser(admin.db, { email: `bench${++users}@example.com`, name: 'Bench' });
-  return (await issueApiToken(admin.db, config.pepper, { userId: x.id, name: 'bench', scopes: ['api'], expiresAt: null })).token;
+  return { id: x.id, token: (await issueApiToken(admin.db, config.pepper, { userId: x.id, name: 'bench', scopes: ['api'], expiresAt: null })).token };
 };
+const freshToken = async () => (await freshUser()).token;
 const mint = async (key) =>
   (
     await (
@@ -89,11 +97,18 @@ const mint = async (key) =>
   ).access_token;
 
 const verifiers = [
-  createVerifier({ issuer, audience: issuer, revocations: 'stream', events: { auth: async () => apiToken, url: `${urlA}/events/stream` } }),
+  createVerifier({
+    issuer,
+    audience: issuer,
+    jwksCooldownMs: 100,
+    revocations: 'stream',
+    events: { auth: async () => apiToken, url: `${urlA}/events/stream` },
+  }),
   createVerifier({
     issuer,
     audience: issuer,
     jwksUri: `${urlB}/.well-known/jwks.json`,
+    jwksCooldownMs: 100,
     revocations: 'stream',
     events: { auth: async () => apiToken, url: `${urlB}/events/stream` },
   }),
@@ -108,11 +123,11 @@ const outcome = async (v, tok) => {
     throw err;
   }
 };
-/** ms from `t0` until both verifiers refuse `tok` (polled every ms). */
-async function refusedAfter(tok, t0) {
+/** ms from `t0` until both verifiers refuse `tok` for one of `reasons` (polled every ms). */
+async function refusedAfter(tok, t0, reasons = ['revoked']) {
   const done = [null, null];
   while (done.some((d) => d === null)) {
-    for (let i = 0; i < 2; i++) if (done[i] === null && (await outcome(verifiers[i], tok)) === 'revoked') done[i] = performance.now() - t0;
+    for (let i = 0; i < 2; i++) if (done[i] === null && reasons.includes(await outcome(verifiers[i], tok))) done[i] = performance.now() - t0;
     if (performance.now() - t0 > 10_000) throw new Error('not refused within 10 s');
     await sleep(1);
   }
@@ -120,12 +135,14 @@ async function refusedAfter(tok, t0) {
 }
 
 const control = await mkKey();
-const controlToken = await mint(control);
-const samples = { token_revoked: [], sdk_key_disabled: [] };
+let controlToken = await mint(control);
+const samples = { token_revoked: [], sdk_key_disabled: [], user_suspended: [], session_ended: [], signing_key_revoked: [] };
+const KINDS = ['token_revoked', 'token_revoked', 'token_revoked', 'token_revoked', 'token_revoked', 'token_revoked'];
+KINDS.push('sdk_key_disabled', 'sdk_key_disabled', 'user_suspended', 'session_ended');
 let falseRejections = 0;
 const keyPool = [];
-for (let i = 0; i < COUNT; i++) {
-  const kind = i % 5 === 4 ? 'sdk_key_disabled' : 'token_revoked';
+for (let i = 0; i < COUNT + KEY_REVOCATIONS; i++) {
+  const kind = i >= COUNT ? 'signing_key_revoked' : KINDS[i % KINDS.length];
   if (kind === 'token_revoked') {
     const key = keyPool[0] ?? (keyPool[0] = await mkKey());
     const tok = await mint(key);
@@ -137,7 +154,7 @@ for (let i = 0; i < COUNT; i++) {
     });
     if (r.status !== 200) throw new Error(`revoke ${r.status}`);
     samples[kind].push(...(await refusedAfter(tok, t0)));
-  } else {
+  } else if (kind === 'sdk_key_disabled') {
     const owner = await freshToken();
     const key = await mkKey(owner);
     const tok = await mint(key);
@@ -145,6 +162,50 @@ for (let i = 0; i < COUNT; i++) {
     const r = await json(`${urlA}/api/sdk-keys/${key.client_id}`, 'PATCH', { status: 'disabled' }, owner);
     if (r.status !== 200) throw new Error(`disable ${r.status}`);
     samples[kind].push(...(await refusedAfter(tok, t0)));
+  } else if (kind === 'user_suspended') {
+    const owner = await freshUser();
+    const tok = await mint(await mkKey(owner.token));
+    const t0 = performance.now();
+    const r = await json(`${urlA}/admin/users/${owner.id}/suspend`, 'POST');
+    if (r.status !== 200) throw new Error(`suspend ${r.status}`);
+    samples[kind].push(...(await refusedAfter(tok, t0)));
+  } else if (kind === 'session_ended') {
+    // A session token is opaque: the verifiers confirm it with Tessera and reuse the answer for a
+    // few seconds; the session-revoked event drops that answer, so the next check asks again.
+    const owner = await freshToken();
+    const login = await fetch(`${urlA}/api/users/loginWithToken`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ apiToken: owner }),
+    });
+    if (login.status !== 200) throw new Error(`login ${login.status}`);
+    const session = (await login.json()).id;
+    for (const v of verifiers) if ((await outcome(v, session)) !== 'ok') throw new Error('a fresh session was refused');
+    const t0 = performance.now();
+    const r = await fetch(`${urlA}/api/users/logout`, { method: 'POST', headers: { 'x-access-token': session } });
+    if (r.status !== 204) throw new Error(`logout ${r.status}`);
+    samples[kind].push(...(await refusedAfter(session, t0)));
+  } else {
+    // The token is signed by the key about to be revoked; the control token is re-issued under the
+    // key that replaces it, so it must stay accepted.
+    const tok = await mint(control);
+    const kid = JSON.parse(Buffer.from(tok.split('.')[0], 'base64url').toString()).kid;
+    const rot = await json(`${urlA}/admin/keys/rotate`, 'POST', { immediate: true });
+    if (rot.status !== 200 && rot.status !== 201) throw new Error(`rotate ${rot.status}`);
+    controlToken = await mint(control);
+    // Both instances publish the new key within moments (their change listener); wait for the verifiers to take it.
+    const until = performance.now() + 10_000;
+    for (const v of verifiers) {
+      while ((await outcome(v, controlToken)) !== 'ok') {
+        if (performance.now() > until) throw new Error('the new key is not accepted within 10 s');
+        await sleep(50);
+      }
+    }
+    const t0 = performance.now();
+    const r = await json(`${urlA}/admin/keys/${kid}/revoke`, 'POST');
+    if (r.status !== 200) throw new Error(`revoke key ${r.status}`);
+    // Refused as revoked (the event) or as signed by a key no longer published (a JWKS refetch).
+    samples[kind].push(...(await refusedAfter(tok, t0, ['revoked', 'unknown_kid'])));
   }
   for (const v of verifiers) if ((await outcome(v, controlToken)) !== 'ok') falseRejections++;
 }
@@ -158,13 +219,19 @@ const row = (name, xs) => `| ${name} | ${xs.length} | ${pct(xs, 50).toFixed(1)} 
 const md = [
   '# Revocation latency: acknowledged revocation -> refused by two stream-subscribed verifiers',
   '',
-  `Two Tessera instances on one embedded Postgres, two TypeScript verifiers (one per instance), ${COUNT} revocations made on instance A,`,
-  `each measured at both verifiers (${all.length} samples). Same machine, loopback. ${new Date().toISOString()}, ${os.cpus().length} CPUs.`,
+  `Two Tessera instances on one embedded Postgres, two TypeScript verifiers (one per instance), ${COUNT + KEY_REVOCATIONS} revocations made on instance A,`,
+  `each measured at both verifiers (${all.length} samples). Same machine, loopback. ${new Date().toISOString()}, ${os.cpus().length} CPUs, load average ${os
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' / ')} at the end.`,
   '',
   '| kind | samples | p50 ms | p99 ms | max ms |',
   '|---|---|---|---|---|',
   row('access token revoked', samples.token_revoked),
   row('SDK key disabled', samples.sdk_key_disabled),
+  row('user suspended', samples.user_suspended),
+  row('session ended (logout)', samples.session_ended),
+  row('signing key revoked', samples.signing_key_revoked),
   row('all', all),
   '',
   `False rejections of an unaffected token: ${falseRejections} (checked after every revocation on both verifiers).`,
