@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import math
 import re
+import socket
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -88,6 +89,13 @@ class RevocationStream:
         self._live_event.set()
         res = self._res
         if res is not None:
+            # Closing the response does not wake a thread blocked reading its socket; shutting the socket down does.
+            try:
+                sock = getattr(getattr(res.raw, "_connection", None), "sock", None)
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 res.close()
             except Exception:  # noqa: BLE001 - closing a socket another thread reads may raise anything
