@@ -13,6 +13,7 @@ from .errors import (
     TesseraVerifyError,
 )
 from .pop import JWT_BEARER_ASSERTION, DpopKey, PrivateKeyJwt
+from .revocations import RevocationStream
 from .token_login import Session, TokenLogin
 from .verifier import TESSERA_ALGORITHMS, ASGIMiddleware, VerifiedToken, Verifier, WSGIMiddleware, extract_token
 
@@ -33,6 +34,7 @@ __all__ = [
     "HttpxAuth",
     "PERMANENT_OAUTH_ERRORS",
     "RetryPolicy",
+    "RevocationStream",
     "SdkCredentials",
     "Session",
     "TESSERA_ALGORITHMS",

@@ -6,6 +6,11 @@ for its ``Cache-Control: max-age`` and refetched on an unknown kid at most once 
 rotation verifies without failures and a revoked key's tokens fail once the cached set expires. Opaque
 tokens (session tokens ``tsr_ses_...``, API tokens ``tsr_pat_...``) are checked with Tessera through
 ``GET /gateway/verify``.
+
+With ``revocations="stream"`` the verifier follows Tessera's security events (``GET /events/stream``, see
+:mod:`tessera_client.revocations`) and refuses revoked JWTs locally; until the stream has caught up, and once it
+has been down longer than ``grace`` seconds, JWTs are refused as unavailable (``when_down="fail-closed"``) or
+checked with Tessera (``when_down="remote"``).
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import requests
 
 from ._http import RetryPolicy, SingleFlight, Transport, normalise_issuer, request_with_retry
 from .errors import TesseraError, TesseraVerifyError
+from .revocations import DOWN, OK, REVOKED, EventsAuth, RevocationStream
 
 #: Algorithms Tessera signs with.
 TESSERA_ALGORITHMS: Tuple[str, ...] = ("EdDSA", "ES256", "RS256")
@@ -144,6 +150,13 @@ class _KeySet:
 
         self._flight.run(run)
 
+    def refresh_now(self) -> None:
+        """Fetches the key set now, whatever the cooldown (a signed security event names a kid not held)."""
+        if self._flight.in_flight:
+            self._flight.wait()
+        else:
+            self._refresh()
+
     def key(self, kid: Optional[str]) -> Tuple[str, jwt.PyJWK]:
         if self._keys is None or self._t.now() >= self._expires_at:
             try:
@@ -193,6 +206,14 @@ class Verifier:
         session: Optional[requests.Session] = None,
         now: Optional[Callable[[], float]] = None,
         warn: Optional[Callable[[str], None]] = None,
+        revocations: Optional[str] = None,
+        events_auth: Optional[EventsAuth] = None,
+        grace: float = 5.0,
+        when_down: str = "fail-closed",
+        max_token_lifetime: float = 86_400.0,
+        events_url: Optional[str] = None,
+        events_audience: Optional[str] = None,
+        events_idle_timeout: float = 45.0,
     ) -> None:
         self.issuer = normalise_issuer(issuer)
         self.audiences = [audience] if isinstance(audience, str) else list(audience)
@@ -216,6 +237,48 @@ class Verifier:
         self._opaque = opaque_tokens
         self._cache: "OrderedDict[str, Tuple[float, Union[VerifiedToken, TesseraVerifyError]]]" = OrderedDict()
         self._cache_lock = threading.Lock()
+        if revocations not in (None, "stream"):
+            raise TesseraError("revocations must be 'stream' or None")
+        if when_down not in ("fail-closed", "remote"):
+            raise TesseraError("when_down must be 'fail-closed' or 'remote'")
+        self._when_down = when_down
+        #: The security events subscription (``revocations="stream"``), else None.
+        self.revocation_stream: Optional[RevocationStream] = None
+        if revocations == "stream":
+            if events_auth is None:
+                raise TesseraError("revocations='stream' needs events_auth (a credential with scope events:read, or a callable returning a token)")
+            self.revocation_stream = RevocationStream(
+                t,
+                self.issuer,
+                events_auth,
+                self._keys.key,
+                self._keys.refresh_now,
+                self._forget_user,
+                grace=grace,
+                max_token_lifetime=max_token_lifetime,
+                url=events_url,
+                audience=events_audience,
+                idle_timeout=events_idle_timeout,
+                algorithms=tuple(self.algorithms),
+            )
+            self.revocation_stream.start()
+
+    def _forget_user(self, user_id: str) -> None:
+        """Remote answers about a user whose sessions, API tokens or status changed are stale: drop them."""
+        with self._cache_lock:
+            for k in [k for k, (_, r) in self._cache.items() if isinstance(r, VerifiedToken) and r.user_id == user_id]:
+                del self._cache[k]
+
+    def close(self) -> None:
+        """Stops the security events subscription, if any."""
+        if self.revocation_stream is not None:
+            self.revocation_stream.close()
+
+    def __enter__(self) -> "Verifier":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def clear_caches(self) -> None:
         """Forgets cached keys and remote answers."""
@@ -327,8 +390,14 @@ class Verifier:
             expires_at=int(payload["exp"]),
             claims=payload,
         )
+        verdict = self.revocation_stream.check(payload, header.get("kid")) if self.revocation_stream else OK
+        if verdict == REVOKED:
+            raise _fail("revoked", "the token is revoked")
+        stream_down = verdict == DOWN
+        if stream_down and self._when_down != "remote":
+            raise _fail("unavailable", "the revocation stream is down; tokens cannot be checked")
         rj = self._remote_jwt
-        if rj is True or (callable(rj) and rj(payload)):
+        if stream_down or rj is True or (callable(rj) and rj(payload)):
             confirmed = self._remote_check(token, float(payload["exp"]))
             base.user_id = confirmed.user_id
             base.checked_remotely = True
