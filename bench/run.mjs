@@ -1,6 +1,6 @@
 // `npm run bench`: Tessera side by side with panva's oidc-provider and a reference ceiling.
 // See bench/README.md. Loopback only; every child process is stopped on the way out.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -47,9 +47,12 @@ const pgDirs = [path.join(work, 'tessera', 'pg')];
 
 // ---- cleanup on every way out ---------------------------------------------------------------
 let cleaning = null;
+/** The revocation flow's process (bench/tools/revocation-flow.mjs), when --revocations-per-second is set. */
+let flowChild = null;
 function cleanup() {
   return (cleaning ??= (async () => {
     currentLoad?.stop?.();
+    flowChild?.kill('SIGTERM');
     await stopAll(20_000);
     // Tessera stops its Postgres on SIGTERM; if Tessera had to be killed, stop the cluster here.
     for (const dir of pgDirs) {
@@ -68,6 +71,7 @@ function cleanup() {
   })());
 }
 process.on('exit', () => {
+  flowChild?.kill('SIGKILL');
   killAllNow();
   for (const dir of pgDirs) {
     const pm = postmasterPid(dir);
@@ -422,10 +426,12 @@ async function measure(scenario, target, c, seconds) {
   if (aborted) throw aborted;
   if (target.server === 'peer' && scenario.id === 'verify') await fixtures.peer.refreshOpaque();
   const counters = { pairs: 0, seconds };
+  if (target.flow) await flowRequest({ cmd: 'prepare', seconds }, 'prepared', 600_000);
   const pid = servers.procs[target.server].pid;
   const cpu0 = cpuSeconds(pid);
   const pg0 = target.server === 'tessera' ? clusterCpuSeconds(servers.pgPid) : null;
   const gen0 = process.cpuUsage();
+  if (target.flow) await flowRequest({ cmd: 'go' }, 'going');
   const result = await runAutocannon({
     url: `http://127.0.0.1:${target.port}`,
     connections: c,
@@ -437,6 +443,7 @@ async function measure(scenario, target, c, seconds) {
   const cpu1 = cpuSeconds(pid);
   const pg1 = target.server === 'tessera' ? clusterCpuSeconds(servers.pgPid) : null;
   const gen = process.cpuUsage(gen0);
+  const flow = target.flow ? await flowStopped() : null;
   if (cpu1 === null)
     throw new BenchError(
       `${SERVER_NAMES[target.server]} exited during ${scenario.id}; see ${servers.procs[target.server].logFile}:\n${tail(servers.procs[target.server].logFile)}`,
@@ -460,7 +467,102 @@ async function measure(scenario, target, c, seconds) {
     cpuServer: per1k(cpu1 - cpu0),
     cpuPg: pg0 === null || pg1 === null ? null : per1k(pg1 - pg0),
     cpuLoadGen: per1k((gen.user + gen.system) / 1e6),
+    revocationsPerSec: flow ? flow.perSecond : null,
+    flowProblems: flow ? flow.problems : [],
   };
+}
+
+// ---- revocation flow and local verification ---------------------------------------------------
+/**
+ * For the verify scenario: the local verifier (bench/servers/local-verify.mjs, subscribed to the
+ * stream with an `events:read` API token) and, with --revocations-per-second, the flow process
+ * with its own SDK key (the bench user's second).
+ */
+async function revocationSetup(ports, env) {
+  const t = fixtures.tessera;
+  if (t.avail.cc !== true) return;
+  const cli = (args) => runNode([path.join(ROOT, 'dist/src/cli.js'), ...args], { env, cwd: ROOT, timeoutMs: 120_000 });
+  const eventsToken = JSON.parse(
+    await cli(['tokens', 'create', '--user', 'bench-main@bench.invalid', '--scopes', 'events:read', '--name', 'bench-events']),
+  ).token;
+  ports.local = await freePort();
+  const issuer = `http://127.0.0.1:${ports.tessera}`;
+  log('local verifier: createVerifier subscribed to /events/stream (bench/servers/local-verify.mjs)');
+  servers.procs.local = startNode('local verifier', [path.join(ROOT, 'bench/servers/local-verify.mjs')], {
+    env: { ...process.env, PORT: String(ports.local), BENCH_TESSERA_URL: issuer, BENCH_EVENTS_TOKEN: eventsToken },
+    cwd: ROOT,
+    logFile: path.join(work, 'local-verify.log'),
+  });
+  await waitReady(servers.procs.local, `http://127.0.0.1:${ports.local}/healthz`, 60_000);
+  t.avail.local = probe('local verifier GET /verify', await request(ports.local, 'GET', '/verify', { headers: { authorization: `Bearer ${t.jwt}` } }));
+  if (!(opts.revocationsPerSecond > 0)) return;
+  const created = await request(ports.tessera, 'POST', '/api/sdk-keys', {
+    headers: { authorization: `Bearer ${t.mainToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'bench-revoker' }),
+  });
+  if (created.status !== 201 && created.status !== 200)
+    throw new BenchError(`POST /api/sdk-keys (revoker) answered ${created.status}: ${created.text.slice(0, 300)}`);
+  log(`revocation flow: ${opts.revocationsPerSecond.toLocaleString('en-US')} revocations/s through POST /oauth/revoke (bench/tools/revocation-flow.mjs)`);
+  flowChild = fork(path.join(ROOT, 'bench/tools/revocation-flow.mjs'), [], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      BENCH_TESSERA_URL: issuer,
+      BENCH_REVOKER_KEYS: JSON.stringify([{ client_id: created.json.client_id, client_secret: created.json.client_secret }]),
+      BENCH_REVOCATIONS_PER_SECOND: String(opts.revocationsPerSecond),
+    },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  await flowReply('started', 30_000);
+}
+
+function flowReply(type, timeoutMs = 60_000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new BenchError(`the revocation flow did not answer ${type} within ${timeoutMs / 1000} s`)), timeoutMs);
+    const onMessage = (m) => (m.type === type ? done(null, m) : m.type === 'error' ? done(new BenchError(`revocation flow: ${m.message}`)) : null);
+    const onExit = (code) => done(new BenchError(`the revocation flow exited (${code})`));
+    function done(err, m) {
+      clearTimeout(timer);
+      flowChild.off('message', onMessage);
+      flowChild.off('exit', onExit);
+      if (err) reject(err);
+      else resolve(m);
+    }
+    flowChild.on('message', onMessage);
+    flowChild.once('exit', onExit);
+  });
+}
+
+function flowRequest(msg, type, timeoutMs) {
+  if (!flowChild) throw new BenchError('no revocation flow running');
+  const reply = flowReply(type, timeoutMs);
+  flowChild.send(msg);
+  return reply;
+}
+
+/**
+ * Stops the flow and checks that it reached the verifiers: the last token it revoked is refused
+ * by /gateway/verify at once and by the local verifier (from its stream) within 2 s.
+ */
+async function flowStopped() {
+  const out = await flowRequest({ cmd: 'stop' }, 'stopped');
+  fixtures.flowRevoked = (fixtures.flowRevoked ?? 0) + out.revoked;
+  const problems = [...out.problems];
+  if (out.failed) problems.push(`${out.failed} revocations failed`);
+  if (!out.lastRevoked) problems.push('no revocation was acknowledged');
+  else {
+    const auth = { authorization: `Bearer ${out.lastRevoked}` };
+    const gw = await request(servers.ports.tessera, 'GET', '/gateway/verify', { headers: auth });
+    if (gw.status !== 401) problems.push(`/gateway/verify answered ${gw.status} to a revoked token (want 401)`);
+    let local = null;
+    for (let i = 0; i < 40 && local?.json?.reason !== 'revoked'; i++) {
+      if (i) await new Promise((r) => setTimeout(r, 50));
+      local = await request(servers.ports.local, 'GET', '/verify', { headers: auth });
+    }
+    if (local?.json?.reason !== 'revoked')
+      problems.push(`the local verifier answered ${local?.status} ${local?.text.slice(0, 100)} to a revoked token 2 s later`);
+  }
+  return { ...out, problems };
 }
 
 // ---- main -----------------------------------------------------------------------------------
@@ -480,7 +582,7 @@ async function main() {
     'cc-many': 4 * opts.connections.length,
     'cc-conc': 3 * opts.curveConnections.length,
     'cc-pop': opts.popClients.length,
-    verify: 4 * opts.connections.length,
+    verify: (opts.revocationsPerSecond > 0 ? 7 : 5) * opts.connections.length,
     login: opts.connections.length,
     jwks: 3 * opts.connections.length,
     'dpop-token': 2 * opts.connections.length,
@@ -510,6 +612,7 @@ async function main() {
   fixtures.peer = await peerFixtures(servers.ports, clients);
   fixtures.ceiling = await ceilingFixtures(servers.ports, clients);
   fixtures.ports = servers.ports;
+  if (selected.has('verify')) await revocationSetup(servers.ports, servers.tesseraEnv);
 
   // The machine's raw signing rate, every core, before any load (the servers are idle).
   let sign = null;
@@ -526,6 +629,7 @@ async function main() {
   const failures = [];
   const raw = [];
   const checkRun = (scenario, target, c, r, phase) => {
+    for (const p of r.flowProblems) failures.push(`${scenario.id} / ${target.label} / c=${c} (${phase}): revocation flow: ${p}`);
     if (r.errors || r.non2xx) {
       failures.push(
         `${scenario.id} / ${target.label} / c=${c} (${phase}): ${r.non2xx} non-2xx${r.codes.length ? ` (${r.codes.join(', ')})` : ''}, ` +
@@ -556,6 +660,7 @@ async function main() {
           const r = await measure(scenario, t, c, opts.duration);
           log(
             `${scenario.id} c=${c} run ${i + 1}/${opts.runs} ${t.label}: ${Math.round(r.rps)} req/s` +
+              `${r.revocationsPerSec !== null ? ` (${Math.round(r.revocationsPerSec)} revocations/s achieved)` : ''}` +
               `${r.pairsPerSec !== null ? ` (${Math.round(r.pairsPerSec)} pairs/s)` : ''}, p99 ${r.p99} ms, non-2xx ${r.non2xx}, errors ${r.errors}`,
           );
           checkRun(scenario, t, c, r, `run ${i + 1}`);
@@ -582,6 +687,7 @@ async function main() {
           cpuServer: m('cpuServer'),
           cpuPg: m('cpuPg'),
           cpuLoadGen: m('cpuLoadGen'),
+          revocationsPerSec: t.flow ? m('revocationsPerSec') : null,
           clients: t.clients ?? null,
         };
         rows.push(row);
@@ -595,6 +701,17 @@ async function main() {
       log(
         `population: Tessera RSS ${Math.round((pop.memoryEnd?.rss ?? 0) / 2 ** 20)} MB at the end; database ${Math.round(pop.stats.databaseBytes / 2 ** 20)} MB`,
       );
+    }
+    if (scenario.id === 'verify' && fixtures.flowRevoked) {
+      // Every acknowledged revocation is a committed security event.
+      const kinds = JSON.parse(
+        await runNode([path.join(ROOT, 'bench/tessera-fixtures.mjs'), '--security-events'], { env: servers.tesseraEnv, cwd: ROOT, timeoutMs: 120_000 }),
+      );
+      log(`revocation flow: ${fixtures.flowRevoked} revocations acknowledged, security_events ${JSON.stringify(kinds)}`);
+      if (!((kinds.token_revoked ?? 0) >= fixtures.flowRevoked))
+        failures.push(
+          `revocation flow: ${fixtures.flowRevoked} revocations acknowledged but ${kinds.token_revoked ?? 0} token_revoked rows in security_events`,
+        );
     }
     if (scenario.id === 'login') {
       const problem = await checkLogoutRevokes(servers.ports.tessera);
@@ -656,6 +773,7 @@ async function main() {
     connections: opts.connections,
     curveConnections: opts.curveConnections,
     popConnections: opts.popConnections,
+    revocationsPerSecond: opts.revocationsPerSecond,
     ratios,
     sign,
     population,
@@ -698,6 +816,18 @@ async function main() {
         ]
       : []),
     `autocannon ${readJson('node_modules/autocannon/package.json').version}, in the bench process itself (separate from every server). Round-robin: each request takes the next credential of a shared list.`,
+    ...(fixtures.tessera.avail.local === true
+      ? [
+          "Local verification (bench/servers/local-verify.mjs): Tessera's TypeScript verifier (dist/src/client, createVerifier with revocations: 'stream', " +
+            'subscribed to /events/stream with an events:read API token) checking the JWT in-process behind a minimal node:http GET /verify, its own process.' +
+            (opts.revocationsPerSecond > 0
+              ? ` Revocation flow (bench/tools/revocation-flow.mjs, its own process): ${opts.revocationsPerSecond.toLocaleString('en-US')} RFC 7009 POST /oauth/revoke a second ` +
+                "of access tokens issued to a second bench SDK key before each run (outside the measurement), each a token_revoked security event in Tessera's " +
+                'security_events and on every stream; during the runs marked "revocations/s flowing" only. After each such run the last revoked token is checked ' +
+                'to be refused by /gateway/verify and, within 2 s, by the local verifier.'
+              : ''),
+        ]
+      : []),
     'The login scenario reuses one API token; a pair counts when its logout has answered 2xx, and after the runs one logged-out session is checked to be refused by /gateway/verify.',
     `Run took ${meta.elapsedSeconds} s in all.`,
   ];

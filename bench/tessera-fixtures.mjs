@@ -10,8 +10,11 @@
 // With --vacuum it only runs VACUUM (ANALYZE), as pgbench does before it measures: once the SDK keys are made,
 // so autovacuum's pass over the freshly loaded tables does not land in the first measured run.
 //
+// With --security-events it prints the security_events rows by kind as JSON (the revocation flow's check).
+//
 // usage: node bench/tessera-fixtures.mjs --users N --out FILE   (env: the bench's TESSERA_* variables)
 //        node bench/tessera-fixtures.mjs --vacuum
+//        node bench/tessera-fixtures.mjs --security-events
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
@@ -20,13 +23,23 @@ import { createUser } from '../dist/src/identity/users.repository.js';
 import { issueApiToken } from '../dist/src/api-tokens/api-tokens.service.js';
 import { recordAudit } from '../dist/src/platform/database/audit.repository.js';
 
-const { values } = parseArgs({ options: { users: { type: 'string', default: '0' }, out: { type: 'string' }, vacuum: { type: 'boolean' } } });
+const { values } = parseArgs({
+  options: {
+    users: { type: 'string', default: '0' },
+    out: { type: 'string' },
+    vacuum: { type: 'boolean' },
+    'security-events': { type: 'boolean' },
+  },
+});
 const count = Number(values.users);
 const rt = await openRuntime(process.env, { logLevel: 'warn' });
 const actor = { userId: null, credential: 'cli' };
 try {
   if (values.vacuum) await sql`vacuum (analyze)`.execute(rt.handle.db);
-  else await makeFixtures();
+  else if (values['security-events']) {
+    const { rows } = await sql`select kind, count(*)::int as n from security_events group by kind`.execute(rt.handle.db);
+    process.stdout.write(JSON.stringify(Object.fromEntries(rows.map((r) => [r.kind, r.n]))));
+  } else await makeFixtures();
 } finally {
   await rt.close();
 }

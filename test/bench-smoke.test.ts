@@ -17,6 +17,7 @@ interface Row {
   server: string;
   variant?: string;
   c: number;
+  revocationsPerSec: number | null;
   rps: number;
   pairsPerSec: number | null;
   clients: number | null;
@@ -53,6 +54,8 @@ t.test('BENCH_QUICK=1: every scenario runs and yields non-zero rates, references
     '0.3',
     '--out',
     'smoke',
+    '--revocations-per-second',
+    '50',
   ];
   const env: NodeJS.ProcessEnv = { ...process.env, BENCH_QUICK: '1', BENCH_RESULTS_DIR: dir, BENCH_CACHE: path.join(dir, 'cache') };
   delete env.DATABASE_URL;
@@ -103,6 +106,19 @@ t.test('BENCH_QUICK=1: every scenario runs and yields non-zero rates, references
     [20, 50],
     'cc-pop at each client count, in order',
   );
+  const verify = (server: string, variant?: string) => json.rows.find((r) => r.scenario === 'verify' && r.server === server && r.variant === variant);
+  for (const server of ['tessera', 'local']) {
+    t.ok(verify(server), `verify: ${server} without the revocation flow`);
+    const flowing = verify(server, 'revoking');
+    t.ok(flowing, `verify: ${server} with 50 revocations/s flowing`);
+    // The bench fails the run (failures above) when a revocation failed or did not reach both verifiers.
+    t.ok(flowing && flowing.revocationsPerSec !== null && flowing.revocationsPerSec > 0, `verify: ${server}: achieved revocation rate reported`);
+  }
+  t.equal(
+    json.targets.filter((x) => x.name.includes('revocations/s flowing')).length,
+    2,
+    'a with/without target for /gateway/verify and for local verification',
+  );
   const login = json.rows.find((r) => r.scenario === 'login');
   t.ok(login && login.pairsPerSec !== null && login.pairsPerSec > 0, 'login pairs counted');
   t.ok(json.meta.sign && json.meta.sign.perSecond > 0, 'the raw signing rate was measured');
@@ -112,7 +128,16 @@ t.test('BENCH_QUICK=1: every scenario runs and yields non-zero rates, references
   t.ok(pop && pop.coldStartSeconds > 0 && pop.rssEndBytes > 0 && pop.databaseBytes > 0, 'cold start, RSS and database size');
   t.ok(json.targets.length > 0 && json.targets.every((x) => ['met', 'not met', 'n/a'].includes(x.status) && x.command.startsWith('npm run bench')));
   const md = readFileSync(path.join(dir, 'smoke.md'), 'utf8');
-  for (const heading of ['## Results', '## Growth curves', '## Targets', '## References', '## Population', '## Where the time goes', '## Validity'])
+  for (const heading of [
+    '## Results',
+    '## Growth curves',
+    '## Targets',
+    '## References',
+    '## Population',
+    '## Where the time goes',
+    '## Validity',
+    '## Verification with revocations flowing',
+  ])
     t.match(md, heading);
   for (const chart of ['smoke-clients.svg', 'smoke-concurrency.svg']) {
     t.ok(existsSync(path.join(dir, chart)), `${chart} drawn`);

@@ -22,6 +22,9 @@ const HELP = `usage: npm run bench [-- options]      (each option also as an env
   --timeout S       BENCH_TIMEOUT      hard limit for the whole bench in seconds (default: estimate x 2 + 600)
   --require-all     BENCH_REQUIRE_ALL=1  fail when a scenario is not available on this build
   --keep            BENCH_KEEP=1       keep the throw-away data folder and server logs
+  --revocations-per-second N  BENCH_REVOCATIONS_PER_SECOND  during the verify scenario, also measure /gateway/verify
+                    and the local TypeScript verifier with N access-token revocations a second flowing into Tessera
+                    (bench/tools/revocation-flow.mjs, a separate process) (default 0: without the flow only)
                     BENCH_RESULTS_DIR  write the results to this folder instead of bench/results`;
 
 function truthy(v) {
@@ -56,6 +59,7 @@ export function loadOptions(argv = process.argv.slice(2), env = process.env) {
       timeout: { type: 'string' },
       'require-all': { type: 'boolean' },
       keep: { type: 'boolean' },
+      'revocations-per-second': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -93,6 +97,7 @@ export function loadOptions(argv = process.argv.slice(2), env = process.env) {
     requireAll: values['require-all'] ?? truthy(env.BENCH_REQUIRE_ALL),
     keep: values.keep ?? truthy(env.BENCH_KEEP),
     timeout: num('BENCH_TIMEOUT', pick('timeout', 'BENCH_TIMEOUT'), 0, 0),
+    revocationsPerSecond: num('BENCH_REVOCATIONS_PER_SECOND', pick('revocations-per-second', 'BENCH_REVOCATIONS_PER_SECOND'), 0, 0),
   };
   if (opts.population < Math.max(...opts.popClients)) throw new Error('BENCH_POPULATION must be at least the largest of BENCH_POP_CLIENTS');
   if (!/^[\w.-]+$/.test(opts.out)) throw new Error(`BENCH_OUT must be a plain file stem, got "${opts.out}"`);

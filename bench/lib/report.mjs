@@ -1,6 +1,6 @@
 // Markdown for bench/results/<out>.md.
 
-const SERVER_NAMES = { tessera: 'Tessera', peer: 'oidc-provider', ceiling: 'reference ceiling', floor: 'HTTP floor' };
+const SERVER_NAMES = { tessera: 'Tessera', peer: 'oidc-provider', ceiling: 'reference ceiling', floor: 'HTTP floor', local: 'local verifier' };
 const MB = (b) => (b === null || b === undefined || !Number.isFinite(b) ? '-' : `${Math.round(b / 2 ** 20).toLocaleString('en-US')} MB`);
 
 const int = (n) => Math.round(n).toLocaleString('en-US');
@@ -44,8 +44,9 @@ export function renderMarkdown({ meta, rows, targets, unavailable, failures, not
   L.push('|---|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     const rate = r.pairs ? `${int(r.rps)} (${int(r.pairsPerSec)} pairs/s)` : int(r.rps);
+    const label = r.revocationsPerSec !== null && r.revocationsPerSec !== undefined ? `${r.label} (${int(r.revocationsPerSec)} achieved)` : r.label;
     L.push(
-      `| ${r.scenarioTitle} | ${r.label} | ${r.c} | ${rate} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.errors} / ${r.non2xx} | ${cpu(r.cpuServer)} | ${r.server === 'tessera' ? cpu(r.cpuPg) : '-'} |`,
+      `| ${r.scenarioTitle} | ${label} | ${r.c} | ${rate} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.errors} / ${r.non2xx} | ${cpu(r.cpuServer)} | ${r.server === 'tessera' ? cpu(r.cpuPg) : '-'} |`,
     );
   }
   L.push('');
@@ -53,6 +54,26 @@ export function renderMarkdown({ meta, rows, targets, unavailable, failures, not
     L.push('## Growth curves', '');
     if (meta.charts.clients) L.push(`![tokens/s and p99 by distinct clients](${meta.charts.clients})`, '');
     if (meta.charts.concurrency) L.push(`![tokens/s and p99 by concurrency](${meta.charts.concurrency})`, '');
+  }
+  const flowRows = rows.filter((r) => r.scenario === 'verify' && r.variant === 'revoking');
+  if (flowRows.length) {
+    L.push('## Verification with revocations flowing', '');
+    L.push(
+      `Each verification measured without and with ${int(meta.revocationsPerSecond)} revocations/s requested (POST /oauth/revoke from a separate process), ` +
+        'in the same run, the order rotating; medians of the runs.',
+      '',
+    );
+    L.push('| verification | conc. | req/s without | req/s with | with / without | p99 ms without / with | revocations/s achieved |');
+    L.push('|---|---:|---:|---:|---:|---:|---:|');
+    for (const on of flowRows) {
+      const off = rows.find((r) => r.scenario === 'verify' && r.server === on.server && r.variant === undefined && r.c === on.c);
+      if (!off) continue;
+      const what = on.server === 'local' ? "local: createVerifier (revocations: 'stream'), in-process" : 'Tessera GET /gateway/verify, JWT';
+      L.push(
+        `| ${what} | ${on.c} | ${int(off.rps)} | ${int(on.rps)} | ${(on.rps / off.rps).toFixed(2)}x | ${ms(off.p99)} / ${ms(on.p99)} | ${int(on.revocationsPerSec ?? 0)} |`,
+      );
+    }
+    L.push('');
   }
   L.push('## Targets', '');
   L.push('| target | conc. | measured | goal | status | measured alone by |');

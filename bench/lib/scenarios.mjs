@@ -90,6 +90,15 @@ export function buildScenarios(fx, opts = {}) {
     ],
   });
 
+  const flowRate = opts.revocationsPerSecond ?? 0;
+  // Tessera's TypeScript verifier checking the JWT in-process (bench/servers/local-verify.mjs).
+  const localVerify = () => ({
+    server: 'local',
+    label: "local verification: createVerifier (revocations: 'stream'), JWT",
+    port: ports.local,
+    available: unavailable(t.avail.cc !== true ? t.avail.cc : (t.avail.local ?? 'no local verifier')),
+    load: () => [{ method: 'GET', path: '/verify', headers: { authorization: `Bearer ${t.jwt}` } }],
+  });
   const issuer = `http://127.0.0.1:${ports.tessera}`;
   const dpopAvail = t.avail.cc !== true ? t.avail.cc : (t.avail.dpop ?? 'no DPoP fixture');
   // Bearer and DPoP side by side in one scenario, so the ratio is of the same run.
@@ -226,6 +235,22 @@ export function buildScenarios(fx, opts = {}) {
           available: true,
           load: () => [{ method: 'GET', path: '/verify', headers: { authorization: `Bearer ${ceiling.jwt}` } }],
         },
+        localVerify(),
+        // The same two verifications with revocations flowing into Tessera (bench/tools/revocation-flow.mjs).
+        ...(flowRate > 0
+          ? [
+              {
+                server: 'tessera',
+                variant: 'revoking',
+                flow: true,
+                label: `Tessera GET /gateway/verify, JWT, ${flowRate.toLocaleString('en-US')} revocations/s flowing`,
+                port: ports.tessera,
+                available: unavailable(t.avail.cc !== true ? t.avail.cc : t.avail.verify),
+                load: () => [{ method: 'GET', path: '/gateway/verify', headers: { authorization: `Bearer ${t.jwt}` } }],
+              },
+              { ...localVerify(), variant: 'revoking', flow: true, label: `${localVerify().label}, ${flowRate.toLocaleString('en-US')} revocations/s flowing` },
+            ]
+          : []),
       ],
     },
     {
@@ -349,6 +374,26 @@ export function judgeTargets(find, extra = {}, opts = {}) {
   ]) {
     ratio(`/gateway/verify (${what}): Tessera / oidc-provider introspection req/s`, 'verify', variant, 'peer', 4.0, cmd('verify'));
     p99(`/gateway/verify (${what}): Tessera p99`, find('verify', 'tessera', variant, C), 5, cmd('verify'));
+  }
+  // The revocation flow: each verification with and without it, same run.
+  const rate = opts.revocationsPerSecond ?? 0;
+  const flowCmd = `${cmd('verify')} --revocations-per-second ${rate || 1000}`;
+  for (const [server, what] of [
+    ['tessera', '/gateway/verify (JWT)'],
+    ['local', "local verification (createVerifier, revocations: 'stream')"],
+  ]) {
+    const off = find('verify', server, undefined, C);
+    const on = find('verify', server, 'revoking', C);
+    const r = off && on ? on.rps / off.rps : null;
+    const achieved = on?.revocationsPerSec ?? null;
+    push(
+      `${what}: req/s with ${(rate || 1000).toLocaleString('en-US')} revocations/s flowing / without (same run)`,
+      C,
+      '>= 0.9x (unchanged within noise), the flow at >= 95% of its rate',
+      r === null ? null : `${r.toFixed(2)}x at ${Math.round(achieved ?? 0).toLocaleString('en-US')} revocations/s`,
+      r >= 0.9 && achieved >= 0.95 * rate,
+      flowCmd,
+    );
   }
   ratio('DPoP issuance: DPoP-bound / Bearer tokens/s (same run)', 'dpop-token', 'dpop', 'tessera', 0.6, cmd('dpop-token'));
   ratio('DPoP verification at /gateway/verify: DPoP / Bearer req/s (same run)', 'dpop-verify', 'dpop', 'tessera', 0.6, cmd('dpop-verify'));
