@@ -2,7 +2,7 @@
 // committed together (one statement, one transaction for a group), and of many concurrent uses of
 // one proof, on one instance or on two, exactly one is accepted.
 import t from 'tap';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomUUID, sign as nodeSign } from 'node:crypto';
 import { sql } from 'kysely';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { harness, type Harness } from './support/helper.js';
@@ -128,4 +128,59 @@ t.test('the replay guard: one winner per key within a group, a local record of u
   await sql`delete from used_jtis where namespace = 'client_assertion'`.execute(h.db);
   t.equal(await small.firstUse('client_assertion', 'c', 's-1', later), true, 'the oldest records were forgotten locally');
   t.equal(await small.firstUse('client_assertion', 'c', 's-29', later), false, 'the newest are still remembered');
+});
+
+t.test('every proof algorithm verifies; headers and claims a library would refuse are refused', async (t) => {
+  const h = await harness(t);
+  const key = await createSdkKey(h, await h.user(), { name: 'dpop', scopes: ['api'] });
+  const issuer = h.app.config.issuer;
+  const auth = { authorization: basic(key.client_id, key.client_secret) };
+  const token = (dpop: string) => oauthPost(h, '/oauth/token', { grant_type: 'client_credentials' }, { ...auth, dpop });
+  const claims = { htm: 'POST', htu: `${issuer}/oauth/token` };
+  const sign = async (alg: string, extraHeader: Record<string, unknown> = {}, extraClaims: Record<string, unknown> = {}) => {
+    const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+    return new SignJWT({ jti: randomUUID(), iat: Math.floor(Date.now() / 1000), ...claims, ...extraClaims })
+      .setProtectedHeader({ typ: 'dpop+jwt', alg, jwk: await exportJWK(publicKey), ...extraHeader })
+      .sign(privateKey);
+  };
+
+  for (const alg of ['ES256', 'ES384', 'EdDSA', 'Ed25519', 'PS256', 'RS256']) {
+    const r = await token(await sign(alg));
+    t.equal(r.statusCode, 200, `${alg} proof accepted`);
+    t.equal(r.json().token_type, 'DPoP');
+  }
+
+  const now = Math.floor(Date.now() / 1000);
+  const good = await sign('ES256');
+  const [hd, pl, sg] = good.split('.') as [string, string, string];
+  const otherPayload = Buffer.from(JSON.stringify({ jti: randomUUID(), iat: now, ...claims })).toString('base64url');
+  // Proofs jose refuses to make, signed with node:crypto: a key too weak or of another curve than
+  // its algorithm, an unknown critical parameter.
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const manual = (pair: ReturnType<typeof generateKeyPairSync>, header: Record<string, unknown>, hash: string, dsa?: 'ieee-p1363') => {
+    const input = `${b64({ typ: 'dpop+jwt', jwk: pair.publicKey.export({ format: 'jwk' }), ...header })}.${b64({ jti: randomUUID(), iat: now, ...claims })}`;
+    const sig = nodeSign(hash, Buffer.from(input), dsa ? { key: pair.privateKey, dsaEncoding: dsa } : pair.privateKey);
+    return `${input}.${sig.toString('base64url')}`;
+  };
+  const p256 = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+  const rsa1024 = generateKeyPairSync('rsa', { modulusLength: 1024 });
+  const hostile: Array<[string, string]> = [
+    ['a critical header parameter', manual(p256, { alg: 'ES256', crit: ['exp'] }, 'sha256', 'ieee-p1363')],
+    ['nbf in the future', await sign('ES256', {}, { nbf: now + 3600 })],
+    ['exp in the past', await sign('ES256', {}, { exp: now - 3600 })],
+    ['exp not a number', await sign('ES256', {}, { exp: 'soon' })],
+    ['ES256 header with a P-384 key', manual(p384, { alg: 'ES256' }, 'sha256', 'ieee-p1363')],
+    ['a signature over another payload', `${hd}.${otherPayload}.${sg}`],
+    ['a signature with characters outside base64url', `${hd}.${pl}.${sg.slice(0, -2)}+/`],
+    ['a payload that is not an object', `${hd}.${Buffer.from('[1]').toString('base64url')}.${sg}`],
+    ['four segments', `${good}.${sg}`],
+    ['an RSA key under 2048 bits', manual(rsa1024, { alg: 'RS256' }, 'sha256')],
+  ];
+  for (const [what, value] of hostile) {
+    const r = await token(value);
+    t.equal(r.statusCode, 400, what);
+    t.equal(r.json().error, 'invalid_dpop_proof', what);
+  }
+  t.equal((await token(good)).statusCode, 200, 'the untouched proof is accepted');
 });

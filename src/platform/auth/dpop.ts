@@ -184,7 +184,7 @@ export class DpopVerifier {
         throw invalid('the DPoP proof signature or claims are invalid');
       }
       if (key.type !== 'public') throw invalid('the DPoP proof signature or claims are invalid');
-      if (key.asymmetricKeyType === 'rsa' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) {
+      if ((key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss') && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) {
         throw invalid('the DPoP proof signature or claims are invalid');
       }
       return { alg, key, jkt: await calculateJwkThumbprint(publicJwk, 'sha256') };
