@@ -34,7 +34,7 @@ const MAX_TOKEN_LENGTH = 4096;
 export const authPlugin = fp(
   async function authPlugin(app: FastifyInstance) {
     app.decorate('authenticators', [] as Authenticator[]);
-    const replayGuard = new ReplayGuard(app.db);
+    const replayGuard = new ReplayGuard(app.db, { now: () => app.clock.now() });
     app.decorate('replayGuard', replayGuard);
     app.decorate('dpop', new DpopVerifier({ config: app.config, clock: app.clock, replay: replayGuard }));
     // Every ten minutes, one delete of the records of proofs and assertions that have expired

@@ -1,8 +1,9 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, createHmac, KeyObject } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import { calculateJwkThumbprint, decodeProtectedHeader, importJWK, jwtVerify, type CryptoKey, type JWK, type JWTPayload, type KeyObject } from 'jose';
+import { calculateJwkThumbprint, importJWK, type JWK, type JWTPayload } from 'jose';
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Config } from '../config.js';
+import { verifiableAlg, verifySignature } from '../crypto/jws.js';
 import { safeEqual } from '../crypto/secrets.js';
 import type { ReplayGuard } from '../database/replay-guard.js';
 
@@ -26,6 +27,16 @@ const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
 
 /** Longest DPoP header worth parsing: an RSA-4096 proof is about 1.5 KiB. */
 const MAX_PROOF_LENGTH = 8192;
+
+/** The characters of a base64url segment of a compact JWS (RFC 7515 §2, no padding). */
+const B64URL = /^[A-Za-z0-9_-]+$/;
+
+/** What an accepted proof header gives: its algorithm, the imported key, the key's thumbprint. */
+interface ProofKey {
+  alg: string;
+  key: KeyObject;
+  jkt: string;
+}
 
 /** A server nonce is valid for the window it was made in and the next one. */
 const NONCE_WINDOW_SECONDS = 300;
@@ -58,6 +69,8 @@ export function proofHeader(request: Pick<FastifyRequest, 'headers'>, fail: Dpop
 }
 
 function sameUrl(htu: string, expected: string): boolean {
+  // The usual case: the client names the URL exactly as the request reached it.
+  if (htu === expected) return true;
   let u: URL;
   try {
     u = new URL(htu);
@@ -74,7 +87,8 @@ function sameUrl(htu: string, expected: string): boolean {
  * configured allowlist, a public `jwk` in the header that verifies the signature, `htm` and `htu`
  * (query and fragment ignored) of the request, `iat` within the configured window, `ath` of the
  * presented access token, the server nonce when nonces are on, and a `jti` never seen before by
- * any instance (one insert in the shared replay record, made last, so refused proofs cost nothing).
+ * any instance (one row in the shared, group-committed replay record, written last, so refused
+ * proofs cost nothing). The signature is checked with node:crypto on libuv's thread pool.
  *
  * Nonces are stateless: an HMAC with the pepper of a five-minute window, so every instance makes
  * and accepts the same ones without talking to each other; one stays valid for the window it was
@@ -85,11 +99,8 @@ export class DpopVerifier {
   readonly nonceRequired: boolean;
   private readonly maxAge: number;
   private readonly nonceKey: Buffer;
-  /**
-   * Public keys already imported, by their JWK's members and the algorithm: a client signs every
-   * proof with the same key, and the import (and thumbprint) is a good part of a verification.
-   */
-  private readonly keys = new Map<string, Promise<{ key: KeyObject | CryptoKey | Uint8Array; jkt: string }>>();
+  /** Accepted proof headers, by their encoding (see {@link DpopVerifier.proofKey}). */
+  private readonly keys = new Map<string, Promise<ProofKey>>();
   private static readonly MAX_KEYS = 10_000;
 
   constructor(
@@ -134,54 +145,83 @@ export class DpopVerifier {
     return parts.join(', ');
   }
 
+  /**
+   * The checks of a proof's header (`typ`, `alg` of the allowlist, no `crit`, a public signing
+   * `jwk` that jose imports for `alg`, RSA of at least 2048 bits) and the key they give, cached by
+   * the header's exact encoding: a client sends the same header with every proof, so the parse,
+   * the import and the thumbprint are done once per key. Only accepted headers are cached.
+   */
+  private proofKey(headerB64: string, invalid: (d: string) => Error): Promise<ProofKey> {
+    const cached = this.keys.get(headerB64);
+    if (cached) return cached;
+    let header: unknown;
+    try {
+      header = JSON.parse(Buffer.from(headerB64, 'base64url').toString('utf8'));
+    } catch {
+      throw invalid('the DPoP proof is not a JWT');
+    }
+    if (typeof header !== 'object' || header === null || Array.isArray(header)) throw invalid('the DPoP proof is not a JWT');
+    const h = header as Record<string, unknown>;
+    if (h.typ !== 'dpop+jwt') throw invalid('the DPoP proof must have typ dpop+jwt');
+    const alg = h.alg;
+    if (typeof alg !== 'string' || !this.algorithms.includes(alg) || !verifiableAlg(alg)) {
+      throw invalid(`the DPoP proof must be signed with one of: ${this.algorithms.join(' ')}`);
+    }
+    // No extension is understood, so none may be critical (RFC 7515 §4.1.11).
+    if (h.crit !== undefined) throw invalid('the DPoP proof must not have critical header parameters');
+    if (!isPublicJwk(h.jwk)) throw invalid('the DPoP proof must carry a public EC, OKP or RSA jwk, and no private key member');
+    const jwk = h.jwk;
+    if (jwk.use !== undefined && jwk.use !== 'sig') throw invalid('the DPoP proof jwk must be a signing key');
+    const { kty, crv, x, y, n, e } = jwk;
+    const publicJwk = { kty, crv, x, y, n, e } as JWK;
+    const imported = (async (): Promise<ProofKey> => {
+      let key: KeyObject;
+      try {
+        const k = await importJWK(publicJwk, alg);
+        if (k instanceof Uint8Array) throw new Error('not an asymmetric key');
+        key = k instanceof KeyObject ? k : KeyObject.from(k);
+      } catch {
+        throw invalid('the DPoP proof signature or claims are invalid');
+      }
+      if (key.type !== 'public') throw invalid('the DPoP proof signature or claims are invalid');
+      if ((key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss') && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) {
+        throw invalid('the DPoP proof signature or claims are invalid');
+      }
+      return { alg, key, jkt: await calculateJwkThumbprint(publicJwk, 'sha256') };
+    })();
+    if (this.keys.size >= DpopVerifier.MAX_KEYS) this.keys.clear();
+    this.keys.set(headerB64, imported);
+    imported.catch(() => this.keys.delete(headerB64));
+    return imported;
+  }
+
   /** Verifies a proof for `target`; returns the JWK SHA-256 thumbprint of its key (`cnf.jkt`). */
   async verify(proof: string, target: ProofTarget, fail: DpopFail): Promise<{ jkt: string }> {
     const invalid = (d: string) => fail('invalid_dpop_proof', d);
     if (proof.length === 0 || proof.length > MAX_PROOF_LENGTH) throw invalid('the DPoP proof is empty or too long');
-    let header: ReturnType<typeof decodeProtectedHeader>;
-    try {
-      header = decodeProtectedHeader(proof);
-    } catch {
-      throw invalid('the DPoP proof is not a JWT');
-    }
-    if (header.typ !== 'dpop+jwt') throw invalid('the DPoP proof must have typ dpop+jwt');
-    if (typeof header.alg !== 'string' || !this.algorithms.includes(header.alg)) {
-      throw invalid(`the DPoP proof must be signed with one of: ${this.algorithms.join(' ')}`);
-    }
-    if (!isPublicJwk(header.jwk)) throw invalid('the DPoP proof must carry a public EC, OKP or RSA jwk, and no private key member');
+    const parts = proof.split('.');
+    if (parts.length !== 3 || !parts.every((p) => B64URL.test(p))) throw invalid('the DPoP proof is not a JWT');
+    const [headerB64, payloadB64, signatureB64] = parts as [string, string, string];
     const { clock, config } = this.deps;
-    const jwk = header.jwk as JWK;
-    if (jwk.use !== undefined && jwk.use !== 'sig') throw invalid('the DPoP proof jwk must be a signing key');
-    const { kty, crv, x, y, n, e } = jwk;
-    const publicJwk = { kty, crv, x, y, n, e } as JWK;
-    const cacheKey = `${header.alg}\0${JSON.stringify(publicJwk)}`;
-    let imported = this.keys.get(cacheKey);
-    if (!imported) {
-      imported = (async () => ({ key: await importJWK(publicJwk, header.alg), jkt: await calculateJwkThumbprint(publicJwk, 'sha256') }))();
-      if (this.keys.size >= DpopVerifier.MAX_KEYS) this.keys.clear();
-      this.keys.set(cacheKey, imported);
-      imported.catch(() => this.keys.delete(cacheKey));
-    }
-    let payload: JWTPayload;
-    let jkt: string;
+    const { alg, key, jkt } = await this.proofKey(headerB64, invalid);
+    const claimsInvalid = () => invalid('the DPoP proof signature or claims are invalid');
+    if (!(await verifySignature(alg, key, `${headerB64}.${payloadB64}`, Buffer.from(signatureB64, 'base64url')))) throw claimsInvalid();
+    let decoded: unknown;
     try {
-      const k = await imported;
-      jkt = k.jkt;
-      if ((k.key as { type?: string }).type !== 'public') throw new Error('not a public key');
-      ({ payload } = await jwtVerify(proof, k.key, {
-        algorithms: [header.alg],
-        typ: 'dpop+jwt',
-        currentDate: new Date(clock.now()),
-        clockTolerance: config.clockToleranceSeconds,
-      }));
+      decoded = JSON.parse(Buffer.from(payloadB64, 'base64url').toString('utf8'));
     } catch {
-      throw invalid('the DPoP proof signature or claims are invalid');
+      throw claimsInvalid();
     }
+    if (typeof decoded !== 'object' || decoded === null || Array.isArray(decoded)) throw claimsInvalid();
+    const payload = decoded as JWTPayload;
+    const now = clock.now() / 1000;
+    const tolerance = config.clockToleranceSeconds;
+    // A proof needs no exp or nbf; when it has them they hold (RFC 7519 §4.1.4, §4.1.5).
+    if (payload.nbf !== undefined && (typeof payload.nbf !== 'number' || payload.nbf > now + tolerance)) throw claimsInvalid();
+    if (payload.exp !== undefined && (typeof payload.exp !== 'number' || payload.exp <= now - tolerance)) throw claimsInvalid();
     if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256) throw invalid('the DPoP proof needs a jti');
     if (payload.htm !== target.method) throw invalid('the DPoP proof was made for another HTTP method');
     if (typeof payload.htu !== 'string' || !sameUrl(payload.htu, target.url)) throw invalid('the DPoP proof was made for another URL');
-    const now = clock.now() / 1000;
-    const tolerance = config.clockToleranceSeconds;
     if (typeof payload.iat !== 'number' || payload.iat < now - this.maxAge - tolerance || payload.iat > now + tolerance) {
       throw invalid('the DPoP proof iat is outside the accepted window');
     }
