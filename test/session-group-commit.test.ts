@@ -3,7 +3,7 @@
 import t from 'tap';
 import { sql } from 'kysely';
 import { harness } from './support/helper.js';
-import { GroupCommit } from '../src/sessions/group-commit.js';
+import { GroupCommit } from '../src/platform/database/group-commit.js';
 
 const xat = (token: string) => ({ 'x-access-token': token });
 

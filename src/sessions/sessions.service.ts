@@ -10,7 +10,7 @@ import {
 } from './sessions.repository.js';
 import { hashApiToken, isWellFormedApiToken } from '../api-tokens/api-token.js';
 import { generateSessionToken, hashSessionToken } from './session-token.js';
-import { GroupCommit } from './group-commit.js';
+import { GroupCommit } from '../platform/database/group-commit.js';
 
 /** The sliding-window setting as the repository wants it. */
 export function slidingOf(config: Config): { ttlSeconds: number } | null {

@@ -1,4 +1,4 @@
-import { isDatabaseUnavailable } from '../platform/errors/handler.js';
+import { isDatabaseUnavailable } from '../errors/handler.js';
 
 export interface GroupCommitOptions {
   /** Most requests one statement carries. */
