@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { invalidRequest } from '../platform/errors/oauth-error.js';
 import { formOnly, noStore, OAUTH_BODY_LIMIT, type FormBody } from '../platform/http/form.js';
 import { oauthErrorResponses } from '../platform/http/schemas.js';
-import { revokeAccessToken } from './revocation.service.js';
+import { Revocations } from './revocation.service.js';
 
 const revokeBody = {
   type: 'object',
@@ -22,6 +22,8 @@ const revokeBody = {
  * tokens get 200 (nothing to do); a valid token of another client gets 400 and stays active.
  */
 export async function revokeRoute(app: FastifyInstance): Promise<void> {
+  const { verifier, revoked } = app.oauth;
+  const revocations = new Revocations({ db: app.db, verifier, revoked, clockToleranceSeconds: app.config.clockToleranceSeconds });
   app.post(
     '/oauth/revoke',
     {
@@ -46,9 +48,7 @@ export async function revokeRoute(app: FastifyInstance): Promise<void> {
       const body = request.body as FormBody;
       if (body.token === undefined || body.token === '') throw invalidRequest('token is required');
       noStore(reply);
-      const { verifier, revoked } = app.oauth;
-      const deps = { db: app.db, verifier, revoked, clockToleranceSeconds: app.config.clockToleranceSeconds };
-      await revokeAccessToken(deps, client, body.token, { ip: request.ip, requestId: request.id });
+      await revocations.revokeAccessToken(client, body.token, { ip: request.ip, requestId: request.id });
       return reply.code(200).send();
     },
   );

@@ -41,6 +41,27 @@ export async function recordAudit(db: Q, actor: Actor, entry: AuditEntry): Promi
     .execute();
 }
 
+/** Records several audit events in one statement (one row each); call it in the transaction of the changes. */
+export async function recordAudits(db: Q, events: Array<{ actor: Actor; entry: AuditEntry }>): Promise<void> {
+  if (events.length === 0) return;
+  await db
+    .insertInto('audit_events')
+    .values(
+      events.map(({ actor, entry }) => ({
+        actor_user_id: actor.userId,
+        actor_credential: actor.credential,
+        action: entry.action,
+        target_type: entry.targetType ?? null,
+        target_id: entry.targetId ?? null,
+        organization_id: entry.organizationId ?? null,
+        ip: actor.ip ?? null,
+        request_id: actor.requestId ?? null,
+        details: JSON.stringify(entry.details ?? {}),
+      })),
+    )
+    .execute();
+}
+
 /**
  * The same audit row as {@link recordAudit}, as the body of a data-modifying CTE: one row per row
  * of the CTE `source` (`insert into audit_events ... select ... from source`). For hot paths that

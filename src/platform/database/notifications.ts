@@ -51,6 +51,17 @@ export async function publishChange<T extends ChangeEventType>(db: Kysely<any>, 
 }
 
 /**
+ * Several {@link publishChange} in one statement (one notification per event), for a
+ * transaction that makes many changes at once.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function publishChanges<T extends ChangeEventType>(db: Kysely<any>, events: Array<ChangeEvent<T>>): Promise<void> {
+  if (events.length === 0) return;
+  const payloads = events.map((e) => JSON.stringify(e));
+  await sql`select pg_notify(${CHANNEL}, p) from unnest(${payloads}::text[]) as t(p)`.execute(db);
+}
+
+/**
  * {@link publishChange} as an SQL expression, for a statement that makes the change itself (a
  * data-modifying CTE): `idExpr` is the changed row's id column. The notification is sent if and
  * when the statement's transaction commits, exactly as with publishChange.
