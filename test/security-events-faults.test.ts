@@ -15,23 +15,13 @@ import { migrateToLatest } from '../src/platform/database/migrate.js';
 import { buildApp } from '../src/app.js';
 import { createUser } from '../src/identity/users.repository.js';
 import { issueApiToken } from '../src/api-tokens/api-tokens.service.js';
-import { createVerifier, TesseraVerifyError, type Verifier } from '../src/client/index.js';
+import { createVerifier } from '../src/client/index.js';
 import { freePort, testConfig } from './support/helper.js';
 import { basic } from './support/oauth-helper.js';
+import { outcome, sleep } from './support/events-helper.js';
 
 const run = promisify(execFile);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const form = { 'content-type': 'application/x-www-form-urlencoded' };
-
-async function outcome(v: Verifier, token: string): Promise<string> {
-  try {
-    await v.verify(token);
-    return 'ok';
-  } catch (err) {
-    if (err instanceof TesseraVerifyError) return err.reason;
-    throw err;
-  }
-}
 
 /** Reads a stream with plain fetch, resuming with Last-Event-ID after every break; records the ids. */
 function collector(url: string, token: string) {

@@ -2,52 +2,11 @@
 // subscribed to the security events of a different instance: every kind of revocation made on one
 // instance is refused by both verifiers; unaffected tokens stay accepted; a plain-fetch RFC 8936
 // poll receiver sees the same events.
-import t, { type Test } from 'tap';
-import type { FastifyInstance } from 'fastify';
-import { createVerifier, TesseraVerifyError, type Verifier } from '../src/client/index.js';
-import { bearer, freePort, harness, type Harness } from './support/helper.js';
+import t from 'tap';
+import { createVerifier } from '../src/client/index.js';
+import { bearer } from './support/helper.js';
+import { eventually, outcome, twoInstances } from './support/events-helper.js';
 import { basic, createSdkKey, getToken, headerOf, oauthPost } from './support/oauth-helper.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `check` until it returns true (at most `ms`); returns its last answer. */
-async function eventually(check: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() > end) return false;
-    await sleep(20);
-  }
-}
-
-async function outcome(v: Verifier, token: string): Promise<string> {
-  try {
-    await v.verify(token);
-    return 'ok';
-  } catch (err) {
-    if (err instanceof TesseraVerifyError) return err.reason;
-    throw err;
-  }
-}
-
-interface Setup {
-  h: Harness;
-  issuer: string;
-  urlA: string;
-  urlB: string;
-  b: FastifyInstance;
-}
-
-async function twoInstances(t: Test): Promise<Setup> {
-  const portA = await freePort();
-  const issuer = `http://127.0.0.1:${portA}`;
-  const h = await harness(t, { env: { TESSERA_ISSUER: issuer, TESSERA_RATE_LIMIT: 'false' } });
-  await h.app.listen({ port: portA, host: '127.0.0.1' });
-  const b = await h.instance();
-  const portB = await freePort();
-  await b.listen({ port: portB, host: '127.0.0.1' });
-  return { h, issuer, urlA: issuer, urlB: `http://127.0.0.1:${portB}`, b };
-}
 
 t.test('revocations on instance A reach verifiers subscribed to A and to B; unaffected tokens stay accepted', async (t) => {
   const { h, issuer, urlA, urlB } = await twoInstances(t);
