@@ -23,22 +23,24 @@ export interface AuditEntry {
   details?: Record<string, unknown>;
 }
 
+/** The audit row of one event. */
+function auditRow(actor: Actor, entry: AuditEntry) {
+  return {
+    actor_user_id: actor.userId,
+    actor_credential: actor.credential,
+    action: entry.action,
+    target_type: entry.targetType ?? null,
+    target_id: entry.targetId ?? null,
+    organization_id: entry.organizationId ?? null,
+    ip: actor.ip ?? null,
+    request_id: actor.requestId ?? null,
+    details: JSON.stringify(entry.details ?? {}),
+  };
+}
+
 /** Records an audit event; call it in the transaction of the change it describes. */
 export async function recordAudit(db: Q, actor: Actor, entry: AuditEntry): Promise<void> {
-  await db
-    .insertInto('audit_events')
-    .values({
-      actor_user_id: actor.userId,
-      actor_credential: actor.credential,
-      action: entry.action,
-      target_type: entry.targetType ?? null,
-      target_id: entry.targetId ?? null,
-      organization_id: entry.organizationId ?? null,
-      ip: actor.ip ?? null,
-      request_id: actor.requestId ?? null,
-      details: JSON.stringify(entry.details ?? {}),
-    })
-    .execute();
+  await db.insertInto('audit_events').values(auditRow(actor, entry)).execute();
 }
 
 /** Records several audit events in one statement (one row each); call it in the transaction of the changes. */
@@ -46,19 +48,7 @@ export async function recordAudits(db: Q, events: Array<{ actor: Actor; entry: A
   if (events.length === 0) return;
   await db
     .insertInto('audit_events')
-    .values(
-      events.map(({ actor, entry }) => ({
-        actor_user_id: actor.userId,
-        actor_credential: actor.credential,
-        action: entry.action,
-        target_type: entry.targetType ?? null,
-        target_id: entry.targetId ?? null,
-        organization_id: entry.organizationId ?? null,
-        ip: actor.ip ?? null,
-        request_id: actor.requestId ?? null,
-        details: JSON.stringify(entry.details ?? {}),
-      })),
-    )
+    .values(events.map(({ actor, entry }) => auditRow(actor, entry)))
     .execute();
 }
 
