@@ -750,7 +750,7 @@ async function consolePages(app: FastifyInstance): Promise<void> {
 
   // --- Organizations -------------------------------------------------------------------------
 
-  const membershipDeps = { db: app.db, clock: app.clock, cascades: app.cascades };
+  const membershipDeps = { db: app.db, clock: app.clock, cascades: app.cascades, forget: app.forgetCredentials };
   const userActor = (request: FastifyRequest) => ({ kind: 'user' as const, userId: request.consoleUser!.id, audit: requestActor(request) });
   const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

@@ -181,7 +181,7 @@ export async function respondToInvitation(
     await publishChange(trx, { type: INVITATION_EVENT, id: inv!.id, user_id: userId });
     if (!accept) return null;
     const current = (await findMembership(trx, inv!.organization_id, userId))?.role ?? null;
-    if (current !== null) return { organizationId: inv!.organization_id, userId, role: current, previousRole: current };
+    if (current !== null) return { organizationId: inv!.organization_id, userId, role: current, previousRole: current, sdkKeysCutOff: [] };
     return applyMembershipChange(trx, deps, { kind: 'invitation', audit }, inv!.organization_id, userId, null, inv!.role, {
       invitation_id: inv!.id,
       invited_by: inv!.invited_by,

@@ -9,6 +9,7 @@ import { deleteInvitationOf } from './invitations.repository.js';
 import { findUserById } from './users.repository.js';
 import type { CascadeRegistry } from '../platform/cascades.js';
 import type { Role } from './identity.table.js';
+import type { EndedCredentials } from '../platform/auth/forget.js';
 import { ApiError, conflict, forbidden, notFound } from '../platform/errors/api-error.js';
 
 /**
@@ -49,6 +50,8 @@ export interface MembershipChange {
   userId: string;
   role: Role | null;
   previousRole: Role | null;
+  /** SDK keys whose tokens were cut off because the membership ended (empty otherwise). */
+  sdkKeysCutOff: readonly string[];
 }
 
 const lastOwner = () => conflict('the last owner of an organization cannot be removed or demoted; make another member owner first');
@@ -58,6 +61,12 @@ export interface MembershipDeps {
   db: Db;
   clock: Clock;
   cascades: CascadeRegistry;
+  /**
+   * Drops this instance's cached verifications of keys a removal cut off, once the change has
+   * committed, so the instance that answered refuses their next token request at once. Other
+   * instances (and every instance, for the CLI, which has no cache) forget on the notification.
+   */
+  forget?: (ended: EndedCredentials) => void;
 }
 
 /**
@@ -74,7 +83,7 @@ export async function changeMembership(
   targetUserId: string,
   role: Role | null,
 ): Promise<MembershipChange> {
-  return deps.db.transaction().execute(async (trx) => {
+  const change = await deps.db.transaction().execute(async (trx) => {
     const org = await lockOrganization(trx, organizationId);
     if (!org) throw notFound('organization');
     const current = (await findMembership(trx, organizationId, targetUserId))?.role ?? null;
@@ -85,6 +94,8 @@ export async function changeMembership(
     }
     return applyMembershipChange(trx, deps, actor, organizationId, targetUserId, current, role, {});
   });
+  if (change.sdkKeysCutOff.length > 0) deps.forget?.({ sdkKeyClientIds: change.sdkKeysCutOff });
+  return change;
 }
 
 /** The acting user's role in the organization (the organization's row is locked); 404 for non-members. */
@@ -122,7 +133,7 @@ export async function applyMembershipChange(
   } else if (current === null && !(await findUserById(trx, targetUserId))) {
     throw notFound('user');
   }
-  if (current === role) return { organizationId, userId: targetUserId, role, previousRole: current };
+  if (current === role) return { organizationId, userId: targetUserId, role, previousRole: current, sdkKeysCutOff: [] };
   if (current === 'owner' && role !== 'owner' && (await countOwners(trx, organizationId)) <= 1) throw lastOwner();
 
   if (role === null) await deleteMembership(trx, organizationId, targetUserId);
@@ -135,11 +146,12 @@ export async function applyMembershipChange(
     organizationId,
     details: { role, previous_role: current, by: actor.kind, ...(superseded ? { superseded_invitation: superseded.id } : {}), ...extra },
   });
-  if (role === null) {
-    await cascades.run(trx, 'membershipEnded', { organizationId, userId: targetUserId, now: new Date(clock.now()), actor: actor.audit }, { sdkKeysCutOff: [] });
-  }
+  const ended =
+    role === null
+      ? await cascades.run(trx, 'membershipEnded', { organizationId, userId: targetUserId, now: new Date(clock.now()), actor: actor.audit }, { sdkKeysCutOff: [] })
+      : { sdkKeysCutOff: [] };
   await publishChange(trx, { type: 'membership', id: organizationId, user_id: targetUserId });
-  return { organizationId, userId: targetUserId, role, previousRole: current };
+  return { organizationId, userId: targetUserId, role, previousRole: current, sdkKeysCutOff: ended.sdkKeysCutOff };
 }
 
 /** The caller's role in the organization, or 404 when they are not a member (or it does not exist). */

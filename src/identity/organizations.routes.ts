@@ -143,7 +143,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
     },
   );
 
-  const deps = { db: app.db, clock: app.clock, cascades: app.cascades };
+  const deps = { db: app.db, clock: app.clock, cascades: app.cascades, forget: app.forgetCredentials };
   const asUserActor = (request: Parameters<typeof requestActor>[0]) => ({
     kind: 'user' as const,
     userId: request.principal!.userId,
@@ -289,7 +289,7 @@ export async function organizationRoutes(app: FastifyInstance): Promise<void> {
 
 /** Operators managing organizations and their members (paths under /admin, guarded by the admin surface). */
 export async function adminOrganizationRoutes(app: FastifyInstance): Promise<void> {
-  const deps = { db: app.db, clock: app.clock, cascades: app.cascades };
+  const deps = { db: app.db, clock: app.clock, cascades: app.cascades, forget: app.forgetCredentials };
   app.post<{ Body: { name: string; owner_id?: string } }>(
     '/organizations',
     {
