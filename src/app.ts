@@ -174,23 +174,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const counters = new SharedCounters({ url: config.redisUrl, log: app.log });
   app.decorate('counters', counters);
 
-  // Tier 1: transport.
-  app.addHook('onRequest', async (request, reply) => {
+  // Tier 1: transport. The per-request hooks are callback hooks: none of them waits for
+  // anything, and a callback hook skips the promise and microtask turn of an async one.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    done();
   });
-  // Every response, errors and 404s included: browsers must not sniff a JSON body into something else.
-  app.addHook('onSend', async (_request, reply) => {
-    reply.header('x-content-type-options', 'nosniff');
-  });
-  if (deps.inspectResponse) {
-    const inspect = deps.inspectResponse;
-    app.addHook('onSend', async (request, reply, payload) => {
-      inspect(request, reply, payload);
-    });
-  }
-  // JSON only by default (the OAuth routes add the form parser in their own context): another media type is a 415.
-  app.removeContentTypeParser('text/plain');
-  registerContractRules(app);
   // Draining: connections idle at close are closed at once ('idle' above); a response finished
   // while closing says `Connection: close`, so its keep-alive connection does not hold the close
   // open until the client lets go.
@@ -198,10 +187,27 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('preClose', async () => {
     closing = true;
   });
+  // Every response, errors and 404s included: browsers must not sniff a JSON body into something else.
   app.addHook('onSend', (_request, reply, payload, done) => {
+    reply.header('x-content-type-options', 'nosniff');
     if (closing) reply.header('connection', 'close');
     done(null, payload);
   });
+  if (deps.inspectResponse) {
+    const inspect = deps.inspectResponse;
+    app.addHook('onSend', (request, reply, payload, done) => {
+      try {
+        inspect(request, reply, payload);
+      } catch (err) {
+        done(err as Error);
+        return;
+      }
+      done(null, payload);
+    });
+  }
+  // JSON only by default (the OAuth routes add the form parser in their own context): another media type is a 415.
+  app.removeContentTypeParser('text/plain');
+  registerContractRules(app);
   if (config.rateLimit.enabled) {
     await app.register(rateLimit, {
       global: true,
