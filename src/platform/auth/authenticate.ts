@@ -128,9 +128,15 @@ export function bearerToken(request: FastifyRequest, answers: BearerAnswers = AP
  * the app's authenticators, holding what `requirement` asks. Checked in this order: malformed,
  * missing, invalid, an SDK key's JWT where credentials are managed, scopes.
  */
-export async function authenticate(request: FastifyRequest, requirement: BearerRequirement, answers: BearerAnswers = API_BEARER_ANSWERS): Promise<Principal> {
+export async function authenticate(
+  request: FastifyRequest,
+  requirement: BearerRequirement,
+  answers: BearerAnswers = API_BEARER_ANSWERS,
+  /** Where a DPoP proof must point when not at this request (read only for a DPoP request). */
+  proofTarget: () => ProofTarget | null = () => null,
+): Promise<Principal> {
   const dpopToken = parseDpopHeader(request.headers.authorization);
-  const principal = dpopToken === null ? await bearerPrincipal(request, answers) : await dpopPrincipal(request, dpopToken, answers);
+  const principal = dpopToken === null ? await bearerPrincipal(request, answers) : await dpopPrincipal(request, dpopToken, answers, proofTarget);
   if ('anyOf' in requirement) {
     if (!requirement.anyOf.some((s) => principal.scopes.includes(s))) throw answers.insufficient(requirement.anyOf);
   } else {
@@ -155,10 +161,21 @@ async function bearerPrincipal(request: FastifyRequest, answers: BearerAnswers):
 }
 
 /**
- * `Authorization: DPoP <token>` with a `DPoP` proof (RFC 9449 §7): the token is valid and bound to
- * the proof's key, and the proof is for this request's method and URL and carries the token's `ath`.
+ * The request a DPoP proof must name when it is not the one that carries it: a gateway's
+ * forward-auth subrequest checks the proof the client made for the request the gateway holds.
  */
-async function dpopPrincipal(request: FastifyRequest, token: string, answers: BearerAnswers): Promise<Principal> {
+export interface ProofTarget {
+  method: string;
+  /** Absolute URL without query and fragment, as `htu` names it. */
+  url: string;
+}
+
+/**
+ * `Authorization: DPoP <token>` with a `DPoP` proof (RFC 9449 §7): the token is valid and bound to
+ * the proof's key, and the proof is for this request's method and URL (or `proofTarget`'s) and carries
+ * the token's `ath`.
+ */
+async function dpopPrincipal(request: FastifyRequest, token: string, answers: BearerAnswers, proofTarget: () => ProofTarget | null): Promise<Principal> {
   const fail = (code: 'invalid_token' | DpopErrorCode, description: string) => dpopAnswer(request, answers, code, description);
   if (!B64TOKEN.test(token)) throw fail('invalid_token', 'malformed DPoP access token');
   if (request.headers['x-access-token'] !== undefined) throw fail('invalid_token', 'send the access token in one place: Authorization');
@@ -168,7 +185,8 @@ async function dpopPrincipal(request: FastifyRequest, token: string, answers: Be
   if (!principal) throw fail('invalid_token', 'the access token is invalid, expired or revoked');
   if (principal.jkt === undefined) throw fail('invalid_token', 'this access token is not DPoP-bound: send it with the Bearer scheme');
   const { dpop, config } = request.server;
-  const { jkt } = await dpop.verify(proof, { method: request.method, url: requestUrl(config.issuer, request), accessToken: token }, fail);
+  const { method, url } = proofTarget() ?? { method: request.method, url: requestUrl(config.issuer, request) };
+  const { jkt } = await dpop.verify(proof, { method, url, accessToken: token }, fail);
   if (jkt !== principal.jkt) throw fail('invalid_dpop_proof', 'the DPoP proof is signed by another key than the one the token is bound to');
   return principal;
 }
