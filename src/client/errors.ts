@@ -59,6 +59,7 @@ export type VerifyFailureReason =
   | 'type'
   | 'revoked'
   | 'scope'
+  | 'dpop'
   | 'unavailable';
 
 /**

@@ -26,7 +26,8 @@ const quote = (s: string) => s.replace(/["\\]/g, "'");
 
 /** RFC 6750 §3 challenge and the body Tessera's own API answers. */
 function reject(reply: FastifyReply, err: TesseraVerifyError, realm: string): FastifyReply {
-  let challenge = `Bearer realm="${quote(realm)}"`;
+  // A DPoP failure is answered with the DPoP scheme (RFC 9449 §7.1), everything else with Bearer.
+  let challenge = `${err.reason === 'dpop' ? 'DPoP' : 'Bearer'} realm="${quote(realm)}"`;
   if (err.reason !== 'missing') {
     if (err.code === 'insufficient_scope') challenge += `, error="insufficient_scope", scope="${quote(err.scopes.join(' '))}"`;
     else if (err.code === 'invalid_token') challenge += `, error="invalid_token", error_description="${quote(err.message)}"`;
@@ -51,7 +52,8 @@ const plugin: FastifyPluginAsync<TesseraAuthOptions> = async (app, opts) => {
     const required = typeof scopes === 'string' ? scopes.split(' ').filter(Boolean) : [...scopes];
     return async function tesseraPreHandler(request: FastifyRequest, reply: FastifyReply) {
       try {
-        request.tessera = await v.verifyRequest(request.headers, { scopes: required });
+        const url = `${request.protocol}://${request.host}${request.url}`;
+        request.tessera = await v.verifyRequest(request.headers, { scopes: required, method: request.method, url });
       } catch (err) {
         if (err instanceof TesseraVerifyError) {
           request.log.debug({ reason: err.reason }, 'tessera: token refused');

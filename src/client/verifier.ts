@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import {
+  calculateJwkThumbprint,
   createLocalJWKSet,
   decodeProtectedHeader,
+  EmbeddedJWK,
   errors as joseErrors,
   jwtVerify,
   type JSONWebKeySet,
@@ -17,6 +19,9 @@ import { RevocationStream, type RevocationStreamOptions } from './revocation-str
 /** Algorithms Tessera signs with. */
 export const TESSERA_ALGORITHMS = ['EdDSA', 'ES256', 'RS256'] as const;
 
+/** Algorithms a DPoP proof may be signed with by default (asymmetric only: RFC 9449 §4.2). */
+export const DPOP_PROOF_ALGORITHMS = ['ES256', 'ES384', 'EdDSA', 'RS256', 'PS256'] as const;
+
 export interface RemoteCheckOptions {
   /**
    * Which JWT access tokens are also checked with Tessera (revocation, disabled SDK keys): `true`
@@ -26,7 +31,7 @@ export interface RemoteCheckOptions {
   jwt?: boolean | ((claims: JWTPayload) => boolean);
   /**
    * `gateway`: `GET /gateway/verify` with the token itself (no credentials; JWTs only when their
-   * audience is Tessera). `introspection`: `POST /oauth/introspect` with `introspectionAuth` as bearer
+   * audience is Tessera; DPoP-bound JWTs cannot be checked this way and are refused with 503). `introspection`: `POST /oauth/introspect` with `introspectionAuth` as bearer
    * (scope `introspect`; any audience). Default: introspection when `introspectionAuth` is given.
    */
   method?: 'gateway' | 'introspection';
@@ -66,6 +71,15 @@ export interface VerifierOptions extends TransportOptions {
    */
   revocations?: 'stream';
   events?: RevocationStreamOptions;
+  /** DPoP proofs (RFC 9449) of DPoP-bound tokens. */
+  dpop?: {
+    /** Algorithms a proof may use (default {@link DPOP_PROOF_ALGORITHMS}). */
+    algorithms?: readonly string[];
+    /** How old a proof's `iat` may be, in seconds (default 60; the clock tolerance is added). */
+    maxAgeSeconds?: number;
+    /** Proof `jti`s remembered to refuse replays (default 100000; the oldest go first). */
+    maxRemembered?: number;
+  };
 }
 
 /** What a verified token says about the caller. */
@@ -90,12 +104,23 @@ export interface VerifiedToken {
 export interface VerifyCallOptions {
   /** Scopes the token must hold (all of them), else `insufficient_scope`. */
   scopes?: readonly string[];
+  /**
+   * The request a DPoP-bound token came with: its `DPoP` proof, method and absolute URL (query and
+   * fragment are ignored). Without it a DPoP-bound token is refused, as RFC 9449 §7.1 requires.
+   */
+  dpop?: { proof: string; method: string; url: string };
+  /** For `verifyRequest`: the request's method and absolute URL, which a DPoP proof must name. */
+  method?: string;
+  url?: string;
 }
 
 export interface Verifier {
   /** Verifies a bearer token; throws `TesseraVerifyError`. */
   verify(token: string, options?: VerifyCallOptions): Promise<VerifiedToken>;
-  /** Verifies the token of an incoming request (`Authorization: Bearer` or `x-access-token`). */
+  /**
+   * Verifies the token of an incoming request (`Authorization: Bearer`, `x-access-token`, or
+   * `Authorization: DPoP` with a `DPoP` proof, checked against `options.method` and `options.url`).
+   */
   verifyRequest(headers: Record<string, string | string[] | undefined>, options?: VerifyCallOptions): Promise<VerifiedToken>;
   /** Forgets cached keys and remote answers. */
   clearCaches(): void;
@@ -119,6 +144,18 @@ export function extractToken(headers: Record<string, string | string[] | undefin
   const x = headers['x-access-token'];
   if (typeof x === 'string' && x !== '') return x.trim();
   return null;
+}
+
+/** An absolute URL without query and fragment, normalised as the WHATWG URL parser does; '' when not a URL. */
+function withoutQuery(url: string): string {
+  try {
+    const u = new URL(url);
+    u.search = '';
+    u.hash = '';
+    return u.href;
+  } catch {
+    return '';
+  }
 }
 
 function looksLikeJwt(token: string): boolean {
@@ -327,6 +364,60 @@ export function createVerifier(options: VerifierOptions): Verifier {
     };
   }
 
+  const proofAlgorithms = [...(options.dpop?.algorithms ?? DPOP_PROOF_ALGORITHMS)];
+  if (proofAlgorithms.some((a) => a === 'none' || /^HS/.test(a))) throw new TesseraError('none and HMAC algorithms cannot sign DPoP proofs');
+  const proofMaxAge = options.dpop?.maxAgeSeconds ?? 60;
+  const maxRemembered = options.dpop?.maxRemembered ?? 100_000;
+  /** Proof jtis seen by this verifier (key: thumbprint and jti), with when they stop mattering (ms). */
+  const usedProofs = new Map<string, number>();
+
+  /**
+   * RFC 9449 §7: a token bound to a key (`cnf.jkt`) is accepted only with a proof for this request
+   * signed by that key; an unbound token is refused with the DPoP scheme (§7.1). The proof: `typ`
+   * dpop+jwt, an allowed asymmetric algorithm, a public `jwk` that verifies it, `htm` and `htu` of
+   * the request, `iat` within `proofMaxAge` (and the clock tolerance), `ath` the token's hash, and a
+   * `jti` this verifier has not seen (replays reaching another verifier instance are not seen here).
+   */
+  async function checkBinding(token: string, payload: JWTPayload, request: VerifyCallOptions['dpop'] | null): Promise<void> {
+    const cnf = payload.cnf as { jkt?: unknown } | undefined;
+    const jkt = typeof cnf?.jkt === 'string' ? cnf.jkt : null;
+    if (jkt === null) {
+      if (request) throw fail('dpop', 'the token is not DPoP-bound: send it with the Bearer scheme');
+      return;
+    }
+    if (!request) throw fail('dpop', 'the token is DPoP-bound: send it with the DPoP scheme and a proof');
+    let header: JWSHeaderParameters;
+    let claims: JWTPayload;
+    try {
+      header = decodeProtectedHeader(request.proof);
+      if (header.jwk && 'd' in header.jwk) throw fail('dpop', 'the DPoP proof carries a private key');
+      ({ payload: claims } = await jwtVerify(request.proof, EmbeddedJWK, {
+        typ: 'dpop+jwt',
+        algorithms: proofAlgorithms,
+        maxTokenAge: proofMaxAge,
+        clockTolerance: tolerance,
+        currentDate: new Date(t.now()),
+        requiredClaims: ['jti', 'htm', 'htu', 'iat', 'ath'],
+      }));
+    } catch (err) {
+      if (err instanceof TesseraVerifyError) throw err;
+      throw fail('dpop', 'the DPoP proof is invalid', err);
+    }
+    if (typeof claims.iat === 'number' && claims.iat > t.now() / 1000 + tolerance) throw fail('dpop', 'the DPoP proof was made in the future');
+    if (claims.htm !== request.method.toUpperCase()) throw fail('dpop', 'the DPoP proof was made for another method');
+    if (typeof claims.htu !== 'string' || withoutQuery(claims.htu) !== withoutQuery(request.url)) throw fail('dpop', 'the DPoP proof was made for another URL');
+    if (claims.ath !== createHash('sha256').update(token).digest('base64url')) throw fail('dpop', 'the DPoP proof was made for another access token');
+    if ((await calculateJwkThumbprint(header.jwk!, 'sha256')) !== jkt) throw fail('dpop', 'the DPoP proof is signed by another key than the token is bound to');
+    const seen = `${jkt}:${String(claims.jti)}`;
+    const now = t.now();
+    if ((usedProofs.get(seen) ?? 0) > now) throw fail('dpop', 'the DPoP proof was used before');
+    if (usedProofs.size >= maxRemembered) {
+      for (const [k, until] of usedProofs) if (until <= now) usedProofs.delete(k);
+      while (usedProofs.size >= maxRemembered) usedProofs.delete(usedProofs.keys().next().value!);
+    }
+    usedProofs.set(seen, now + (proofMaxAge + 2 * tolerance) * 1000);
+  }
+
   /** A remote answer, cached for `cacheTtlMs` (failures to reach Tessera are not cached). */
   async function remoteCheck(token: string, expSeconds: number | null): Promise<VerifiedToken> {
     const key = createHash('sha256').update(token).digest('base64url');
@@ -358,7 +449,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     return p;
   }
 
-  async function verifyJwt(token: string): Promise<VerifiedToken> {
+  async function verifyJwt(token: string, dpopRequest: VerifyCallOptions['dpop'] | null): Promise<VerifiedToken> {
     let header: JWSHeaderParameters;
     try {
       header = decodeProtectedHeader(token);
@@ -394,6 +485,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (typeof payload.iat === 'number' && payload.iat > t.now() / 1000 + tolerance) {
       throw fail('claims', 'the token was issued in the future');
     }
+    await checkBinding(token, payload, dpopRequest);
     const base: VerifiedToken = {
       kind: 'jwt',
       subject: payload.sub!,
@@ -411,6 +503,11 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (streamDown && options.events?.whenDown !== 'remote') throw fail('unavailable', 'the revocation stream is down; tokens cannot be checked');
     const check = streamDown || remote.jwt === true || (typeof remote.jwt === 'function' && remote.jwt(payload));
     if (!check) return base;
+    // /gateway/verify takes a bound token only with a proof for /gateway/verify, which this
+    // verifier cannot make: such a token is checked by introspection or not at all (never accepted unchecked).
+    if (method === 'gateway' && payload.cnf !== undefined) {
+      throw fail('unavailable', 'a DPoP-bound token can be checked with Tessera only by introspection (remote.method: introspection)');
+    }
     const confirmed = await remoteCheck(token, payload.exp!);
     return { ...base, userId: confirmed.userId, checkedRemotely: true };
   }
@@ -419,7 +516,8 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (!token) throw fail('missing', 'no bearer token');
     if (token.length > 8192) throw fail('malformed', 'the token is too long');
     let result: VerifiedToken;
-    if (looksLikeJwt(token)) result = await verifyJwt(token);
+    if (looksLikeJwt(token)) result = await verifyJwt(token, call.dpop ?? null);
+    else if (call.dpop) throw fail('dpop', 'only JWT access tokens are DPoP-bound');
     else if (opaque && /^[A-Za-z0-9\-._~+/]+=*$/.test(token)) result = await remoteCheck(token, null);
     else throw fail('malformed', 'the token is not a JWT');
     const required = call.scopes ?? [];
@@ -432,10 +530,18 @@ export function createVerifier(options: VerifierOptions): Verifier {
 
   return {
     verify,
-    async verifyRequest(headers, call) {
-      const token = extractToken(headers);
-      if (!token) throw fail('missing', 'no bearer token');
-      return verify(token, call);
+    async verifyRequest(headers, call = {}) {
+      const auth = headers.authorization;
+      const dpopScheme = typeof auth === 'string' ? /^DPoP +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(auth) : null;
+      if (!dpopScheme) {
+        const token = extractToken(headers);
+        if (!token) throw fail('missing', 'no bearer token');
+        return verify(token, call);
+      }
+      const proof = headers.dpop;
+      if (typeof proof !== 'string' || proof === '') throw fail('dpop', 'the DPoP scheme needs exactly one DPoP proof header');
+      if (!call.method || !call.url) throw new TesseraError('verifyRequest needs options.method and options.url to check a DPoP proof');
+      return verify(dpopScheme[1]!, { ...call, dpop: { proof, method: call.method, url: call.url } });
     },
     clearCaches() {
       keys.clear();

@@ -1,0 +1,141 @@
+// The client SDK's local verifier and Fastify plugin with DPoP-bound tokens (RFC 9449 §7), against a
+// real listening Tessera: a bound token is accepted only with a proof for the request, signed by the
+// bound key, once; an unbound token is refused with the DPoP scheme; the plugin answers DPoP challenges.
+import t from 'tap';
+import { createHash, randomUUID } from 'node:crypto';
+import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
+import Fastify from 'fastify';
+import { createVerifier, TesseraVerifyError, type Verifier, type VerifyCallOptions } from '../src/client/index.js';
+import { tesseraAuth } from '../src/client/fastify.js';
+import { basic, createSdkKey, FORM } from './support/oauth-helper.js';
+import { liveTessera } from './support/client-helper.js';
+
+type Keys = { privateKey: CryptoKey; jwk: JWK; alg: string };
+
+async function keyPair(alg = 'ES256'): Promise<Keys> {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  return { privateKey, jwk: await exportJWK(publicKey), alg };
+}
+
+function proof(keys: Keys, claims: Record<string, unknown>, header: Record<string, unknown> = {}): Promise<string> {
+  return new SignJWT({ jti: randomUUID(), iat: Math.floor(Date.now() / 1000), ...claims })
+    .setProtectedHeader({ typ: 'dpop+jwt', alg: keys.alg, jwk: keys.jwk, ...header })
+    .sign(keys.privateKey);
+}
+
+const ath = (token: string) => createHash('sha256').update(token).digest('base64url');
+
+async function refusal(v: Verifier, token: string, call?: VerifyCallOptions): Promise<TesseraVerifyError> {
+  try {
+    await v.verify(token, call);
+  } catch (err) {
+    if (err instanceof TesseraVerifyError) return err;
+    throw err;
+  }
+  throw new Error('the token was accepted');
+}
+
+t.test('a locally-verifying resource server accepts a DPoP-bound token only with a fresh proof for its request', async (t) => {
+  const { h, issuer } = await liveTessera(t);
+  const key = await createSdkKey(h, await h.user(), { name: 'pop', scopes: ['api'] });
+  const keys = await keyPair();
+  const tokenRes = await fetch(`${issuer}/oauth/token`, {
+    method: 'POST',
+    headers: {
+      authorization: basic(key.client_id, key.client_secret),
+      'content-type': FORM,
+      dpop: await proof(keys, { htm: 'POST', htu: `${issuer}/oauth/token` }),
+    },
+    body: 'grant_type=client_credentials',
+  });
+  const bound = ((await tokenRes.json()) as { access_token: string; token_type: string }).access_token;
+  const plainRes = await fetch(`${issuer}/oauth/token`, {
+    method: 'POST',
+    headers: { authorization: basic(key.client_id, key.client_secret), 'content-type': FORM },
+    body: 'grant_type=client_credentials',
+  });
+  const plain = ((await plainRes.json()) as { access_token: string }).access_token;
+
+  const v = createVerifier({ issuer, audience: issuer });
+  t.teardown(() => v.close());
+  const api = 'https://api.example/jobs';
+  const call = async (claims: Record<string, unknown> = {}, signer = keys, header: Record<string, unknown> = {}) => ({
+    dpop: { proof: await proof(signer, { htm: 'GET', htu: api, ath: ath(bound), ...claims }, header), method: 'GET', url: `${api}?page=2` },
+  });
+
+  const first = await call();
+  const ok = await v.verify(bound, first);
+  t.equal(ok.clientId, key.client_id);
+  t.match(ok.claims, { cnf: { jkt: String } });
+
+  const reasons: [string, TesseraVerifyError][] = [
+    ['no proof', await refusal(v, bound)],
+    ['the same proof again', await refusal(v, bound, first)],
+    ['another URL', await refusal(v, bound, await call({ htu: 'https://api.example/other' }))],
+    ['another method', await refusal(v, bound, await call({ htm: 'POST' }))],
+    ['another access token', await refusal(v, bound, await call({ ath: ath(plain) }))],
+    ['no ath', await refusal(v, bound, await call({ ath: undefined }))],
+    ['an old proof', await refusal(v, bound, await call({ iat: Math.floor(Date.now() / 1000) - 600 }))],
+    ['a proof from the future', await refusal(v, bound, await call({ iat: Math.floor(Date.now() / 1000) + 600 }))],
+    ['another key', await refusal(v, bound, await call({}, await keyPair()))],
+    ['another typ', await refusal(v, bound, await call({}, keys, { typ: 'JWT' }))],
+    ['an unbound token with a proof', await refusal(v, plain, { dpop: { ...(await call()).dpop } })],
+  ];
+  const edKeys = await keyPair('EdDSA');
+  const privateJwk = { ...edKeys.jwk, d: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' };
+  reasons.push(['a proof carrying a private key', await refusal(v, bound, await call({}, edKeys, { jwk: privateJwk }))]);
+  for (const [what, err] of reasons) {
+    t.equal(err.reason, 'dpop', what);
+    t.equal(err.status, 401, what);
+  }
+  // The unbound token stays a bearer token.
+  t.equal((await v.verify(plain)).clientId, key.client_id);
+
+  // verifyRequest reads the DPoP scheme and header, and needs the request's method and URL.
+  const req = async () => ({ authorization: `DPoP ${bound}`, dpop: await proof(keys, { htm: 'GET', htu: api, ath: ath(bound) }) });
+  t.equal((await v.verifyRequest(await req(), { method: 'GET', url: api })).clientId, key.client_id);
+  await t.rejects(v.verifyRequest(await req(), {}), /method and options\.url/);
+  await t.rejects(v.verifyRequest({ authorization: `Bearer ${bound}` }, { method: 'GET', url: api }), { reason: 'dpop' });
+  await t.rejects(v.verifyRequest({ authorization: `DPoP ${bound}` }, { method: 'GET', url: api }), { reason: 'dpop' });
+});
+
+t.test('the Fastify plugin: DPoP requests to a protected route, DPoP challenges when refused', async (t) => {
+  const { h, issuer } = await liveTessera(t);
+  const key = await createSdkKey(h, await h.user(), { name: 'pop-plugin', scopes: ['api'] });
+  const keys = await keyPair('EdDSA');
+  const tokenRes = await fetch(`${issuer}/oauth/token`, {
+    method: 'POST',
+    headers: {
+      authorization: basic(key.client_id, key.client_secret),
+      'content-type': FORM,
+      dpop: await proof(keys, { htm: 'POST', htu: `${issuer}/oauth/token` }),
+    },
+    body: 'grant_type=client_credentials',
+  });
+  const bound = ((await tokenRes.json()) as { access_token: string }).access_token;
+
+  const api = Fastify();
+  await api.register(tesseraAuth, { issuer, audience: issuer });
+  api.get('/jobs', { preHandler: api.tesseraAuth(['api']) }, async (request) => ({ client: request.tessera!.clientId }));
+  await api.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(async () => {
+    await api.close();
+    api.tesseraVerifier.close();
+  });
+  const base = `http://127.0.0.1:${(api.server.address() as { port: number }).port}`;
+
+  const ok = await fetch(`${base}/jobs?x=1`, {
+    headers: { authorization: `DPoP ${bound}`, dpop: await proof(keys, { htm: 'GET', htu: `${base}/jobs`, ath: ath(bound) }) },
+  });
+  t.equal(ok.status, 200);
+  t.same(await ok.json(), { client: key.client_id });
+
+  const asBearer = await fetch(`${base}/jobs`, { headers: { authorization: `Bearer ${bound}` } });
+  t.equal(asBearer.status, 401);
+  t.match(asBearer.headers.get('www-authenticate'), /^DPoP realm="tessera", error="invalid_token"/);
+  const wrongUrl = await fetch(`${base}/jobs`, {
+    headers: { authorization: `DPoP ${bound}`, dpop: await proof(keys, { htm: 'GET', htu: `${base}/other`, ath: ath(bound) }) },
+  });
+  t.equal(wrongUrl.status, 401);
+  t.match(await wrongUrl.json(), { error: 'invalid_token', message: /another URL/ });
+});
