@@ -25,6 +25,8 @@ const HELP = `usage: npm run bench [-- options]      (each option also as an env
   --revocations-per-second N  BENCH_REVOCATIONS_PER_SECOND  during the verify scenario, also measure /gateway/verify
                     and the local TypeScript verifier with N access-token revocations a second flowing into Tessera
                     (bench/tools/revocation-flow.mjs, a separate process) (default 0: without the flow only)
+  --revocation-source S  BENCH_REVOCATION_SOURCE  how the flow revokes: sql (default: Tessera's own revokeTokens
+                    straight into Postgres, in small batches) or http (RFC 7009 POST /oauth/revoke)
                     BENCH_RESULTS_DIR  write the results to this folder instead of bench/results`;
 
 function truthy(v) {
@@ -60,6 +62,7 @@ export function loadOptions(argv = process.argv.slice(2), env = process.env) {
       'require-all': { type: 'boolean' },
       keep: { type: 'boolean' },
       'revocations-per-second': { type: 'string' },
+      'revocation-source': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -98,7 +101,9 @@ export function loadOptions(argv = process.argv.slice(2), env = process.env) {
     keep: values.keep ?? truthy(env.BENCH_KEEP),
     timeout: num('BENCH_TIMEOUT', pick('timeout', 'BENCH_TIMEOUT'), 0, 0),
     revocationsPerSecond: num('BENCH_REVOCATIONS_PER_SECOND', pick('revocations-per-second', 'BENCH_REVOCATIONS_PER_SECOND'), 0, 0),
+    revocationSource: pick('revocation-source', 'BENCH_REVOCATION_SOURCE') ?? 'sql',
   };
+  if (!['sql', 'http'].includes(opts.revocationSource)) throw new Error(`BENCH_REVOCATION_SOURCE must be sql or http, got "${opts.revocationSource}"`);
   if (opts.population < Math.max(...opts.popClients)) throw new Error('BENCH_POPULATION must be at least the largest of BENCH_POP_CLIENTS');
   if (!/^[\w.-]+$/.test(opts.out)) throw new Error(`BENCH_OUT must be a plain file stem, got "${opts.out}"`);
   return opts;

@@ -1,4 +1,4 @@
-import { decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { ClientCredentials } from './client-credentials.js';
 import type { Transport } from './http.js';
 
@@ -29,6 +29,13 @@ export interface RevocationStreamOptions {
   whenDown?: 'fail-closed' | 'remote';
   /** The longest lifetime of a Tessera access token, in seconds (default 86400): bounds what the denylist keeps. */
   maxTokenLifetimeSeconds?: number;
+  /**
+   * The `aud` every SET must carry: Tessera addresses each receiver's SETs to it, by the SDK key's
+   * client_id or, for an API or operator token, its user's id. Default: the client_id of `auth`
+   * when it is a ClientCredentials or returns an SDK key's JWT; otherwise the audience the stream
+   * announces when it opens (set it to pin the receiver).
+   */
+  audience?: string;
   /** The stream URL (default `<issuer>/events/stream`). */
   url?: string;
   /** No bytes for this long (heartbeats included) means the connection is dead, in ms (default 45000). */
@@ -44,7 +51,10 @@ type KeyResolver = JWTVerifyGetKey;
  * Follows Tessera's security events stream (`GET /events/stream`) and keeps the denylist a
  * locally-verifying gateway needs, in memory and bounded by token expiry: revoked jtis (until their
  * `exp`), SDK keys' `tokens_valid_after` and deleted keys, revoked signing keys (until every token
- * they signed has expired). Every SET is verified with Tessera's keys before it counts. Resumes
+ * they signed has expired). Every SET is verified before it counts: Tessera's keys, `typ`
+ * `secevent+jwt`, `iss` the configured issuer, `aud` this receiver, `iat` and `jti` present; a SET
+ * that fails drops the connection without moving past it (so the verifier is `down`, never open,
+ * while a stream keeps sending one). Resumes
  * with `Last-Event-ID`; while it is down or catching up for longer than the grace time, it says
  * `down`, and the verifier then refuses or checks remotely: never silently open.
  */
@@ -66,6 +76,8 @@ export class RevocationStream {
   private readonly idleMs: number;
   private lastPrune = 0;
   private readonly waiters = new Set<() => void>();
+  /** The `aud` SETs on the current connection must carry (null until known). */
+  private audience: string | null = null;
 
   constructor(
     private readonly t: Transport,
@@ -168,7 +180,9 @@ export class RevocationStream {
   private async connectOnce(): Promise<void> {
     const abort = new AbortController();
     this.abort = abort;
-    const headers: Record<string, string> = { accept: 'text/event-stream', authorization: `Bearer ${await this.bearer()}` };
+    const bearer = await this.bearer();
+    this.audience = this.pinnedAudience(bearer);
+    const headers: Record<string, string> = { accept: 'text/event-stream', authorization: `Bearer ${bearer}` };
     if (this.lastId !== null) headers['last-event-id'] = this.lastId;
     let idle: NodeJS.Timeout | undefined;
     const touch = () => {
@@ -216,8 +230,34 @@ export class RevocationStream {
     }
   }
 
+  /** The receiver's `aud` known without the server: configured, or the client_id of its SDK key. */
+  private pinnedAudience(bearer: string): string | null {
+    if (this.o.audience !== undefined) return this.o.audience;
+    if (typeof this.o.auth !== 'function') return this.o.auth.clientId;
+    if (bearer.split('.').length !== 3) return null;
+    try {
+      const clientId = decodeJwt(bearer).client_id;
+      return typeof clientId === 'string' ? clientId : null;
+    } catch {
+      return null;
+    }
+  }
+
   private async dispatch(type: string, id: string | null, data: string): Promise<void> {
     if (type === 'live') return this.setLive(true);
+    if (type === 'receiver') {
+      let aud: unknown;
+      try {
+        aud = (JSON.parse(data) as { aud?: unknown }).aud;
+      } catch {
+        aud = undefined;
+      }
+      if (typeof aud !== 'string') throw new Error('the events stream announced no receiver');
+      if (this.audience === null) this.audience = aud;
+      else if (aud !== this.audience)
+        throw new Error(`the events stream is addressed to ${JSON.stringify(aud)}, not this receiver (${JSON.stringify(this.audience)})`);
+      return;
+    }
     if (type === 'resync') {
       this.t.logger.warn('Tessera revocation stream: events were missed (away longer than their retention); replaying every event kept');
       return;
@@ -228,17 +268,32 @@ export class RevocationStream {
     if (id !== null) this.lastId = id;
   }
 
-  /** Verifies a SET with Tessera's keys (fetching the JWKS again once when its kid is unknown). */
+  /**
+   * Verifies a SET with Tessera's keys (fetching the JWKS again once when its kid is unknown) and
+   * every claim it must carry; throws a message naming what failed otherwise.
+   */
   private async verifySet(set: string): Promise<JWTPayload> {
-    const opts = { issuer: this.issuer, typ: 'secevent+jwt', currentDate: new Date(this.t.now()), clockTolerance: 60 };
+    if (this.audience === null) throw new Error('a SET arrived before the stream named its receiver (set events.audience)');
+    const opts = {
+      issuer: this.issuer,
+      audience: this.audience,
+      typ: 'secevent+jwt',
+      requiredClaims: ['iss', 'aud', 'iat', 'jti'],
+      currentDate: new Date(this.t.now()),
+      clockTolerance: 60,
+    };
+    let payload: JWTPayload;
     try {
-      return (await jwtVerify(set, this.keys, opts)).payload;
+      payload = (await jwtVerify(set, this.keys, opts)).payload;
     } catch (err) {
-      if ((err as { code?: string }).code !== 'ERR_JWKS_NO_MATCHING_KEY') throw err;
+      if ((err as { code?: string }).code !== 'ERR_JWKS_NO_MATCHING_KEY') throw new Error(`a SET was refused: ${(err as Error).message}`);
       decodeProtectedHeader(set);
       await this.refreshKeys();
-      return (await jwtVerify(set, this.keys, opts)).payload;
+      payload = (await jwtVerify(set, this.keys, opts).catch((e: Error) => Promise.reject(new Error(`a SET was refused: ${e.message}`)))).payload;
     }
+    if (typeof payload.jti !== 'string' || payload.jti === '') throw new Error('a SET was refused: its jti is not a string');
+    if (typeof payload.events !== 'object' || payload.events === null) throw new Error('a SET was refused: it has no events claim');
+    return payload;
   }
 
   private apply(p: JWTPayload): void {

@@ -45,8 +45,16 @@ export async function latestCommitted(db: EventsDb): Promise<number> {
   return Number(r.rows[0]!.id);
 }
 
-/** Deletes events created before `before`; moves the horizon past them. Returns how many went. */
-export async function pruneEvents(db: EventsDb, before: Date): Promise<number> {
+/** How long a poll receiver that stopped polling is remembered, at least (it is told to resync when it returns). */
+export const RECEIVER_MEMORY_MS = 30 * 86_400_000;
+
+/**
+ * Deletes events created before `before`; moves the horizon past them. Returns how many went.
+ * Poll receivers idle since before `receiversIdleBefore` (default: `RECEIVER_MEMORY_MS` before
+ * `before`) are forgotten: until then one that returns with a position below the horizon is told
+ * to resync; after, it starts again as a new receiver, with every event still kept.
+ */
+export async function pruneEvents(db: EventsDb, before: Date, receiversIdleBefore = new Date(before.getTime() - RECEIVER_MEMORY_MS)): Promise<number> {
   const r = await sql<{ n: number }>`
     with gone as (delete from security_events where created_at < ${before} returning id),
     moved as (
@@ -54,23 +62,37 @@ export async function pruneEvents(db: EventsDb, before: Date): Promise<number> {
       where exists (select 1 from gone) returning 1)
     select (select count(*) from gone)::int as n, (select count(*) from moved) as m`.execute(db);
   const n = r.rows[0]?.n ?? 0;
-  // Receivers that have not polled for longer than the retention window start again from the horizon.
-  await sql`delete from security_event_receivers where updated_at < ${before}`.execute(db);
+  await sql`delete from security_event_receivers where updated_at < ${receiversIdleBefore}`.execute(db);
   return n;
+}
+
+/** The jti of the resync SET owed to a receiver whose position `cursor` fell below the horizon. */
+export const resyncJti = (cursor: number): string => `resync-${cursor}`;
+
+/** A resync owed to a poll receiver: events after its position up to `from` were pruned unread. */
+export interface PollResync {
+  /** The resync SET's jti: acknowledging it moves the receiver on. */
+  jti: string;
+  /** The horizon: every event at or below it is gone; what is delivered starts above it. */
+  from: number;
 }
 
 /**
  * One RFC 8936 poll for `receiver`, in one transaction: records the acknowledgements, moves the
  * receiver's cursor past every acknowledged event, and returns up to `max` unacknowledged events
- * (plus whether more wait). A new receiver starts at the oldest retained event; one whose cursor
- * fell below the horizon (away longer than the retention) restarts there, and `resync` says so.
+ * (plus whether more wait). A new receiver starts at the oldest retained event. One whose cursor
+ * fell below the horizon (events it never acknowledged were pruned) is owed a resync: `resync`
+ * names it, counts against `max`, and is owed again on every poll until the receiver
+ * acknowledges its jti (given in `ackResync`); its position stays put until then, while events
+ * above the horizon are delivered and acknowledged as usual.
  */
 export async function pollEvents(
   db: Db,
   receiver: string,
   ack: readonly number[],
   max: number,
-): Promise<{ events: StoredEvent[]; more: boolean; resync: boolean }> {
+  ackResync: readonly string[] = [],
+): Promise<{ events: StoredEvent[]; more: boolean; resync: PollResync | null }> {
   return db.transaction().execute(async (t) => {
     const trx = eventsDb(t);
     const { horizon } = await eventBounds(trx);
@@ -80,13 +102,16 @@ export async function pollEvents(
       .onConflict((oc) => oc.column('receiver').doNothing())
       .execute();
     const row = await trx.selectFrom('security_event_receivers').select('cursor').where('receiver', '=', receiver).forUpdate().executeTakeFirstOrThrow();
-    let cursor = row.cursor;
-    const resync = cursor < horizon;
-    if (resync) {
+    let cursor = Number(row.cursor);
+    let owed = cursor < horizon;
+    if (owed && ackResync.includes(resyncJti(cursor))) {
+      owed = false;
       cursor = horizon;
-      await trx.deleteFrom('security_event_acks').where('receiver', '=', receiver).execute();
     }
-    const fresh = [...new Set(ack)].filter((id) => id > cursor);
+    // Acknowledgements at or below the horizon name pruned events: nothing is left to record.
+    await trx.deleteFrom('security_event_acks').where('receiver', '=', receiver).where('event_id', '<=', Math.max(cursor, horizon)).execute();
+    const base = Math.max(cursor, horizon);
+    const fresh = [...new Set(ack)].filter((id) => id > base);
     if (fresh.length > 0) {
       await trx
         .insertInto('security_event_acks')
@@ -94,21 +119,26 @@ export async function pollEvents(
         .onConflict((oc) => oc.doNothing())
         .execute();
     }
-    // The cursor moves to just below the oldest unacknowledged event (or to the newest event when all are).
-    const next = await sql<{ cursor: number }>`
-      select coalesce(
-        (select min(e.id) - 1 from security_events e
-          where e.id > ${cursor} and not exists (select 1 from security_event_acks a where a.receiver = ${receiver} and a.event_id = e.id)),
-        (select max(id) from security_events where id > ${cursor}),
-        ${cursor}::bigint) as cursor`.execute(trx);
-    cursor = Number(next.rows[0]!.cursor);
+    if (!owed) {
+      // The cursor moves to just below the oldest unacknowledged event (or to the newest event when all are).
+      const next = await sql<{ cursor: number }>`
+        select coalesce(
+          (select min(e.id) - 1 from security_events e
+            where e.id > ${cursor} and not exists (select 1 from security_event_acks a where a.receiver = ${receiver} and a.event_id = e.id)),
+          (select max(id) from security_events where id > ${cursor}),
+          ${cursor}::bigint) as cursor`.execute(trx);
+      cursor = Number(next.rows[0]!.cursor);
+      await trx.deleteFrom('security_event_acks').where('receiver', '=', receiver).where('event_id', '<=', cursor).execute();
+    }
     await trx.updateTable('security_event_receivers').set({ cursor, updated_at: new Date() }).where('receiver', '=', receiver).execute();
-    await trx.deleteFrom('security_event_acks').where('receiver', '=', receiver).where('event_id', '<=', cursor).execute();
+    const resync = owed && max > 0 ? { jti: resyncJti(cursor), from: horizon } : null;
+    const limit = resync ? max - 1 : max;
+    const from = Math.max(cursor, horizon);
     const rows = await sql<{ id: number; kind: SecurityEventKind; subject: Record<string, unknown>; created_at: Date }>`
       select e.id, e.kind, e.subject, e.created_at from security_events e
-      where e.id > ${cursor} and not exists (select 1 from security_event_acks a where a.receiver = ${receiver} and a.event_id = e.id)
-      order by e.id limit ${max + 1}`.execute(trx);
-    const events = rows.rows.slice(0, max).map((r) => ({ id: Number(r.id), kind: r.kind, subject: r.subject, createdAt: r.created_at }));
-    return { events, more: rows.rows.length > max, resync };
+      where e.id > ${from} and not exists (select 1 from security_event_acks a where a.receiver = ${receiver} and a.event_id = e.id)
+      order by e.id limit ${limit + 1}`.execute(trx);
+    const events = rows.rows.slice(0, limit).map((r) => ({ id: Number(r.id), kind: r.kind, subject: r.subject, createdAt: r.created_at }));
+    return { events, more: rows.rows.length > limit, resync };
   });
 }

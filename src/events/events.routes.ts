@@ -7,7 +7,7 @@ import { markBearerGuard } from '../platform/http/contract.js';
 import { errorResponses } from '../platform/http/schemas.js';
 import { eventBounds, eventsDb, pollEvents, pruneEvents, type StoredEvent } from './events.repository.js';
 import { EventHub, type Subscriber } from './events.service.js';
-import { setClaims, signSet } from './set.js';
+import { resyncClaims, setClaims, signSet } from './set.js';
 
 /** Scopes that may receive security events: the dedicated one, or an operator's. */
 export const EVENT_SCOPES = ['events:read', 'admin'] as const;
@@ -17,6 +17,8 @@ const MAX_BUFFERED = 4 * 1024 * 1024;
 /** Longest wait of a long poll without events. */
 const LONG_POLL_MS = 20_000;
 const EVENT_ID = /^[0-9]{1,15}$/;
+/** A SET's jti as poll delivery names it: an event id, or a resync notice's `resync-<position>`. */
+const SET_JTI = '^([0-9]{1,15}|resync-[0-9]{1,15})$';
 
 /** The receiver a credential speaks for (the SETs' `aud`): its SDK key, else its user. */
 function receiverOf(p: Principal): { key: string; audience: string } {
@@ -130,6 +132,7 @@ export async function eventsRoutes(app: FastifyInstance): Promise<void> {
         description:
           'Needs scope `events:read` (SDK keys may hold it) or `admin`. Each event: `id:` the event id, `data:` a SET (RFC 8417, ' +
           '`typ: secevent+jwt`, signed with the current signing key, `aud` the receiver: its client_id or user id). ' +
+          'The stream opens with a `receiver` event (data: `{"aud": ...}`): the `aud` every SET on it carries. ' +
           '`Last-Event-ID` resumes after that id; without it the stream starts with every event still kept (the retention ' +
           'covers the longest token lifetime), so a new verifier learns every revocation that still matters. A `resync` event ' +
           '(data: JSON) says the requested id is older than the retention or unknown: events replay from the oldest kept. ' +
@@ -168,7 +171,7 @@ export async function eventsRoutes(app: FastifyInstance): Promise<void> {
         // One stream per connection: when the stream ends (credential expired, shutdown) the socket goes with it.
         connection: 'close',
       });
-      res.write(': tessera security events\nretry: 1000\n\n');
+      res.write(`: tessera security events\nretry: 1000\n\nevent: receiver\ndata: ${JSON.stringify({ aud: audience })}\n\n`);
       if (resync)
         res.write(`event: resync\ndata: ${JSON.stringify({ reason: 'events after the requested id are no longer kept or it is unknown', from: horizon })}\n\n`);
       streams.add(reply);
@@ -243,16 +246,20 @@ export async function eventsRoutes(app: FastifyInstance): Promise<void> {
           'Needs scope `events:read` or `admin`. Acknowledges the SETs named in `ack` (and in `setErrs`, which are logged), then ' +
           'answers with up to `maxEvents` unacknowledged SETs, oldest first (`sets`: jti -> SET). Unacknowledged SETs are ' +
           'delivered again. Acknowledgements are kept per receiver (its SDK key, else its user). A new receiver starts with ' +
-          'every event still kept. Without `returnImmediately: true` an empty answer waits up to 20 s for an event.',
+          'every event still kept. A receiver whose position (its oldest unacknowledged event) is older than the retention ' +
+          'has missed events: its answer carries a SET of type `urn:tessera:secevent:resync` (jti `resync-<position>`, event ' +
+          'member `from`: every event at or below it is gone), delivered again until acknowledged, next to the events still ' +
+          'kept; the receiver rebuilds its state from them. Receivers idle for longer than the retention plus 30 days ' +
+          'are forgotten and start again as new ones. Without `returnImmediately: true` an empty answer waits up to 20 s for an event.',
         body: {
           type: 'object',
           additionalProperties: false,
           properties: {
-            ack: { type: 'array', maxItems: 1000, items: { type: 'string', pattern: '^[0-9]{1,15}$' }, description: 'jtis of SETs processed' },
+            ack: { type: 'array', maxItems: 1000, items: { type: 'string', pattern: SET_JTI }, description: 'jtis of SETs processed' },
             setErrs: {
               type: 'object',
               maxProperties: 1000,
-              propertyNames: { pattern: '^[0-9]{1,15}$' },
+              propertyNames: { pattern: SET_JTI },
               additionalProperties: {
                 type: 'object',
                 required: ['err'],
@@ -269,7 +276,11 @@ export async function eventsRoutes(app: FastifyInstance): Promise<void> {
             additionalProperties: false,
             required: ['sets', 'moreAvailable'],
             properties: {
-              sets: { type: 'object', additionalProperties: { type: 'string' }, description: 'jti -> SET (compact JWS)' },
+              sets: {
+                type: 'object',
+                additionalProperties: { type: 'string' },
+                description: 'jti -> SET (compact JWS); a `resync-<position>` jti is the resync notice',
+              },
               moreAvailable: { type: 'boolean' },
             },
           },
@@ -284,9 +295,11 @@ export async function eventsRoutes(app: FastifyInstance): Promise<void> {
       const max = body.maxEvents ?? 100;
       const errs = Object.keys(body.setErrs ?? {});
       if (errs.length > 0) request.log.warn({ receiver: receiver.key, setErrs: body.setErrs }, 'receiver reported SET errors');
-      const ack = [...(body.ack ?? []), ...errs].map(Number);
-      let r = await pollEvents(app.db, receiver.key, ack, max);
-      if (r.events.length === 0 && max > 0 && body.returnImmediately !== true) {
+      const named = [...(body.ack ?? []), ...errs];
+      const ackResync = named.filter((j) => j.startsWith('resync-'));
+      const ack = named.filter((j) => !j.startsWith('resync-')).map(Number);
+      let r = await pollEvents(app.db, receiver.key, ack, max, ackResync);
+      if (r.events.length === 0 && r.resync === null && max > 0 && body.returnImmediately !== true) {
         receivers.inc({ delivery: 'poll' });
         try {
           await new Promise<void>((resolve) => {
@@ -310,7 +323,12 @@ export async function eventsRoutes(app: FastifyInstance): Promise<void> {
       const sets: Record<string, string> = {};
       const signed = await Promise.all(r.events.map((e) => sign(receiver.audience, e)));
       r.events.forEach((e, i) => (sets[String(e.id)] = signed[i]!));
-      delivered.inc({ delivery: 'poll' }, r.events.length);
+      if (r.resync) {
+        const claims = resyncClaims(config.issuer, receiver.audience, r.resync.jti, r.resync.from, app.clock.now());
+        sets[r.resync.jti] = await signSet(app.oauth.keys.signingKey(), claims);
+        request.log.warn({ receiver: receiver.key, from: r.resync.from }, 'poll receiver missed pruned security events; told to resync');
+      }
+      delivered.inc({ delivery: 'poll' }, Object.keys(sets).length);
       return reply.header('cache-control', 'no-store').send({ sets, moreAvailable: r.more });
     },
   );

@@ -15,7 +15,11 @@ export const TESSERA_EVENT = {
   sdkKeyDeleted: 'urn:tessera:secevent:sdk-key-deleted',
   userSuspended: 'urn:tessera:secevent:user-suspended',
   signingKeyRevoked: 'urn:tessera:secevent:signing-key-revoked',
-  /** Sent on a stream whose receiver resumed from an event no longer kept: rebuild state from what follows. */
+  /**
+   * Delivered by poll to a receiver whose position fell below the horizon (events it never
+   * acknowledged were pruned): rebuild state from what follows. The stream says the same with
+   * its `resync` event.
+   */
   resync: 'urn:tessera:secevent:resync',
 } as const;
 
@@ -82,6 +86,23 @@ export function setClaims(issuer: string, audience: string, e: StoredEvent): Set
         },
       };
   }
+}
+
+/**
+ * The SET that tells a poll receiver to resync: `jti` as the poll names it, `from` the horizon
+ * (every event at or below it is gone; what is delivered starts above it), `iat` now.
+ */
+export function resyncClaims(issuer: string, audience: string, jti: string, from: number, now: number): SetClaims {
+  return {
+    iss: issuer,
+    iat: Math.floor(now / 1000),
+    jti,
+    aud: audience,
+    sub_id: opaque(audience),
+    events: {
+      [TESSERA_EVENT.resync]: { reason: "events after this receiver's position were pruned before it acknowledged them", from },
+    },
+  };
 }
 
 /** The JWS header of a SET: `typ: secevent+jwt` (RFC 8417 §2.3), base64url. */

@@ -148,7 +148,12 @@ export async function applyMembershipChange(
   });
   const ended =
     role === null
-      ? await cascades.run(trx, 'membershipEnded', { organizationId, userId: targetUserId, now: new Date(clock.now()), actor: actor.audit }, { sdkKeysCutOff: [] })
+      ? await cascades.run(
+          trx,
+          'membershipEnded',
+          { organizationId, userId: targetUserId, now: new Date(clock.now()), actor: actor.audit },
+          { sdkKeysCutOff: [] },
+        )
       : { sdkKeysCutOff: [] };
   await publishChange(trx, { type: 'membership', id: organizationId, user_id: targetUserId });
   return { organizationId, userId: targetUserId, role, previousRole: current, sdkKeysCutOff: ended.sdkKeysCutOff };

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import time
 
+import jwt
 import pytest
 import requests
 
@@ -166,3 +167,162 @@ def test_options_are_checked(tessera):
         Verifier(tessera.issuer, tessera.issuer, revocations="stream")
     with pytest.raises(Exception, match="when_down"):
         Verifier(tessera.issuer, tessera.issuer, revocations="stream", events_auth=lambda: "x", when_down="open")
+
+
+# -- every claim of a SET is checked: a small issuer that publishes one key and serves a scripted stream ----------
+
+REVOKED_EV = "urn:tessera:secevent:access-token-revoked"
+
+
+class FakeIssuer:
+    """Publishes one ES256 key at /.well-known/jwks.json and serves ``script(last_event_id)`` at /events/stream,
+    keeping the connection open; records the Last-Event-ID of every connection."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import json
+        import threading
+
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key()))
+        jwks = json.dumps({"keys": [{**jwk, "kid": "k1", "alg": "ES256", "use": "sig"}]}).encode()
+        self.script = lambda last: ""
+        self.last_ids: list = []
+        self.closing = threading.Event()
+        me = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):  # noqa: ANN002 - quiet
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server's name
+                if self.path == "/.well-known/jwks.json":
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(jwks)))
+                    self.end_headers()
+                    self.wfile.write(jwks)
+                    return
+                if self.path != "/events/stream":
+                    self.send_response(404)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                last = self.headers.get("last-event-id")
+                me.last_ids.append(last)
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("transfer-encoding", "chunked")  # as Tessera streams it: each write reaches the reader
+                self.send_header("connection", "close")
+                self.end_headers()
+                try:
+                    body = me.script(last).encode()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(body), body))
+                    self.wfile.flush()
+                    while not me.closing.wait(0.2):
+                        pass
+                except OSError:
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def access_token(self, jti: str) -> str:
+        now = int(time.time())
+        claims = {"iss": self.url, "aud": self.url, "sub": "u1", "client_id": "c1", "scope": "api", "jti": jti, "iat": now, "exp": now + 600}
+        return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": "k1", "typ": "at+jwt"})
+
+    def set(self, sid: str, revokes: str, aud="gw-1", typ="secevent+jwt", key=None, **override) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.url,
+            "aud": aud,
+            "iat": now,
+            "jti": sid,
+            "sub_id": {"format": "jwt_id", "iss": self.url, "jti": revokes},
+            "events": {REVOKED_EV: {"jti": revokes, "client_id": "c1", "exp": now + 600}},
+        }
+        for k, v in override.items():
+            if v is None:
+                claims.pop(k, None)
+            else:
+                claims[k] = v
+        return jwt.encode(claims, key or self.key, algorithm="ES256", headers={"kid": "k1", "typ": typ})
+
+
+def _until(check, deadline: float = DEADLINE) -> bool:
+    end = time.time() + deadline
+    while not check():
+        if time.time() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+BAD_SETS = {
+    "wrong iss": dict(iss="https://elsewhere.invalid"),
+    "wrong aud": dict(aud="gw-2"),
+    "aud list without this receiver": dict(aud=["gw-2", "gw-3"]),
+    "typ JWT": dict(typ="JWT"),
+    "no iat": dict(iat=None),
+    "no jti": dict(jti=None),
+    "no events": dict(events=None),
+    "another key": dict(key="other"),
+    "control: every claim right": None,
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SETS))
+def test_a_set_is_applied_only_when_every_claim_is_right(case):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    bad = BAD_SETS[case]
+    issuer = FakeIssuer()
+    try:
+        first = issuer.set("1", "jti-a")
+        kw = dict(bad or {})
+        if kw.get("key") == "other":
+            kw["key"] = ec.generate_private_key(ec.SECP256R1())
+        second = issuer.set("2", "jti-b", **kw)
+        head, tail = 'event: receiver\ndata: {"aud":"gw-1"}\n\n', 'event: live\ndata: {"id":2}\n\n'
+        issuer.script = lambda last: f"{head}id: 1\ndata: {first}\n\nid: 2\ndata: {second}\n\n{tail}" if last is None else f"{head}id: 2\ndata: {second}\n\n{tail}"
+        a, b, c = (issuer.access_token(j) for j in ("jti-a", "jti-b", "jti-c"))
+        with Verifier(issuer.url, issuer.url, revocations="stream", events_auth=lambda: "an-opaque-token", grace=60.0, warn=lambda m: None) as v:
+            assert until(v, a, "revoked") == "revoked", "the good SET before it counts"
+            if bad is None:
+                assert until(v, b, "revoked") == "revoked"
+                assert outcome(v, c) == "accepted"
+                assert issuer.last_ids == [None]
+            else:
+                assert _until(lambda: "1" in issuer.last_ids), "reconnected resuming after the good SET, not the refused one"
+                assert outcome(v, b) == "unavailable", "the token the refused SET names is not counted as revoked"
+                assert outcome(v, c) == "unavailable", "and the verifier fails closed rather than trusting the stream"
+                assert not v.revocation_stream.is_live and v.revocation_stream.last_event_id == "1"
+    finally:
+        issuer.close()
+
+
+def test_a_pinned_audience_refuses_a_stream_addressed_to_another_receiver():
+    issuer = FakeIssuer()
+    try:
+        one = issuer.set("1", "jti-a", aud="gw-other")
+        issuer.script = lambda last: f'event: receiver\ndata: {{"aud":"gw-other"}}\n\nid: 1\ndata: {one}\n\nevent: live\ndata: {{"id":1}}\n\n'
+        with Verifier(
+            issuer.url, issuer.url, revocations="stream", events_auth=lambda: "an-opaque-token", events_audience="gw-1", grace=60.0, warn=lambda m: None
+        ) as v:
+            assert _until(lambda: len(issuer.last_ids) >= 2), "the verifier drops the stream and tries again"
+            assert outcome(v, issuer.access_token("jti-a")) == "unavailable"
+            assert v.revocation_stream.last_event_id is None
+    finally:
+        issuer.close()

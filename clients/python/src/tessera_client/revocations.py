@@ -1,11 +1,13 @@
 """Tessera's security events stream (``GET /events/stream``) followed by a background thread: the denylist a
 locally-verifying gateway needs, in memory and bounded by token expiry. Every Security Event Token (RFC 8417)
-is verified with Tessera's keys (``typ: secevent+jwt``, signature, ``iss``, ``aud``) before it counts; the
+is verified before it counts (Tessera's keys, ``typ: secevent+jwt``, ``iss`` the issuer, ``aud`` this receiver, ``iat``
+and ``jti`` present); one that fails drops the connection without moving past it, so the verifier stays down; the
 stream resumes with ``Last-Event-ID``; while it is down, catching up, or replaying after a ``resync``, its
 verdict is ``down`` and the verifier refuses or checks remotely: never silently open."""
 from __future__ import annotations
 
 import codecs
+import json
 import math
 import re
 import socket
@@ -61,8 +63,10 @@ class RevocationStream:
         self._key_for, self._refresh_keys, self._on_user_change = key_for, refresh_keys, on_user_change
         self._grace, self._lifetime, self._idle = grace, max_token_lifetime, idle_timeout
         self._url = url or f"{issuer}/events/stream"
-        # The SETs' aud is the receiver: the SDK key's client_id (or the user of an operator's token, when given).
-        self._audience = audience if audience is not None else getattr(auth, "client_id", None)
+        # The SETs' aud is the receiver: the SDK key's client_id, or the user id of an API or operator token. Known
+        # without the server when configured or when the credential is an SDK key's; else the stream names it.
+        self._pinned = audience if audience is not None else getattr(auth, "client_id", None)
+        self._audience: Optional[str] = self._pinned
         self._algorithms = algorithms
         self._lock = threading.Lock()
         self._jtis: Dict[str, float] = {}
@@ -183,8 +187,22 @@ class RevocationStream:
                 break
             retry = min(retry * 2, 5.0)
 
+    def _pinned_audience(self, bearer: str) -> Optional[str]:
+        """The receiver's ``aud`` known without the server: configured, the SDK key's, or the client_id of an SDK key's JWT."""
+        if self._pinned is not None:
+            return self._pinned
+        if bearer.count(".") != 2:
+            return None
+        try:
+            client_id = jwt.decode(bearer, options={"verify_signature": False}).get("client_id")
+        except jwt.PyJWTError:
+            return None
+        return client_id if isinstance(client_id, str) else None
+
     def _connect_once(self) -> bool:
-        headers = {"accept": "text/event-stream", "authorization": f"Bearer {self._bearer()}"}
+        bearer = self._bearer()
+        self._audience = self._pinned_audience(bearer)
+        headers = {"accept": "text/event-stream", "authorization": f"Bearer {bearer}"}
         if self._last_id is not None:
             headers["last-event-id"] = self._last_id
         # The read timeout is the idle timeout: no bytes (heartbeats included) for that long means a dead connection.
@@ -234,6 +252,18 @@ class RevocationStream:
         if ev_type == "live":
             self._set_live(True)
             return
+        if ev_type == "receiver":
+            try:
+                aud = json.loads(data).get("aud")
+            except (ValueError, AttributeError):
+                aud = None
+            if not isinstance(aud, str):
+                raise ValueError("the events stream announced no receiver")
+            if self._audience is None:
+                self._audience = aud
+            elif aud != self._audience:
+                raise ValueError(f"the events stream is addressed to {aud!r}, not this receiver ({self._audience!r})")
+            return
         if ev_type == "resync":
             self._t.warn("Tessera revocation stream: events were missed (away longer than their retention); down until the replay is caught up")
             with self._lock:
@@ -249,6 +279,8 @@ class RevocationStream:
     def _verify_set(self, token: str) -> Dict[str, Any]:
         """The claims of a SET verified with Tessera's keys (the JWKS fetched again once when its kid is unknown);
         raises otherwise, which drops the connection without advancing ``Last-Event-ID``."""
+        if self._audience is None:
+            raise ValueError("a SET arrived before the stream named its receiver (set events_audience)")
         header = jwt.get_unverified_header(token)
         if str(header.get("typ", "")).lower() not in ("secevent+jwt", "application/secevent+jwt"):
             raise ValueError("a security event is not a SET (typ must be secevent+jwt)")
@@ -262,15 +294,20 @@ class RevocationStream:
             key_alg, key = self._key_for(kid)
         if key_alg != alg:
             raise ValueError("a security event's algorithm does not match its key")
-        return jwt.decode(
+        claims = jwt.decode(
             token,
             key.key,
             algorithms=[alg],
             issuer=self._issuer,
             audience=self._audience,
             leeway=60,
-            options={"require": ["iss", "iat", "jti", "aud"], "verify_aud": self._audience is not None},
+            options={"require": ["iss", "iat", "jti", "aud"], "verify_aud": True, "verify_iat": True},
         )
+        if not isinstance(claims.get("jti"), str) or not claims["jti"]:
+            raise ValueError("a SET's jti is not a string")
+        if not isinstance(claims.get("events"), dict):
+            raise ValueError("a SET has no events claim")
+        return claims
 
     def _apply(self, claims: Dict[str, Any]) -> None:
         events = claims.get("events")
