@@ -94,7 +94,7 @@ function keepFormParameters(request: FastifyRequest): void {
     if (typeof value === 'string' && value !== '') kept[name] = value;
   }
   request.body = kept;
-};
+}
 
 const PARAM_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 
