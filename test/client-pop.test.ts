@@ -49,3 +49,67 @@ for (const nonce of ['off', 'on']) {
     t.equal(asBearer.status, 401, 'the same token as a bearer token');
   });
 }
+
+// A proxy that forwards a request and then loses Tessera's answer (503 instead): the server has
+// seen, and recorded, the proof and the assertion of that attempt, so a retry must make new ones.
+function losingFetch(lose: Set<string>, lost: Array<{ path: string; status: number; dpop: string | null }>) {
+  return async (input: string | URL, init?: RequestInit): Promise<Response> => {
+    const path = new URL(String(input)).pathname;
+    const res = await fetch(input, init);
+    if (!lose.has(path)) return res;
+    lose.delete(path);
+    await res.arrayBuffer();
+    lost.push({ path, status: res.status, dpop: new Headers(init?.headers).get('dpop') });
+    return new Response(JSON.stringify({ error: 'temporarily_unavailable' }), { status: 503, headers: { 'content-type': 'application/json' } });
+  };
+}
+
+for (const nonce of ['off', 'on']) {
+  t.test(`a DPoP-bound key discovers its organization with proofs, and retries with new ones (nonces ${nonce})`, async (t) => {
+    const port = await freePort();
+    const issuer = `http://127.0.0.1:${port}`;
+    const h = await harness(t, { env: { TESSERA_ISSUER: issuer, TESSERA_DPOP_NONCE: nonce } });
+    await h.app.listen({ port, host: '127.0.0.1' });
+    const user = await h.user();
+    // Two organizations: the key's tokens carry no org_id, so the client asks the API.
+    const orgs = [await h.org('Photon Lab', [[user, 'owner']]), await h.org('Ion Trap Lab', [[user, 'member']])];
+    const apiToken = await h.apiToken(user, ['api']);
+    const { auth: keyAuth } = await PrivateKeyJwt.register({ issuer, apiToken, name: 'runner', scopes: ['api'], dpopBoundAccessTokens: true });
+
+    const lost: Array<{ path: string; status: number; dpop: string | null }> = [];
+    const lose = new Set(['/oauth/token', '/api/users/me/organizations']);
+    const dpop = await DpopKey.generate('ES256');
+    const credentials = new ClientCredentials({
+      issuer,
+      privateKeyJwt: keyAuth,
+      dpop,
+      env: {},
+      fetch: losingFetch(lose, lost),
+      sleep: async () => undefined,
+      logger: { warn: (m) => warnings.push(m) },
+    });
+    const warnings: string[] = [];
+    const org = await credentials.organizationId();
+    t.ok(org !== null && orgs.some((o) => o.id === org), 'the organization comes from /api/users/me/organizations with a DPoP-bound token');
+    t.match(warnings, [/belongs to 2 organizations/]);
+    t.same(
+      lost.map((l) => l.path),
+      ['/oauth/token', '/api/users/me/organizations'],
+      'one answer of each was lost',
+    );
+    // With nonces on, the first token request meets use_dpop_nonce; either way the server consumed the proof.
+    t.ok(lost.every((l) => l.dpop !== null && l.status !== 503));
+    const token = await credentials.getAccessToken();
+    t.equal(token.tokenType, 'DPoP');
+
+    // Headers for any HTTP client: a proof per request.
+    const auth = new ClientCredentialsAuth(credentials);
+    await t.rejects(auth.headers(), { name: 'TesseraConfigError' }, 'a DPoP-bound token needs the request to make a proof for');
+    const url = `${issuer}/api/users/me`;
+    const headers = await auth.headers('GET', url);
+    t.match(headers.authorization, /^DPoP /);
+    t.equal((await fetch(url, { headers })).status, 200, 'headers(method, url) carry a proof for that request');
+    t.equal((await fetch(url, { headers })).status, 401, 'and for that request only: sent again, the proof is a replay');
+    t.equal((await credentials.authorizedRequest(url)).status, 200, 'authorizedRequest makes a proof of its own');
+  });
+}

@@ -132,9 +132,10 @@ export class RevocationStream {
     for (const [k, until] of this.kids) if (until < now) this.kids.delete(k);
   }
 
-  private async bearer(): Promise<string> {
+  /** The Authorization headers of one connection (a DPoP-bound token with a fresh proof of it). */
+  private async authorization(): Promise<Record<string, string>> {
     const a = this.o.auth;
-    return typeof a === 'function' ? a() : a.getToken();
+    return typeof a === 'function' ? { authorization: `Bearer ${await a()}` } : a.authorization('GET', this.url);
   }
 
   private setLive(live: boolean): void {
@@ -168,7 +169,7 @@ export class RevocationStream {
   private async connectOnce(): Promise<void> {
     const abort = new AbortController();
     this.abort = abort;
-    const headers: Record<string, string> = { accept: 'text/event-stream', authorization: `Bearer ${await this.bearer()}` };
+    const headers: Record<string, string> = { accept: 'text/event-stream', ...(await this.authorization()) };
     if (this.lastId !== null) headers['last-event-id'] = this.lastId;
     let idle: NodeJS.Timeout | undefined;
     const touch = () => {
