@@ -164,9 +164,14 @@ class RevocationStream:
 
     # -- the connection ------------------------------------------------------------------------------------
 
-    def _bearer(self) -> str:
+    def _authorization(self) -> Dict[str, str]:
+        """The Authorization headers of one connection (a DPoP-bound token with a fresh proof of it)."""
         a = self._auth
-        return a() if callable(a) and not hasattr(a, "get_token") else a.get_token()
+        if callable(a) and not hasattr(a, "get_token"):
+            return {"authorization": f"Bearer {a()}"}
+        if hasattr(a, "authorization"):
+            return a.authorization("GET", self._url)
+        return {"authorization": f"Bearer {a.get_token()}"}
 
     def _run(self) -> None:
         retry = 0.25
@@ -184,7 +189,7 @@ class RevocationStream:
             retry = min(retry * 2, 5.0)
 
     def _connect_once(self) -> bool:
-        headers = {"accept": "text/event-stream", "authorization": f"Bearer {self._bearer()}"}
+        headers = {"accept": "text/event-stream", **self._authorization()}
         if self._last_id is not None:
             headers["last-event-id"] = self._last_id
         # The read timeout is the idle timeout: no bytes (heartbeats included) for that long means a dead connection.
