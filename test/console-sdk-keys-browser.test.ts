@@ -70,7 +70,15 @@ t.test('SDK keys with a public key and DPoP-bound tokens, made in the console', 
   await page.click('button:has-text("Create key")');
   t.match(await page.textContent('#jwk-error'), /Paste the public key/);
   expectedStatus = null;
-  t.equal(await h.db.selectFrom('sdk_keys').select('client_id').execute().then((r) => r.length), 0, 'no key was made by the refused forms');
+  t.equal(
+    await h.db
+      .selectFrom('sdk_keys')
+      .select('client_id')
+      .execute()
+      .then((r) => r.length),
+    0,
+    'no key was made by the refused forms',
+  );
 
   // The public half: registered, no secret shown, DPoP-bound.
   await page.fill('#jwk', publicJwkText);

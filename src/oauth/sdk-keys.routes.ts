@@ -209,7 +209,11 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       if (scopes.length === 0) throw forbidden('your credential holds no scope an SDK key could carry');
       const audiences = request.body.audiences === undefined ? null : audiencesOf(request.body.audiences);
       const expiresAt = request.body.expires_at === undefined ? null : checkRequestedExpiry(request.body.expires_at, app.clock.now());
-      const publicJwk = await registrationKey(request.body.token_endpoint_auth_method, request.body.jwk, app.config.proofOfPossession.clientAssertionAlgorithms);
+      const publicJwk = await registrationKey(
+        request.body.token_endpoint_auth_method,
+        request.body.jwk,
+        app.config.proofOfPossession.clientAssertionAlgorithms,
+      );
       const { row, secret } = await createSdkKey(deps, requestActor(request), p, {
         name: request.body.name.trim(),
         scopes,
