@@ -2,7 +2,7 @@
 // locally and registered through the API (private_key_jwt, no secret anywhere), DPoP-bound tokens
 // used with proofs, and the use_dpop_nonce retry at the token endpoint and at the API.
 import t from 'tap';
-import { ClientCredentials, ClientCredentialsAuth, DpopKey, PrivateKeyJwt } from '../src/client/index.js';
+import { ClientCredentials, ClientCredentialsAuth, createVerifier, DpopKey, PrivateKeyJwt } from '../src/client/index.js';
 import { freePort, harness } from './support/helper.js';
 import { claimsOf } from './support/oauth-helper.js';
 
@@ -113,3 +113,26 @@ for (const nonce of ['off', 'on']) {
     t.equal((await credentials.authorizedRequest(url)).status, 200, 'authorizedRequest makes a proof of its own');
   });
 }
+
+t.test('the verifier introspects with a DPoP-bound SDK key: a fresh proof per introspection', async (t) => {
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+  const h = await harness(t, { env: { TESSERA_ISSUER: issuer } });
+  await h.app.listen({ port, host: '127.0.0.1' });
+  const user = await h.user();
+  const { auth } = await PrivateKeyJwt.register({
+    issuer,
+    apiToken: await h.apiToken(user, ['api', 'introspect']),
+    name: 'gateway',
+    scopes: ['introspect'],
+    dpopBoundAccessTokens: true,
+  });
+  const credentials = new ClientCredentials({ issuer, privateKeyJwt: auth, dpop: await DpopKey.generate('ES256'), env: {} });
+  const verifier = createVerifier({ issuer, audience: issuer, remote: { introspectionAuth: credentials, cacheTtlMs: 0 } });
+  for (const opaque of [await h.apiToken(user, ['api']), await h.apiToken(user, ['api'])]) {
+    const v = await verifier.verify(opaque);
+    t.equal(v.checkedRemotely, true);
+    t.equal(v.userId, user.id);
+  }
+  t.equal((await credentials.getAccessToken()).tokenType, 'DPoP', 'the introspecting token is DPoP-bound');
+});
