@@ -136,3 +136,36 @@ t.test('the verifier introspects with a DPoP-bound SDK key: a fresh proof per in
   }
   t.equal((await credentials.getAccessToken()).tokenType, 'DPoP', 'the introspecting token is DPoP-bound');
 });
+
+t.test('the revocation stream subscribes with a DPoP-bound SDK key', async (t) => {
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+  const h = await harness(t, { env: { TESSERA_ISSUER: issuer } });
+  await h.app.listen({ port, host: '127.0.0.1' });
+  const user = await h.user();
+  const { auth } = await PrivateKeyJwt.register({
+    issuer,
+    apiToken: await h.apiToken(user, ['api', 'events:read']),
+    name: 'receiver',
+    scopes: ['events:read'],
+    dpopBoundAccessTokens: true,
+  });
+  const credentials = new ClientCredentials({ issuer, privateKeyJwt: auth, dpop: await DpopKey.generate('ES256'), env: {} });
+  const warnings: string[] = [];
+  const verifier = createVerifier({
+    issuer,
+    audience: issuer,
+    revocations: 'stream',
+    events: { auth: credentials },
+    logger: { warn: (m) => warnings.push(m) },
+  });
+  t.teardown(() => verifier.close());
+  // A deadline, not a measurement: without a proof the stream answers 401 and never goes live.
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 30_000)));
+  const outcome = await Promise.race([verifier.revocationStream!.ready().then(() => 'ready' as const), deadline]);
+  clearTimeout(timer);
+  t.equal(outcome, 'ready', `the stream went live (warnings: ${warnings.join('; ')})`);
+  t.equal(verifier.revocationStream!.check({}, undefined), 'ok', 'live, so local checks are trusted');
+  t.equal((await credentials.getAccessToken()).tokenType, 'DPoP');
+});
