@@ -65,6 +65,14 @@ t.test('SDK keys with a public key and DPoP-bound tokens, made in the console', 
   t.match(await page.textContent('#jwk-error'), /not JSON/);
   t.equal(await page.inputValue('#jwk'), '{"kty": "EC", oops');
 
+  // A pasted key with the secret method chosen: nothing is made, the choice is asked for.
+  await page.fill('#jwk', publicJwkText);
+  await page.check('input[name="auth_method"][value="client_secret_basic"]');
+  await page.click('button:has-text("Create key")');
+  t.match(await page.textContent('#auth_method-error'), /You pasted a public key/);
+  t.equal(await page.inputValue('#jwk'), publicJwkText);
+  await page.check('input[name="auth_method"][value="private_key_jwt"]');
+
   // A private_key_jwt key without a JWK.
   await page.fill('#jwk', '');
   await page.click('button:has-text("Create key")');

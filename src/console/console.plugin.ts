@@ -627,10 +627,14 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     else if (scopes.some((x) => !(SDK_KEY_SCOPES as readonly string[]).includes(x))) errors.scopes = 'Choose among the scopes listed.';
     if (organizationId && !/^[0-9a-f-]{36}$/i.test(organizationId)) errors.organization_id = 'Choose an organization from the list.';
     if (authMethod !== 'client_secret_basic' && authMethod !== 'private_key_jwt') errors.auth_method = 'Choose how the key authenticates.';
+    else if (authMethod === 'client_secret_basic' && jwkText.trim()) {
+      errors.auth_method = 'You pasted a public key: choose "A key pair you hold", or clear the public key to get a secret.';
+    }
     // The JWK is parsed here; whether it is an acceptable public key is the API's own check (registrationKey).
     let jwk: unknown;
     if (authMethod === 'private_key_jwt') {
-      if (!jwkText.trim()) errors.jwk = 'Paste the public key (a JWK) that the key will sign its assertions with.';
+      if ((list(request.body, 'jwk')[0] ?? '').length > jwkText.length) errors.jwk = 'This is too long for a public key: paste the public JWK only.';
+      else if (!jwkText.trim()) errors.jwk = 'Paste the public key (a JWK) that the key will sign its assertions with.';
       else {
         try {
           jwk = JSON.parse(jwkText);
