@@ -4,7 +4,6 @@ import { TesseraConfigError, TesseraOAuthError } from './errors.js';
 import {
   discover,
   errorFromResponse,
-  getJson,
   normaliseIssuer,
   requestWithRetry,
   SingleFlight,
@@ -132,20 +131,26 @@ export class ClientCredentials {
 
   private async requestToken(): Promise<AccessToken> {
     const { token_endpoint } = await this.metadata();
-    const body = new URLSearchParams({ grant_type: 'client_credentials' });
-    if (this.scope) body.set('scope', this.scope);
-    if (this.audience) body.set('audience', this.audience);
+    const params = new URLSearchParams({ grant_type: 'client_credentials' });
+    if (this.scope) params.set('scope', this.scope);
+    if (this.audience) params.set('audience', this.audience);
     const started = this.t.now();
-    const send = async () => {
+    // Built anew for every attempt: an assertion and a proof are each accepted once, so a retry
+    // after a 5xx or a lost answer carries a new `jti` (the server may have recorded the first).
+    const attempt = async (): Promise<RequestInit> => {
+      const body = new URLSearchParams(params);
       const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
       if (this.assertions) await this.assertions.authenticate(body, token_endpoint);
       else headers.authorization = basicAuth(this.clientId, this.secret);
       if (this.dpop) headers.dpop = await this.dpop.proof('POST', token_endpoint);
-      return requestWithRetry(this.t, token_endpoint, { method: 'POST', headers, body: body.toString() });
+      return { method: 'POST', headers, body: body.toString() };
     };
-    let res = await send();
+    let res = await requestWithRetry(this.t, token_endpoint, attempt);
     // RFC 9449 §8: the server asks for its nonce; the next proof carries it.
-    if (this.dpop && (await this.dpop.nonceChallenge(token_endpoint, res))) res = await send();
+    if (this.dpop && (await this.dpop.nonceChallenge(token_endpoint, res))) {
+      await res.body?.cancel().catch(() => undefined);
+      res = await requestWithRetry(this.t, token_endpoint, attempt);
+    }
     if (!res.ok) throw await errorFromResponse(res);
     const json = (await res.json()) as Record<string, unknown>;
     if (typeof json.access_token !== 'string' || typeof json.expires_in !== 'number') {
@@ -160,6 +165,39 @@ export class ClientCredentials {
     };
     this.cached = token;
     return token;
+  }
+
+  /**
+   * The headers that authorize one request with the current token: `Authorization: Bearer`, or for
+   * a DPoP-bound token `Authorization: DPoP` and a fresh proof of `method` and `url` (with `ath`,
+   * RFC 9449 §7.1). Call it for every request and every retry: the server accepts a proof once.
+   */
+  async authorization(method: string, url: string | URL): Promise<Record<string, string>> {
+    const token = await this.getAccessToken();
+    if (this.dpop && token.tokenType.toLowerCase() === 'dpop') {
+      return { authorization: `DPoP ${token.accessToken}`, dpop: await this.dpop.proof(method, String(url), token.accessToken) };
+    }
+    return { authorization: `Bearer ${token.accessToken}` };
+  }
+
+  /**
+   * A request to Tessera with the current token ({@link ClientCredentials.authorization} per
+   * attempt), retried as every client request is, and sent once more with the server's nonce
+   * when a DPoP-bound token meets `use_dpop_nonce`.
+   */
+  async authorizedRequest(url: string, init: RequestInit = {}): Promise<Response> {
+    const method = (init.method ?? 'GET').toUpperCase();
+    const attempt = async (): Promise<RequestInit> => {
+      const headers = new Headers(init.headers);
+      for (const [k, v] of Object.entries(await this.authorization(method, url))) headers.set(k, v);
+      return { ...init, method, headers };
+    };
+    let res = await requestWithRetry(this.t, url, attempt);
+    if (this.dpop && (await this.dpop.nonceChallenge(url, res))) {
+      await res.body?.cancel().catch(() => undefined);
+      res = await requestWithRetry(this.t, url, attempt);
+    }
+    return res;
   }
 
   /**
@@ -184,11 +222,9 @@ export class ClientCredentials {
     const token = await this.getToken();
     const bound = claimsOf(token).org_id;
     if (typeof bound === 'string' && bound) return bound;
-    const { organizations: items } = await getJson<{ organizations: Array<{ id: string; name: string }> }>(
-      this.t,
-      `${this.issuer}/api/users/me/organizations`,
-      { authorization: `Bearer ${token}` },
-    );
+    const res = await this.authorizedRequest(`${this.issuer}/api/users/me/organizations`, { headers: { accept: 'application/json' } });
+    if (!res.ok) throw await errorFromResponse(res);
+    const { organizations: items } = (await res.json()) as { organizations: Array<{ id: string; name: string }> };
     if (items.length === 0) return null;
     const chosen = items[0]!;
     if (items.length > 1) {
@@ -217,9 +253,19 @@ export class ClientCredentialsAuth {
     this.baseFetch = f ?? ((input, init) => fetch(input, init));
   }
 
-  /** `{ authorization: 'Bearer <token>' }` */
-  async headers(): Promise<{ authorization: string }> {
-    return { authorization: `Bearer ${await this.credentials.getToken()}` };
+  /**
+   * `{ authorization: 'Bearer <token>' }`; for a DPoP-bound token `{ authorization: 'DPoP <token>', dpop: <proof> }`,
+   * which needs the request's method and URL (a proof is made for one request: call this for each).
+   */
+  async headers(method?: string, url?: string | URL): Promise<{ authorization: string; dpop?: string }> {
+    const token = await this.credentials.getAccessToken();
+    if (this.credentials.dpop && token.tokenType.toLowerCase() === 'dpop') {
+      if (method === undefined || url === undefined) {
+        throw new TesseraConfigError('a DPoP-bound token needs a proof for each request: call headers(method, url)');
+      }
+      return this.credentials.authorization(method, url) as Promise<{ authorization: string; dpop: string }>;
+    }
+    return { authorization: `Bearer ${token.accessToken}` };
   }
 
   /** `fetch` with the Authorization header added (with a DPoP proof for DPoP-bound tokens). */

@@ -103,19 +103,25 @@ function isRetryableStatus(status: number, code: string): boolean {
   return status >= 500 || status === 429 || code === 'temporarily_unavailable';
 }
 
+/** A request, or a function that builds it anew for every attempt (single-use proofs and assertions). */
+export type RequestInitSource = RequestInit | (() => Promise<RequestInit> | RequestInit);
+
 /**
  * One HTTP exchange with retries: network errors (and timeouts), 5xx and 429 are retried with
  * exponential backoff and full jitter, waiting at least what `Retry-After` asks; any other answer
  * is returned as is (the caller decides what a 4xx means). After the last retry, a retryable
- * status is returned too, and a network failure throws `TesseraNetworkError`.
+ * status is returned too, and a network failure throws `TesseraNetworkError`. When `init` is a
+ * function it is called for every attempt, so a DPoP proof or a client assertion (whose `jti` the
+ * server accepts once, even when it then failed to answer) is never sent twice.
  */
-export async function requestWithRetry(t: Transport, url: string, init: RequestInit): Promise<Response> {
+export async function requestWithRetry(t: Transport, url: string, init: RequestInitSource): Promise<Response> {
   const { maxRetries, baseDelayMs, maxDelayMs, maxRetryAfterMs } = t.retry;
   for (let attempt = 0; ; attempt++) {
     let res: Response | null = null;
     let failure: unknown = null;
     try {
-      res = await t.fetch(url, { ...init, signal: AbortSignal.timeout(t.timeoutMs) });
+      const request = typeof init === 'function' ? await init() : init;
+      res = await t.fetch(url, { ...request, signal: AbortSignal.timeout(t.timeoutMs) });
     } catch (err) {
       failure = err;
     }

@@ -144,9 +144,15 @@ export class RevocationStream {
     for (const [k, until] of this.kids) if (until < now) this.kids.delete(k);
   }
 
-  private async bearer(): Promise<string> {
+  /**
+   * The Authorization headers of one connection (a DPoP-bound token with a fresh proof of it), and
+   * the bearer token itself when a function gave it (its claims may name the receiver).
+   */
+  private async authorization(): Promise<{ headers: Record<string, string>; bearer: string | null }> {
     const a = this.o.auth;
-    return typeof a === 'function' ? a() : a.getToken();
+    if (typeof a !== 'function') return { headers: await a.authorization('GET', this.url), bearer: null };
+    const bearer = await a();
+    return { headers: { authorization: `Bearer ${bearer}` }, bearer };
   }
 
   private setLive(live: boolean): void {
@@ -180,9 +186,9 @@ export class RevocationStream {
   private async connectOnce(): Promise<void> {
     const abort = new AbortController();
     this.abort = abort;
-    const bearer = await this.bearer();
-    this.audience = this.pinnedAudience(bearer);
-    const headers: Record<string, string> = { accept: 'text/event-stream', authorization: `Bearer ${bearer}` };
+    const auth = await this.authorization();
+    this.audience = this.pinnedAudience(auth.bearer);
+    const headers: Record<string, string> = { accept: 'text/event-stream', ...auth.headers };
     if (this.lastId !== null) headers['last-event-id'] = this.lastId;
     let idle: NodeJS.Timeout | undefined;
     const touch = () => {
@@ -231,10 +237,10 @@ export class RevocationStream {
   }
 
   /** The receiver's `aud` known without the server: configured, or the client_id of its SDK key. */
-  private pinnedAudience(bearer: string): string | null {
+  private pinnedAudience(bearer: string | null): string | null {
     if (this.o.audience !== undefined) return this.o.audience;
     if (typeof this.o.auth !== 'function') return this.o.auth.clientId;
-    if (bearer.split('.').length !== 3) return null;
+    if (bearer === null || bearer.split('.').length !== 3) return null;
     try {
       const clientId = decodeJwt(bearer).client_id;
       return typeof clientId === 'string' ? clientId : null;

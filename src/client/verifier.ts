@@ -302,9 +302,10 @@ export function createVerifier(options: VerifierOptions): Verifier {
     stream.start();
   }
 
-  async function introspectionBearer(): Promise<string> {
+  /** The Authorization headers of one introspection request (a DPoP-bound token with a fresh proof of it). */
+  async function introspectionAuthorization(url: string): Promise<Record<string, string>> {
     const a = remote.introspectionAuth!;
-    return typeof a === 'function' ? a() : a.getToken();
+    return typeof a === 'function' ? { authorization: `Bearer ${await a()}` } : a.authorization('POST', url);
   }
 
   async function askTessera(token: string): Promise<VerifiedToken> {
@@ -313,15 +314,17 @@ export function createVerifier(options: VerifierOptions): Verifier {
       if (method === 'gateway') {
         res = await requestWithRetry(t, `${issuer}/gateway/verify`, { method: 'GET', headers: { authorization: `Bearer ${token}` } });
       } else {
-        res = await requestWithRetry(t, `${issuer}/oauth/introspect`, {
+        const url = `${issuer}/oauth/introspect`;
+        // Built for every attempt: a DPoP proof is accepted once.
+        res = await requestWithRetry(t, url, async () => ({
           method: 'POST',
           headers: {
-            authorization: `Bearer ${await introspectionBearer()}`,
+            ...(await introspectionAuthorization(url)),
             'content-type': 'application/x-www-form-urlencoded',
             accept: 'application/json',
           },
           body: new URLSearchParams({ token }).toString(),
-        });
+        }));
       }
     } catch (err) {
       throw fail('unavailable', 'cannot reach Tessera to check the token', err);

@@ -20,7 +20,7 @@ import type { Role } from '../identity/identity.table.js';
 import { createChildApiToken, regenerateApiToken, revokeApiToken } from '../api-tokens/api-tokens.service.js';
 import { findApiTokenByHash, listLiveApiTokens } from '../api-tokens/api-tokens.repository.js';
 import { hashApiToken, isWellFormedApiToken } from '../api-tokens/api-token.js';
-import { createSdkKey, deleteSdkKeyFor, rotateSdkKeySecret, updateSdkKeyFor } from '../oauth/sdk-keys.service.js';
+import { createSdkKey, deleteSdkKeyFor, registrationKey, rotateSdkKeySecret, updateSdkKeyFor } from '../oauth/sdk-keys.service.js';
 import { listSdkKeys, SDK_KEYS_PER_USER } from '../oauth/sdk-keys.repository.js';
 import { SDK_KEY_SCOPES } from '../oauth/scopes.js';
 import {
@@ -591,10 +591,20 @@ async function consolePages(app: FastifyInstance): Promise<void> {
         lastUsed: when(k.last_used_at),
         expires: when(k.expires_at),
         audiences: k.audiences,
+        privateKeyJwt: k.token_endpoint_auth_method === 'private_key_jwt',
+        dpopBound: k.dpop_bound_access_tokens,
         previousSecretUntil:
           k.previous_secret_expires_at && k.previous_secret_expires_at.getTime() > app.clock.now() ? when(k.previous_secret_expires_at) : null,
       })),
-      values: { name: '', scopes: SDK_KEY_SCOPES.filter((x) => x === 'api' && s.scopes.includes(x)), organization_id: '' },
+      values: {
+        name: '',
+        scopes: SDK_KEY_SCOPES.filter((x) => x === 'api' && s.scopes.includes(x)),
+        organization_id: '',
+        auth_method: 'client_secret_basic',
+        jwk: '',
+        dpop_bound: false,
+      },
+      jwkAlgorithms: config.proofOfPossession.clientAssertionAlgorithms,
       ...data,
     });
   }
@@ -606,17 +616,55 @@ async function consolePages(app: FastifyInstance): Promise<void> {
     const name = field(request.body, 'name', 300).trim();
     const scopes = [...new Set(list(request.body, 'scopes'))];
     const organizationId = field(request.body, 'organization_id', 64).trim();
-    const values = { name, scopes, organization_id: organizationId };
+    const authMethod = field(request.body, 'auth_method', 40) || 'client_secret_basic';
+    const jwkText = field(request.body, 'jwk', 8192);
+    const dpopBound = field(request.body, 'dpop_bound', 10) === 'on';
+    const values = { name, scopes, organization_id: organizationId, auth_method: authMethod, jwk: jwkText, dpop_bound: dpopBound };
     const errors: Record<string, string> = {};
     if (!name) errors.name = 'Give the key a name.';
     else if (name.length > 200) errors.name = 'Use at most 200 characters.';
     if (scopes.length === 0) errors.scopes = 'Choose at least one scope.';
     else if (scopes.some((x) => !(SDK_KEY_SCOPES as readonly string[]).includes(x))) errors.scopes = 'Choose among the scopes listed.';
     if (organizationId && !/^[0-9a-f-]{36}$/i.test(organizationId)) errors.organization_id = 'Choose an organization from the list.';
+    if (authMethod !== 'client_secret_basic' && authMethod !== 'private_key_jwt') errors.auth_method = 'Choose how the key authenticates.';
+    else if (authMethod === 'client_secret_basic' && jwkText.trim()) {
+      errors.auth_method = 'You pasted a public key: choose "A key pair you hold", or clear the public key to get a secret.';
+    }
+    // The JWK is parsed here; whether it is an acceptable public key is the API's own check (registrationKey).
+    let jwk: unknown;
+    if (authMethod === 'private_key_jwt') {
+      if ((list(request.body, 'jwk')[0] ?? '').length > jwkText.length) errors.jwk = 'This is too long for a public key: paste the public JWK only.';
+      else if (!jwkText.trim()) errors.jwk = 'Paste the public key (a JWK) that the key will sign its assertions with.';
+      else {
+        try {
+          jwk = JSON.parse(jwkText);
+        } catch {
+          errors.jwk = 'The public key is not JSON: paste a JWK object such as {"kty":"EC","crv":"P-256","x":"…","y":"…"}.';
+        }
+      }
+    }
     if (Object.keys(errors).length) return keysPage(request, reply.code(400), { errors, values });
+    let publicJwk: Awaited<ReturnType<typeof registrationKey>> = null;
+    if (authMethod === 'private_key_jwt') {
+      try {
+        publicJwk = await registrationKey('private_key_jwt', jwk, config.proofOfPossession.clientAssertionAlgorithms);
+      } catch (err) {
+        if (err instanceof ApiError && err.statusCode === 400) return keysPage(request, reply.code(400), { errors: { jwk: err.message }, values });
+        throw err;
+      }
+    }
     try {
-      const { row, secret } = await createSdkKey(sdkDeps, requestActor(request), principalOf(s), { name, scopes, organizationId: organizationId || null });
+      const { row, secret } = await createSdkKey(sdkDeps, requestActor(request), principalOf(s), {
+        name,
+        scopes,
+        organizationId: organizationId || null,
+        publicJwk,
+        dpopBound,
+      });
       app.forgetCredentials({ sdkKeyClientIds: [row.client_id] });
+      if (secret === null) {
+        return keysPage(request, reply.code(201), { registered: { name, clientId: row.client_id } });
+      }
       const json = JSON.stringify({ client_id: row.client_id, client_secret: secret, issuer: config.issuer }, null, 2) + '\n';
       return keysPage(request, reply.code(201), {
         created: { name, clientId: row.client_id, secret, download: { filename: `tessera-sdk-key-${row.client_id}.json`, json } },
@@ -635,6 +683,14 @@ async function consolePages(app: FastifyInstance): Promise<void> {
         await updateSdkKeyFor(sdkDeps, requestActor(request), s.userId, clientId, { status: action === 'enable' ? 'enabled' : 'disabled' });
         app.forgetCredentials({ sdkKeyClientIds: [clientId] });
         return keysPage(request, reply, { notice: `The key is ${action}d.` });
+      }
+      if (action === 'dpop-on' || action === 'dpop-off') {
+        const dpopBound = action === 'dpop-on';
+        await updateSdkKeyFor(sdkDeps, requestActor(request), s.userId, clientId, { dpopBound });
+        app.forgetCredentials({ sdkKeyClientIds: [clientId] });
+        return keysPage(request, reply, {
+          notice: dpopBound ? 'The key now gets DPoP-bound tokens only.' : 'The key may get bearer tokens again.',
+        });
       }
       if (action === 'rotate') {
         const overlap = OVERLAP_CHOICES.find((c) => c.value === field(request.body, 'overlap', 10));

@@ -76,10 +76,10 @@ const INTROSPECTION_BEARER_ANSWERS: BearerAnswers = {
  * chain (`app.resolveBearer`), so new kinds of credential are covered as they are added.
  */
 export async function introspectRoute(app: FastifyInstance): Promise<void> {
-  /** A bearer caller when `Authorization` says Bearer; otherwise the request must authenticate as a client. */
+  /** A bearer caller when `Authorization` says Bearer (or DPoP, with a proof); otherwise the request must authenticate as a client. */
   async function caller(request: FastifyRequest): Promise<Caller> {
     const auth = request.headers.authorization;
-    if (auth !== undefined && /^Bearer\b/i.test(auth)) {
+    if (auth !== undefined && /^(Bearer|DPoP)\b/i.test(auth)) {
       const principal = await authenticate(request, { anyOf: INTROSPECTION_SCOPES }, INTROSPECTION_BEARER_ANSWERS);
       return { kind: 'bearer', principal };
     }

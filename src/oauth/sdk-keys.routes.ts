@@ -12,13 +12,12 @@ import {
   deleteSdkKeyFor,
   MAX_KEY_AUDIENCES,
   MAX_SECRET_OVERLAP_SECONDS,
+  registrationKey,
   rotateSdkKeySecret,
+  type AuthMethodInput,
   updateSdkKeyFor,
 } from './sdk-keys.service.js';
 import { dateTimeSchema, errorResponses, uuidSchema } from '../platform/http/schemas.js';
-import { badRequest } from '../platform/errors/api-error.js';
-import { registrableJwk } from './client-assertion.js';
-import type { PublicJwk } from './oauth.table.js';
 
 const publicJwkSchema = {
   type: 'object',
@@ -135,21 +134,6 @@ function view(row: SdkKeyRow, nowMs: number) {
   };
 }
 
-type AuthMethodInput = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
-
-/** The public key a creation registers (private_key_jwt), or null for a secret key; 400 when the two disagree or the JWK is not acceptable. */
-async function publicKeyOf(method: AuthMethodInput | undefined, jwk: unknown, algorithms: readonly string[]): Promise<PublicJwk | null> {
-  const wantsKey = method === 'private_key_jwt' || (method === undefined && jwk !== undefined);
-  if (!wantsKey) {
-    if (jwk !== undefined) throw badRequest('jwk is only for token_endpoint_auth_method private_key_jwt');
-    return null;
-  }
-  if (jwk === undefined) throw badRequest('private_key_jwt needs the public key: send jwk');
-  const r = await registrableJwk(jwk, algorithms);
-  if (!r.ok) throw badRequest(r.reason);
-  return r.jwk;
-}
-
 /** /api/sdk-keys: a user's SDK keys (bearer with scope `api`). */
 export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
   const deps = { db: app.db, pepper: app.config.pepper, clock: app.clock };
@@ -225,7 +209,11 @@ export async function sdkKeyRoutes(app: FastifyInstance): Promise<void> {
       if (scopes.length === 0) throw forbidden('your credential holds no scope an SDK key could carry');
       const audiences = request.body.audiences === undefined ? null : audiencesOf(request.body.audiences);
       const expiresAt = request.body.expires_at === undefined ? null : checkRequestedExpiry(request.body.expires_at, app.clock.now());
-      const publicJwk = await publicKeyOf(request.body.token_endpoint_auth_method, request.body.jwk, app.config.proofOfPossession.clientAssertionAlgorithms);
+      const publicJwk = await registrationKey(
+        request.body.token_endpoint_auth_method,
+        request.body.jwk,
+        app.config.proofOfPossession.clientAssertionAlgorithms,
+      );
       const { row, secret } = await createSdkKey(deps, requestActor(request), p, {
         name: request.body.name.trim(),
         scopes,

@@ -23,6 +23,7 @@ import type { Principal } from '../platform/auth/principal.js';
 import { nextTokensValidAfter } from './access-token.js';
 import { SDK_KEY_PURPOSE } from './client-auth.js';
 import type { PublicJwk } from './oauth.table.js';
+import { registrableJwk } from './client-assertion.js';
 
 /**
  * Audits one change to a key and announces it to every instance, both in the caller's transaction,
@@ -60,6 +61,21 @@ export function checkKeyAudiences(audiences: readonly string[], issuer: string, 
     throw badRequest(`this server does not issue tokens for: ${refused.join(' ')} (the issuer and TESSERA_AUDIENCES are allowed)`, { audiences: refused });
   }
   return unique;
+}
+
+export type AuthMethodInput = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+
+/** The public key a creation registers (private_key_jwt), or null for a secret key; 400 when the two disagree or the JWK is not acceptable. */
+export async function registrationKey(method: AuthMethodInput | undefined, jwk: unknown, algorithms: readonly string[]): Promise<PublicJwk | null> {
+  const wantsKey = method === 'private_key_jwt' || (method === undefined && jwk !== undefined);
+  if (!wantsKey) {
+    if (jwk !== undefined) throw badRequest('jwk is only for token_endpoint_auth_method private_key_jwt');
+    return null;
+  }
+  if (jwk === undefined) throw badRequest('private_key_jwt needs the public key: send jwk');
+  const r = await registrableJwk(jwk, algorithms);
+  if (!r.ok) throw badRequest(r.reason);
+  return r.jwk;
 }
 
 /** How long a rotated-out secret keeps working by default, and at most (seconds). */

@@ -81,6 +81,8 @@ class CountingProxy:
     def __init__(self, backend_port: int) -> None:
         self.counts: Dict[str, int] = {}
         self.failing: Dict[str, List[Any]] = {}
+        self.losing: Dict[str, int] = {}
+        self.lost: List[Dict[str, Any]] = []
         lock = threading.Lock()
         proxy = self
 
@@ -122,6 +124,19 @@ class CountingProxy:
                     return
                 finally:
                     conn.close()
+                with lock:
+                    lose = proxy.losing.get(path, 0) > 0
+                    if lose:
+                        proxy.losing[path] -= 1
+                        proxy.lost.append({"path": path, "status": res.status, "headers": headers})
+                if lose:
+                    out = json.dumps({"error": "temporarily_unavailable", "error_description": "test: answer lost"}).encode()
+                    self.send_response(503)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                    return
                 self.send_response(res.status)
                 for k, v in res.getheaders():
                     if k.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length"):
@@ -140,6 +155,11 @@ class CountingProxy:
 
     def fail_next(self, path: str, n: int, status: int = 503, retry_after: str = "0") -> None:
         self.failing[path] = [n, status, retry_after]
+
+    def lose_next(self, path: str, n: int) -> None:
+        """Forwards the next ``n`` requests to ``path`` and answers 503 instead of Tessera's answer (which Tessera
+        did give: what it recorded, such as a proof's or an assertion's jti, stays recorded)."""
+        self.losing[path] = n
 
     def count(self, path: str) -> int:
         return self.counts.get(path, 0)

@@ -115,18 +115,23 @@ def _retryable(status: int, code: str) -> bool:
     return status >= 500 or status == 429 or code == "temporarily_unavailable"
 
 
-def request_with_retry(t: Transport, method: str, url: str, **kwargs: Any) -> requests.Response:
+def request_with_retry(
+    t: Transport, method: str, url: str, *, prepare: Optional[Callable[[], Dict[str, Any]]] = None, **kwargs: Any
+) -> requests.Response:
     """One HTTP exchange with retries: network errors (and timeouts), 5xx and 429 are retried with
     exponential backoff and full jitter, waiting at least what ``Retry-After`` asks; any other answer is
     returned as is. After the last retry a retryable status is returned too, and a network failure raises
-    ``TesseraNetworkError``."""
+    ``TesseraNetworkError``. ``prepare`` is called for every attempt and its keyword arguments (headers,
+    data) replace those given: a DPoP proof or a client assertion, whose ``jti`` the server accepts once
+    even when its answer was then lost, is never sent twice."""
     p = t.retry
     attempt = 0
     while True:
         res: Optional[requests.Response] = None
         failure: Optional[BaseException] = None
         try:
-            res = t.session.request(method, url, timeout=t.timeout, allow_redirects=False, **kwargs)
+            request_kwargs = {**kwargs, **prepare()} if prepare is not None else kwargs
+            res = t.session.request(method, url, timeout=t.timeout, allow_redirects=False, **request_kwargs)
         except (requests.ConnectionError, requests.Timeout) as e:
             failure = e
         if res is not None and res.status_code < 500 and res.status_code != 429:

@@ -12,7 +12,7 @@ from urllib.parse import quote_plus
 
 import requests
 
-from ._http import RetryPolicy, SingleFlight, Transport, discover, error_from_response, get_json, json_body, normalise_issuer, request_with_retry
+from ._http import RetryPolicy, SingleFlight, Transport, discover, error_from_response, json_body, normalise_issuer, request_with_retry
 from .branding import DEFAULT_BRANDING, Branding
 from .credentials import resolve_credentials
 from .errors import TesseraConfigError, TesseraOAuthError
@@ -165,9 +165,42 @@ class ClientCredentials:
         """Forgets the cached token (after a resource server refused it, say)."""
         self._cached = None
 
-    def headers(self) -> Dict[str, str]:
-        """``{"Authorization": "Bearer <token>"}``"""
-        return {"Authorization": f"Bearer {self.get_token()}"}
+    def headers(self, method: Optional[str] = None, url: Optional[str] = None) -> Dict[str, str]:
+        """``{"Authorization": "Bearer <token>"}``; for a DPoP-bound token ``{"Authorization": "DPoP <token>",
+        "DPoP": <proof>}``, which needs the request's method and URL (a proof is made for one request: call
+        this for each)."""
+        token = self.get_access_token()
+        if self.dpop is not None and token.token_type.lower() == "dpop":
+            if method is None or url is None:
+                raise TesseraConfigError("a DPoP-bound token needs a proof for each request: call headers(method, url)")
+            return self._authorization(token, method, url)
+        return {"Authorization": f"Bearer {token.access_token}"}
+
+    def _authorization(self, token: AccessToken, method: str, url: str) -> Dict[str, str]:
+        if self.dpop is not None and token.token_type.lower() == "dpop":
+            return {"Authorization": f"DPoP {token.access_token}", "DPoP": self.dpop.proof(method, url, token.access_token)}
+        return {"Authorization": f"Bearer {token.access_token}"}
+
+    def authorization(self, method: str, url: str) -> Dict[str, str]:
+        """The headers that authorize one request with the current token: ``Authorization: Bearer``, or for a
+        DPoP-bound token ``Authorization: DPoP`` and a fresh proof of ``method`` and ``url`` (with ``ath``,
+        RFC 9449 section 7.1). Call it for every request and every retry: the server accepts a proof once."""
+        return self._authorization(self.get_access_token(), method, url)
+
+    def authorized_request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """A request to Tessera with the current token (:meth:`authorization` per attempt), retried as every
+        client request is, and sent once more with the server's nonce when a DPoP-bound token meets
+        ``use_dpop_nonce``."""
+        extra = dict(kwargs.pop("headers", None) or {})
+
+        def attempt() -> Dict[str, Any]:
+            return {"headers": {**extra, **self.authorization(method, url)}}
+
+        res = request_with_retry(self._t, method, url, prepare=attempt, **kwargs)
+        if self.dpop is not None and self.dpop.nonce_challenge(url, res):
+            res.close()
+            res = request_with_retry(self._t, method, url, prepare=attempt, **kwargs)
+        return res
 
     def _request_token(self) -> AccessToken:
         endpoint = self.metadata()["token_endpoint"]
@@ -178,19 +211,23 @@ class ClientCredentials:
             form["audience"] = self.audience
         started = self._t.now()
 
-        def send() -> requests.Response:
+        def attempt() -> Dict[str, Any]:
+            # Built anew for every attempt: an assertion and a proof are each accepted once, so a retry
+            # after a 5xx or a lost answer carries a new jti (the server may have recorded the first).
+            data = dict(form)
             headers = {"accept": "application/json"}
             if self._assertions is not None:
-                self._assertions.authenticate(form, endpoint)
+                self._assertions.authenticate(data, endpoint)
             else:
                 headers["authorization"] = _basic(self.client_id, self._secret)
             if self.dpop is not None:
                 headers["DPoP"] = self.dpop.proof("POST", endpoint)
-            return request_with_retry(self._t, "POST", endpoint, data=form, headers=headers)
+            return {"data": data, "headers": headers}
 
-        res = send()
+        res = request_with_retry(self._t, "POST", endpoint, prepare=attempt)
         if self.dpop is not None and self.dpop.nonce_challenge(endpoint, res):
-            res = send()  # RFC 9449 §8: the next proof carries the server's nonce
+            res.close()
+            res = request_with_retry(self._t, "POST", endpoint, prepare=attempt)  # RFC 9449 §8: the next proof carries the server's nonce
         if not res.ok:
             raise error_from_response(res)
         body = json_body(res, "the token request")
@@ -233,9 +270,10 @@ class ClientCredentials:
         bound = _claims(token).get("org_id")
         if isinstance(bound, str) and bound:
             return bound
-        body = get_json(
-            self._t, f"{self.issuer}/api/users/me/organizations", "the organizations request", {"authorization": f"Bearer {token}"}
-        )
+        res = self.authorized_request("GET", f"{self.issuer}/api/users/me/organizations", headers={"accept": "application/json"})
+        if not res.ok:
+            raise error_from_response(res)
+        body = json_body(res, "the organizations request")
         items = body.get("organizations") or []
         if not items:
             return None
@@ -316,26 +354,49 @@ except ImportError:  # httpx is optional
 if _httpx is not None:
 
     class HttpxAuth(_httpx.Auth):
-        """``httpx`` authentication (sync and async clients) with a ``ClientCredentials`` token; a 401
-        ``invalid_token`` answer renews the token once and replays the request."""
+        """``httpx`` authentication (sync and async clients) with a ``ClientCredentials`` token (a DPoP-bound
+        token with a fresh proof per request, sent again once with the server's nonce on ``use_dpop_nonce``);
+        a 401 ``invalid_token`` answer renews the token once and replays the request."""
+
+        # The body of a 400/401 tells use_dpop_nonce and invalid_token apart.
+        requires_response_body = True
 
         def __init__(self, credentials: Optional[ClientCredentials] = None, **options: Any) -> None:
             self.credentials = credentials if credentials is not None else ClientCredentials(**options)
 
+        def _sign(self, request: "_httpx.Request", token: AccessToken) -> None:
+            for name, value in self.credentials._authorization(token, request.method, str(request.url)).items():
+                request.headers[name] = value
+
+        def _nonce_asked(self, request: "_httpx.Request", response: "_httpx.Response") -> bool:
+            dpop = self.credentials.dpop
+            return dpop is not None and dpop.nonce_challenge(str(request.url), response)
+
         def sync_auth_flow(self, request: "_httpx.Request") -> Any:
-            request.headers["Authorization"] = f"Bearer {self.credentials.get_token()}"
+            self._sign(request, self.credentials.get_access_token())
             response = yield request
+            if self._nonce_asked(request, response):
+                self._sign(request, self.credentials.get_access_token())
+                response = yield request
             if _is_invalid_token(response.status_code, response.headers.get("www-authenticate", "")):
                 self.credentials.invalidate()
-                request.headers["Authorization"] = f"Bearer {self.credentials.get_token()}"
+                self._sign(request, self.credentials.get_access_token())
                 yield request
 
         async def async_auth_flow(self, request: "_httpx.Request") -> Any:
-            request.headers["Authorization"] = f"Bearer {await self.credentials.get_token_async()}"
+            import asyncio
+
+            def token() -> "asyncio.Future[AccessToken]":
+                return asyncio.get_running_loop().run_in_executor(None, self.credentials.get_access_token)
+
+            self._sign(request, await token())
             response = yield request
+            if self._nonce_asked(request, response):
+                self._sign(request, await token())
+                response = yield request
             if _is_invalid_token(response.status_code, response.headers.get("www-authenticate", "")):
                 self.credentials.invalidate()
-                request.headers["Authorization"] = f"Bearer {await self.credentials.get_token_async()}"
+                self._sign(request, await token())
                 yield request
 
 else:  # pragma: no cover - only without httpx

@@ -168,9 +168,14 @@ class RevocationStream:
 
     # -- the connection ------------------------------------------------------------------------------------
 
-    def _bearer(self) -> str:
+    def _authorization(self) -> Dict[str, str]:
+        """The Authorization headers of one connection (a DPoP-bound token with a fresh proof of it)."""
         a = self._auth
-        return a() if callable(a) and not hasattr(a, "get_token") else a.get_token()
+        if callable(a) and not hasattr(a, "get_token"):
+            return {"authorization": f"Bearer {a()}"}
+        if hasattr(a, "authorization"):
+            return a.authorization("GET", self._url)
+        return {"authorization": f"Bearer {a.get_token()}"}
 
     def _run(self) -> None:
         retry = 0.25
@@ -187,10 +192,11 @@ class RevocationStream:
                 break
             retry = min(retry * 2, 5.0)
 
-    def _pinned_audience(self, bearer: str) -> Optional[str]:
+    def _pinned_audience(self, authorization: str) -> Optional[str]:
         """The receiver's ``aud`` known without the server: configured, the SDK key's, or the client_id of an SDK key's JWT."""
         if self._pinned is not None:
             return self._pinned
+        bearer = authorization.split(" ", 1)[1] if " " in authorization else ""
         if bearer.count(".") != 2:
             return None
         try:
@@ -200,9 +206,9 @@ class RevocationStream:
         return client_id if isinstance(client_id, str) else None
 
     def _connect_once(self) -> bool:
-        bearer = self._bearer()
-        self._audience = self._pinned_audience(bearer)
-        headers = {"accept": "text/event-stream", "authorization": f"Bearer {bearer}"}
+        auth_headers = self._authorization()
+        self._audience = self._pinned_audience(auth_headers.get("authorization", ""))
+        headers = {"accept": "text/event-stream", **auth_headers}
         if self._last_id is not None:
             headers["last-event-id"] = self._last_id
         # The read timeout is the idle timeout: no bytes (heartbeats included) for that long means a dead connection.
