@@ -15,11 +15,13 @@ from .errors import (
 from .pop import JWT_BEARER_ASSERTION, DpopKey, PrivateKeyJwt
 from .revocations import RevocationStream
 from .token_login import Session, TokenLogin
-from .verifier import TESSERA_ALGORITHMS, ASGIMiddleware, VerifiedToken, Verifier, WSGIMiddleware, extract_token
+from .verifier import DPOP_PROOF_ALGORITHMS, TESSERA_ALGORITHMS, ASGIMiddleware, DpopRequest, VerifiedToken, Verifier, WSGIMiddleware, extract_token
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DPOP_PROOF_ALGORITHMS",
+    "DpopRequest",
     "DpopKey",
     "JWT_BEARER_ASSERTION",
     "PrivateKeyJwt",

@@ -7,6 +7,10 @@ rotation verifies without failures and a revoked key's tokens fail once the cach
 tokens (session tokens ``tsr_ses_...``, API tokens ``tsr_pat_...``) are checked with Tessera through
 ``GET /gateway/verify``.
 
+DPoP-bound tokens (``cnf.jkt``, RFC 9449) are accepted only with ``Authorization: DPoP`` and a fresh proof for
+the request, signed by the bound key (``verify(token, dpop=DpopRequest(proof, method, url))`` or
+``verify_request(headers, method=..., url=...)``; the WSGI and ASGI middlewares pass the request's own).
+
 With ``revocations="stream"`` the verifier follows Tessera's security events (``GET /events/stream``, see
 :mod:`tessera_client.revocations`) and refuses revoked JWTs locally; until the stream has caught up, and once it
 has been down longer than ``grace`` seconds, JWTs are refused as unavailable (``when_down="fail-closed"``) or
@@ -15,13 +19,15 @@ checked with Tessera (``when_down="remote"``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from urllib.parse import urlsplit, urlunsplit
 
 import jwt
 import requests
@@ -34,6 +40,40 @@ from .revocations import DOWN, OK, REVOKED, EventsAuth, RevocationStream
 TESSERA_ALGORITHMS: Tuple[str, ...] = ("EdDSA", "ES256", "RS256")
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 _BEARER = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]+=*) *$", re.IGNORECASE)
+_DPOP = re.compile(r"^DPoP +([A-Za-z0-9\-._~+/]+=*) *$", re.IGNORECASE)
+#: Algorithms a DPoP proof may be signed with by default (asymmetric only: RFC 9449 section 4.2).
+DPOP_PROOF_ALGORITHMS: Tuple[str, ...] = ("ES256", "ES384", "EdDSA", "RS256", "PS256")
+
+
+class DpopRequest(NamedTuple):
+    """The request a DPoP-bound token came with: its ``DPoP`` proof, method and absolute URL (query ignored)."""
+
+    proof: str
+    method: str
+    url: str
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _without_query(url: str) -> str:
+    try:
+        u = urlsplit(url)
+    except ValueError:
+        return ""
+    if not u.scheme or not u.netloc:
+        return ""
+    return urlunsplit((u.scheme.lower(), u.netloc.lower(), u.path or "/", "", ""))
+
+
+def _thumbprint(jwk: Mapping[str, Any]) -> Optional[str]:
+    """RFC 7638 SHA-256 thumbprint of a public JWK (the required members only, sorted, no spaces)."""
+    members = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n")}.get(str(jwk.get("kty")))
+    if members is None or not all(isinstance(jwk.get(m), str) for m in members):
+        return None
+    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    return _b64url(hashlib.sha256(canonical.encode()).digest())
 
 
 @dataclass
@@ -214,6 +254,9 @@ class Verifier:
         events_url: Optional[str] = None,
         events_audience: Optional[str] = None,
         events_idle_timeout: float = 45.0,
+        dpop_algorithms: Sequence[str] = DPOP_PROOF_ALGORITHMS,
+        dpop_max_age: float = 60.0,
+        dpop_max_remembered: int = 100_000,
     ) -> None:
         self.issuer = normalise_issuer(issuer)
         self.audiences = [audience] if isinstance(audience, str) else list(audience)
@@ -224,6 +267,14 @@ class Verifier:
         if bad:
             raise TesseraError(f"algorithms {bad} cannot be allowed: Tessera signs with {', '.join(TESSERA_ALGORITHMS)} only")
         self.tolerance = clock_tolerance
+        self._dpop_algorithms = [a for a in dpop_algorithms]
+        if any(a == "none" or a.startswith("HS") for a in self._dpop_algorithms):
+            raise TesseraError("none and HMAC algorithms cannot sign DPoP proofs")
+        self._dpop_max_age = dpop_max_age
+        self._dpop_max_remembered = dpop_max_remembered
+        #: Proof jtis seen by this verifier (thumbprint and jti), with when they stop mattering.
+        self._used_proofs: "OrderedDict[str, float]" = OrderedDict()
+        self._proof_lock = threading.Lock()
         t = Transport(session=session or requests.Session(), timeout=timeout, retry=RetryPolicy(max_retries=1))
         if now:
             t.now = now
@@ -341,7 +392,62 @@ class Verifier:
 
     # -- JWTs -------------------------------------------------------------------------------------------
 
-    def _verify_jwt(self, token: str) -> VerifiedToken:
+    def _check_binding(self, token: str, payload: Mapping[str, Any], request: Optional[DpopRequest]) -> None:
+        """RFC 9449 section 7: a token bound to a key (``cnf.jkt``) only with a proof for this request signed by that
+        key; an unbound token never with the DPoP scheme. The proof: ``typ`` dpop+jwt, an allowed asymmetric
+        algorithm, a public ``jwk`` that verifies it, ``htm`` and ``htu`` of the request, ``iat`` within
+        ``dpop_max_age`` (and the tolerance), ``ath`` the token's hash, and a ``jti`` this verifier has not seen
+        (replays reaching another verifier instance are not seen here)."""
+        cnf = payload.get("cnf")
+        jkt = cnf.get("jkt") if isinstance(cnf, dict) and isinstance(cnf.get("jkt"), str) else None
+        if jkt is None:
+            if request is not None:
+                raise _fail("dpop", "the token is not DPoP-bound: send it with the Bearer scheme")
+            return
+        if request is None:
+            raise _fail("dpop", "the token is DPoP-bound: send it with the DPoP scheme and a proof")
+        try:
+            header = jwt.get_unverified_header(request.proof)
+        except jwt.PyJWTError:
+            raise _fail("dpop", "the DPoP proof is not a JWS") from None
+        jwk = header.get("jwk")
+        alg = header.get("alg")
+        if str(header.get("typ", "")).lower() != "dpop+jwt":
+            raise _fail("dpop", "the DPoP proof is not of type dpop+jwt")
+        if alg not in self._dpop_algorithms:
+            raise _fail("dpop", f"the DPoP proof algorithm {alg!r} is not accepted")
+        if not isinstance(jwk, dict) or any(k in jwk for k in ("d", "p", "q", "dp", "dq", "qi", "k")):
+            raise _fail("dpop", "the DPoP proof must carry a public jwk")
+        try:
+            key = jwt.PyJWK(jwk, alg).key
+            claims = jwt.decode(request.proof, key, algorithms=[alg], options={"verify_aud": False, "require": ["jti", "htm", "htu", "iat", "ath"]})
+        except jwt.PyJWTError:
+            raise _fail("dpop", "the DPoP proof is invalid") from None
+        now = self._t.now()
+        iat = claims.get("iat")
+        if not isinstance(iat, (int, float)) or iat < now - self._dpop_max_age - self.tolerance or iat > now + self.tolerance:
+            raise _fail("dpop", "the DPoP proof is too old or made in the future")
+        if claims.get("htm") != request.method.upper():
+            raise _fail("dpop", "the DPoP proof was made for another method")
+        htu = claims.get("htu")
+        if not isinstance(htu, str) or _without_query(htu) != _without_query(request.url) or not _without_query(htu):
+            raise _fail("dpop", "the DPoP proof was made for another URL")
+        if claims.get("ath") != _b64url(hashlib.sha256(token.encode("ascii")).digest()):
+            raise _fail("dpop", "the DPoP proof was made for another access token")
+        if _thumbprint(jwk) != jkt:
+            raise _fail("dpop", "the DPoP proof is signed by another key than the token is bound to")
+        seen = f"{jkt}:{claims.get('jti')}"
+        with self._proof_lock:
+            if self._used_proofs.get(seen, 0.0) > now:
+                raise _fail("dpop", "the DPoP proof was used before")
+            if len(self._used_proofs) >= self._dpop_max_remembered:
+                for k in [k for k, until in self._used_proofs.items() if until <= now]:
+                    del self._used_proofs[k]
+                while len(self._used_proofs) >= self._dpop_max_remembered:
+                    self._used_proofs.popitem(last=False)
+            self._used_proofs[seen] = now + self._dpop_max_age + 2 * self.tolerance
+
+    def _verify_jwt(self, token: str, dpop: Optional[DpopRequest] = None) -> VerifiedToken:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -379,6 +485,7 @@ class Verifier:
             raise _fail("claims", f"the token claims are not acceptable: {e}") from None
         except jwt.PyJWTError:
             raise _fail("malformed", "the token is malformed") from None
+        self._check_binding(token, payload, dpop)
         scope = payload.get("scope")
         base = VerifiedToken(
             kind="jwt",
@@ -398,6 +505,10 @@ class Verifier:
             raise _fail("unavailable", "the revocation stream is down; tokens cannot be checked")
         rj = self._remote_jwt
         if stream_down or rj is True or (callable(rj) and rj(payload)):
+            if "cnf" in payload:
+                # /gateway/verify takes a bound token only with a proof for /gateway/verify, which this
+                # verifier cannot make: such a token is refused rather than accepted unchecked.
+                raise _fail("unavailable", "a DPoP-bound token cannot be checked with Tessera by this verifier")
             confirmed = self._remote_check(token, float(payload["exp"]))
             base.user_id = confirmed.user_id
             base.checked_remotely = True
@@ -405,14 +516,16 @@ class Verifier:
 
     # -- public -----------------------------------------------------------------------------------------
 
-    def verify(self, token: Optional[str], scopes: Iterable[str] = ()) -> VerifiedToken:
-        """Verifies a bearer token and that it holds every scope in ``scopes``."""
+    def verify(self, token: Optional[str], scopes: Iterable[str] = (), dpop: Optional[DpopRequest] = None) -> VerifiedToken:
+        """Verifies a token and that it holds every scope in ``scopes``; a DPoP-bound token needs ``dpop``."""
         if not token:
             raise _fail("missing", "no bearer token")
         if len(token) > 8192:
             raise _fail("malformed", "the token is too long")
         if token.count(".") == 2:
-            result = self._verify_jwt(token)
+            result = self._verify_jwt(token, dpop)
+        elif dpop is not None:
+            raise _fail("dpop", "only JWT access tokens are DPoP-bound")
         elif self._opaque and _TOKEN_CHARS.match(token):
             result = self._remote_check(token, None)
         else:
@@ -423,13 +536,31 @@ class Verifier:
             raise TesseraVerifyError("insufficient_scope", "scope", f"this request needs scope: {' '.join(required)}", required)
         return result
 
-    def verify_request(self, headers: Mapping[str, Optional[str]], scopes: Iterable[str] = ()) -> VerifiedToken:
-        """Verifies the token of an incoming request (``Authorization: Bearer`` or ``x-access-token``)."""
-        return self.verify(extract_token(headers), scopes)
+    def verify_request(
+        self, headers: Mapping[str, Optional[str]], scopes: Iterable[str] = (), method: Optional[str] = None, url: Optional[str] = None
+    ) -> VerifiedToken:
+        """Verifies the token of an incoming request (``Authorization: Bearer``, ``x-access-token``, or
+        ``Authorization: DPoP`` with a ``DPoP`` proof checked against ``method`` and the absolute ``url``)."""
+        token, dpop = _credential(headers, method, url)
+        return self.verify(token, scopes, dpop)
 
-    async def verify_async(self, token: Optional[str], scopes: Iterable[str] = ()) -> VerifiedToken:
+    async def verify_async(self, token: Optional[str], scopes: Iterable[str] = (), dpop: Optional[DpopRequest] = None) -> VerifiedToken:
         """``verify`` for asyncio code (network work runs in a worker thread)."""
-        return await asyncio.get_running_loop().run_in_executor(None, lambda: self.verify(token, list(scopes)))
+        return await asyncio.get_running_loop().run_in_executor(None, lambda: self.verify(token, list(scopes), dpop))
+
+
+def _credential(headers: Mapping[str, Optional[str]], method: Optional[str], url: Optional[str]) -> Tuple[Optional[str], Optional[DpopRequest]]:
+    """The request's token, and its DPoP proof with the request's method and URL when it uses the DPoP scheme."""
+    lower = {k.lower(): v for k, v in headers.items() if v is not None}
+    m = _DPOP.match(lower.get("authorization") or "")
+    if not m:
+        return extract_token(headers), None
+    proof = lower.get("dpop")
+    if not proof:
+        raise _fail("dpop", "the DPoP scheme needs exactly one DPoP proof header")
+    if not method or not url:
+        raise TesseraError("verify_request needs method and url to check a DPoP proof")
+    return m.group(1), DpopRequest(proof, method, url)
 
 
 # -- adapters ---------------------------------------------------------------------------------------------
@@ -441,7 +572,8 @@ def _refusal(err: TesseraVerifyError, realm: str) -> Tuple[int, List[Tuple[str, 
     if err.code == "temporarily_unavailable":
         body = json.dumps({"error": "service_unavailable", "message": str(err)}).encode()
         return 503, [("Content-Type", "application/json"), ("Retry-After", "1")], body
-    challenge = f'Bearer realm="{q(realm)}"'
+    # A DPoP failure is answered with the DPoP scheme (RFC 9449 section 7.1), everything else with Bearer.
+    challenge = f'{"DPoP" if err.reason == "dpop" else "Bearer"} realm="{q(realm)}"'
     if err.reason != "missing":
         if err.code == "insufficient_scope":
             challenge += f', error="insufficient_scope", scope="{q(" ".join(err.scopes))}"'
@@ -467,9 +599,15 @@ class WSGIMiddleware:
         if environ.get("PATH_INFO", "") in self.exempt:
             environ["tessera.token"] = None
             return self.app(environ, start_response)
-        headers = {"authorization": environ.get("HTTP_AUTHORIZATION"), "x-access-token": environ.get("HTTP_X_ACCESS_TOKEN")}
+        headers = {
+            "authorization": environ.get("HTTP_AUTHORIZATION"),
+            "x-access-token": environ.get("HTTP_X_ACCESS_TOKEN"),
+            "dpop": environ.get("HTTP_DPOP"),
+        }
+        host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
+        url = f"{environ.get('wsgi.url_scheme', 'http')}://{host}{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}"
         try:
-            environ["tessera.token"] = self.verifier.verify_request(headers, self.scopes)
+            environ["tessera.token"] = self.verifier.verify_request(headers, self.scopes, environ.get("REQUEST_METHOD", "GET"), url)
         except TesseraVerifyError as e:
             status, hdrs, body = _refusal(e, self.realm)
             start_response(f"{status} {_REASONS[status]}", hdrs + [("Content-Length", str(len(body)))])
@@ -491,10 +629,14 @@ class ASGIMiddleware:
         headers: Dict[str, Optional[str]] = {}
         for k, v in scope.get("headers", []):
             name = k.decode("latin-1").lower()
-            if name in ("authorization", "x-access-token"):
+            if name in ("authorization", "x-access-token", "dpop", "host"):
                 headers[name] = v.decode("latin-1")
+        server = scope.get("server") or ("localhost", None)
+        host = headers.pop("host", None) or (f"{server[0]}:{server[1]}" if server[1] else str(server[0]))
+        url = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope.get('path', '')}"
         try:
-            verified = await self.verifier.verify_async(extract_token(headers), self.scopes)
+            token, dpop = _credential(headers, scope.get("method", "GET"), url)
+            verified = await self.verifier.verify_async(token, self.scopes, dpop)
         except TesseraVerifyError as e:
             status, hdrs, body = _refusal(e, self.realm)
             if scope["type"] == "websocket":

@@ -1,0 +1,102 @@
+"""The Python verifier and its middlewares with DPoP-bound tokens (RFC 9449 section 7), against a real Tessera:
+a bound token only with a fresh proof for the request, signed by the bound key, once."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tessera_client import ASGIMiddleware, ClientCredentials, DpopKey, DpopRequest, TesseraVerifyError, Verifier, WSGIMiddleware
+
+API = "https://api.example/jobs"
+
+
+def _reason(fn) -> str:
+    try:
+        fn()
+    except TesseraVerifyError as e:
+        assert e.status == 401
+        return e.reason
+    return "accepted"
+
+
+def _tokens(tessera):
+    key = tessera.sdk_key("py-dpop-verify", scopes=["api"])
+    dpop = DpopKey()
+    bound = ClientCredentials(issuer=tessera.issuer, client_id=key["client_id"], client_secret=key["client_secret"], dpop=dpop).get_access_token()
+    assert bound.token_type == "DPoP"
+    plain = ClientCredentials(issuer=tessera.issuer, client_id=key["client_id"], client_secret=key["client_secret"]).get_token()
+    return key, dpop, bound.access_token, plain
+
+
+def test_the_verifier_takes_a_bound_token_only_with_a_fresh_proof_for_the_request(tessera, home):
+    key, dpop, at, plain = _tokens(tessera)
+    v = Verifier(tessera.issuer, tessera.issuer)
+    first = DpopRequest(dpop.proof("GET", API, at), "GET", f"{API}?page=2")
+    assert v.verify(at, dpop=first).client_id == key["client_id"]
+
+    other_key = DpopKey()
+    refused = {
+        "no proof": lambda: v.verify(at),
+        "the same proof again": lambda: v.verify(at, dpop=first),
+        "another URL": lambda: v.verify(at, dpop=DpopRequest(dpop.proof("GET", "https://api.example/other", at), "GET", API)),
+        "another method": lambda: v.verify(at, dpop=DpopRequest(dpop.proof("POST", API, at), "GET", API)),
+        "another access token": lambda: v.verify(at, dpop=DpopRequest(dpop.proof("GET", API, plain), "GET", API)),
+        "no ath": lambda: v.verify(at, dpop=DpopRequest(dpop.proof("GET", API), "GET", API)),
+        "another key": lambda: v.verify(at, dpop=DpopRequest(other_key.proof("GET", API, at), "GET", API)),
+        "an unbound token with a proof": lambda: v.verify(plain, dpop=DpopRequest(dpop.proof("GET", API, plain), "GET", API)),
+        "the bound token as Bearer": lambda: v.verify_request({"Authorization": f"Bearer {at}"}),
+        "the DPoP scheme without a proof": lambda: v.verify_request({"Authorization": f"DPoP {at}"}, method="GET", url=API),
+    }
+    for what, call in refused.items():
+        assert _reason(call) == "dpop", what
+    assert v.verify(plain).client_id == key["client_id"], "an unbound token stays a bearer token"
+    headers = {"Authorization": f"DPoP {at}", "DPoP": dpop.proof("GET", API, at)}
+    assert v.verify_request(headers, method="GET", url=API).client_id == key["client_id"]
+
+
+def test_the_middlewares_pass_the_request_method_and_url_and_answer_dpop_challenges(tessera, home):
+    key, dpop, at, _ = _tokens(tessera)
+    v = Verifier(tessera.issuer, tessera.issuer)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["tessera.token"].client_id.encode()]
+
+    mw = WSGIMiddleware(app, v, scopes=["api"])
+
+    def call(**environ):
+        out = {}
+        base = {"PATH_INFO": "/jobs", "REQUEST_METHOD": "GET", "HTTP_HOST": "api.example", "wsgi.url_scheme": "https"}
+        body = b"".join(mw({**base, **environ}, lambda status, hdrs: out.update(status=status, headers=dict(hdrs))))
+        return out["status"], out["headers"], body
+
+    status, _, body = call(HTTP_AUTHORIZATION=f"DPoP {at}", HTTP_DPOP=dpop.proof("GET", API, at))
+    assert status == "200 OK" and body == key["client_id"].encode()
+    status, headers, body = call(HTTP_AUTHORIZATION=f"Bearer {at}")
+    assert status.startswith("401") and headers["WWW-Authenticate"].startswith('DPoP realm="tessera", error="invalid_token"')
+    status, _, body = call(HTTP_AUTHORIZATION=f"DPoP {at}", HTTP_DPOP=dpop.proof("GET", "https://api.example/other", at))
+    assert status.startswith("401") and "another URL" in json.loads(body)["message"]
+
+    async def asgi_app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["tessera.token"].client_id.encode()})
+
+    amw = ASGIMiddleware(asgi_app, v, scopes=["api"])
+
+    async def acall(proof_url):
+        sent = []
+
+        async def send(msg):
+            sent.append(msg)
+
+        async def receive():
+            return {"type": "http.request"}
+
+        headers = [(b"host", b"api.example"), (b"authorization", f"DPoP {at}".encode()), (b"dpop", dpop.proof("POST", proof_url, at).encode())]
+        await amw({"type": "http", "method": "POST", "scheme": "https", "path": "/jobs", "headers": headers}, receive, send)
+        return sent
+
+    sent = asyncio.run(acall(API))
+    assert sent[0]["status"] == 200 and sent[1]["body"] == key["client_id"].encode()
+    sent = asyncio.run(acall("https://api.example/other"))
+    assert sent[0]["status"] == 401
