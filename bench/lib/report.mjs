@@ -59,7 +59,8 @@ export function renderMarkdown({ meta, rows, targets, unavailable, failures, not
   if (flowRows.length) {
     L.push('## Verification with revocations flowing', '');
     L.push(
-      `Each verification measured without and with ${int(meta.revocationsPerSecond)} revocations/s requested (POST /oauth/revoke from a separate process), ` +
+      `Each verification measured without and with ${int(meta.revocationsPerSecond)} revocations/s requested from a separate process ` +
+        `(${meta.revocationSource === 'http' ? 'POST /oauth/revoke' : "Tessera's revokeTokens straight into Postgres"}), ` +
         'in the same run, the order rotating; medians of the runs.',
       '',
     );
