@@ -10,6 +10,9 @@ import { startTelemetry } from './platform/telemetry.js';
  * the app, the listener; and a graceful shutdown on SIGTERM/SIGINT that stops taking requests,
  * drains those in flight, closes the pool and stops embedded Postgres.
  */
+/** Connections the kernel may hold for accept() (see the listen call). */
+const LISTEN_BACKLOG = 4096;
+
 export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app: FastifyInstance; runtime: Runtime; stop(): Promise<void> }> {
   // Tracing (off unless OTEL_EXPORTER_OTLP_ENDPOINT is set): started before the pools and the app exist.
   const telemetry = await startTelemetry(env);
@@ -39,7 +42,9 @@ export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app
     // complete before the port opens, so the first request finds the signing key loaded and the
     // listener in place; closing the app stops them.
     await app.jobs.start();
-    await app.listen({ port: config.port, host: config.host });
+    // A burst of new connections (a fleet of SDKs reconnecting) waits in the kernel's accept queue
+    // rather than being dropped: Node's default queue is 511; the kernel caps this at somaxconn.
+    await app.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG });
   } catch (err) {
     await app?.close().catch(() => undefined);
     await runtime.close().catch(() => undefined);

@@ -1,14 +1,23 @@
-// DPoP proofs for the bench: an Ed25519 key and proofs signed synchronously with node:crypto, each with
-// its own jti (the server refuses a proof it has seen). Pools are made before a timed run, so signing
-// does not compete with the server for the CPU during it.
+// DPoP proofs for the bench: an Ed25519 key (BENCH_DPOP_ALG=ES256 for P-256, what Tessera's own clients
+// make by default) and proofs signed synchronously with node:crypto, each with its own jti (the server
+// refuses a proof it has seen). Pools are made before a timed run, so signing does not compete with the
+// server for the CPU during it.
 import { createHash, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 
 const b64u = (b) => Buffer.from(b).toString('base64url');
 
-export function dpopKey() {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const { kty, crv, x } = publicKey.export({ format: 'jwk' });
-  return { privateKey, header: b64u(JSON.stringify({ typ: 'dpop+jwt', alg: 'EdDSA', jwk: { kty, crv, x } })) };
+/** The proofs' algorithm: EdDSA unless BENCH_DPOP_ALG says ES256. */
+export const DPOP_ALG = process.env.BENCH_DPOP_ALG === 'ES256' ? 'ES256' : 'EdDSA';
+
+export function dpopKey(alg = DPOP_ALG) {
+  if (alg === 'EdDSA') {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const { kty, crv, x } = publicKey.export({ format: 'jwk' });
+    return { alg, privateKey, header: b64u(JSON.stringify({ typ: 'dpop+jwt', alg, jwk: { kty, crv, x } })) };
+  }
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { kty, crv, x, y } = publicKey.export({ format: 'jwk' });
+  return { alg, privateKey, header: b64u(JSON.stringify({ typ: 'dpop+jwt', alg, jwk: { kty, crv, x, y } })) };
 }
 
 /** One proof for `method` `htu`; with `token`, bound to it by `ath`. */
@@ -16,7 +25,11 @@ export function dpopProof(key, method, htu, token) {
   const claims = { htm: method, htu, jti: randomUUID(), iat: Math.floor(Date.now() / 1000) };
   if (token) claims.ath = createHash('sha256').update(token).digest('base64url');
   const input = `${key.header}.${b64u(JSON.stringify(claims))}`;
-  return `${input}.${b64u(sign(null, Buffer.from(input), key.privateKey))}`;
+  const sig =
+    key.alg === 'EdDSA'
+      ? sign(null, Buffer.from(input), key.privateKey)
+      : sign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' });
+  return `${input}.${b64u(sig)}`;
 }
 
 /**

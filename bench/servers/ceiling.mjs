@@ -116,7 +116,8 @@ app.get('/verify', async (request, reply) => {
 app.get('/jwks', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(jwks));
 app.get('/healthz', async () => ({ status: 'ok' }));
 
-await app.listen({ port, host: '127.0.0.1' });
+// The same accept queue as Tessera (src/server.ts), so a connection burst treats both alike.
+await app.listen({ port, host: '127.0.0.1', backlog: 4096 });
 const stop = () => app.close().then(() => process.exit(0));
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);

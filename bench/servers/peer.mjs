@@ -63,7 +63,8 @@ provider.on('server_error', (_ctx, err) => process.stderr.write(`server_error: $
 
 const server = http.createServer(provider.callback());
 server.keepAliveTimeout = 65_000;
-server.listen(port, '127.0.0.1');
+// The same accept queue as Tessera (src/server.ts), so a connection burst treats both alike.
+server.listen(port, '127.0.0.1', 4096);
 const stop = () => server.close(() => process.exit(0));
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);

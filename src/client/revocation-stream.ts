@@ -14,6 +14,14 @@ const EV = {
   credentialChange: 'https://schemas.openid.net/secevent/caep/event-type/credential-change',
 } as const;
 
+/** One server-sent event as read, with its SET's verification when it was started early. */
+interface StreamEvent {
+  type: string;
+  id: string | null;
+  data: string;
+  verified?: Promise<JWTPayload>;
+}
+
 export interface RevocationStreamOptions {
   /** The bearer that subscribes: an SDK key holding scope `events:read` (or an operator's token), or a function. */
   auth: ClientCredentials | (() => Promise<string>);
@@ -207,6 +215,9 @@ export class RevocationStream {
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';
       let event = { type: 'message', id: null as string | null, data: [] as string[] };
+      // The events of one read: their SETs are verified together (the signature checks overlap on
+      // the thread pool), then applied one by one in stream order, each before its id is taken.
+      const batch: StreamEvent[] = [];
       for (;;) {
         const { value, done } = await reader.read();
         if (done) return;
@@ -217,7 +228,7 @@ export class RevocationStream {
           const line = buffer.slice(0, nl);
           buffer = buffer.slice(nl + (buffer[nl] === '\r' && buffer[nl + 1] === '\n' ? 2 : 1));
           if (line === '') {
-            if (event.data.length > 0 || event.type !== 'message') await this.dispatch(event.type, event.id, event.data.join('\n'));
+            if (event.data.length > 0 || event.type !== 'message') batch.push(this.received(event.type, event.id, event.data.join('\n')));
             event = { type: 'message', id: null, data: [] };
             continue;
           }
@@ -229,6 +240,8 @@ export class RevocationStream {
           else if (field === 'data') event.data.push(val);
           else if (field === 'id') event.id = val;
         }
+        for (const e of batch) await this.dispatch(e);
+        batch.length = 0;
       }
     } finally {
       if (idle) clearTimeout(idle);
@@ -249,7 +262,7 @@ export class RevocationStream {
     }
   }
 
-  private async dispatch(type: string, id: string | null, data: string): Promise<void> {
+  private async dispatch({ type, id, data, verified }: StreamEvent): Promise<void> {
     if (type === 'live') return this.setLive(true);
     if (type === 'receiver') {
       let aud: unknown;
@@ -269,9 +282,18 @@ export class RevocationStream {
       return;
     }
     if (type !== 'message') return;
-    const payload = await this.verifySet(data);
+    const payload = await (verified ?? this.verifySet(data));
     this.apply(payload);
     if (id !== null) this.lastId = id;
+  }
+
+  /** An event as read; a SET's verification starts at once when the receiver is already known. */
+  private received(type: string, id: string | null, data: string): StreamEvent {
+    if (type !== 'message' || this.audience === null) return { type, id, data };
+    const verified = this.verifySet(data);
+    // Awaited in order by dispatch; until then a refusal must not count as unhandled.
+    verified.catch(() => undefined);
+    return { type, id, data, verified };
   }
 
   /**
