@@ -1,7 +1,7 @@
 // The TypeScript client's proof of possession against a real listening Tessera: a key pair made
 // locally and registered through the API (private_key_jwt, no secret anywhere), DPoP-bound tokens
 // used with proofs, and the use_dpop_nonce retry at the token endpoint and at the API.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { ClientCredentials, ClientCredentialsAuth, createVerifier, DpopKey, PrivateKeyJwt } from '../src/client/index.js';
 import { freePort, harness } from './support/helper.js';
 import { claimsOf } from './support/oauth-helper.js';
@@ -114,7 +114,8 @@ for (const nonce of ['off', 'on']) {
   });
 }
 
-t.test('the verifier introspects with a DPoP-bound SDK key: a fresh proof per introspection', async (t) => {
+/** A listening Tessera and a DPoP-bound private_key_jwt key of one scope, as the client uses it. */
+async function dpopBoundKeyOf(t: Test, name: string, scope: string) {
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
   const h = await harness(t, { env: { TESSERA_ISSUER: issuer } });
@@ -122,12 +123,17 @@ t.test('the verifier introspects with a DPoP-bound SDK key: a fresh proof per in
   const user = await h.user();
   const { auth } = await PrivateKeyJwt.register({
     issuer,
-    apiToken: await h.apiToken(user, ['api', 'introspect']),
-    name: 'gateway',
-    scopes: ['introspect'],
+    apiToken: await h.apiToken(user, ['api', scope]),
+    name,
+    scopes: [scope],
     dpopBoundAccessTokens: true,
   });
   const credentials = new ClientCredentials({ issuer, privateKeyJwt: auth, dpop: await DpopKey.generate('ES256'), env: {} });
+  return { h, issuer, user, credentials };
+}
+
+t.test('the verifier introspects with a DPoP-bound SDK key: a fresh proof per introspection', async (t) => {
+  const { h, issuer, user, credentials } = await dpopBoundKeyOf(t, 'gateway', 'introspect');
   const verifier = createVerifier({ issuer, audience: issuer, remote: { introspectionAuth: credentials, cacheTtlMs: 0 } });
   for (const opaque of [await h.apiToken(user, ['api']), await h.apiToken(user, ['api'])]) {
     const v = await verifier.verify(opaque);
@@ -138,19 +144,7 @@ t.test('the verifier introspects with a DPoP-bound SDK key: a fresh proof per in
 });
 
 t.test('the revocation stream subscribes with a DPoP-bound SDK key', async (t) => {
-  const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}`;
-  const h = await harness(t, { env: { TESSERA_ISSUER: issuer } });
-  await h.app.listen({ port, host: '127.0.0.1' });
-  const user = await h.user();
-  const { auth } = await PrivateKeyJwt.register({
-    issuer,
-    apiToken: await h.apiToken(user, ['api', 'events:read']),
-    name: 'receiver',
-    scopes: ['events:read'],
-    dpopBoundAccessTokens: true,
-  });
-  const credentials = new ClientCredentials({ issuer, privateKeyJwt: auth, dpop: await DpopKey.generate('ES256'), env: {} });
+  const { issuer, credentials } = await dpopBoundKeyOf(t, 'receiver', 'events:read');
   const warnings: string[] = [];
   const verifier = createVerifier({
     issuer,

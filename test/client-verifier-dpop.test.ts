@@ -7,7 +7,7 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import Fastify from 'fastify';
 import { createVerifier, TesseraVerifyError, type Verifier, type VerifyCallOptions } from '../src/client/index.js';
 import { tesseraAuth } from '../src/client/fastify.js';
-import { basic, createSdkKey, FORM } from './support/oauth-helper.js';
+import { basic, createSdkKey, FORM, type SdkKey } from './support/oauth-helper.js';
 import { liveTessera } from './support/client-helper.js';
 
 type Keys = { privateKey: Parameters<SignJWT['sign']>[0]; jwk: JWK; alg: string };
@@ -25,6 +25,22 @@ function proof(keys: Keys, claims: Record<string, unknown>, header: Record<strin
 
 const ath = (token: string) => createHash('sha256').update(token).digest('base64url');
 
+/** A DPoP-bound access token for `key`, bound to `keys` (the token endpoint must answer token_type DPoP). */
+async function dpopBoundToken(issuer: string, key: SdkKey, keys: Keys): Promise<string> {
+  const res = await fetch(`${issuer}/oauth/token`, {
+    method: 'POST',
+    headers: {
+      authorization: basic(key.client_id, key.client_secret),
+      'content-type': FORM,
+      dpop: await proof(keys, { htm: 'POST', htu: `${issuer}/oauth/token` }),
+    },
+    body: 'grant_type=client_credentials',
+  });
+  const json = (await res.json()) as { access_token: string; token_type: string };
+  if (json.token_type !== 'DPoP') throw new Error(`no DPoP-bound token: ${res.status} ${JSON.stringify(json)}`);
+  return json.access_token;
+}
+
 async function refusal(v: Verifier, token: string, call?: VerifyCallOptions): Promise<TesseraVerifyError> {
   try {
     await v.verify(token, call);
@@ -39,16 +55,7 @@ t.test('a locally-verifying resource server accepts a DPoP-bound token only with
   const { h, issuer } = await liveTessera(t);
   const key = await createSdkKey(h, await h.user(), { name: 'pop', scopes: ['api'] });
   const keys = await keyPair();
-  const tokenRes = await fetch(`${issuer}/oauth/token`, {
-    method: 'POST',
-    headers: {
-      authorization: basic(key.client_id, key.client_secret),
-      'content-type': FORM,
-      dpop: await proof(keys, { htm: 'POST', htu: `${issuer}/oauth/token` }),
-    },
-    body: 'grant_type=client_credentials',
-  });
-  const bound = ((await tokenRes.json()) as { access_token: string; token_type: string }).access_token;
+  const bound = await dpopBoundToken(issuer, key, keys);
   const plainRes = await fetch(`${issuer}/oauth/token`, {
     method: 'POST',
     headers: { authorization: basic(key.client_id, key.client_secret), 'content-type': FORM },
@@ -108,16 +115,7 @@ t.test('the Fastify plugin: DPoP requests to a protected route, DPoP challenges 
   const { h, issuer } = await liveTessera(t);
   const key = await createSdkKey(h, await h.user(), { name: 'pop-plugin', scopes: ['api'] });
   const keys = await keyPair('EdDSA');
-  const tokenRes = await fetch(`${issuer}/oauth/token`, {
-    method: 'POST',
-    headers: {
-      authorization: basic(key.client_id, key.client_secret),
-      'content-type': FORM,
-      dpop: await proof(keys, { htm: 'POST', htu: `${issuer}/oauth/token` }),
-    },
-    body: 'grant_type=client_credentials',
-  });
-  const bound = ((await tokenRes.json()) as { access_token: string }).access_token;
+  const bound = await dpopBoundToken(issuer, key, keys);
 
   const api = Fastify();
   await api.register(tesseraAuth, { issuer, audience: issuer });
