@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Page, Response } from 'playwright-core';
 import { bearer, freePort, harness } from './support/helper.js';
-import { addVirtualAuthenticator, chromiumMissing, launchChromium, newAuthenticator, seriousViolations } from './support/browser.js';
+import { addVirtualAuthenticator, chromiumMissing, launchChromium, newAuthenticator, seriousViolations, watchPage } from './support/browser.js';
 
 // A new person's first visit in a real headless Chromium against a real Tessera on real Postgres:
 // invited by an operator, they create a passkey, sign out and back in with it, make a personal
@@ -48,12 +48,8 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
 
   const problems: string[] = [];
   // A form sent with mistakes on purpose answers 400, which Chromium logs as a failed load.
-  let expectedStatus: number | null = null;
-  page.on('console', (m) => {
-    if (expectedStatus !== null && m.text().includes(`status of ${expectedStatus}`)) return;
-    if (m.type() === 'error' || m.type() === 'warning') problems.push(`${page.url()}: console ${m.type()}: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`${page.url()}: page error: ${e.message}`));
+  const expecting: { status: number | null } = { status: null };
+  watchPage(page, problems, expecting);
   const documents: Array<{ url: string; status: number; csp: string }> = [];
   const record = (r: Response) => {
     if (r.request().resourceType() === 'document') documents.push({ url: r.url(), status: r.status(), csp: r.headers()['content-security-policy'] ?? '' });
@@ -104,10 +100,10 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
 
   // A personal access token: shown once, works against the API, gone from later pages.
   await page.goto(`${issuer}/console/tokens`);
-  expectedStatus = 400;
+  expecting.status = 400;
   await page.click('button:has-text("Create token")');
   t.match(await page.textContent('#name-error'), /Give the token a name/, 'the error is next to the field');
-  expectedStatus = null;
+  expecting.status = null;
   await page.fill('#name', 'notebook');
   await page.check('input[name="scopes"][value="api"]');
   await page.check('input[name="scopes"][value="quantum_tokens"]');
@@ -180,10 +176,10 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
 
   // A provider token from the form generated from the provider's JSON Schema; resolve returns it.
   await page.goto(`${issuer}/console/provider-tokens`);
-  expectedStatus = 400;
+  expecting.status = 400;
   await page.click('button:has-text("Save the IonQ credential")');
   t.match(await page.textContent('#ionq-api_key-error'), /Fill this in/, 'the missing field is named next to it');
-  expectedStatus = null;
+  expecting.status = null;
   await page.fill('#ionq-api_key', 'ionq-live-secret-0123456789abcd');
   await page.fill('#ionq-label', 'lab account');
   await page.click('button:has-text("Save the IonQ credential")');
@@ -260,11 +256,7 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   const ops = await browser.newContext({ viewport: { width: 1100, height: 800 } });
   const opPage = await ops.newPage();
   opPage.on('dialog', (d) => void d.accept());
-  opPage.on('console', (m) => {
-    if (expectedStatus !== null && m.text().includes(`status of ${expectedStatus}`)) return;
-    if (m.type() === 'error' || m.type() === 'warning') problems.push(`${opPage.url()}: console ${m.type()}: ${m.text()}`);
-  });
-  opPage.on('pageerror', (e) => problems.push(`${opPage.url()}: page error: ${e.message}`));
+  watchPage(opPage, problems, expecting);
   opPage.on('response', record);
   await opPage.goto(`${issuer}/console/sign-in`);
   await opPage.fill('#api_token', operator);
@@ -302,12 +294,12 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   const kidsAfter = ((await (await fetch(`${issuer}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
   t.notOk(kidsBefore.includes(newKid!), 'a new key');
   t.ok(kidsAfter.includes(newKid!), 'the JWKS shows the new key');
-  expectedStatus = 400;
+  expecting.status = 400;
   await opPage.fill('#kid', newKid!);
   await opPage.fill('#confirm_kid', 'something else');
   await opPage.click('button:has-text("Revoke the key")');
   t.match(await opPage.textContent('#confirm_kid-error'), /Type the same key ID/, 'revocation needs the key ID typed twice');
-  expectedStatus = null;
+  expecting.status = null;
   await check(opPage, 'operator signing keys');
   await opPage.screenshot({ path: path.join(SHOTS, 'operator-signing-keys.png'), fullPage: true });
   await opPage.click('nav a:has-text("Audit log")');

@@ -3,7 +3,7 @@ import { exportJWK, generateKeyPair } from 'jose';
 import { ClientCredentials, DpopKey, PrivateKeyJwt } from '../src/client/index.js';
 import { freePort, harness } from './support/helper.js';
 import { claimsOf } from './support/oauth-helper.js';
-import { chromiumMissing, launchChromium, seriousViolations } from './support/browser.js';
+import { chromiumMissing, launchChromium, seriousViolations, watchPage } from './support/browser.js';
 
 // The console's SDK-keys page in a real headless Chromium against a real Tessera on real Postgres:
 // a key registered with a pasted public JWK (a refused JWK keeps what was typed and says why), the
@@ -28,12 +28,8 @@ t.test('SDK keys with a public key and DPoP-bound tokens, made in the console', 
   const page = await context.newPage();
   page.on('dialog', (d) => void d.accept());
   const problems: string[] = [];
-  let expectedStatus: number | null = null;
-  page.on('console', (m) => {
-    if (expectedStatus !== null && m.text().includes(`status of ${expectedStatus}`)) return;
-    if (m.type() === 'error' || m.type() === 'warning') problems.push(`${page.url()}: console ${m.type()}: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`${page.url()}: page error: ${e.message}`));
+  const expecting: { status: number | null } = { status: null };
+  watchPage(page, problems, expecting);
   const a11y = async (name: string) => t.same(await seriousViolations(page), [], `${name}: no serious or critical accessibility violation`);
 
   await page.goto(`${issuer}/console/sign-in`);
@@ -49,7 +45,7 @@ t.test('SDK keys with a public key and DPoP-bound tokens, made in the console', 
   await page.check('input[name="auth_method"][value="private_key_jwt"]');
   await page.fill('#jwk', privateText);
   await page.check('#dpop_bound');
-  expectedStatus = 400;
+  expecting.status = 400;
   await page.click('button:has-text("Create key")');
   t.match(await page.textContent('#jwk-error'), /public .*without private members/, 'the API’s reason is next to the field');
   t.equal(await page.inputValue('#jwk'), privateText, 'the pasted text is kept');
@@ -77,7 +73,7 @@ t.test('SDK keys with a public key and DPoP-bound tokens, made in the console', 
   await page.fill('#jwk', '');
   await page.click('button:has-text("Create key")');
   t.match(await page.textContent('#jwk-error'), /Paste the public key/);
-  expectedStatus = null;
+  expecting.status = null;
   t.equal(
     await h.db
       .selectFrom('sdk_keys')

@@ -70,3 +70,16 @@ export async function seriousViolations(page: Page): Promise<AxeViolation[]> {
   })()`)) as AxeViolation[];
   return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
 }
+
+/**
+ * Collects a page's console errors and warnings and its uncaught errors into `problems`. While
+ * `expecting.status` is set, Chromium's log of a failed load with that status (a form sent with
+ * mistakes on purpose) is not a problem.
+ */
+export function watchPage(page: Page, problems: string[], expecting: { status: number | null }): void {
+  page.on('console', (m) => {
+    if (expecting.status !== null && m.text().includes(`status of ${expecting.status}`)) return;
+    if (m.type() === 'error' || m.type() === 'warning') problems.push(`${page.url()}: console ${m.type()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`${page.url()}: page error: ${e.message}`));
+}
