@@ -124,7 +124,11 @@ export class RevocationStream {
     return this.lastId;
   }
 
-  /** Resolves once the stream is live (or stopped). */
+  /**
+   * Resolves once the stream is live (or stopped). While it is awaited the process stays up
+   * through reconnects (a catch-up longer than the server buffers for a slow receiver is read
+   * over several connections), so `await ready()` before listening never ends the process early.
+   */
   ready(): Promise<void> {
     if (this.live || this.stopped) return Promise.resolve();
     return new Promise((r) => this.waiters.add(r));
@@ -186,7 +190,12 @@ export class RevocationStream {
       }
       this.setLive(false);
       if (this.stopped) break;
-      await new Promise((r) => setTimeout(r, this.retryMs).unref?.());
+      // Someone awaiting ready() keeps the process alive through a reconnect (a connected stream
+      // does anyway); otherwise the wait alone never holds the process open.
+      await new Promise((r) => {
+        const wait = setTimeout(r, this.retryMs);
+        if (this.waiters.size === 0) wait.unref?.();
+      });
       this.retryMs = Math.min(this.retryMs * 2, 5000);
     }
   }
