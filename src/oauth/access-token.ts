@@ -101,11 +101,11 @@ export class AccessTokenVerifier {
   /**
    * Tokens whose signature and fixed claims (typ, iss, required claims) jose has already checked,
    * by their exact compact serialisation: a gateway sees the same token many times until it
-   * expires, and the signature check is most of the cost of a verification. A hit is trusted only
-   * while its kid is still among the loaded keys; time claims, audience, the denylist and the
+   * expires, and decoding and the signature check are most of the cost of a verification. A hit is
+   * trusted only while its kid is still among the loaded keys with the same algorithm; time claims, audience, the denylist and the
    * client are checked on every call as on a miss.
    */
-  private readonly checked = new Map<string, { kid: string; payload: JWTPayload }>();
+  private readonly checked = new Map<string, { kid: string; alg: string; payload: JWTPayload }>();
   private static readonly MAX_CHECKED = 10_000;
 
   constructor(
@@ -120,20 +120,13 @@ export class AccessTokenVerifier {
 
   async verify(token: string, opts: VerifyOptions): Promise<VerifyResult> {
     const { config, clock, keys, clients, revoked } = this.deps;
-    let header: ReturnType<typeof decodeProtectedHeader>;
-    try {
-      header = decodeProtectedHeader(token);
-    } catch {
-      return fail('malformed');
-    }
-    if (typeof header.kid !== 'string' || typeof header.alg !== 'string') return fail('malformed');
-    const key = keys.verificationKey(header.kid);
-    if (!key) return fail('unknown_kid');
-    if (header.alg !== key.alg) return fail('algorithm');
-
     let payload: JWTPayload;
+    // A token checked before: its header is what it was then (same bytes), so no decoding again.
     const hit = this.checked.get(token);
-    if (hit && hit.kid === header.kid) {
+    if (hit) {
+      const key = keys.verificationKey(hit.kid);
+      if (!key) return fail('unknown_kid');
+      if (hit.alg !== key.alg) return fail('algorithm');
       payload = hit.payload;
       // What jose checks against the audience and the clock, again (its order, rules and outcomes).
       if (opts.audience !== null) {
@@ -144,7 +137,17 @@ export class AccessTokenVerifier {
       const tolerance = config.clockToleranceSeconds;
       if (typeof payload.nbf === 'number' && payload.nbf > now + tolerance) return fail('claims');
       if (typeof payload.exp === 'number' && payload.exp <= now - tolerance) return fail('expired');
-    } else
+    } else {
+      let header: ReturnType<typeof decodeProtectedHeader>;
+      try {
+        header = decodeProtectedHeader(token);
+      } catch {
+        return fail('malformed');
+      }
+      if (typeof header.kid !== 'string' || typeof header.alg !== 'string') return fail('malformed');
+      const key = keys.verificationKey(header.kid);
+      if (!key) return fail('unknown_kid');
+      if (header.alg !== key.alg) return fail('algorithm');
       try {
         const result = await jwtVerify(token, key.verifyKey, {
           algorithms: [key.alg],
@@ -157,7 +160,7 @@ export class AccessTokenVerifier {
         });
         payload = result.payload;
         if (this.checked.size >= AccessTokenVerifier.MAX_CHECKED) this.checked.clear();
-        this.checked.set(token, { kid: header.kid, payload });
+        this.checked.set(token, { kid: header.kid, alg: header.alg, payload });
       } catch (err) {
         if (err instanceof joseErrors.JWTExpired) return fail('expired');
         if (err instanceof joseErrors.JWSSignatureVerificationFailed) return fail('signature');
@@ -165,6 +168,7 @@ export class AccessTokenVerifier {
         if (err instanceof joseErrors.JOSEAlgNotAllowed) return fail('algorithm');
         return fail(err instanceof joseErrors.JOSEError ? 'claims' : 'malformed');
       }
+    }
     const nowS = clock.now() / 1000;
     if (
       typeof payload.iat !== 'number' ||
@@ -204,5 +208,7 @@ export class AccessTokenVerifier {
 /** A token shaped like a JWS compact serialisation (two dots). */
 export function looksLikeJwt(token: string): boolean {
   const first = token.indexOf('.');
-  return first > 0 && token.indexOf('.', first + 1) > first && token.split('.').length === 3;
+  if (first <= 0) return false;
+  const second = token.indexOf('.', first + 1);
+  return second > first && token.indexOf('.', second + 1) === -1;
 }
