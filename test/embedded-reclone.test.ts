@@ -195,6 +195,7 @@ t.test(
     t.match(notices[0], /password/);
     t.same(await query(fresh.connectionString, "select to_regclass('kept') as t"), [{ t: null }], 'the fresh cluster has none of the old data');
     t.same(await query(fresh.connectionString, 'select 1 as one'), [{ one: 1 }]);
+    await fresh.stop();
   },
 );
 
@@ -212,6 +213,7 @@ t.test('a cluster still running for the old secrets is left alone: the start fai
   await t.rejects(attempt(), { message: /running.*stop/ });
   t.same(orphans(), [], 'nothing moved');
   t.same(await query(running.connectionString, 'select 1 as one'), [{ one: 1 }], 'the running cluster still serves');
+  await running.stop();
 });
 
 t.test('without relocation the cluster stays in the data folder and goes with it', async (t) => {
@@ -226,7 +228,14 @@ t.test('without relocation the cluster stays in the data folder and goes with it
   t.same(
     readdirSync(dataDir).filter((n) => n !== 'pg' && n !== 'secrets.json'),
     [],
-    'nothing else in the data folder',
+    'no fingerprint in the data folder: the cluster and its secrets go together',
   );
   await one.stop();
+  rmSync(dataDir, { recursive: true });
+  const two = await startEmbeddedPostgres({ dataDir, port: await freePort(), relocate: true });
+  t.teardown(() => two.stop());
+  t.equal(two.initialised, true, 'a deleted data folder took its cluster with it: a fresh one');
+  t.equal(two.orphaned, null, 'nothing to move aside');
+  t.same(await query(two.connectionString, 'select 1 as one'), [{ one: 1 }]);
+  await two.stop();
 });
