@@ -144,3 +144,73 @@ t.test('BENCH_QUICK=1: every scenario runs and yields non-zero rates, references
     t.match(readFileSync(path.join(dir, chart), 'utf8'), /^<svg/);
   }
 });
+
+t.test('BENCH_QUICK=1 --revocation-source http: the flow revokes through POST /oauth/revoke and reaches both verifiers', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tessera-bench-smoke-http-'));
+  chmodSync(dir, 0o711);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const args = [
+    'bench/run.mjs',
+    '--scenarios',
+    'verify',
+    '--duration',
+    '1',
+    '--warmup',
+    '0',
+    '--runs',
+    '1',
+    '--connections',
+    '2',
+    '--clients',
+    '2',
+    '--sign-seconds',
+    '0',
+    '--out',
+    'smoke-http',
+    '--revocations-per-second',
+    '20',
+    '--revocation-source',
+    'http',
+  ];
+  const env: NodeJS.ProcessEnv = { ...process.env, BENCH_QUICK: '1', BENCH_RESULTS_DIR: dir, BENCH_CACHE: path.join(dir, 'cache') };
+  delete env.DATABASE_URL;
+  const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    execFile(process.execPath, args, { cwd: root, env, maxBuffer: 64 * 1024 * 1024 }, (err, _stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }),
+    );
+  });
+  if (code !== 0) t.comment(stderr.slice(-4000));
+  t.equal(code, 0, 'the bench exits 0 (every response 2xx, every check passed)');
+  t.match(stderr, 'revocations/s through POST /oauth/revoke', 'the flow revokes over HTTP');
+  const json = JSON.parse(readFileSync(path.join(dir, 'smoke-http.json'), 'utf8')) as {
+    rows: Array<Row & { runs: Array<{ flowProblems: string[] }> }>;
+    failures: string[];
+    meta: { revocationSource: string | null; revocationsPerSecond: number };
+    targets: Array<{ name: string; command: string }>;
+  };
+  t.same(json.failures, [], 'no failed checks: no revocation failed, the last of each run was refused by both verifiers');
+  t.equal(json.meta.revocationSource, 'http');
+  t.equal(json.meta.revocationsPerSecond, 20);
+  for (const server of ['tessera', 'local']) {
+    const flowing = json.rows.find((r) => r.scenario === 'verify' && r.server === server && r.variant === 'revoking');
+    t.ok(flowing && flowing.revocationsPerSec !== null && flowing.revocationsPerSec > 0, `${server}: revocations achieved while verifying`);
+    t.same(
+      flowing?.runs.flatMap((r) => r.flowProblems),
+      [],
+      `${server}: the flow reported no problem`,
+    );
+    t.ok(flowing && flowing.rps > 0 && flowing.errors + flowing.non2xx === 0, `${server}: verifications answered 2xx while revoking`);
+  }
+  // Every acknowledged revocation is a token_revoked security event (the bench counts them after the scenario).
+  const counted = /revocation flow: (\d+) revocations acknowledged, security_events (\{.*\})/.exec(stderr);
+  t.ok(counted, 'the acknowledged revocations were counted against security_events');
+  const acknowledged = Number(counted?.[1] ?? 0);
+  t.ok(acknowledged > 0, `${acknowledged} revocations acknowledged`);
+  t.ok(((JSON.parse(counted?.[2] ?? '{}') as { token_revoked?: number }).token_revoked ?? 0) >= acknowledged, 'each one a token_revoked event');
+  const md = readFileSync(path.join(dir, 'smoke-http.md'), 'utf8');
+  t.match(md, '## Verification with revocations flowing');
+  t.match(md, 'revocations/s requested from a separate process (POST /oauth/revoke)', 'the report names the source');
+  const flowTargets = json.targets.filter((x) => x.name.includes('revocations/s flowing'));
+  t.equal(flowTargets.length, 2);
+  for (const x of flowTargets) t.match(x.command, '--revocation-source http', 'the command that measures a flow target alone uses the same source');
+});

@@ -377,7 +377,8 @@ export function judgeTargets(find, extra = {}, opts = {}) {
   }
   // The revocation flow: each verification with and without it, same run.
   const rate = opts.revocationsPerSecond ?? 0;
-  const flowCmd = `${cmd('verify')} --revocations-per-second ${rate || 1000}`;
+  // The same source as this run: the other one measures something else (see bench/README.md).
+  const flowCmd = `${cmd('verify')} --revocations-per-second ${rate || 1000}${opts.revocationSource === 'http' ? ' --revocation-source http' : ''}`;
   for (const [server, what] of [
     ['tessera', '/gateway/verify (JWT)'],
     ['local', "local verification (createVerifier, revocations: 'stream')"],

@@ -39,6 +39,7 @@ export async function openRuntime(
       port: config.embeddedPgPort,
       relocate: !config.dataDirFromEnv,
       log: (m) => log.debug({ postgres: m }, 'embedded postgres'),
+      notice: (m) => log.warn(m),
     });
     if (embedded.relocated && embedded.initialised) {
       log.warn(

@@ -19,6 +19,7 @@ import path from 'node:path';
 import net from 'node:net';
 import pg from 'pg';
 import { localSecrets } from '../config.js';
+import { safeEqual } from '../crypto/secrets.js';
 
 export interface EmbeddedPg {
   connectionString: string;
@@ -34,6 +35,11 @@ export interface EmbeddedPg {
   initialised: boolean;
   port: number;
   startedHere: boolean;
+  /**
+   * When relocated: where a cluster made for other secrets (the checkout was deleted and made
+   * again, with new secrets) was moved aside before a fresh one was made in its place; else null.
+   */
+  orphaned: string | null;
   /** Paths of the Postgres binaries (pg_ctl for operators and fault tests). */
   bin: PgBinaries;
 }
@@ -58,10 +64,19 @@ export interface EmbeddedOptions {
    * data folder); false (an explicit TESSERA_DATA_DIR): fail with a message naming the folder.
    */
   relocate?: boolean;
+  /** Lines for the operator (a relocated cluster moved aside); `log` when absent. */
+  notice?: (msg: string) => void;
 }
 
 /** Where relocated clusters live: one folder per data folder, `<checkout>-<hash of its real path>/pg`. */
 export const SHARED_CLUSTER_ROOT = '/var/lib/tessera';
+
+/**
+ * Beside a relocated cluster (in `<checkout>-<hash>/`): a fingerprint of the secrets it was made
+ * for, a SHA-256 of its password (never the password), so a start with other secrets knows the
+ * cluster is not theirs without trying it.
+ */
+export const SECRETS_FINGERPRINT_FILE = 'secrets.sha256';
 
 const USER = 'tessera';
 
@@ -122,6 +137,43 @@ export function relocatedClusterDir(dataDir: string): string {
   const hash = createHash('sha256').update(real).digest('hex').slice(0, 10);
   return path.join(SHARED_CLUSTER_ROOT, `${name}-${hash}`, 'pg');
 }
+
+function secretsFingerprint(pgPassword: string): string {
+  return createHash('sha256').update(`tessera embedded postgres password\0${pgPassword}`).digest('hex');
+}
+
+/** Whether the cluster in `folder` was made for these secrets: unknown for a cluster made before fingerprints were kept. */
+function fingerprintMatch(folder: string, fingerprint: string): 'same' | 'different' | 'unknown' {
+  const file = path.join(folder, SECRETS_FINGERPRINT_FILE);
+  if (!existsSync(file)) return 'unknown';
+  return safeEqual(Buffer.from(readFileSync(file, 'utf8').trim()), Buffer.from(fingerprint)) ? 'same' : 'different';
+}
+
+function recordFingerprint(folder: string, fingerprint: string): void {
+  writeFileSync(path.join(folder, SECRETS_FINGERPRINT_FILE), fingerprint + '\n', { mode: 0o600 });
+}
+
+/** The relocated cluster's own folder: private to the postgres user. */
+function ensureClusterFolder(folder: string, ids: { uid: number; gid: number }): void {
+  mkdirSync(SHARED_CLUSTER_ROOT, { recursive: true, mode: 0o755 });
+  mkdirSync(folder, { recursive: true, mode: 0o700 });
+  chmodSync(folder, 0o700);
+  chownSync(folder, ids.uid, ids.gid);
+}
+
+/** Renames `folder` to `<folder>-orphaned-<UTC timestamp>` (never deletes it) and returns the new path. */
+function moveAside(folder: string): string {
+  const stamp = new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+  let target = `${folder}-orphaned-${stamp}`;
+  for (let i = 2; existsSync(target); i++) target = `${folder}-orphaned-${stamp}-${i}`;
+  renameSync(folder, target);
+  return target;
+}
+
+const passwordRefused = (err: unknown) => (err as { code?: unknown } | null)?.code === '28P01';
 
 /**
  * Postgres binaries the `postgres` user can run: `bin` itself when it can reach them, else a copy
@@ -251,14 +303,18 @@ function startPostgres(bin: PgBinaries, pgDir: string, port: number, ids: { uid:
  * folder the `postgres` user cannot reach and `relocate`, under {@link relocatedClusterDir}: the
  * same folder every time for the same data folder). The cluster is made on first use, and its
  * password is kept in `<dataDir>/secrets.json`. When another Tessera process (the server, while
- * the CLI runs) already runs it, this attaches instead of starting a second one.
+ * the CLI runs) already runs it, this attaches instead of starting a second one. A relocated
+ * cluster made for other secrets than the data folder's (a fingerprint beside it differs, or, made
+ * before fingerprints, it refuses the password) is moved aside and a fresh one made, unless it is
+ * running: then this fails saying what to do.
  */
 export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedPg> {
   const dataDir = path.resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const ids = postgresIds();
   let pgDir = path.join(dataDir, 'pg');
-  let relocated = false;
+  /** When relocated: the cluster's own folder under SHARED_CLUSTER_ROOT, which outlives the data folder. */
+  let folder: string | null = null;
   const blocked = ids ? blockedParent(dataDir, ids) : null;
   if (ids && blocked !== null) {
     if (!opts.relocate || existsSync(path.join(pgDir, 'PG_VERSION'))) {
@@ -269,26 +325,41 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     }
     // The user's folders keep their permissions: the cluster moves to a folder postgres owns.
     pgDir = relocatedClusterDir(dataDir);
-    relocated = true;
-    mkdirSync(SHARED_CLUSTER_ROOT, { recursive: true, mode: 0o755 });
-    const own = path.dirname(pgDir);
-    mkdirSync(own, { recursive: true, mode: 0o700 });
-    chmodSync(own, 0o700);
-    chownSync(own, ids.uid, ids.gid);
+    folder = path.dirname(pgDir);
   } else if (ids) {
     // The postgres system user must be able to reach its folder inside ours.
     chmodSync(dataDir, 0o711);
   }
+  const relocated = folder !== null;
   const { secrets } = localSecrets(dataDir);
   const database = opts.database ?? 'tessera';
   const log = opts.log ?? (() => undefined);
+  const notice = opts.notice ?? log;
   // As root, the postgres user runs the binaries: they must be within its reach too.
   const bin = ids ? reachableBinaries(await pgBinaries(), ids) : await pgBinaries();
   const base = (port: number) => `postgres://${USER}:${encodeURIComponent(secrets.pgPassword)}@127.0.0.1:${port}`;
+  const secretsFile = path.join(dataDir, 'secrets.json');
+  const fingerprint = secretsFingerprint(secrets.pgPassword);
+  // A relocated cluster outlives its data folder: a checkout deleted and made again at the same
+  // path finds the cluster made for the secrets it lost.
+  const match = folder && existsSync(path.join(pgDir, 'PG_VERSION')) ? fingerprintMatch(folder, fingerprint) : 'same';
+  const notOurs = (port: number) =>
+    new Error(
+      `the embedded Postgres in ${pgDir} was made for other secrets than ${secretsFile} (was the checkout made again?) and is running ` +
+        `(port ${port}, started by another process): stop that Tessera process (or: runuser -u postgres -- ${bin.pg_ctl} stop -D ${pgDir} -m fast) ` +
+        `and start again, and the old cluster will be moved aside (kept, not deleted); or put back the secrets.json it was made for`,
+    );
 
   const running = runningPort(pgDir);
   if (running) {
-    await ensureDatabase(base(running), database);
+    if (match === 'different') throw notOurs(running);
+    try {
+      await ensureDatabase(base(running), database);
+    } catch (err) {
+      if (folder && passwordRefused(err)) throw notOurs(running);
+      throw err;
+    }
+    if (folder && match === 'unknown') recordFingerprint(folder, fingerprint);
     return {
       connectionString: `${base(running)}/${database}`,
       stop: async () => undefined,
@@ -298,27 +369,66 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
       initialised: false,
       port: running,
       startedHere: false,
+      orphaned: null,
       bin,
     };
   }
   if (!(await portFree(opts.port))) {
     throw new Error(`embedded Postgres port ${opts.port} is taken by another process; set TESSERA_EMBEDDED_PG_PORT or DATABASE_URL`);
   }
-  const initialised = !existsSync(path.join(pgDir, 'PG_VERSION'));
-  if (initialised) {
+
+  let orphaned: string | null = null;
+  /**
+   * The cluster's password, hashes and encrypted values are unusable without the secrets it was
+   * made for: it is moved aside whole (kept, so restoring those secrets brings it back) and a
+   * fresh cluster takes its place.
+   */
+  const orphan = (why: string) => {
+    orphaned = moveAside(folder!);
+    notice(
+      `embedded Postgres: moved the cluster ${folder} aside to ${orphaned} (kept, not deleted) and initialising a fresh one: it was made for ` +
+        `other secrets than ${secretsFile} (${why}; was the checkout made again?), without which its data cannot be used. ` +
+        'To use it again, stop Tessera, put back the secrets.json it was made for and rename the folder back',
+    );
+  };
+  if (match === 'different') orphan('the fingerprint of its secrets differs');
+  if (folder) ensureClusterFolder(folder, ids!);
+
+  const initialise = async () => {
     log(`initialising embedded Postgres in ${pgDir}`);
     await initdb(bin, pgDir, secrets.pgPassword, ids, log);
-  }
-  const child = await startPostgres(bin, pgDir, opts.port, ids, log);
-  child.removeAllListeners('exit');
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    if (folder) recordFingerprint(folder, fingerprint);
+  };
+  const launch = async () => {
+    const child = await startPostgres(bin, pgDir, opts.port, ids, log);
+    child.removeAllListeners('exit');
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    try {
+      await ensureDatabase(base(opts.port), database);
+    } catch (err) {
+      child.kill('SIGINT');
+      await exited;
+      throw err;
+    }
+    return { child, exited };
+  };
+
+  let initialised = !existsSync(path.join(pgDir, 'PG_VERSION'));
+  if (initialised) await initialise();
+  let launched: { child: ChildProcess; exited: Promise<void> };
   try {
-    await ensureDatabase(base(opts.port), database);
+    launched = await launch();
   } catch (err) {
-    child.kill('SIGINT');
-    await exited;
-    throw err;
+    // A cluster made before fingerprints were kept: its refusing our password is the mismatch.
+    if (!(folder && match === 'unknown' && passwordRefused(err))) throw err;
+    orphan('it refused their password');
+    ensureClusterFolder(folder, ids!);
+    await initialise();
+    initialised = true;
+    launched = await launch();
   }
+  if (folder && match === 'unknown' && !orphaned) recordFingerprint(folder, fingerprint);
+  const { child, exited } = launched;
   let stopping: Promise<void> | null = null;
   return {
     connectionString: `${base(opts.port)}/${database}`,
@@ -328,6 +438,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     initialised,
     port: opts.port,
     startedHere: true,
+    orphaned,
     bin,
     stop() {
       return (stopping ??= (async () => {
