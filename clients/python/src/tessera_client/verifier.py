@@ -468,6 +468,26 @@ class Verifier:
         # One second past the last instant the proof's iat is accepted.
         proofs[key] = now + self._dpop_max_age + 2 * self.tolerance + 1
 
+    def _check_times(self, payload: Mapping[str, Any]) -> None:
+        """``exp``, ``iat`` and ``nbf`` (when present) against this verifier's clock, with the clock tolerance."""
+        now = self._t.now()
+
+        def number(claim: str) -> Optional[float]:
+            v = payload.get(claim)
+            if v is None:
+                return None
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise _fail("claims", f"the token claims are not acceptable: {claim} is not a number")
+            return float(v)
+
+        exp, iat, nbf = number("exp"), number("iat"), number("nbf")
+        if exp is not None and exp <= now - self.tolerance:
+            raise _fail("expired", "the token has expired")
+        if iat is not None and iat > now + self.tolerance:
+            raise _fail("claims", "the token claims are not acceptable: it was issued in the future")
+        if nbf is not None and nbf > now + self.tolerance:
+            raise _fail("claims", "the token claims are not acceptable: it is not valid yet (nbf)")
+
     def _verify_jwt(self, token: str, dpop: Optional[DpopRequest] = None) -> VerifiedToken:
         try:
             header = jwt.get_unverified_header(token)
@@ -490,7 +510,14 @@ class Verifier:
                 audience=self.audiences,
                 issuer=self.issuer,
                 leeway=self.tolerance,
-                options={"require": ["exp", "iat", "iss", "aud", "sub", "jti", "client_id"], "verify_signature": True},
+                # The time claims are checked below against this verifier's clock (PyJWT would use time.time()).
+                options={
+                    "require": ["exp", "iat", "iss", "aud", "sub", "jti", "client_id"],
+                    "verify_signature": True,
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
         except jwt.ExpiredSignatureError:
             raise _fail("expired", "the token has expired") from None
@@ -506,6 +533,7 @@ class Verifier:
             raise _fail("claims", f"the token claims are not acceptable: {e}") from None
         except jwt.PyJWTError:
             raise _fail("malformed", "the token is malformed") from None
+        self._check_times(payload)
         self._check_binding(token, payload, dpop)
         scope = payload.get("scope")
         base = VerifiedToken(
