@@ -142,3 +142,65 @@ t.test('the Fastify plugin: DPoP requests to a protected route, DPoP challenges 
   t.equal(wrongUrl.status, 401);
   t.match(await wrongUrl.json(), { error: 'invalid_token', message: /another URL/ });
 });
+
+t.test('the replay memory: bounded by maxRemembered, the oldest tenth forgotten at once when full, expired proofs first', async (t) => {
+  const { h, issuer } = await liveTessera(t);
+  const key = await createSdkKey(h, await h.user(), { name: 'pop-memory', scopes: ['api'] });
+  const keys = await keyPair();
+  const bound = await dpopBoundToken(issuer, key, keys);
+  let clock = Date.now();
+  // 20 remembered: the tenth is 2; a proof's memory lasts maxAge + 2 * tolerance + 1 = 13 s.
+  const options = { issuer, audience: issuer, now: () => clock, clockToleranceSeconds: 1, dpop: { maxRemembered: 20, maxAgeSeconds: 10 } };
+  const v = createVerifier(options);
+  t.teardown(() => v.close());
+  const api = 'https://api.example/jobs';
+  const call = async (jti: string) => ({
+    dpop: { proof: await proof(keys, { jti, iat: Math.floor(clock / 1000), htm: 'GET', htu: api, ath: ath(bound) }), method: 'GET', url: api },
+  });
+  const outcome = (verifier: Verifier, c: VerifyCallOptions) =>
+    verifier.verify(bound, c).then(
+      () => 'accepted',
+      (err: unknown) => (err instanceof TesseraVerifyError ? `${err.reason}: ${err.message}` : String(err)),
+    );
+  const replay = 'dpop: the DPoP proof was used before';
+
+  const p: VerifyCallOptions[] = [];
+  for (let i = 0; i <= 20; i++) p.push(await call(`p${i}`));
+  t.equal(await outcome(v, p[0]!), 'accepted');
+  t.equal(await outcome(v, p[0]!), replay, 'a replay is refused while remembered');
+  for (let i = 1; i < 20; i++) t.equal(await outcome(v, p[i]!), 'accepted', `p${i}`);
+  t.equal(await outcome(v, p[0]!), replay, 'the memory holds maxRemembered proofs: p0 with 19 accepted after it');
+
+  t.equal(await outcome(v, p[20]!), 'accepted', 'a proof beyond a full memory of live proofs');
+  t.equal(await outcome(v, p[2]!), replay, 'p2 stays (18 accepted since: maxRemembered - the tenth)');
+  for (let i = 3; i <= 20; i++) t.equal(await outcome(v, p[i]!), replay, `p${i} stays`);
+  t.equal(await outcome(v, p[1]!), 'accepted', 'the oldest tenth (p0, p1) was forgotten at once: its replay is no longer seen');
+  t.equal(await outcome(v, p[1]!), replay, 'and, accepted again, it is remembered again');
+  t.equal(await outcome(v, p[0]!), 'accepted', 'p0 was forgotten with p1');
+
+  // Past the memory's lifetime every proof held has expired: the whole expired prefix goes, not a tenth of it.
+  clock += 14_000;
+  const r: VerifyCallOptions[] = [];
+  for (let i = 0; i < 20; i++) r.push(await call(`r${i}`));
+  for (let i = 0; i < 20; i++) t.equal(await outcome(v, r[i]!), 'accepted', `r${i} into a memory of expired proofs`);
+  for (let i = 0; i < 20; i++) t.equal(await outcome(v, r[i]!), replay, `r${i} is remembered: only expired proofs made room`);
+  t.equal(await outcome(v, p[5]!), 'dpop: the DPoP proof is invalid', 'an expired proof is refused on its iat, remembered or not');
+
+  // A jti seen again after its entry expired (a new proof that reuses it) moves to the end of the memory.
+  clock = Date.now();
+  const w = createVerifier(options);
+  t.teardown(() => w.close());
+  t.equal(await outcome(w, await call('x')), 'accepted');
+  for (let i = 0; i < 5; i++) t.equal(await outcome(w, await call(`b${i}`)), 'accepted');
+  clock += 14_000;
+  const x = await call('x');
+  t.equal(await outcome(w, x), 'accepted', 'the jti x again, in a proof made after its entry expired');
+  for (let i = 0; i < 15; i++) t.equal(await outcome(w, await call(`c${i}`)), 'accepted', `c${i}`);
+  t.equal(await outcome(w, x), replay, 'x was moved to the end: the expired b0..b4 before it went, not x');
+});
+
+t.test('dpop.maxRemembered must be a positive integer', async (t) => {
+  for (const maxRemembered of [0, -1, 1.5, Number.NaN]) {
+    t.throws(() => createVerifier({ issuer: 'https://tessera.example', audience: 'x', dpop: { maxRemembered } }), /maxRemembered must be a positive integer/);
+  }
+});

@@ -3,7 +3,16 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Page, Response } from 'playwright-core';
 import { bearer, freePort, harness } from './support/helper.js';
-import { addVirtualAuthenticator, chromiumMissing, launchChromium, newAuthenticator, seriousViolations, watchPage } from './support/browser.js';
+import {
+  addVirtualAuthenticator,
+  chromiumMissing,
+  fillKeyPairForm,
+  keyPairToPaste,
+  launchChromium,
+  newAuthenticator,
+  seriousViolations,
+  watchPage,
+} from './support/browser.js';
 
 // A new person's first visit in a real headless Chromium against a real Tessera on real Postgres:
 // invited by an operator, they create a passkey, sign out and back in with it, make a personal
@@ -173,6 +182,20 @@ t.test('the console as a new user meets it', { skip: chromiumMissing }, async (t
   await page.goto(`${issuer}/console/sdk-keys`);
   await page.click('button:has-text("Disable")');
   t.match(await page.textContent('main'), /disabled/);
+
+  // A key pair instead of a secret: the public JWK pasted, DPoP-bound tokens chosen; the key is listed with its method.
+  await fillKeyPairForm(page, { name: 'laptop', jwk: (await keyPairToPaste()).publicJwkText, dpopBound: true });
+  await check(page, 'sdk keys (key-pair form)');
+  await page.evaluate("document.getElementById('jwk').scrollTop = 0"); // the pasted key from its first line
+  await page.locator('section[aria-labelledby="create-h"]').screenshot({ path: path.join(SHOTS, 'sdk-key-form-key-pair.png') });
+  await page.click('button:has-text("Create key")');
+  t.match(await page.textContent('#registered-client-id'), /^\s*s_[0-9a-f-]{36}\s*$/, 'registered: its client_id shown');
+  t.equal(await page.locator('#secret-value').count(), 0, 'no secret exists to show');
+  const keyPairRow = page.locator('tr', { hasText: 'laptop' });
+  t.match(await keyPairRow.textContent(), /Key pair \(private_key_jwt\)/);
+  t.match(await keyPairRow.textContent(), /DPoP-bound tokens only/);
+  await check(page, 'sdk keys (key pair registered)');
+  await shot('sdk-key-pair-registered');
 
   // A provider token from the form generated from the provider's JSON Schema; resolve returns it.
   await page.goto(`${issuer}/console/provider-tokens`);

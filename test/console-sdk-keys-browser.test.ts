@@ -1,9 +1,8 @@
 import t from 'tap';
-import { exportJWK, generateKeyPair } from 'jose';
 import { ClientCredentials, DpopKey, PrivateKeyJwt } from '../src/client/index.js';
 import { freePort, harness } from './support/helper.js';
 import { claimsOf } from './support/oauth-helper.js';
-import { chromiumMissing, launchChromium, seriousViolations, watchPage } from './support/browser.js';
+import { chromiumMissing, fillKeyPairForm, keyPairToPaste, launchChromium, seriousViolations, watchPage } from './support/browser.js';
 
 // The console's SDK-keys page in a real headless Chromium against a real Tessera on real Postgres:
 // a key registered with a pasted public JWK (a refused JWK keeps what was typed and says why), the
@@ -18,9 +17,7 @@ t.test('SDK keys with a public key and DPoP-bound tokens, made in the console', 
   const user = await h.user({ email: 'ada@example.com', name: 'Ada' });
   const apiToken = await h.apiToken(user, ['api']);
 
-  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
-  const privateJwk = { ...(await exportJWK(privateKey)), alg: 'ES256' };
-  const publicJwkText = JSON.stringify({ ...(await exportJWK(publicKey)), alg: 'ES256' }, null, 2);
+  const { privateJwk, publicJwkText } = await keyPairToPaste();
 
   const browser = await launchChromium();
   t.teardown(() => browser.close());
@@ -41,10 +38,7 @@ t.test('SDK keys with a public key and DPoP-bound tokens, made in the console', 
 
   // A JWK with its private half: the server's own check refuses it, the form keeps what was typed.
   const privateText = JSON.stringify(privateJwk);
-  await page.fill('#name', 'laptop');
-  await page.check('input[name="auth_method"][value="private_key_jwt"]');
-  await page.fill('#jwk', privateText);
-  await page.check('#dpop_bound');
+  await fillKeyPairForm(page, { name: 'laptop', jwk: privateText, dpopBound: true });
   expecting.status = 400;
   await page.click('button:has-text("Create key")');
   t.match(await page.textContent('#jwk-error'), /public .*without private members/, 'the API’s reason is next to the field');

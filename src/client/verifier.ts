@@ -77,7 +77,12 @@ export interface VerifierOptions extends TransportOptions {
     algorithms?: readonly string[];
     /** How old a proof's `iat` may be, in seconds (default 60; the clock tolerance is added). */
     maxAgeSeconds?: number;
-    /** Proof `jti`s remembered to refuse replays (default 100000; the oldest go first). */
+    /**
+     * Proof `jti`s remembered to refuse replays (default 100000). A replay within the proof's
+     * lifetime is refused as long as at most `maxRemembered - ceil(maxRemembered / 10)` other proofs
+     * were accepted since: when the memory is full of live proofs, the oldest tenth is forgotten at
+     * once. Replays reaching another verifier instance are not seen here.
+     */
     maxRemembered?: number;
   };
 }
@@ -371,8 +376,38 @@ export function createVerifier(options: VerifierOptions): Verifier {
   if (proofAlgorithms.some((a) => a === 'none' || /^HS/.test(a))) throw new TesseraError('none and HMAC algorithms cannot sign DPoP proofs');
   const proofMaxAge = options.dpop?.maxAgeSeconds ?? 60;
   const maxRemembered = options.dpop?.maxRemembered ?? 100_000;
-  /** Proof jtis seen by this verifier (key: thumbprint and jti), with when they stop mattering (ms). */
+  if (!Number.isSafeInteger(maxRemembered) || maxRemembered < 1) throw new TesseraError('dpop.maxRemembered must be a positive integer');
+  /**
+   * Proof jtis seen by this verifier (key: thumbprint and jti), with when they stop mattering (ms),
+   * in insertion order. Every entry lives equally long, so (on a clock that does not step back) the
+   * expired ones are a prefix of that order.
+   */
   const usedProofs = new Map<string, number>();
+  /** How long a proof's jti is remembered: one second past the last instant its `iat` is accepted (whole seconds). */
+  const proofMemoryMs = (proofMaxAge + 2 * tolerance + 1) * 1000;
+
+  /**
+   * Records a proof's jti as used from `now`. When the memory is full, the expired entries go from
+   * the front (stopping at the first live one); if it is still full, the oldest tenth goes at once,
+   * so a burst of live proofs costs O(1) amortised per proof rather than a scan each.
+   */
+  function rememberProof(key: string, now: number): void {
+    usedProofs.delete(key);
+    if (usedProofs.size >= maxRemembered) {
+      for (const [k, until] of usedProofs) {
+        if (until > now) break;
+        usedProofs.delete(k);
+      }
+    }
+    if (usedProofs.size >= maxRemembered) {
+      let drop = Math.ceil(maxRemembered / 10);
+      for (const k of usedProofs.keys()) {
+        if (drop-- <= 0) break;
+        usedProofs.delete(k);
+      }
+    }
+    usedProofs.set(key, now + proofMemoryMs);
+  }
 
   /**
    * RFC 9449 §7: a token bound to a key (`cnf.jkt`) is accepted only with a proof for this request
@@ -414,11 +449,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     const seen = `${jkt}:${String(claims.jti)}`;
     const now = t.now();
     if ((usedProofs.get(seen) ?? 0) > now) throw fail('dpop', 'the DPoP proof was used before');
-    if (usedProofs.size >= maxRemembered) {
-      for (const [k, until] of usedProofs) if (until <= now) usedProofs.delete(k);
-      while (usedProofs.size >= maxRemembered) usedProofs.delete(usedProofs.keys().next().value!);
-    }
-    usedProofs.set(seen, now + (proofMaxAge + 2 * tolerance) * 1000);
+    rememberProof(seen, now);
   }
 
   /** A remote answer, cached for `cacheTtlMs` (failures to reach Tessera are not cached). */

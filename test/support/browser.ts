@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
 
 /** Debian's chromium package; the browser tests skip (saying so) when it is absent. */
@@ -82,4 +83,24 @@ export function watchPage(page: Page, problems: string[], expecting: { status: n
     if (m.type() === 'error' || m.type() === 'warning') problems.push(`${page.url()}: console ${m.type()}: ${m.text()}`);
   });
   page.on('pageerror', (e) => problems.push(`${page.url()}: page error: ${e.message}`));
+}
+
+/** An ES256 key pair as a developer holds it: the private JWK, and the public one as the JSON text they paste. */
+export async function keyPairToPaste(): Promise<{ privateJwk: JWK; publicJwkText: string }> {
+  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+  return {
+    privateJwk: { ...(await exportJWK(privateKey)), alg: 'ES256' },
+    publicJwkText: JSON.stringify({ ...(await exportJWK(publicKey)), alg: 'ES256' }, null, 2),
+  };
+}
+
+/**
+ * Fills the console's SDK-key creation form (on /console/sdk-keys) in key-pair mode
+ * (private_key_jwt): the name, the pasted JWK text, and the DPoP-bound choice. Nothing is sent.
+ */
+export async function fillKeyPairForm(page: Page, form: { name: string; jwk: string; dpopBound: boolean }): Promise<void> {
+  await page.fill('#name', form.name);
+  await page.check('input[name="auth_method"][value="private_key_jwt"]');
+  await page.fill('#jwk', form.jwk);
+  await page.setChecked('#dpop_bound', form.dpopBound);
 }

@@ -10,7 +10,8 @@ import jwt
 import pytest
 import requests
 
-from tessera_client import ClientCredentials, TesseraVerifyError, Verifier
+from conftest import Server, _server_env, free_port
+from tessera_client import ClientCredentials, DpopKey, TesseraOAuthError, TesseraVerifyError, Verifier
 
 DEADLINE = 60.0  # generous: the suite shares two cores with other work; nothing here measures time
 
@@ -116,6 +117,55 @@ def test_events_missed_while_the_connection_was_down_apply_once_it_resumes_and_d
         assert until(v, other.get_token(), "accepted") == "accepted"
         assert outcome(v, doomed) == "revoked", "the event committed while the stream was down arrived after it resumed"
         assert v.revocation_stream.last_event_id != before
+
+
+@pytest.mark.parametrize("nonce", ["off", "on"])
+def test_a_dpop_bound_receiver_key_follows_the_stream_with_proofs(tessera, home, nonce):
+    """The receiver's SDK key has dpop_bound_access_tokens: its token is DPoP-bound, so every connection to the stream
+    carries a fresh proof of it (for the stream's URL, with the server's nonce when it asks for one)."""
+    # A Tessera of its own whose issuer is the URL it is reached at (a proof names the public URL; the session's
+    # proxy buffers whole responses, so the stream cannot go through it), on the same database.
+    port = free_port()
+    env = {**tessera.env, **_server_env(tessera.env["DATABASE_URL"], f"http://127.0.0.1:{port}"), "TESSERA_DPOP_NONCE": nonce}
+    env["TESSERA_MASTER_KEY"], env["TESSERA_PEPPER"] = tessera.env["TESSERA_MASTER_KEY"], tessera.env["TESSERA_PEPPER"]
+    server = Server(env, port)
+    server.start()
+    try:
+        owner = own_owner(tessera, "api,events:read")
+        rkey = tessera.sdk_key(name="dpop-gateway", owner=owner, scopes=["events:read"], dpop_bound_access_tokens=True)
+        assert rkey["dpop_bound_access_tokens"] is True, rkey
+        creds = dict(issuer=server.url, client_id=rkey["client_id"], client_secret=rkey["client_secret"], scope="events:read")
+        with pytest.raises(TesseraOAuthError):
+            ClientCredentials(**creds).get_token()  # the key gets no bearer token
+        receiver_auth = ClientCredentials(**creds, dpop=DpopKey())
+        receiver_token = receiver_auth.get_access_token()
+        assert receiver_token.token_type == "DPoP"
+        if nonce == "on":
+            # The nonce the client holds has gone stale (as it does when the server's nonce window moves on): the
+            # stream's first proof is refused with use_dpop_nonce and the next carries the new nonce.
+            stale = requests.Response()
+            stale.status_code, stale.headers["dpop-nonce"] = 200, "stale-nonce"
+            receiver_auth.dpop.nonce_challenge(server.url, stale)
+            refused = requests.get(f"{server.url}/events/stream", headers=receiver_auth.authorization("GET", f"{server.url}/events/stream"), timeout=10)
+            assert refused.status_code == 401 and "use_dpop_nonce" in refused.headers.get("www-authenticate", ""), refused.headers
+            receiver_auth.dpop.nonce_challenge(server.url, stale)
+
+        key = tessera.sdk_key()
+        cc = ClientCredentials(issuer=server.url, client_id=key["client_id"], client_secret=key["client_secret"])
+        warnings: list = []
+        with Verifier(server.url, server.url, revocations="stream", events_auth=receiver_auth, clock_tolerance=600.0, warn=warnings.append) as v:
+            doomed = cc.get_token()
+            assert v.revocation_stream.wait_live(DEADLINE), warnings
+            assert warnings == [], "the stream connected at once (with the server's nonce when it asked)"
+            assert receiver_auth.get_access_token() is receiver_token, "the receiver's token was kept, not renewed"
+            assert outcome(v, doomed) == "accepted"
+            res = requests.post(f"{server.url}/oauth/revoke", data={"token": doomed}, auth=(key["client_id"], key["client_secret"]), timeout=10)
+            assert res.status_code == 200, res.text
+            assert until(v, doomed, "revoked") == "revoked"
+            cc.invalidate()
+            assert outcome(v, cc.get_token()) == "accepted", "another token of the key is not affected"
+    finally:
+        server.stop()
 
 
 def test_wrong_stream_credentials_fail_closed_or_fall_back_to_remote_checks(tessera, home):

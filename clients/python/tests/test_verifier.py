@@ -198,3 +198,24 @@ def test_asgi_middleware(tessera, home):
     assert sent[0]["status"] == 401
     sent = asyncio.run(call([(b"authorization", f"Bearer {cc.get_token()}".encode())]))
     assert sent[0]["status"] == 200 and sent[1]["body"] == cc.client_id.encode()
+
+
+def test_token_times_follow_the_verifiers_clock(tessera, home):
+    """exp and iat are judged by the clock the verifier is given (as its caches are), with the clock tolerance."""
+    _, cc = sdk(tessera)
+    token = cc.get_token()
+    claims = jwt.decode(token, options={"verify_signature": False})
+
+    def reason(at: float) -> str:
+        try:
+            Verifier(tessera.issuer, tessera.issuer, clock_tolerance=5.0, now=lambda: at).verify(token)
+            return "accepted"
+        except TesseraVerifyError as e:
+            return e.reason
+
+    assert reason(claims["iat"]) == "accepted"
+    assert reason(claims["exp"] + 4) == "accepted", "within the tolerance after exp"
+    assert reason(claims["exp"] + 5) == "expired"
+    assert reason(claims["exp"] + 3600) == "expired"
+    assert reason(claims["iat"] - 5) == "accepted", "within the tolerance before iat"
+    assert reason(claims["iat"] - 6) == "claims", "issued in the future"

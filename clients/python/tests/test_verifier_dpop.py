@@ -3,9 +3,16 @@ a bound token only with a fresh proof for the request, signed by the bound key, 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import time
 
-from tessera_client import ASGIMiddleware, ClientCredentials, DpopKey, DpopRequest, TesseraVerifyError, Verifier, WSGIMiddleware
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tessera_client import ASGIMiddleware, ClientCredentials, DpopKey, DpopRequest, TesseraError, TesseraVerifyError, Verifier, WSGIMiddleware
 
 API = "https://api.example/jobs"
 
@@ -100,3 +107,73 @@ def test_the_middlewares_pass_the_request_method_and_url_and_answer_dpop_challen
     assert sent[0]["status"] == 200 and sent[1]["body"] == key["client_id"].encode()
     sent = asyncio.run(acall("https://api.example/other"))
     assert sent[0]["status"] == 401
+
+
+def test_the_replay_memory_forgets_the_oldest_tenth_at_once_when_full_and_expired_proofs_first(tessera, home):
+    private = ec.generate_private_key(ec.SECP256R1())
+    dpop = DpopKey(private)
+    key = tessera.sdk_key("py-dpop-memory", scopes=["api"])
+    at = ClientCredentials(issuer=tessera.issuer, client_id=key["client_id"], client_secret=key["client_secret"], dpop=dpop).get_access_token()
+    assert at.token_type == "DPoP"
+    token = at.access_token
+    ath = base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()).rstrip(b"=").decode()
+    clock = [time.time()]
+
+    def proof(jti: str) -> DpopRequest:
+        claims = {"jti": jti, "iat": int(clock[0]), "htm": "GET", "htu": API, "ath": ath}
+        return DpopRequest(jwt.encode(claims, private, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": dpop.public_jwk}), "GET", API)
+
+    def verifier() -> Verifier:
+        # 20 remembered: the tenth is 2; a proof's memory lasts dpop_max_age + 2 * tolerance + 1 = 13 s (of this clock).
+        return Verifier(tessera.issuer, tessera.issuer, now=lambda: clock[0], clock_tolerance=1.0, dpop_max_age=10.0, dpop_max_remembered=20)
+
+    def outcome(v: Verifier, request: DpopRequest) -> str:
+        try:
+            v.verify(token, dpop=request)
+            return "accepted"
+        except TesseraVerifyError as e:
+            return f"{e.reason}: {e}"
+
+    replay = "dpop: the DPoP proof was used before"
+    v = verifier()
+    p = [proof(f"p{i}") for i in range(21)]
+    assert outcome(v, p[0]) == "accepted"
+    assert outcome(v, p[0]).startswith(replay), "a replay is refused while remembered"
+    for i in range(1, 20):
+        assert outcome(v, p[i]) == "accepted", i
+    assert outcome(v, p[0]).startswith(replay), "the memory holds dpop_max_remembered proofs: p0 with 19 accepted after it"
+
+    assert outcome(v, p[20]) == "accepted", "a proof beyond a full memory of live proofs"
+    for i in range(2, 21):
+        assert outcome(v, p[i]).startswith(replay), f"p{i} stays (p2: 18 accepted since, dpop_max_remembered - the tenth)"
+    assert outcome(v, p[1]) == "accepted", "the oldest tenth (p0, p1) was forgotten at once: its replay is no longer seen"
+    assert outcome(v, p[1]).startswith(replay), "and, accepted again, it is remembered again"
+    assert outcome(v, p[0]) == "accepted", "p0 was forgotten with p1"
+
+    # Past the memory's lifetime every proof held has expired: the whole expired prefix goes, not a tenth of it.
+    clock[0] += 14
+    r = [proof(f"r{i}") for i in range(20)]
+    for i in range(20):
+        assert outcome(v, r[i]) == "accepted", f"r{i} into a memory of expired proofs"
+    for i in range(20):
+        assert outcome(v, r[i]).startswith(replay), f"r{i} is remembered: only expired proofs made room"
+    assert outcome(v, p[5]).startswith("dpop: the DPoP proof is too old"), "an expired proof is refused on its iat"
+
+    # A jti seen again after its entry expired (a new proof that reuses it) moves to the end of the memory.
+    clock[0] = time.time()
+    w = verifier()
+    assert outcome(w, proof("x")) == "accepted"
+    for i in range(5):
+        assert outcome(w, proof(f"b{i}")) == "accepted"
+    clock[0] += 14
+    x = proof("x")
+    assert outcome(w, x) == "accepted", "the jti x again, in a proof made after its entry expired"
+    for i in range(15):
+        assert outcome(w, proof(f"c{i}")) == "accepted", i
+    assert outcome(w, x).startswith(replay), "x was moved to the end: the expired b0..b4 before it went, not x"
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_dpop_max_remembered_must_be_a_positive_integer(bad):
+    with pytest.raises(TesseraError, match="dpop_max_remembered must be a positive integer"):
+        Verifier("https://tessera.example", "x", dpop_max_remembered=bad)

@@ -205,14 +205,23 @@ class RevocationStream:
             return None
         return client_id if isinstance(client_id, str) else None
 
-    def _connect_once(self) -> bool:
+    def _open(self) -> requests.Response:
+        """One GET of the stream with fresh Authorization headers."""
         auth_headers = self._authorization()
-        self._audience = self._pinned_audience(auth_headers.get("authorization", ""))
+        self._audience = self._pinned_audience(auth_headers.get("authorization") or auth_headers.get("Authorization") or "")
         headers = {"accept": "text/event-stream", **auth_headers}
         if self._last_id is not None:
             headers["last-event-id"] = self._last_id
         # The read timeout is the idle timeout: no bytes (heartbeats included) for that long means a dead connection.
-        res = self._session.get(self._url, headers=headers, stream=True, timeout=(self._t.timeout, self._idle))
+        return self._session.get(self._url, headers=headers, stream=True, timeout=(self._t.timeout, self._idle))
+
+    def _connect_once(self) -> bool:
+        res = self._open()
+        dpop = getattr(self._auth, "dpop", None)
+        if dpop is not None and dpop.nonce_challenge(self._url, res):
+            # RFC 9449 section 9: the server wants its nonce in the proof; the token itself is still good.
+            res.close()
+            res = self._open()
         self._res = res
         try:
             if res.status_code == 401 and hasattr(self._auth, "invalidate"):

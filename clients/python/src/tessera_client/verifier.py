@@ -225,7 +225,12 @@ class Verifier:
     """Verifies Tessera access tokens for a resource server whose audience is ``audience``.
 
     ``verify(token, scopes=[...])`` returns a :class:`VerifiedToken` or raises :class:`TesseraVerifyError`
-    (``invalid_token`` 401, ``insufficient_scope`` 403, ``temporarily_unavailable`` 503)."""
+    (``invalid_token`` 401, ``insufficient_scope`` 403, ``temporarily_unavailable`` 503).
+
+    DPoP proofs: ``dpop_max_remembered`` proof jtis are remembered to refuse replays (default 100000). A replay within
+    the proof's lifetime is refused as long as at most ``dpop_max_remembered - ceil(dpop_max_remembered / 10)`` other
+    proofs were accepted since: when the memory is full of live proofs, the oldest tenth is forgotten at once. Replays
+    reaching another verifier instance are not seen here."""
 
     def __init__(
         self,
@@ -271,6 +276,8 @@ class Verifier:
         if any(a == "none" or a.startswith("HS") for a in self._dpop_algorithms):
             raise TesseraError("none and HMAC algorithms cannot sign DPoP proofs")
         self._dpop_max_age = dpop_max_age
+        if isinstance(dpop_max_remembered, bool) or not isinstance(dpop_max_remembered, int) or dpop_max_remembered < 1:
+            raise TesseraError("dpop_max_remembered must be a positive integer")
         self._dpop_max_remembered = dpop_max_remembered
         #: Proof jtis seen by this verifier (thumbprint and jti), with when they stop mattering.
         self._used_proofs: "OrderedDict[str, float]" = OrderedDict()
@@ -420,7 +427,10 @@ class Verifier:
             raise _fail("dpop", "the DPoP proof must carry a public jwk")
         try:
             key = jwt.PyJWK(jwk, alg).key
-            claims = jwt.decode(request.proof, key, algorithms=[alg], options={"verify_aud": False, "require": ["jti", "htm", "htu", "iat", "ath"]})
+            # iat is checked below against this verifier's clock (PyJWT would compare it with time.time()).
+            claims = jwt.decode(
+                request.proof, key, algorithms=[alg], options={"verify_aud": False, "verify_iat": False, "require": ["jti", "htm", "htu", "iat", "ath"]}
+            )
         except jwt.PyJWTError:
             raise _fail("dpop", "the DPoP proof is invalid") from None
         now = self._t.now()
@@ -440,12 +450,43 @@ class Verifier:
         with self._proof_lock:
             if self._used_proofs.get(seen, 0.0) > now:
                 raise _fail("dpop", "the DPoP proof was used before")
-            if len(self._used_proofs) >= self._dpop_max_remembered:
-                for k in [k for k, until in self._used_proofs.items() if until <= now]:
-                    del self._used_proofs[k]
-                while len(self._used_proofs) >= self._dpop_max_remembered:
-                    self._used_proofs.popitem(last=False)
-            self._used_proofs[seen] = now + self._dpop_max_age + 2 * self.tolerance
+            self._remember_proof(seen, now)
+
+    def _remember_proof(self, key: str, now: float) -> None:
+        """Records a proof's jti as used from ``now`` (the caller holds ``_proof_lock``). Every entry lives equally long
+        and goes in at the end, so (on a clock that does not step back) the expired ones are a prefix: when the memory
+        is full they go from the front, stopping at the first live one; if it is still full, the oldest tenth goes at
+        once, so a burst of live proofs costs O(1) amortised per proof rather than a scan each."""
+        proofs = self._used_proofs
+        proofs.pop(key, None)
+        if len(proofs) >= self._dpop_max_remembered:
+            while proofs and next(iter(proofs.values())) <= now:
+                proofs.popitem(last=False)
+        if len(proofs) >= self._dpop_max_remembered:
+            for _ in range(-(-self._dpop_max_remembered // 10)):
+                proofs.popitem(last=False)
+        # One second past the last instant the proof's iat is accepted.
+        proofs[key] = now + self._dpop_max_age + 2 * self.tolerance + 1
+
+    def _check_times(self, payload: Mapping[str, Any]) -> None:
+        """``exp``, ``iat`` and ``nbf`` (when present) against this verifier's clock, with the clock tolerance."""
+        now = self._t.now()
+
+        def number(claim: str) -> Optional[float]:
+            v = payload.get(claim)
+            if v is None:
+                return None
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise _fail("claims", f"the token claims are not acceptable: {claim} is not a number")
+            return float(v)
+
+        exp, iat, nbf = number("exp"), number("iat"), number("nbf")
+        if exp is not None and exp <= now - self.tolerance:
+            raise _fail("expired", "the token has expired")
+        if iat is not None and iat > now + self.tolerance:
+            raise _fail("claims", "the token claims are not acceptable: it was issued in the future")
+        if nbf is not None and nbf > now + self.tolerance:
+            raise _fail("claims", "the token claims are not acceptable: it is not valid yet (nbf)")
 
     def _verify_jwt(self, token: str, dpop: Optional[DpopRequest] = None) -> VerifiedToken:
         try:
@@ -469,7 +510,14 @@ class Verifier:
                 audience=self.audiences,
                 issuer=self.issuer,
                 leeway=self.tolerance,
-                options={"require": ["exp", "iat", "iss", "aud", "sub", "jti", "client_id"], "verify_signature": True},
+                # The time claims are checked below against this verifier's clock (PyJWT would use time.time()).
+                options={
+                    "require": ["exp", "iat", "iss", "aud", "sub", "jti", "client_id"],
+                    "verify_signature": True,
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
         except jwt.ExpiredSignatureError:
             raise _fail("expired", "the token has expired") from None
@@ -485,6 +533,7 @@ class Verifier:
             raise _fail("claims", f"the token claims are not acceptable: {e}") from None
         except jwt.PyJWTError:
             raise _fail("malformed", "the token is malformed") from None
+        self._check_times(payload)
         self._check_binding(token, payload, dpop)
         scope = payload.get("scope")
         base = VerifiedToken(
