@@ -188,7 +188,7 @@ t.test('cache hits wait for the freshness barrier; a barrier delivers every noti
   // The barrier itself: a notification committed by another connection is handled before sync resolves.
   const seen: string[] = [];
   // A type no feature publishes (sent raw below), so only this handler sees it.
-  h.app.changes.on('probe' as ChangeEventType, (e) => seen.push(String(e.id)));
+  h.app.changes.on('probe' as ChangeEventType, (e) => seen.push(String((e as { id?: unknown }).id)));
   const other = new pg.Client({ connectionString: h.connectionString });
   await other.connect();
   t.teardown(() => other.end());

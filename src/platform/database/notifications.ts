@@ -30,8 +30,11 @@ export interface ChangeEvents {
   signing_keys: { id: string; state?: string; step?: string };
   /** A user's status changed. */
   user: { id: string };
-  /** A row was added to security_events (`id`: its id), sent by the capturing trigger. */
-  security_event: { id: string };
+  /**
+   * Rows were added to security_events, sent by the capturing trigger: one per transaction
+   * however many rows it added (the same payload each time, which Postgres folds into one).
+   */
+  security_event: Record<never, never>;
 }
 
 /** The union of change-event types. */
