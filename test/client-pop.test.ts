@@ -115,10 +115,10 @@ for (const nonce of ['off', 'on']) {
 }
 
 /** A listening Tessera and a DPoP-bound private_key_jwt key of one scope, as the client uses it. */
-async function dpopBoundKeyOf(t: Test, name: string, scope: string) {
+async function dpopBoundKeyOf(t: Test, name: string, scope: string, env: Record<string, string> = {}) {
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
-  const h = await harness(t, { env: { TESSERA_ISSUER: issuer } });
+  const h = await harness(t, { env: { TESSERA_ISSUER: issuer, ...env } });
   await h.app.listen({ port, host: '127.0.0.1' });
   const user = await h.user();
   const { auth } = await PrivateKeyJwt.register({
@@ -143,23 +143,32 @@ t.test('the verifier introspects with a DPoP-bound SDK key: a fresh proof per in
   t.equal((await credentials.getAccessToken()).tokenType, 'DPoP', 'the introspecting token is DPoP-bound');
 });
 
-t.test('the revocation stream subscribes with a DPoP-bound SDK key', async (t) => {
-  const { issuer, credentials } = await dpopBoundKeyOf(t, 'receiver', 'events:read');
-  const warnings: string[] = [];
-  const verifier = createVerifier({
-    issuer,
-    audience: issuer,
-    revocations: 'stream',
-    events: { auth: credentials },
-    logger: { warn: (m) => warnings.push(m) },
+for (const nonce of ['off', 'on']) {
+  t.test(`the revocation stream subscribes with a DPoP-bound SDK key (nonces ${nonce})`, async (t) => {
+    const { issuer, credentials } = await dpopBoundKeyOf(t, 'receiver', 'events:read', { TESSERA_DPOP_NONCE: nonce });
+    if (nonce === 'on') {
+      // The nonce the client remembers has gone stale (the server's moved on): the stream meets use_dpop_nonce.
+      await credentials.getAccessToken();
+      await credentials.dpop!.nonceChallenge(issuer, new Response(null, { headers: { 'dpop-nonce': 'a-nonce-the-server-no-longer-takes' } }));
+    }
+    const warnings: string[] = [];
+    const verifier = createVerifier({
+      issuer,
+      audience: issuer,
+      revocations: 'stream',
+      events: { auth: credentials },
+      logger: { warn: (m) => warnings.push(m) },
+    });
+    t.teardown(() => verifier.close());
+    // A deadline, not a measurement: without a proof the stream answers 401 and never goes live.
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 30_000)));
+    const outcome = await Promise.race([verifier.revocationStream!.ready().then(() => 'ready' as const), deadline]);
+    clearTimeout(timer);
+    t.equal(outcome, 'ready', `the stream went live (warnings: ${warnings.join('; ')})`);
+    t.equal(verifier.revocationStream!.check({}, undefined), 'ok', 'live, so local checks are trusted');
+    t.equal((await credentials.getAccessToken()).tokenType, 'DPoP');
+    // A use_dpop_nonce answer is met by sending again with the nonce: no failed connection, and the token is kept.
+    t.same(warnings, [], 'connected without a failed attempt');
   });
-  t.teardown(() => verifier.close());
-  // A deadline, not a measurement: without a proof the stream answers 401 and never goes live.
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 30_000)));
-  const outcome = await Promise.race([verifier.revocationStream!.ready().then(() => 'ready' as const), deadline]);
-  clearTimeout(timer);
-  t.equal(outcome, 'ready', `the stream went live (warnings: ${warnings.join('; ')})`);
-  t.equal(verifier.revocationStream!.check({}, undefined), 'ok', 'live, so local checks are trusted');
-  t.equal((await credentials.getAccessToken()).tokenType, 'DPoP');
-});
+}

@@ -203,10 +203,13 @@ export class RevocationStream {
   private async connectOnce(): Promise<void> {
     const abort = new AbortController();
     this.abort = abort;
-    const auth = await this.authorization();
-    this.audience = this.pinnedAudience(auth.bearer);
-    const headers: Record<string, string> = { accept: 'text/event-stream', ...auth.headers };
-    if (this.lastId !== null) headers['last-event-id'] = this.lastId;
+    const request = async () => {
+      const auth = await this.authorization();
+      this.audience = this.pinnedAudience(auth.bearer);
+      const headers: Record<string, string> = { accept: 'text/event-stream', ...auth.headers };
+      if (this.lastId !== null) headers['last-event-id'] = this.lastId;
+      return this.t.fetch(this.url, { method: 'GET', headers, signal: abort.signal });
+    };
     let idle: NodeJS.Timeout | undefined;
     const touch = () => {
       if (idle) clearTimeout(idle);
@@ -215,7 +218,13 @@ export class RevocationStream {
     };
     touch();
     try {
-      const res = await this.t.fetch(this.url, { method: 'GET', headers, signal: abort.signal });
+      let res = await request();
+      // A server nonce asked for (RFC 9449 §8): the token is fine, the proof needs the nonce.
+      const dpop = typeof this.o.auth === 'function' ? undefined : this.o.auth.dpop;
+      if (dpop && (await dpop.nonceChallenge(this.url, res))) {
+        await res.body?.cancel().catch(() => undefined);
+        res = await request();
+      }
       if (res.status === 401 && typeof this.o.auth !== 'function') this.o.auth.invalidate();
       if (res.status !== 200 || !res.body) {
         await res.body?.cancel().catch(() => undefined);
