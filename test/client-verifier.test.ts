@@ -125,6 +125,15 @@ t.test('verifier: accepts a fresh token, refuses wrong audience, expiry, alg non
   await Promise.all(Array.from({ length: 20 }, () => refusal(v, forged)));
   t.equal(live.count(JWKS), fetched + 1, 'a burst of unknown kids causes no fetch');
 
+  // A token verified before is refused once it expires, while the key set it was checked with still holds.
+  const then = Math.floor(clock.ms / 1000);
+  const shortLived = await sign({ iat: then, exp: then + 5, jti: 'short' });
+  t.ok(await v.verify(shortLived), 'verifies while it lives');
+  t.ok(await v.verify(shortLived), 'and again');
+  clock.advance(5 + 31);
+  t.match(await refusal(v, shortLived), { code: 'invalid_token', reason: 'expired' });
+  t.equal(live.count(JWKS), fetched + 1, 'with the same key set');
+
   // Expired (past the 30 s tolerance).
   clock.advance(600 + 31);
   t.match(await refusal(v, token), { code: 'invalid_token', reason: 'expired' });

@@ -187,6 +187,8 @@ class RemoteKeySet {
   private expiresAt = 0;
   private lastFetch = Number.NEGATIVE_INFINITY;
   private readonly flight = new SingleFlight<void>();
+  /** Changes whenever the keys held change (a new set fetched, or cleared); a 304 keeps it. */
+  generation = 0;
 
   constructor(
     private readonly t: Transport,
@@ -194,7 +196,13 @@ class RemoteKeySet {
     private readonly o: { cooldownMs: number; defaultMaxAgeMs: number; maxCacheMs: number },
   ) {}
 
+  /** True while the keys held are within their cache lifetime (no refresh due). */
+  get fresh(): boolean {
+    return this.local !== null && this.t.now() < this.expiresAt;
+  }
+
   clear(): void {
+    this.generation++;
     this.jwks = null;
     this.local = null;
     this.etag = null;
@@ -224,6 +232,7 @@ class RemoteKeySet {
       }
       const body = (await res.json()) as JSONWebKeySet;
       const local = createLocalJWKSet(body); // validates the shape
+      this.generation++;
       this.jwks = body;
       this.local = local;
       this.etag = res.headers.get('etag');
@@ -483,7 +492,34 @@ export function createVerifier(options: VerifierOptions): Verifier {
     return p;
   }
 
+  /**
+   * Tokens whose signature and fixed claims (alg, typ, iss, aud, required claims) were checked,
+   * by their exact bytes, with the key set they were checked against: a gateway sees one token
+   * many times until it expires. A hit counts only while that key set is still the one held and
+   * within its cache lifetime; time claims, the DPoP proof, revocations and remote checks are
+   * done on every call.
+   */
+  const checked = new Map<string, { generation: number; kid: string | undefined; payload: JWTPayload }>();
+  const maxChecked = 10_000;
+
+  /** The payload of a token checked before, if that check still holds at `nowMs` (else undefined). */
+  function checkedBefore(token: string, nowMs: number): { kid: string | undefined; payload: JWTPayload } | undefined {
+    const hit = checked.get(token);
+    if (!hit || hit.generation !== keys.generation || !keys.fresh) return undefined;
+    const now = Math.floor(nowMs / 1000);
+    // jose's clock rules, again (whole seconds, as jose counts them).
+    if (typeof hit.payload.exp === 'number' && hit.payload.exp <= now - tolerance) throw fail('expired', 'the token has expired');
+    if (typeof hit.payload.nbf === 'number' && hit.payload.nbf > now + tolerance) throw fail('claims', 'the token nbf claim is not acceptable');
+    return hit;
+  }
+
   async function verifyJwt(token: string, dpopRequest: VerifyCallOptions['dpop'] | null): Promise<VerifiedToken> {
+    const before = checkedBefore(token, t.now());
+    const { kid, payload } = before ?? (await checkSignatureAndClaims(token));
+    return afterSignature(token, kid, payload, dpopRequest);
+  }
+
+  async function checkSignatureAndClaims(token: string): Promise<{ kid: string | undefined; payload: JWTPayload }> {
     let header: JWSHeaderParameters;
     try {
       header = decodeProtectedHeader(token);
@@ -493,6 +529,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (typeof header.alg !== 'string' || !algorithms.includes(header.alg)) {
       throw fail('algorithm', `algorithm ${String(header.alg)} is not accepted`);
     }
+    const generation = keys.generation;
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, (h, tok) => keys.key(h, tok), {
@@ -519,6 +556,20 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (typeof payload.iat === 'number' && payload.iat > t.now() / 1000 + tolerance) {
       throw fail('claims', 'the token was issued in the future');
     }
+    // Checked against the keys held when it began (a refresh under way would not have them).
+    if (generation === keys.generation) {
+      if (checked.size >= maxChecked) checked.delete(checked.keys().next().value!);
+      checked.set(token, { generation, kid: header.kid, payload });
+    }
+    return { kid: header.kid, payload };
+  }
+
+  async function afterSignature(
+    token: string,
+    kid: string | undefined,
+    payload: JWTPayload,
+    dpopRequest: VerifyCallOptions['dpop'] | null,
+  ): Promise<VerifiedToken> {
     await checkBinding(token, payload, dpopRequest);
     const base: VerifiedToken = {
       kind: 'jwt',
@@ -531,7 +582,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       claims: payload,
       checkedRemotely: false,
     };
-    const verdict = stream ? stream.check(payload, header.kid) : 'ok';
+    const verdict = stream ? stream.check(payload, kid) : 'ok';
     if (verdict === 'revoked') throw fail('revoked', 'the token is revoked');
     const streamDown = verdict === 'down';
     if (streamDown && options.events?.whenDown !== 'remote') throw fail('unavailable', 'the revocation stream is down; tokens cannot be checked');
@@ -579,6 +630,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     },
     clearCaches() {
       keys.clear();
+      checked.clear();
       cache.clear();
     },
     revocationStream: stream,
