@@ -38,6 +38,8 @@ from .revocations import DOWN, OK, REVOKED, EventsAuth, RevocationStream
 
 #: Algorithms Tessera signs with.
 TESSERA_ALGORITHMS: Tuple[str, ...] = ("EdDSA", "ES256", "RS256")
+#: Most tokens remembered as checked (the oldest goes first).
+_MAX_CHECKED = 10_000
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 _BEARER = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]+=*) *$", re.IGNORECASE)
 _DPOP = re.compile(r"^DPoP +([A-Za-z0-9\-._~+/]+=*) *$", re.IGNORECASE)
@@ -149,8 +151,16 @@ class _KeySet:
         self._expires_at = 0.0
         self._last_fetch = float("-inf")
         self._flight: SingleFlight[None] = SingleFlight()
+        #: Changes whenever the keys held change (a new set fetched, or cleared); a 304 keeps it.
+        self.generation = 0
+
+    @property
+    def fresh(self) -> bool:
+        """True while the keys held are within their cache lifetime (no refresh due)."""
+        return self._keys is not None and self._t.now() < self._expires_at
 
     def clear(self) -> None:
+        self.generation += 1
         self._keys, self._etag, self._expires_at, self._last_fetch = None, None, 0.0, float("-inf")
 
     def _ttl(self, age: Optional[float]) -> float:
@@ -184,6 +194,7 @@ class _KeySet:
                     keys[k["kid"]] = (alg, jwt.PyJWK(k, alg))
                 except (jwt.PyJWTError, ValueError, KeyError, TypeError):
                     continue  # a key type this client does not handle
+            self.generation += 1
             self._keys = keys
             self._etag = res.headers.get("etag")
             self._expires_at = self._t.now() + self._ttl(_max_age(res.headers.get("cache-control")))
@@ -282,6 +293,10 @@ class Verifier:
         #: Proof jtis seen by this verifier (thumbprint and jti), with when they stop mattering.
         self._used_proofs: "OrderedDict[str, float]" = OrderedDict()
         self._proof_lock = threading.Lock()
+        #: Tokens whose signature and fixed claims were checked (exact bytes -> key set generation, kid,
+        #: payload): a gateway sees one token many times until it expires.
+        self._checked: "OrderedDict[str, Tuple[int, Optional[str], Dict[str, Any]]]" = OrderedDict()
+        self._checked_lock = threading.Lock()
         t = Transport(session=session or requests.Session(), timeout=timeout, retry=RetryPolicy(max_retries=1))
         if now:
             t.now = now
@@ -341,6 +356,8 @@ class Verifier:
     def clear_caches(self) -> None:
         """Forgets cached keys and remote answers."""
         self._keys.clear()
+        with self._checked_lock:
+            self._checked.clear()
         with self._cache_lock:
             self._cache.clear()
 
@@ -488,7 +505,25 @@ class Verifier:
         if nbf is not None and nbf > now + self.tolerance:
             raise _fail("claims", "the token claims are not acceptable: it is not valid yet (nbf)")
 
+    def _checked_before(self, token: str) -> Optional[Tuple[Optional[str], Dict[str, Any]]]:
+        """The kid and payload of a token whose signature and fixed claims were checked with the key set
+        still held and fresh; None otherwise (its time claims are checked again by the caller)."""
+        with self._checked_lock:
+            hit = self._checked.get(token)
+        if hit is None or hit[0] != self._keys.generation or not self._keys.fresh:
+            return None
+        return hit[1], hit[2]
+
     def _verify_jwt(self, token: str, dpop: Optional[DpopRequest] = None) -> VerifiedToken:
+        # A token seen before (the same bytes): no decoding and no signature check while its key set holds.
+        before = self._checked_before(token)
+        if before is not None:
+            kid, payload = before
+        else:
+            kid, payload = self._check_signature_and_claims(token)
+        return self._after_signature(token, kid, payload, dpop)
+
+    def _check_signature_and_claims(self, token: str) -> Tuple[Optional[str], Dict[str, Any]]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -499,6 +534,7 @@ class Verifier:
         typ = str(header.get("typ", "")).lower()
         if typ not in ("at+jwt", "application/at+jwt"):
             raise _fail("type", "the token is not an access token (typ must be at+jwt)")
+        generation = self._keys.generation
         key_alg, key = self._keys.key(header.get("kid"))
         if key_alg != alg:
             raise _fail("algorithm", "the token algorithm does not match its key")
@@ -533,6 +569,16 @@ class Verifier:
             raise _fail("claims", f"the token claims are not acceptable: {e}") from None
         except jwt.PyJWTError:
             raise _fail("malformed", "the token is malformed") from None
+        kid = header.get("kid")
+        # Checked against the keys held when it began (a refresh under way would not have them).
+        if generation == self._keys.generation:
+            with self._checked_lock:
+                if len(self._checked) >= _MAX_CHECKED and token not in self._checked:
+                    self._checked.popitem(last=False)
+                self._checked[token] = (generation, kid, payload)
+        return kid, payload
+
+    def _after_signature(self, token: str, kid: Optional[str], payload: Dict[str, Any], dpop: Optional[DpopRequest]) -> VerifiedToken:
         self._check_times(payload)
         self._check_binding(token, payload, dpop)
         scope = payload.get("scope")
@@ -546,7 +592,7 @@ class Verifier:
             expires_at=int(payload["exp"]),
             claims=payload,
         )
-        verdict = self.revocation_stream.check(payload, header.get("kid")) if self.revocation_stream else OK
+        verdict = self.revocation_stream.check(payload, kid) if self.revocation_stream else OK
         if verdict == REVOKED:
             raise _fail("revoked", "the token is revoked")
         stream_down = verdict == DOWN
