@@ -1,7 +1,7 @@
 // The bench harness cannot rot unnoticed: a BENCH_QUICK run of every scenario at the smallest sizes
 // (1 s runs, no warm-up, a 50-key population fixture) must complete and produce sane rows. No
 // thresholds: the figures of a smoke run on a shared machine mean nothing, only their presence does.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,13 +25,23 @@ interface Row {
   non2xx: number;
 }
 
-t.test('BENCH_QUICK=1: every scenario runs and yields non-zero rates, references, population and charts', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'tessera-bench-smoke-'));
+/** Runs `bench/run.mjs` with BENCH_QUICK=1 and `args`, its results in a fresh folder removed after the test. */
+async function quickBench(t: Test, prefix: string, args: string[]): Promise<{ dir: string; code: number; stderr: string }> {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
   // The population's embedded Postgres (the `postgres` user, under root) must traverse into it.
   chmodSync(dir, 0o711);
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const args = [
-    'bench/run.mjs',
+  const env: NodeJS.ProcessEnv = { ...process.env, BENCH_QUICK: '1', BENCH_RESULTS_DIR: dir, BENCH_CACHE: path.join(dir, 'cache') };
+  delete env.DATABASE_URL;
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['bench/run.mjs', ...args], { cwd: root, env, maxBuffer: 64 * 1024 * 1024 }, (err, _stdout, stderr) =>
+      resolve({ dir, code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }),
+    );
+  });
+}
+
+t.test('BENCH_QUICK=1: every scenario runs and yields non-zero rates, references, population and charts', async (t) => {
+  const { dir, code, stderr } = await quickBench(t, 'tessera-bench-smoke-', [
     '--scenarios',
     SCENARIOS.join(','),
     '--duration',
@@ -56,19 +66,8 @@ t.test('BENCH_QUICK=1: every scenario runs and yields non-zero rates, references
     'smoke',
     '--revocations-per-second',
     '50',
-  ];
-  const env: NodeJS.ProcessEnv = { ...process.env, BENCH_QUICK: '1', BENCH_RESULTS_DIR: dir, BENCH_CACHE: path.join(dir, 'cache') };
-  delete env.DATABASE_URL;
-  const code = await new Promise<number>((resolve) => {
-    const child = execFile(process.execPath, args, { cwd: root, env, maxBuffer: 64 * 1024 * 1024 }, (err) =>
-      resolve(err ? ((err as { code?: number }).code ?? 1) : 0),
-    );
-    let stderr = '';
-    child.stderr?.on('data', (c: Buffer) => (stderr += c));
-    child.on('exit', (c) => {
-      if (c !== 0) t.comment(stderr.slice(-4000));
-    });
-  });
+  ]);
+  if (code !== 0) t.comment(stderr.slice(-4000));
   t.equal(code, 0, 'the bench exits 0 (every response 2xx, every check passed)');
   const json = JSON.parse(readFileSync(path.join(dir, 'smoke.json'), 'utf8')) as {
     rows: Row[];
@@ -146,11 +145,7 @@ t.test('BENCH_QUICK=1: every scenario runs and yields non-zero rates, references
 });
 
 t.test('BENCH_QUICK=1 --revocation-source http: the flow revokes through POST /oauth/revoke and reaches both verifiers', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'tessera-bench-smoke-http-'));
-  chmodSync(dir, 0o711);
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const args = [
-    'bench/run.mjs',
+  const { dir, code, stderr } = await quickBench(t, 'tessera-bench-smoke-http-', [
     '--scenarios',
     'verify',
     '--duration',
@@ -171,14 +166,7 @@ t.test('BENCH_QUICK=1 --revocation-source http: the flow revokes through POST /o
     '20',
     '--revocation-source',
     'http',
-  ];
-  const env: NodeJS.ProcessEnv = { ...process.env, BENCH_QUICK: '1', BENCH_RESULTS_DIR: dir, BENCH_CACHE: path.join(dir, 'cache') };
-  delete env.DATABASE_URL;
-  const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) => {
-    execFile(process.execPath, args, { cwd: root, env, maxBuffer: 64 * 1024 * 1024 }, (err, _stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }),
-    );
-  });
+  ]);
   if (code !== 0) t.comment(stderr.slice(-4000));
   t.equal(code, 0, 'the bench exits 0 (every response 2xx, every check passed)');
   t.match(stderr, 'revocations/s through POST /oauth/revoke', 'the flow revokes over HTTP');

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { relocatedClusterDir, SHARED_CLUSTER_ROOT, startEmbeddedPostgres } from '../src/platform/database/embedded.js';
 import { freePort } from './support/helper.js';
-import { startServer, waitReady } from './support/process-helper.js';
+import { checkoutEnv, startServer, waitReady } from './support/process-helper.js';
 
 // Copies the built project and, on a fresh machine, the Postgres binaries (60 MB) once.
 t.setTimeout(300_000);
@@ -80,14 +80,7 @@ t.test(
     const cli = path.join(checkout, 'dist', 'src', 'cli.js');
     const port = await freePort();
     const pgPort = await freePort();
-    const env = {
-      PORT: String(port),
-      TESSERA_HOST: '127.0.0.1',
-      TESSERA_EMBEDDED_PG_PORT: String(pgPort),
-      TESSERA_LOG_LEVEL: 'info',
-      DATABASE_URL: '',
-      TESSERA_DATA_DIR: '',
-    };
+    const env = checkoutEnv(port, pgPort);
     const opts = { env: { ...process.env, ...env }, cwd: checkout };
     const me = (token: string) => fetch(`http://127.0.0.1:${port}/api/users/me`, { headers: { authorization: `Bearer ${token}` } });
     const userWithToken = async (email: string) => {

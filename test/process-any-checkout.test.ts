@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from './support/helper.js';
-import { startServer, waitReady } from './support/process-helper.js';
+import { checkoutEnv, startServer, waitReady } from './support/process-helper.js';
 
 // Copies the project and, on a fresh machine, the Postgres binaries (60 MB) once: more than the default file budget.
 t.setTimeout(300_000);
@@ -38,14 +38,7 @@ t.test(
     });
     const port = await freePort();
     const pgPort = await freePort();
-    const env = {
-      PORT: String(port),
-      TESSERA_HOST: '127.0.0.1',
-      TESSERA_EMBEDDED_PG_PORT: String(pgPort),
-      TESSERA_LOG_LEVEL: 'info',
-      DATABASE_URL: '',
-      TESSERA_DATA_DIR: '',
-    };
+    const env = checkoutEnv(port, pgPort);
     const first = startServer(env, checkout, cli);
     t.teardown(() => first.child.kill('SIGKILL'));
     await waitReady(port, 60_000);

@@ -27,3 +27,19 @@ export function startServer(
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   return { child, exited, output: () => out };
 }
+
+/**
+ * The environment of `npm start` in a checkout with no configuration: the embedded Postgres, the
+ * data folder inside the checkout (no DATABASE_URL, no TESSERA_DATA_DIR from the test's own
+ * environment), on free ports.
+ */
+export function checkoutEnv(port: number, pgPort: number): Record<string, string> {
+  return {
+    PORT: String(port),
+    TESSERA_HOST: '127.0.0.1',
+    TESSERA_EMBEDDED_PG_PORT: String(pgPort),
+    TESSERA_LOG_LEVEL: 'info',
+    DATABASE_URL: '',
+    TESSERA_DATA_DIR: '',
+  };
+}
