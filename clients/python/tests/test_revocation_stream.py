@@ -3,6 +3,7 @@ refused once revoked or once their SDK key is disabled, unaffected tokens accept
 connection was down applied after it resumes, and no token accepted while the stream is down past the grace."""
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 
@@ -236,7 +237,11 @@ class FakeIssuer:
         from cryptography.hazmat.primitives.asymmetric import ec
 
         self.key = ec.generate_private_key(ec.SECP256R1())
-        jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key()))
+        # Coordinates of exactly 32 bytes (RFC 7518 §6.2.1.2): PyJWT 2.6's to_jwk drops leading zero bytes,
+        # which its own PyJWK then refuses (one key in about 140).
+        numbers = self.key.public_key().public_numbers()
+        coord = lambda n: base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()  # noqa: E731
+        jwk = {"kty": "EC", "crv": "P-256", "x": coord(numbers.x), "y": coord(numbers.y)}
         jwks = json.dumps({"keys": [{**jwk, "kid": "k1", "alg": "ES256", "use": "sig"}]}).encode()
         self.script = lambda last: ""
         self.last_ids: list = []
