@@ -5,14 +5,14 @@ import { countAdminTokens } from './api-tokens/api-tokens.repository.js';
 import { openRuntime, type Runtime } from './platform/runtime.js';
 import { startTelemetry } from './platform/telemetry.js';
 
+/** Connections the kernel may hold for accept() (see the listen call). */
+const LISTEN_BACKLOG = 4096;
+
 /**
  * Starts Tessera: configuration, database (embedded when DATABASE_URL is absent), migrations,
  * the app, the listener; and a graceful shutdown on SIGTERM/SIGINT that stops taking requests,
  * drains those in flight, closes the pool and stops embedded Postgres.
  */
-/** Connections the kernel may hold for accept() (see the listen call). */
-const LISTEN_BACKLOG = 4096;
-
 export async function serve(env: NodeJS.ProcessEnv = process.env): Promise<{ app: FastifyInstance; runtime: Runtime; stop(): Promise<void> }> {
   // Tracing (off unless OTEL_EXPORTER_OTLP_ENDPOINT is set): started before the pools and the app exist.
   const telemetry = await startTelemetry(env);

@@ -102,8 +102,8 @@ export class AccessTokenVerifier {
    * Tokens whose signature and fixed claims (typ, iss, required claims) jose has already checked,
    * by their exact compact serialisation: a gateway sees the same token many times until it
    * expires, and decoding and the signature check are most of the cost of a verification. A hit is
-   * trusted only while its kid is still among the loaded keys with the same algorithm; time claims, audience, the denylist and the
-   * client are checked on every call as on a miss.
+   * trusted only while its kid is still among the loaded keys with the same algorithm; time claims,
+   * audience, the denylist and the client are checked on every call as on a miss.
    */
   private readonly checked = new Map<string, { kid: string; alg: string; payload: JWTPayload }>();
   private static readonly MAX_CHECKED = 10_000;
