@@ -428,8 +428,13 @@ async function measure(scenario, target, c, seconds) {
   const counters = { pairs: 0, seconds };
   if (target.flow) await flowRequest({ cmd: 'prepare', seconds }, 'prepared', 600_000);
   const pid = servers.procs[target.server].pid;
+  // Built before the clocks start: a DPoP scenario signs its whole proof pool here.
+  const requests = target.load(counters);
   const cpu0 = cpuSeconds(pid);
   const pg0 = target.server === 'tessera' ? clusterCpuSeconds(servers.pgPid) : null;
+  // While revocations flow: what each process spends, whichever server is measured.
+  const flowCpu = () => ({ tessera: cpuSeconds(servers.procs.tessera.pid), postgres: clusterCpuSeconds(servers.pgPid), flow: cpuSeconds(flowChild.pid) });
+  const flow0 = target.flow ? flowCpu() : null;
   const gen0 = process.cpuUsage();
   if (target.flow) await flowRequest({ cmd: 'go' }, 'going');
   const result = await runAutocannon({
@@ -438,10 +443,11 @@ async function measure(scenario, target, c, seconds) {
     pipelining: 1,
     duration: seconds,
     timeout: 10,
-    requests: target.load(counters),
+    requests,
   });
   const cpu1 = cpuSeconds(pid);
   const pg1 = target.server === 'tessera' ? clusterCpuSeconds(servers.pgPid) : null;
+  const flow1 = target.flow ? flowCpu() : null;
   const gen = process.cpuUsage(gen0);
   const flow = target.flow ? await flowStopped() : null;
   if (cpu1 === null)
@@ -468,6 +474,11 @@ async function measure(scenario, target, c, seconds) {
     cpuPg: pg0 === null || pg1 === null ? null : per1k(pg1 - pg0),
     cpuLoadGen: per1k((gen.user + gen.system) / 1e6),
     revocationsPerSec: flow ? flow.perSecond : null,
+    // CPU seconds per second of the run, by process, while revocations flowed.
+    flowCpuPerSec:
+      flow0 && flow1
+        ? Object.fromEntries(Object.keys(flow0).map((k) => [k, flow0[k] === null || flow1[k] === null ? null : (flow1[k] - flow0[k]) / result.duration]))
+        : null,
     flowProblems: flow ? flow.problems : [],
   };
 }
@@ -697,6 +708,9 @@ async function main() {
           cpuPg: m('cpuPg'),
           cpuLoadGen: m('cpuLoadGen'),
           revocationsPerSec: t.flow ? m('revocationsPerSec') : null,
+          flowCpuPerSec: t.flow
+            ? Object.fromEntries(['tessera', 'postgres', 'flow'].map((k) => [k, median(rs.map((r) => r.flowCpuPerSec?.[k] ?? null))]))
+            : null,
           clients: t.clients ?? null,
         };
         rows.push(row);

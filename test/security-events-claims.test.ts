@@ -3,85 +3,76 @@
 // `jti` present. A SET that fails is not applied and the stream does not move past it (the
 // verifier stays down, never open). Fed by a small SSE issuer that signs with a key it publishes,
 // and by a real Tessera stream addressed to another receiver.
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import t, { type Test } from 'tap';
-import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
+import { createHmac, KeyObject, sign } from 'node:crypto';
+import t from 'tap';
+import { generateKeyPair } from 'jose';
 import { createVerifier } from '../src/client/index.js';
 import { eventually, outcome, twoInstances } from './support/events-helper.js';
+import { accessToken, fakeIssuer, set, type Key } from './support/fake-set-issuer.js';
 import { basic, createSdkKey, getToken, oauthPost } from './support/oauth-helper.js';
 
-const REVOKED = 'urn:tessera:secevent:access-token-revoked';
+const b64u = (v: string | Buffer) => Buffer.from(v).toString('base64url');
+const segments = (jws: string) => jws.split('.') as [string, string, string];
 
-type Key = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
-
-/** An issuer that publishes one ES256 key and serves `events(lastEventId)` as its security events stream. */
-async function fakeIssuer(t: Test, events: (lastEventId: string | null) => string) {
-  const published = await generateKeyPair('ES256');
-  const jwk = { ...(await exportJWK(published.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
-  const lastIds: (string | null)[] = [];
-  const server = http.createServer((req, res) => {
-    if (req.url === '/.well-known/jwks.json') {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      return res.end(JSON.stringify({ keys: [jwk] }));
-    }
-    if (req.url === '/events/stream') {
-      const last = (req.headers['last-event-id'] as string | undefined) ?? null;
-      lastIds.push(last);
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      return res.write(events(last));
-    }
-    res.writeHead(404).end();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, key: published.privateKey, lastIds };
+/** A compact JWS over exactly these header and payload bytes, signed ES256 by `key` (no library checks in the way). */
+function rawEs256(key: Key, header: string, payload: string): string {
+  const input = `${b64u(header)}.${b64u(payload)}`;
+  return `${input}.${b64u(sign('sha256', Buffer.from(input), { key: KeyObject.from(key as Parameters<typeof KeyObject.from>[0]), dsaEncoding: 'ieee-p1363' }))}`;
 }
 
-/** An access token of the issuer, as Tessera signs them. */
-function accessToken(url: string, key: Key, jti: string) {
-  return new SignJWT({ client_id: 'c1', scope: 'api' })
-    .setProtectedHeader({ alg: 'ES256', kid: 'k1', typ: 'at+jwt' })
-    .setIssuer(url)
-    .setAudience(url)
-    .setSubject('u1')
-    .setJti(jti)
-    .setIssuedAt()
-    .setExpirationTime('10m')
-    .sign(key);
-}
+/** The payload of a SET, as JSON text. */
+const payloadOf = (jws: string) => Buffer.from(segments(jws)[1], 'base64url').toString('utf8');
 
-/** A SET revoking `revokes`; `claims` override (undefined deletes) the standard ones. */
-function set(o: { url: string; key: Key; id: string; revokes: string; aud?: string; typ?: string; claims?: Record<string, unknown> }) {
-  const payload: JWTPayload = {
-    iss: o.url,
-    aud: o.aud ?? 'gw-1',
-    iat: Math.floor(Date.now() / 1000),
-    jti: o.id,
-    sub_id: { format: 'jwt_id', iss: o.url, jti: o.revokes },
-    events: { [REVOKED]: { jti: o.revokes, client_id: 'c1', exp: Math.floor(Date.now() / 1000) + 600 } },
-  };
-  for (const [k, v] of Object.entries(o.claims ?? {})) {
-    if (v === undefined) delete payload[k];
-    else payload[k] = v;
-  }
-  return new SignJWT(payload).setProtectedHeader({ alg: 'ES256', kid: 'k1', typ: o.typ ?? 'secevent+jwt' }).sign(o.key);
-}
-
-const cases: { name: string; aud?: string; typ?: string; claims?: Record<string, unknown>; otherKey?: boolean }[] = [
-  { name: 'a wrong iss', claims: { iss: 'https://elsewhere.invalid' } },
-  { name: 'a wrong aud', aud: 'gw-2' },
-  { name: 'an aud list without this receiver', claims: { aud: ['gw-2', 'gw-3'] } },
-  { name: 'typ JWT', typ: 'JWT' },
-  { name: 'no iat', claims: { iat: undefined } },
-  { name: 'no jti', claims: { jti: undefined } },
-  { name: 'no events', claims: { events: undefined } },
-  { name: 'a key the JWKS does not hold', otherKey: true },
+/** Hostile encodings of a correctly signed SET (the key is the issuer's own; `jwk` its published JWK). */
+const mangles: { name: string; mangle: (set: string, key: Key, jwk: Record<string, unknown>) => string }[] = [
+  {
+    name: 'a signature made over other bytes',
+    mangle: (set) => `${segments(set)[0]}.${b64u(payloadOf(set).replace('"jti-b"', '"jti-x"'))}.${segments(set)[2]}`,
+  },
+  { name: 'no signature', mangle: (set) => `${segments(set)[0]}.${segments(set)[1]}.` },
+  { name: 'alg none', mangle: (set) => `${b64u(JSON.stringify({ alg: 'none', kid: 'k1', typ: 'secevent+jwt' }))}.${segments(set)[1]}.` },
+  {
+    name: 'HS256 keyed with the published public key',
+    mangle: (set, _key, jwk) => {
+      const input = `${b64u(JSON.stringify({ alg: 'HS256', kid: 'k1', typ: 'secevent+jwt' }))}.${segments(set)[1]}`;
+      return `${input}.${b64u(createHmac('sha256', JSON.stringify(jwk)).update(input).digest())}`;
+    },
+  },
+  {
+    name: 'an EdDSA header over the ES256 key',
+    mangle: (set, key) => rawEs256(key, JSON.stringify({ alg: 'EdDSA', kid: 'k1', typ: 'secevent+jwt' }), payloadOf(set)),
+  },
+  {
+    name: 'a critical header parameter',
+    mangle: (set, key) => rawEs256(key, JSON.stringify({ alg: 'ES256', kid: 'k1', typ: 'secevent+jwt', crit: ['x-tessera'], 'x-tessera': 1 }), payloadOf(set)),
+  },
+  { name: 'a payload that is not JSON', mangle: (_set, key) => rawEs256(key, JSON.stringify({ alg: 'ES256', kid: 'k1', typ: 'secevent+jwt' }), '{"iss":') },
+  { name: 'a payload that is a JSON array', mangle: (_set, key) => rawEs256(key, JSON.stringify({ alg: 'ES256', kid: 'k1', typ: 'secevent+jwt' }), '[1,2]') },
+  { name: 'a header that is not JSON', mangle: (set, key) => rawEs256(key, '{"alg":"ES256",', payloadOf(set)) },
+  { name: 'a fourth segment', mangle: (set) => `${set}.${segments(set)[2]}` },
+  { name: 'characters outside base64url', mangle: (set) => `${segments(set)[0]}.${segments(set)[1]}+/.${segments(set)[2]}` },
+  {
+    name: 'an aud list with a non-string member',
+    mangle: (set, key) =>
+      rawEs256(key, JSON.stringify({ alg: 'ES256', kid: 'k1', typ: 'secevent+jwt' }), payloadOf(set).replace('"aud":"gw-1"', '"aud":["gw-1",7]')),
+  },
 ];
+
+const cases: { name: string; aud?: string; typ?: string; claims?: Record<string, unknown>; otherKey?: boolean; mangle?: (typeof mangles)[number]['mangle'] }[] =
+  [
+    ...mangles,
+    { name: 'a wrong iss', claims: { iss: 'https://elsewhere.invalid' } },
+    { name: 'a wrong aud', aud: 'gw-2' },
+    { name: 'an aud list without this receiver', claims: { aud: ['gw-2', 'gw-3'] } },
+    { name: 'typ JWT', typ: 'JWT' },
+    { name: 'no iat', claims: { iat: undefined } },
+    { name: 'no jti', claims: { jti: undefined } },
+    { name: 'no events', claims: { events: undefined } },
+    { name: 'a key the JWKS does not hold', otherKey: true },
+    { name: 'an exp in the past', claims: { exp: Math.floor(Date.now() / 1000) - 3600 } },
+    { name: 'an nbf in the future', claims: { nbf: Math.floor(Date.now() / 1000) + 3600 } },
+    { name: 'an iat that is not a number', claims: { iat: '1700000000' } },
+  ];
 
 for (const c of [...cases, { name: 'every claim right (control)' }]) {
   const bad = c.name !== 'every claim right (control)';
@@ -97,6 +88,7 @@ for (const c of [...cases, { name: 'every claim right (control)' }]) {
     const { url, key } = issuer;
     first = await set({ url, key, id: '1', revokes: 'jti-a' });
     second = await set({ url, key: c.otherKey ? other : key, id: '2', revokes: 'jti-b', aud: c.aud, typ: c.typ, claims: c.claims });
+    if (c.mangle) second = c.mangle(second, key, issuer.jwk);
     const v = createVerifier({
       issuer: url,
       audience: url,

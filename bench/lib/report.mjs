@@ -195,11 +195,59 @@ function explain(t, meta, rows) {
     if (r && one)
       return `server CPU ${cpu(r.cpuServer)} s / 1k (one client: ${cpu(one.cpuServer)}), Postgres ${cpu(r.cpuPg)} s / 1k (one client: ${cpu(one.cpuPg)}): the difference is the client-cache misses read from Postgres.`;
   }
+  if (/flowing/.test(t.name)) return explainFlow(t, meta, rows);
+  if (/DPoP/.test(t.name)) {
+    const id = /issuance/.test(t.name) ? 'dpop-token' : 'dpop-verify';
+    const bearer = rows.find((x) => x.scenario === id && x.server === 'tessera' && x.c === 50 && !x.variant);
+    const dpop = rows.find((x) => x.scenario === id && x.server === 'tessera' && x.c === 50 && x.variant === 'dpop');
+    if (bearer && dpop)
+      return (
+        `CPU s / 1k requests, Bearer then DPoP: Tessera server ${cpu(bearer.cpuServer)} then ${cpu(dpop.cpuServer)}, Postgres ${cpu(bearer.cpuPg)} then ${cpu(dpop.cpuPg)} ` +
+        `(each proof's jti is one row of the shared replay record), load generator ${cpu(bearer.cpuLoadGen)} then ${cpu(dpop.cpuLoadGen)}. ` +
+        'A fresh proof per request is one more signature check, its claims, and that row: work no cache can skip.'
+      );
+  }
   const scenario = /verify/.test(t.name) ? 'verify' : /login/.test(t.name) ? 'login' : /one client/.test(t.name) ? 'cc-one' : null;
   const r =
     scenario && rows.find((x) => x.scenario === scenario && x.server === 'tessera' && x.c === 50 && (!/session/.test(t.name) || x.variant === 'session'));
   if (r) return `Tessera server ${cpu(r.cpuServer)} CPU s / 1k, Postgres ${cpu(r.cpuPg)}, load generator ${cpu(r.cpuLoadGen)} (see the tables above).`;
   return 'no figures of this run explain it; see the tables above.';
+}
+
+/**
+ * A verification rate with revocations flowing against the same rate without: what the flow cost
+ * each process per revocation (its CPU during the flowing run, less what the verifications
+ * themselves cost at the rate reached), and the share of the machine's cores that took.
+ */
+function explainFlow(t, meta, rows) {
+  const server = /local verification/.test(t.name) ? 'local' : 'tessera';
+  const find = (variant) => rows.find((x) => x.scenario === 'verify' && x.server === server && x.c === 50 && x.variant === variant);
+  const base = find(undefined);
+  const flowing = find('revoking');
+  const per = flowing?.flowCpuPerSec;
+  const revs = flowing?.revocationsPerSec;
+  if (!base || !flowing || !per || !revs) return 'no figures of this run explain it; see the tables above.';
+  // CPU seconds per second the verifications themselves took at the flowing run's rate.
+  const own = (perK) => ((perK ?? 0) * flowing.rps) / 1000;
+  const msPerRev = (cpuPerSec) => (cpuPerSec === null || cpuPerSec === undefined ? null : (Math.max(0, cpuPerSec) / revs) * 1000);
+  const parts = [];
+  const costs = [];
+  const add = (name, cpuPerSec) => {
+    const v = msPerRev(cpuPerSec);
+    if (v === null) return;
+    costs.push(Math.max(0, cpuPerSec));
+    parts.push(`${name} ${v.toFixed(2)} ms`);
+  };
+  add('Tessera', server === 'tessera' ? per.tessera - own(base.cpuServer) : per.tessera);
+  add('Postgres', server === 'tessera' ? per.postgres - own(base.cpuPg) : per.postgres);
+  add('the revocation writer', per.flow);
+  if (server === 'local') add('the verifier', own(flowing.cpuServer) - own(base.cpuServer));
+  const cores = costs.reduce((a, b) => a + b, 0);
+  return (
+    `${int(base.rps)} req/s without the flow, ${int(flowing.rps)} with it; the measured process spent ${cpu(base.cpuServer)} then ${cpu(flowing.cpuServer)} CPU s / 1k verifications. ` +
+    `CPU per revocation while ${int(revs)} a second flowed: ${parts.join(', ')}` +
+    `: ${cores.toFixed(2)} of this machine's ${meta.cpus} cores went to the flow, taken from the verifications and the load generator that share them.`
+  );
 }
 
 export { SERVER_NAMES };

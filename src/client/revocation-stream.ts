@@ -1,6 +1,7 @@
-import { decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { decodeJwt, type JWTPayload } from 'jose';
 import type { ClientCredentials } from './client-credentials.js';
 import type { Transport } from './http.js';
+import { JWS_ALGORITHMS, verifyCompactJws, type JwsKeyLookup } from './jws.js';
 
 /** Event types of Tessera's Security Event Tokens that the denylist follows. */
 const EV = {
@@ -53,7 +54,16 @@ export interface RevocationStreamOptions {
 /** What the denylist says about one verified access token. */
 export type StreamVerdict = 'ok' | 'revoked' | 'down';
 
-type KeyResolver = JWTVerifyGetKey;
+type KeyResolver = JwsKeyLookup;
+
+/** How often the denylist is pruned, and the width of the time slots its jtis are filed by, in ms. */
+const PRUNE_SLOT_MS = 10_000;
+
+/** How long a revoked jti is kept past its `exp` (clock skew between Tessera and the verifier), in ms. */
+const EXP_GRACE_MS = 60_000;
+
+/** Skew tolerated on a SET's `nbf` and `exp`, in seconds. */
+const SET_CLOCK_TOLERANCE = 60;
 
 /**
  * Follows Tessera's security events stream (`GET /events/stream`) and keeps the denylist a
@@ -67,7 +77,13 @@ type KeyResolver = JWTVerifyGetKey;
  * `down`, and the verifier then refuses or checks remotely: never silently open.
  */
 export class RevocationStream {
+  /** Revoked jtis and their `exp` (epoch s). */
   private readonly jtis = new Map<string, number>();
+  /**
+   * The same jtis by the slot of time (PRUNE_SLOT_MS wide) in which their record may go, so a
+   * prune touches only the records due, never every revoked token still alive.
+   */
+  private readonly jtiSlots = new Map<number, string[]>();
   private readonly cutoffs = new Map<string, { after: number; until: number }>();
   private readonly kids = new Map<string, number>();
   private lastId: string | null = null;
@@ -149,11 +165,34 @@ export class RevocationStream {
   }
 
   private prune(now: number): void {
-    if (now - this.lastPrune < 10_000) return;
+    if (now - this.lastPrune < PRUNE_SLOT_MS) return;
     this.lastPrune = now;
-    for (const [k, exp] of this.jtis) if (exp * 1000 + 60_000 < now) this.jtis.delete(k);
+    for (const [slot, jtis] of this.jtiSlots) {
+      if ((slot + 1) * PRUNE_SLOT_MS > now) continue;
+      this.jtiSlots.delete(slot);
+      // A jti revoked again with a later exp stays: its later slot removes it.
+      for (const jti of jtis) if ((this.jtis.get(jti) ?? Infinity) * 1000 + EXP_GRACE_MS < now) this.jtis.delete(jti);
+    }
     for (const [k, c] of this.cutoffs) if (c.until < now) this.cutoffs.delete(k);
     for (const [k, until] of this.kids) if (until < now) this.kids.delete(k);
+  }
+
+  /**
+   * Records the revocation of `jti` until its `exp` (epoch s), at most the longest token lifetime
+   * from now; a later revocation of the same jti never shortens it.
+   */
+  private revokeJti(jti: string, exp: number, now: number): void {
+    const kept = Math.max(this.jtis.get(jti) ?? 0, Math.min(exp, Math.ceil((now + this.lifetime) / 1000)));
+    this.jtis.set(jti, kept);
+    const slot = Math.floor((kept * 1000 + EXP_GRACE_MS) / PRUNE_SLOT_MS);
+    const list = this.jtiSlots.get(slot);
+    if (list) list.push(jti);
+    else this.jtiSlots.set(slot, [jti]);
+  }
+
+  /** How many entries the denylist holds (revoked jtis, SDK keys cut off, signing keys revoked). */
+  get denylistSize(): number {
+    return this.jtis.size + this.cutoffs.size + this.kids.size;
   }
 
   /**
@@ -320,25 +359,31 @@ export class RevocationStream {
    */
   private async verifySet(set: string): Promise<JWTPayload> {
     if (this.audience === null) throw new Error('a SET arrived before the stream named its receiver (set events.audience)');
-    const opts = {
-      issuer: this.issuer,
-      audience: this.audience,
-      typ: 'secevent+jwt',
-      requiredClaims: ['iss', 'aud', 'iat', 'jti'],
-      currentDate: new Date(this.t.now()),
-      clockTolerance: 60,
-    };
-    let payload: JWTPayload;
+    let checked: Awaited<ReturnType<typeof verifyCompactJws>>;
     try {
-      payload = (await jwtVerify(set, this.keys, opts)).payload;
+      checked = await verifyCompactJws(set, this.keys, JWS_ALGORITHMS);
     } catch (err) {
       if ((err as { code?: string }).code !== 'ERR_JWKS_NO_MATCHING_KEY') throw new Error(`a SET was refused: ${(err as Error).message}`);
-      decodeProtectedHeader(set);
       await this.refreshKeys();
-      payload = (await jwtVerify(set, this.keys, opts).catch((e: Error) => Promise.reject(new Error(`a SET was refused: ${e.message}`)))).payload;
+      checked = await verifyCompactJws(set, this.keys, JWS_ALGORITHMS).catch((e: Error) => Promise.reject(new Error(`a SET was refused: ${e.message}`)));
     }
-    if (typeof payload.jti !== 'string' || payload.jti === '') throw new Error('a SET was refused: its jti is not a string');
-    if (typeof payload.events !== 'object' || payload.events === null) throw new Error('a SET was refused: it has no events claim');
+    const refuse = (what: string) => new Error(`a SET was refused: ${what}`);
+    const { header, payload } = checked;
+    // RFC 8417 §2.3: `secevent+jwt`, with or without the `application/` prefix, in any case.
+    if (typeof header.typ !== 'string' || header.typ.toLowerCase().replace(/^application\//, '') !== 'secevent+jwt') {
+      throw refuse('its typ is not secevent+jwt');
+    }
+    if (payload.iss !== this.issuer) throw refuse('its iss is not the issuer');
+    const aud = payload.aud;
+    if (!(aud === this.audience || (Array.isArray(aud) && aud.every((a) => typeof a === 'string') && aud.includes(this.audience)))) {
+      throw refuse('its aud is not this receiver');
+    }
+    const now = this.t.now() / 1000;
+    if (typeof payload.iat !== 'number' || !Number.isFinite(payload.iat)) throw refuse('it has no numeric iat');
+    if (payload.nbf !== undefined && (typeof payload.nbf !== 'number' || payload.nbf > now + SET_CLOCK_TOLERANCE)) throw refuse('its nbf is not acceptable');
+    if (payload.exp !== undefined && (typeof payload.exp !== 'number' || payload.exp <= now - SET_CLOCK_TOLERANCE)) throw refuse('it has expired');
+    if (typeof payload.jti !== 'string' || payload.jti === '') throw refuse('its jti is not a string');
+    if (typeof payload.events !== 'object' || payload.events === null || Array.isArray(payload.events)) throw refuse('it has no events claim');
     return payload;
   }
 
@@ -358,7 +403,7 @@ export class RevocationStream {
       switch (type) {
         case EV.tokenRevoked: {
           const jti = str(e.jti);
-          if (jti !== null) this.jtis.set(jti, num(e.exp) ?? Math.ceil((now + this.lifetime) / 1000));
+          if (jti !== null) this.revokeJti(jti, num(e.exp) ?? Infinity, now);
           break;
         }
         case EV.sdkKeyDisabled:

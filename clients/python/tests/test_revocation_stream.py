@@ -293,9 +293,9 @@ class FakeIssuer:
         self.server.shutdown()
         self.server.server_close()
 
-    def access_token(self, jti: str) -> str:
+    def access_token(self, jti: str, lifetime: int = 600) -> str:
         now = int(time.time())
-        claims = {"iss": self.url, "aud": self.url, "sub": "u1", "client_id": "c1", "scope": "api", "jti": jti, "iat": now, "exp": now + 600}
+        claims = {"iss": self.url, "aud": self.url, "sub": "u1", "client_id": "c1", "scope": "api", "jti": jti, "iat": now, "exp": now + lifetime}
         return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": "k1", "typ": "at+jwt"})
 
     def set(self, sid: str, revokes: str, aud="gw-1", typ="secevent+jwt", key=None, **override) -> str:
@@ -379,5 +379,61 @@ def test_a_pinned_audience_refuses_a_stream_addressed_to_another_receiver():
             assert _until(lambda: len(issuer.last_ids) >= 2), "the verifier drops the stream and tries again"
             assert outcome(v, issuer.access_token("jti-a")) == "unavailable"
             assert v.revocation_stream.last_event_id is None
+    finally:
+        issuer.close()
+
+
+def test_revoked_jtis_are_refused_until_their_exp_kept_no_longer_and_never_shortened():
+    """The denylist keeps a revoked jti until its token could not be accepted anyway (exp plus a minute of skew, at
+    most the longest token lifetime), then forgets it; the verifier's clock is moved by hand."""
+    issuer = FakeIssuer()
+    offset = [0.0]
+    try:
+        s = int(time.time())
+
+        def revoking(sid: str, jti: str, exp):
+            body = {"jti": jti, "client_id": "c1", **({} if exp is None else {"exp": exp})}
+            return issuer.set(sid, jti, events={REVOKED_EV: body})
+
+        sets = [
+            revoking("1", "jti-a", s + 120),
+            revoking("2", "jti-b", s + 3600),
+            revoking("3", "jti-c", None),  # no exp: kept for the longest token lifetime
+            revoking("4", "jti-d", s + 3600),
+            revoking("5", "jti-d", s + 60),  # an earlier exp the second time: the longer record holds
+            revoking("6", "jti-e", s + 10 * 86_400),  # beyond any token's lifetime: kept only that long
+        ]
+        body = 'event: receiver\ndata: {"aud":"gw-1"}\n\n' + "".join(f"id: {i + 1}\ndata: {x}\n\n" for i, x in enumerate(sets))
+        body += 'event: live\ndata: {"id":6}\n\n'
+        issuer.script = lambda last: body
+        tokens = [issuer.access_token(j, lifetime=3 * 3600) for j in ("jti-a", "jti-b", "jti-c", "jti-d", "jti-e", "jti-z")]
+        with Verifier(
+            issuer.url,
+            issuer.url,
+            revocations="stream",
+            events_auth=lambda: "an-opaque-token",
+            grace=86_400.0,
+            max_token_lifetime=5000.0,
+            now=lambda: time.time() + offset[0],
+            warn=lambda m: None,
+        ) as v:
+            stream = v.revocation_stream
+            assert stream.wait_live(DEADLINE)
+
+            def at(seconds: float):
+                offset[0] = seconds
+                return [outcome(v, t) for t in tokens]
+
+            R, A = "revoked", "accepted"
+            assert at(0) == [R, R, R, R, R, A]
+            assert stream.denylist_size == 5
+            assert at(100) == [R, R, R, R, R, A], "within a minute past exp: still refused"
+            assert stream.denylist_size == 5
+            assert _until(lambda: (at(200), stream.denylist_size == 4)[1]), "jti-a forgotten"
+            assert at(200) == [A, R, R, R, R, A], "jti-d keeps the longer of its two records"
+            assert _until(lambda: (at(3700), stream.denylist_size == 2)[1]), "jti-b and jti-d forgotten after their exp"
+            assert at(3700) == [A, A, R, A, R, A], "no exp, or one beyond any lifetime: kept for the longest lifetime"
+            assert _until(lambda: (at(5100), stream.denylist_size == 0)[1]), "every record gone after the longest lifetime"
+            assert stream.is_live
     finally:
         issuer.close()

@@ -30,6 +30,11 @@ EV_CREDENTIAL_CHANGE = "https://schemas.openid.net/secevent/caep/event-type/cred
 
 _LINE = re.compile(r"\r\n|\r|\n")
 
+#: How often the denylist is pruned, and the width of the time slots its jtis are filed by, in seconds.
+PRUNE_SLOT = 10.0
+#: How long a revoked jti is kept past its ``exp`` (clock skew between Tessera and the verifier), in seconds.
+EXP_GRACE = 60.0
+
 #: What the stream says about one verified access token.
 OK, REVOKED, DOWN = "ok", "revoked", "down"
 
@@ -69,7 +74,10 @@ class RevocationStream:
         self._audience: Optional[str] = self._pinned
         self._algorithms = algorithms
         self._lock = threading.Lock()
-        self._jtis: Dict[str, float] = {}
+        self._jtis: Dict[str, float] = {}  # revoked jti -> its exp (epoch s)
+        # The same jtis by the PRUNE_SLOT-wide slot of time in which their record may go: a prune touches only
+        # the records due, never every revoked token still alive.
+        self._jti_slots: Dict[int, List[str]] = {}
         self._cutoffs: Dict[str, Tuple[float, float]] = {}  # client_id -> (tokens_valid_after, keep until)
         self._kids: Dict[str, float] = {}
         self._last_id: Optional[str] = None
@@ -142,15 +150,34 @@ class RevocationStream:
             return OK
 
     def _prune(self, now: float) -> None:
-        if now - self._last_prune < 10:
+        if now - self._last_prune < PRUNE_SLOT:
             return
         self._last_prune = now
-        for k in [k for k, exp in self._jtis.items() if exp + 60 < now]:
-            del self._jtis[k]
+        for slot in [k for k in self._jti_slots if (k + 1) * PRUNE_SLOT <= now]:
+            # A jti revoked again with a later exp stays: its later slot removes it.
+            for jti in self._jti_slots.pop(slot):
+                exp = self._jtis.get(jti)
+                if exp is not None and exp + EXP_GRACE < now:
+                    del self._jtis[jti]
         for k in [k for k, c in self._cutoffs.items() if c[1] < now]:
             del self._cutoffs[k]
         for k in [k for k, until in self._kids.items() if until < now]:
             del self._kids[k]
+
+    def _revoke_jti(self, jti: str, exp: float, now: float) -> None:
+        """Records the revocation of ``jti`` until ``exp`` (epoch s), at most the longest token lifetime from now; a
+        later revocation of the same jti never shortens it. Called with the lock held."""
+        if not math.isfinite(exp):
+            exp = math.inf
+        kept = max(self._jtis.get(jti, 0.0), min(exp, now + self._lifetime))
+        self._jtis[jti] = kept
+        self._jti_slots.setdefault(int((kept + EXP_GRACE) // PRUNE_SLOT), []).append(jti)
+
+    @property
+    def denylist_size(self) -> int:
+        """How many entries the denylist holds (revoked jtis, SDK keys cut off, signing keys revoked)."""
+        with self._lock:
+            return len(self._jtis) + len(self._cutoffs) + len(self._kids)
 
     def _set_live(self, live: bool) -> None:
         with self._lock:
@@ -354,7 +381,7 @@ class RevocationStream:
                     jti = s(e.get("jti"))
                     if jti is not None:
                         exp = n(e.get("exp"))
-                        self._jtis[jti] = exp if exp is not None else now + self._lifetime
+                        self._revoke_jti(jti, exp if exp is not None else math.inf, now)
                 elif typ in (EV_SDK_KEY_DISABLED, EV_SDK_KEY_TOKENS_CUT_OFF):
                     tva = n(e.get("tokens_valid_after"))
                     cut(s(e.get("client_id")), tva if tva is not None else math.inf)
