@@ -5,10 +5,14 @@ import t from 'tap';
 import { createHash, randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import Fastify from 'fastify';
-import { createVerifier, TesseraVerifyError, type Verifier, type VerifyCallOptions } from '../src/client/index.js';
+import { Redis } from 'ioredis';
+import { createVerifier, redisProofReplayStore, TesseraVerifyError, type Verifier, type VerifyCallOptions } from '../src/client/index.js';
 import { tesseraAuth } from '../src/client/fastify.js';
 import { basic, createSdkKey, FORM, type SdkKey } from './support/oauth-helper.js';
 import { liveTessera } from './support/client-helper.js';
+import { binary, startRedis } from './support/cluster-helper.js';
+
+const redisServer = binary('redis-server', '--version');
 
 type Keys = { privateKey: Parameters<SignJWT['sign']>[0]; jwk: JWK; alg: string };
 
@@ -204,3 +208,43 @@ t.test('dpop.maxRemembered must be a positive integer', async (t) => {
     t.throws(() => createVerifier({ issuer: 'https://tessera.example', audience: 'x', dpop: { maxRemembered } }), /maxRemembered must be a positive integer/);
   }
 });
+
+t.test(
+  'verifier processes sharing a Redis record of used proofs refuse a proof replayed at another one; without Redis reachable, none is accepted',
+  { skip: redisServer ? false : 'redis-server is not installed (apt-get install -y redis-server)' },
+  async (t) => {
+    const { h, issuer } = await liveTessera(t);
+    const key = await createSdkKey(h, await h.user(), { name: 'pop-shared', scopes: ['api'] });
+    const keys = await keyPair();
+    const bound = await dpopBoundToken(issuer, key, keys);
+    const redis = await startRedis(t, redisServer!);
+    // Two gateway processes: each its own verifier and Redis connection, one Redis between them.
+    const clients = [0, 1].map(() => new Redis(redis.url, { maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true }));
+    await Promise.all(clients.map((c) => c.connect()));
+    const [a, b] = clients.map((c) => createVerifier({ issuer, audience: issuer, dpop: { replay: redisProofReplayStore(c) } }));
+    const alone = createVerifier({ issuer, audience: issuer });
+    t.teardown(() => {
+      for (const v of [a!, b!, alone]) v.close();
+      for (const c of clients) c.disconnect();
+    });
+    const api = 'https://api.example/jobs';
+    const call = async () => ({ dpop: { proof: await proof(keys, { htm: 'GET', htu: api, ath: ath(bound) }), method: 'GET', url: api } });
+
+    const first = await call();
+    t.equal((await a!.verify(bound, first)).clientId, key.client_id, 'accepted where first presented');
+    t.equal((await refusal(b!, bound, first)).reason, 'dpop', 'the same proof at the other process is refused');
+    t.equal((await refusal(a!, bound, first)).reason, 'dpop', 'and again at the first');
+    t.equal((await alone.verify(bound, first)).clientId, key.client_id, 'a verifier without the shared record cannot know (what the option is for)');
+    const second = await call();
+    t.equal((await b!.verify(bound, second)).clientId, key.client_id, 'a fresh proof is accepted at either');
+    t.equal((await refusal(a!, bound, second)).reason, 'dpop');
+    const records = await clients[0]!.keys('tessera:dpop-proof:*');
+    t.equal(records.length, 2, 'one record per proof, under the prefix');
+    for (const r of records) t.ok((await clients[0]!.pttl(r)) > 0, 'each record expires');
+
+    await redis.stop();
+    const down = await refusal(a!, bound, await call());
+    t.equal(down.reason, 'unavailable', 'Redis unreachable: refused, never accepted unchecked');
+    t.equal(down.status, 503);
+  },
+);

@@ -31,7 +31,10 @@ export { TokenLogin, type Session, type TokenLoginOptions } from './token-login.
 export {
   createVerifier,
   extractToken,
+  redisProofReplayStore,
   TESSERA_ALGORITHMS,
+  type ProofReplayStore,
+  type RedisSetNx,
   type RemoteCheckOptions,
   type VerifiedToken,
   type VerifierOptions,

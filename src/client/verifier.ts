@@ -81,10 +81,57 @@ export interface VerifierOptions extends TransportOptions {
      * Proof `jti`s remembered to refuse replays (default 100000). A replay within the proof's
      * lifetime is refused as long as at most `maxRemembered - ceil(maxRemembered / 10)` other proofs
      * were accepted since: when the memory is full of live proofs, the oldest tenth is forgotten at
-     * once. Replays reaching another verifier instance are not seen here.
+     * once. Replays reaching another verifier instance are not seen here: give `replay` for that.
      */
     maxRemembered?: number;
+    /**
+     * A record of used proofs shared by every verifier process of a deployment (see
+     * {@link redisProofReplayStore}), so a proof replayed at another process is refused too. Asked
+     * after every other check passed and after this process's own memory; when it cannot answer
+     * (an error, or no answer within 2 s) the token is refused as `unavailable`, never accepted unchecked.
+     */
+    replay?: ProofReplayStore;
   };
+}
+
+/** Used DPoP proofs, shared by the verifier processes of a deployment. */
+export interface ProofReplayStore {
+  /**
+   * Records `key` as used until `expiresAtMs` (epoch ms); resolves true only for the first caller
+   * of any process sharing the store, false for every later one while the record lasts.
+   */
+  firstUse(key: string, expiresAtMs: number): Promise<boolean>;
+}
+
+/** The one command {@link redisProofReplayStore} needs: ioredis' and node-redis' `set` with NX and PX. */
+export interface RedisSetNx {
+  set(key: string, value: string, px: 'PX', ms: number, nx: 'NX'): Promise<string | null>;
+}
+
+/**
+ * A {@link ProofReplayStore} on Redis (or Valkey): one `SET key 1 PX <ms> NX` per proof, which
+ * Redis answers `OK` to exactly once for a key while it lives. Pass an ioredis client (or any
+ * client with that `set`); keys are `<prefix><sha256 of the proof's key thumbprint and jti>`.
+ */
+export function redisProofReplayStore(redis: RedisSetNx, prefix = 'tessera:dpop-proof:'): ProofReplayStore {
+  return {
+    async firstUse(key, expiresAtMs) {
+      const ms = Math.max(1, Math.ceil(expiresAtMs - Date.now()));
+      return (await redis.set(prefix + createHash('sha256').update(key).digest('base64url'), '1', 'PX', ms, 'NX')) === 'OK';
+    },
+  };
+}
+
+/** How long the shared record of used proofs may take to answer before the token is refused. */
+const SHARED_REPLAY_TIMEOUT_MS = 2000;
+
+/** `p`, or a rejection once `ms` have passed. */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** What a verified token says about the caller. */
@@ -459,6 +506,16 @@ export function createVerifier(options: VerifierOptions): Verifier {
     const now = t.now();
     if ((usedProofs.get(seen) ?? 0) > now) throw fail('dpop', 'the DPoP proof was used before');
     rememberProof(seen, now);
+    const shared = options.dpop?.replay;
+    if (shared) {
+      let first: boolean;
+      try {
+        first = await withTimeout(shared.firstUse(seen, now + proofMemoryMs), SHARED_REPLAY_TIMEOUT_MS);
+      } catch (err) {
+        throw fail('unavailable', 'the shared record of used DPoP proofs cannot be reached', err);
+      }
+      if (!first) throw fail('dpop', 'the DPoP proof was used before');
+    }
   }
 
   /** A remote answer, cached for `cacheTtlMs` (failures to reach Tessera are not cached). */
