@@ -97,10 +97,10 @@ export interface VerifierOptions extends TransportOptions {
 /** Used DPoP proofs, shared by the verifier processes of a deployment. */
 export interface ProofReplayStore {
   /**
-   * Records `key` as used until `expiresAtMs` (epoch ms); resolves true only for the first caller
-   * of any process sharing the store, false for every later one while the record lasts.
+   * Records `key` as used for `ttlMs`; resolves true only for the first caller of any process
+   * sharing the store, false for every later one while the record lasts.
    */
-  firstUse(key: string, expiresAtMs: number): Promise<boolean>;
+  firstUse(key: string, ttlMs: number): Promise<boolean>;
 }
 
 /** The one command {@link redisProofReplayStore} needs: ioredis' and node-redis' `set` with NX and PX. */
@@ -115,8 +115,8 @@ export interface RedisSetNx {
  */
 export function redisProofReplayStore(redis: RedisSetNx, prefix = 'tessera:dpop-proof:'): ProofReplayStore {
   return {
-    async firstUse(key, expiresAtMs) {
-      const ms = Math.max(1, Math.ceil(expiresAtMs - Date.now()));
+    async firstUse(key, ttlMs) {
+      const ms = Math.max(1, Math.ceil(ttlMs));
       return (await redis.set(prefix + createHash('sha256').update(key).digest('base64url'), '1', 'PX', ms, 'NX')) === 'OK';
     },
   };
@@ -510,7 +510,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     if (shared) {
       let first: boolean;
       try {
-        first = await withTimeout(shared.firstUse(seen, now + proofMemoryMs), SHARED_REPLAY_TIMEOUT_MS);
+        first = await withTimeout(shared.firstUse(seen, proofMemoryMs), SHARED_REPLAY_TIMEOUT_MS);
       } catch (err) {
         throw fail('unavailable', 'the shared record of used DPoP proofs cannot be reached', err);
       }

@@ -177,3 +177,68 @@ def test_the_replay_memory_forgets_the_oldest_tenth_at_once_when_full_and_expire
 def test_dpop_max_remembered_must_be_a_positive_integer(bad):
     with pytest.raises(TesseraError, match="dpop_max_remembered must be a positive integer"):
         Verifier("https://tessera.example", "x", dpop_max_remembered=bad)
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A redis-server of its own on a free loopback port, nothing persisted (skipped when redis-server is absent)."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+
+    binary = shutil.which("redis-server") or next((p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if os.path.exists(p)), None)
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
+    from conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    end = time.time() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if time.time() > end or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0", proc
+    proc.kill()
+    proc.wait()
+
+
+def test_verifier_processes_sharing_redis_refuse_a_proof_replayed_at_another_one(tessera, home, redis_url):
+    import redis
+
+    from tessera_client import redis_proof_replay_store
+
+    url, server = redis_url
+    key, dpop, at, _ = _tokens(tessera)
+    # Two gateway processes: each its own verifier and Redis connection, one Redis between them.
+    conns = [redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) for _ in range(2)]
+    a, b = (Verifier(tessera.issuer, tessera.issuer, dpop_replay=redis_proof_replay_store(c)) for c in conns)
+    alone = Verifier(tessera.issuer, tessera.issuer)
+
+    first = DpopRequest(dpop.proof("GET", API, at), "GET", API)
+    assert a.verify(at, dpop=first).client_id == key["client_id"], "accepted where first presented"
+    assert _reason(lambda: b.verify(at, dpop=first)) == "dpop", "the same proof at the other process is refused"
+    assert _reason(lambda: a.verify(at, dpop=first)) == "dpop", "and again at the first"
+    assert alone.verify(at, dpop=first).client_id == key["client_id"], "a verifier without the shared record cannot know"
+    second = DpopRequest(dpop.proof("GET", API, at), "GET", API)
+    assert b.verify(at, dpop=second).client_id == key["client_id"], "a fresh proof is accepted at either"
+    assert _reason(lambda: a.verify(at, dpop=second)) == "dpop"
+    records = conns[0].keys("tessera:dpop-proof:*")
+    assert len(records) == 2, "one record per proof, under the same prefix as the TypeScript verifier's"
+    assert all(conns[0].pttl(r) > 0 for r in records), "each record expires"
+
+    server.kill()
+    server.wait()
+    with pytest.raises(TesseraVerifyError) as down:
+        a.verify(at, dpop=DpopRequest(dpop.proof("GET", API, at), "GET", API))
+    assert down.value.reason == "unavailable" and down.value.status == 503, "Redis unreachable: refused, never accepted unchecked"

@@ -15,7 +15,18 @@ from .errors import (
 from .pop import JWT_BEARER_ASSERTION, DpopKey, PrivateKeyJwt
 from .revocations import RevocationStream
 from .token_login import Session, TokenLogin
-from .verifier import DPOP_PROOF_ALGORITHMS, TESSERA_ALGORITHMS, ASGIMiddleware, DpopRequest, VerifiedToken, Verifier, WSGIMiddleware, extract_token
+from .verifier import (
+    DPOP_PROOF_ALGORITHMS,
+    TESSERA_ALGORITHMS,
+    ASGIMiddleware,
+    DpopRequest,
+    ProofReplayStore,
+    VerifiedToken,
+    Verifier,
+    WSGIMiddleware,
+    extract_token,
+    redis_proof_replay_store,
+)
 
 __version__ = "0.1.0"
 
@@ -48,6 +59,8 @@ __all__ = [
     "TokenLogin",
     "VerifiedToken",
     "Verifier",
+    "ProofReplayStore",
+    "redis_proof_replay_store",
     "WSGIMiddleware",
     "delete_account",
     "extract_token",

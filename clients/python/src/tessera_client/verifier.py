@@ -22,11 +22,12 @@ import asyncio
 import base64
 import hashlib
 import json
+import math
 import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Protocol, Sequence, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import jwt
@@ -98,6 +99,31 @@ class VerifiedToken:
 
 def _fail(reason: str, message: str) -> TesseraVerifyError:
     return TesseraVerifyError("temporarily_unavailable" if reason == "unavailable" else "invalid_token", reason, message)
+
+
+class ProofReplayStore(Protocol):
+    """Used DPoP proofs, shared by the verifier processes of a deployment."""
+
+    def first_use(self, key: str, ttl: float) -> bool:
+        """Records ``key`` as used for ``ttl`` seconds; True only for the first caller of any process sharing the
+        store, False for every later one while the record lasts."""
+        ...
+
+
+class _RedisProofReplayStore:
+    def __init__(self, redis: Any, prefix: str) -> None:
+        self._redis, self._prefix = redis, prefix
+
+    def first_use(self, key: str, ttl: float) -> bool:
+        name = self._prefix + _b64url(hashlib.sha256(key.encode("utf-8")).digest())
+        return bool(self._redis.set(name, "1", px=max(1, math.ceil(ttl * 1000)), nx=True))
+
+
+def redis_proof_replay_store(redis: Any, prefix: str = "tessera:dpop-proof:") -> ProofReplayStore:
+    """A :class:`ProofReplayStore` on Redis (or Valkey): one ``SET key 1 PX <ms> NX`` per proof, which Redis answers
+    ``OK`` to exactly once for a key while it lives. Pass a redis-py client (or any client whose ``set`` takes ``px``
+    and ``nx``); keys are ``<prefix><sha256 of the proof's key thumbprint and jti>``, as the TypeScript verifier's."""
+    return _RedisProofReplayStore(redis, prefix)
 
 
 def extract_token(headers: Mapping[str, Optional[str]]) -> Optional[str]:
@@ -241,7 +267,10 @@ class Verifier:
     DPoP proofs: ``dpop_max_remembered`` proof jtis are remembered to refuse replays (default 100000). A replay within
     the proof's lifetime is refused as long as at most ``dpop_max_remembered - ceil(dpop_max_remembered / 10)`` other
     proofs were accepted since: when the memory is full of live proofs, the oldest tenth is forgotten at once. Replays
-    reaching another verifier instance are not seen here."""
+    reaching another verifier instance are not seen here: give ``dpop_replay`` (a record shared by every verifier
+    process, see :func:`redis_proof_replay_store`) for that. It is asked after every other check passed; when it
+    raises, the token is refused as ``unavailable`` (503), never accepted unchecked (bound its wait with the client's
+    own timeout, e.g. redis-py's ``socket_timeout``)."""
 
     def __init__(
         self,
@@ -273,6 +302,7 @@ class Verifier:
         dpop_algorithms: Sequence[str] = DPOP_PROOF_ALGORITHMS,
         dpop_max_age: float = 60.0,
         dpop_max_remembered: int = 100_000,
+        dpop_replay: Optional["ProofReplayStore"] = None,
     ) -> None:
         self.issuer = normalise_issuer(issuer)
         self.audiences = [audience] if isinstance(audience, str) else list(audience)
@@ -290,6 +320,7 @@ class Verifier:
         if isinstance(dpop_max_remembered, bool) or not isinstance(dpop_max_remembered, int) or dpop_max_remembered < 1:
             raise TesseraError("dpop_max_remembered must be a positive integer")
         self._dpop_max_remembered = dpop_max_remembered
+        self._dpop_replay = dpop_replay
         #: Proof jtis seen by this verifier (thumbprint and jti), with when they stop mattering.
         self._used_proofs: "OrderedDict[str, float]" = OrderedDict()
         self._proof_lock = threading.Lock()
@@ -468,6 +499,13 @@ class Verifier:
             if self._used_proofs.get(seen, 0.0) > now:
                 raise _fail("dpop", "the DPoP proof was used before")
             self._remember_proof(seen, now)
+        if self._dpop_replay is not None:
+            try:
+                first = self._dpop_replay.first_use(seen, self._proof_memory())
+            except Exception as e:  # noqa: BLE001 - whatever the store raises, the proof is not known to be fresh
+                raise _fail("unavailable", f"the shared record of used DPoP proofs cannot be reached: {e}") from e
+            if not first:
+                raise _fail("dpop", "the DPoP proof was used before")
 
     def _remember_proof(self, key: str, now: float) -> None:
         """Records a proof's jti as used from ``now`` (the caller holds ``_proof_lock``). Every entry lives equally long
@@ -482,8 +520,11 @@ class Verifier:
         if len(proofs) >= self._dpop_max_remembered:
             for _ in range(-(-self._dpop_max_remembered // 10)):
                 proofs.popitem(last=False)
-        # One second past the last instant the proof's iat is accepted.
-        proofs[key] = now + self._dpop_max_age + 2 * self.tolerance + 1
+        proofs[key] = now + self._proof_memory()
+
+    def _proof_memory(self) -> float:
+        """How long a proof's jti matters, in seconds: one second past the last instant its iat is accepted."""
+        return self._dpop_max_age + 2 * self.tolerance + 1
 
     def _check_times(self, payload: Mapping[str, Any]) -> None:
         """``exp``, ``iat`` and ``nbf`` (when present) against this verifier's clock, with the clock tolerance."""
