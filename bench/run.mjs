@@ -422,6 +422,14 @@ function runAutocannon(options) {
   });
 }
 
+/** CPU seconds so far of each process a revocation flow keeps busy, whichever server is measured. */
+const FLOW_PROCESSES = {
+  tessera: () => cpuSeconds(servers.procs.tessera.pid),
+  postgres: () => clusterCpuSeconds(servers.pgPid),
+  flow: () => cpuSeconds(flowChild.pid),
+};
+const flowCpu = () => Object.fromEntries(Object.entries(FLOW_PROCESSES).map(([k, read]) => [k, read()]));
+
 async function measure(scenario, target, c, seconds) {
   if (aborted) throw aborted;
   if (target.server === 'peer' && scenario.id === 'verify') await fixtures.peer.refreshOpaque();
@@ -432,8 +440,6 @@ async function measure(scenario, target, c, seconds) {
   const requests = target.load(counters);
   const cpu0 = cpuSeconds(pid);
   const pg0 = target.server === 'tessera' ? clusterCpuSeconds(servers.pgPid) : null;
-  // While revocations flow: what each process spends, whichever server is measured.
-  const flowCpu = () => ({ tessera: cpuSeconds(servers.procs.tessera.pid), postgres: clusterCpuSeconds(servers.pgPid), flow: cpuSeconds(flowChild.pid) });
   const flow0 = target.flow ? flowCpu() : null;
   const gen0 = process.cpuUsage();
   if (target.flow) await flowRequest({ cmd: 'go' }, 'going');
@@ -708,9 +714,7 @@ async function main() {
           cpuPg: m('cpuPg'),
           cpuLoadGen: m('cpuLoadGen'),
           revocationsPerSec: t.flow ? m('revocationsPerSec') : null,
-          flowCpuPerSec: t.flow
-            ? Object.fromEntries(['tessera', 'postgres', 'flow'].map((k) => [k, median(rs.map((r) => r.flowCpuPerSec?.[k] ?? null))]))
-            : null,
+          flowCpuPerSec: t.flow ? Object.fromEntries(Object.keys(FLOW_PROCESSES).map((k) => [k, median(rs.map((r) => r.flowCpuPerSec?.[k] ?? null))])) : null,
           clients: t.clients ?? null,
         };
         rows.push(row);

@@ -229,20 +229,19 @@ function explainFlow(t, meta, rows) {
   if (!base || !flowing || !per || !revs) return 'no figures of this run explain it; see the tables above.';
   // CPU seconds per second the verifications themselves took at the flowing run's rate.
   const own = (perK) => ((perK ?? 0) * flowing.rps) / 1000;
-  const msPerRev = (cpuPerSec) => (cpuPerSec === null || cpuPerSec === undefined ? null : (Math.max(0, cpuPerSec) / revs) * 1000);
+  const less = (total, perK) => (total === null || total === undefined ? null : total - own(perK));
   const parts = [];
-  const costs = [];
+  let cores = 0;
   const add = (name, cpuPerSec) => {
-    const v = msPerRev(cpuPerSec);
-    if (v === null) return;
-    costs.push(Math.max(0, cpuPerSec));
-    parts.push(`${name} ${v.toFixed(2)} ms`);
+    if (cpuPerSec === null || cpuPerSec === undefined || !Number.isFinite(cpuPerSec)) return;
+    const c = Math.max(0, cpuPerSec);
+    cores += c;
+    parts.push(`${name} ${((c / revs) * 1000).toFixed(2)} ms`);
   };
-  add('Tessera', server === 'tessera' ? per.tessera - own(base.cpuServer) : per.tessera);
-  add('Postgres', server === 'tessera' ? per.postgres - own(base.cpuPg) : per.postgres);
+  add('Tessera', server === 'tessera' ? less(per.tessera, base.cpuServer) : per.tessera);
+  add('Postgres', server === 'tessera' ? less(per.postgres, base.cpuPg) : per.postgres);
   add('the revocation writer', per.flow);
   if (server === 'local') add('the verifier', own(flowing.cpuServer) - own(base.cpuServer));
-  const cores = costs.reduce((a, b) => a + b, 0);
   return (
     `${int(base.rps)} req/s without the flow, ${int(flowing.rps)} with it; the measured process spent ${cpu(base.cpuServer)} then ${cpu(flowing.cpuServer)} CPU s / 1k verifications. ` +
     `CPU per revocation while ${int(revs)} a second flowed: ${parts.join(', ')}` +

@@ -54,8 +54,6 @@ export interface RevocationStreamOptions {
 /** What the denylist says about one verified access token. */
 export type StreamVerdict = 'ok' | 'revoked' | 'down';
 
-type KeyResolver = JwsKeyLookup;
-
 /** How often the denylist is pruned, and the width of the time slots its jtis are filed by, in ms. */
 const PRUNE_SLOT_MS = 10_000;
 
@@ -107,7 +105,7 @@ export class RevocationStream {
     private readonly t: Transport,
     private readonly issuer: string,
     private readonly o: RevocationStreamOptions,
-    private readonly keys: KeyResolver,
+    private readonly keys: JwsKeyLookup,
     /** Told of every user whose sessions, API tokens or status changed (remote answers about them are stale). */
     private readonly onUserChange: (userId: string) => void,
     /** Told when a SET needs a key the key set does not hold (fetch the JWKS again now). */
