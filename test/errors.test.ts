@@ -209,3 +209,14 @@ t.test('revoked, expired tokens and suspended users are refused', async (t) => {
   await h.db.updateTable('users').set({ status: 'suspended' }).where('id', '=', other.id).execute();
   t.equal((await h.inject({ method: 'GET', url: '/api/probe/auth', headers: bearer(tok) })).statusCode, 401);
 });
+
+t.test('refusals (4xx) carry no stack and leave stack capture as it was; 5xx errors keep theirs', async (t) => {
+  const frames = (e: Error) => (e.stack ?? '').split('\n').filter((l) => /^\s+at /.test(l)).length;
+  const limit = Error.stackTraceLimit;
+  t.equal(frames(new ApiError(401, 'invalid_token', 'no')), 0, 'a 401 ApiError has no frames');
+  t.equal(frames(invalidClient()), 0, 'an invalid_client OAuthError has no frames');
+  t.match(new ApiError(401, 'invalid_token', 'the reason').stack, /the reason/, 'the message is still in it');
+  t.ok(frames(new ApiError(500, 'internal_error', 'broken')) > 0, 'a 500 ApiError has its frames');
+  t.equal(Error.stackTraceLimit, limit, 'the process-wide limit is restored');
+  t.ok(frames(new Error('plain')) > 0, 'other errors made afterwards have frames');
+});

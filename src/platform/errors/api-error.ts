@@ -5,6 +5,8 @@
  * The one convention for refusals: services throw an ApiError (status, code, message) and the one
  * error handler (handler.ts) renders it; routes never translate errors. The CLI prints the message.
  */
+import { refusalStack } from './refusal.js';
+
 export type ApiErrorCode =
   | 'invalid_request'
   | 'invalid_token'
@@ -32,7 +34,9 @@ export class ApiError extends Error {
     /** Extra fields for the body (kept small and never secret). */
     readonly details?: Record<string, unknown>,
   ) {
+    const saved = refusalStack.begin(statusCode);
     super(message);
+    refusalStack.end(saved);
   }
 }
 

@@ -2,6 +2,8 @@
  * RFC 6749 §5.2 errors (and RFC 7009 / 7662 / 8707 additions), rendered as
  * `{ "error": code, "error_description": ... }` with `Cache-Control: no-store`.
  */
+import { refusalStack } from './refusal.js';
+
 export type OAuthErrorCode =
   | 'invalid_request'
   | 'invalid_client'
@@ -28,7 +30,9 @@ export class OAuthError extends Error {
     readonly description: string,
     readonly headers: Record<string, string> = {},
   ) {
+    const saved = refusalStack.begin(statusCode);
     super(description);
+    refusalStack.end(saved);
   }
 }
 
