@@ -1,0 +1,127 @@
+// The bench report says when a missed target lies beyond what this run's own figures allow, and
+// stays silent when they do not rule it out. Figures: the committed full run on the 2-core machine.
+import t from 'tap';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+
+interface Row {
+  scenario: string;
+  server: string;
+  variant?: string;
+  c: number;
+  rps: number;
+  p99: number;
+  cpuServer: number | null;
+  cpuPg: number | null;
+  cpuLoadGen: number | null;
+  flowCpuPerSec?: Record<string, number | null> | null;
+  revocationsPerSec?: number;
+}
+interface Target {
+  name: string;
+  c: number;
+  goal: string;
+  measured: string;
+  status: string;
+}
+type Bound = (t: Target, meta: { cpus: number }, rows: Row[]) => string | null;
+type Render = (r: { meta: object; rows: Row[]; targets: Target[]; unavailable: string[]; failures: string[]; notes: string[] }) => string;
+
+const report = (await import(pathToFileURL(path.join(root, 'bench/lib/report.mjs')).href)) as { beyondThisMachine: Bound; renderMarkdown: Render };
+
+const row = (
+  scenario: string,
+  server: string,
+  rps: number,
+  cpuServer: number | null,
+  cpuPg: number | null,
+  cpuLoadGen: number | null,
+  extra: Partial<Row> = {},
+): Row => ({
+  scenario,
+  server,
+  c: 50,
+  rps,
+  p99: 20,
+  cpuServer,
+  cpuPg,
+  cpuLoadGen,
+  ...extra,
+});
+const rows: Row[] = [
+  row('cc-one', 'tessera', 3538, 0.358, 0.001, 0.075),
+  row('cc-one', 'peer', 1861, 0.634, null, 0.07),
+  row('cc-one', 'ceiling', 4873, 0.256, null, 0.07),
+  row('cc-one', 'floor', 9265, 0.106, null, 0.06),
+  row('login', 'tessera', 2188, 0.306, 0.232, 0.083),
+  row('verify', 'tessera', 6150, 0.163, 0, 0.09),
+  row('verify', 'tessera', 3158, 0.237, 0.091, 0.1, {
+    variant: 'revoking',
+    revocationsPerSec: 999,
+    flowCpuPerSec: { tessera: 0.23 + 0.163 * 3.158, postgres: 0.29 + 0, flow: 0.21 },
+  }),
+];
+const meta = { cpus: 2 };
+const target = (name: string, goal: string): Target => ({ name, c: 50, goal, measured: '-', status: 'not met' });
+
+t.test('a ratio to oidc-provider above what the reference ceiling reached is named beyond this machine', async (t) => {
+  const name = 'client_credentials, one client: Tessera / oidc-provider tokens/s';
+  t.match(report.beyondThisMachine(target(name, '>= 3x'), meta, rows), /5,583 tokens\/s.*reached 4,873 \(2\.62x\)/);
+  t.equal(report.beyondThisMachine(target(name, '>= 2.5x'), meta, rows), null, 'a goal below the ceiling is not ruled out');
+});
+
+t.test('a login rate whose Postgres, HTTP floor and load generator work exceed the cores is beyond this machine', async (t) => {
+  const name = 'loginWithToken + logout: pairs/s (durable)';
+  // (0.106 + 0.232 + 0.083) ms per request x 5,000 requests/s = 2.1 cores.
+  t.match(report.beyondThisMachine(target(name, '>= 2,500 pairs/s'), meta, rows), /5,000 requests\/s.*2\.10 cores of 2/);
+  t.equal(report.beyondThisMachine(target(name, '>= 2,000 pairs/s'), meta, rows), null);
+  t.equal(report.beyondThisMachine(target(name, '>= 2,500 pairs/s'), { cpus: 4 }, rows), null, 'more cores: not ruled out');
+  t.equal(
+    report.beyondThisMachine(
+      target(name, '>= 2,500 pairs/s'),
+      meta,
+      rows.filter((r) => r.server !== 'floor'),
+    ),
+    null,
+    'no floor measured: no bound',
+  );
+});
+
+t.test('a flowing ratio above the cores the flow left is beyond this machine', async (t) => {
+  const name = '/gateway/verify (JWT): req/s with 1,000 revocations/s flowing / without (same run)';
+  // Without the flow: 6,150 x 0.253 ms = 1.56 cores; the flow took 0.23 + 0.29 + 0.21 = 0.73; (2 - 0.73) / 1.56 = 0.82.
+  t.match(report.beyondThisMachine(target(name, '>= 0.9x (unchanged within noise)'), meta, rows), /used 1\.56 cores.*took 0\.73 of 2.*at most 0\.82x/);
+  t.equal(report.beyondThisMachine(target(name, '>= 0.8x'), meta, rows), null);
+});
+
+t.test('targets the figures do not bound get no claim, and the report prints the bound beside the explanation', async (t) => {
+  t.equal(report.beyondThisMachine(target('client_credentials, one client: Tessera / reference ceiling tokens/s', '>= 0.9x'), meta, rows), null);
+  t.equal(report.beyondThisMachine(target('client_credentials, one client: Tessera p99', '<= 10 ms'), meta, rows), null);
+  const md = report.renderMarkdown({
+    meta: {
+      ...meta,
+      command: 'x',
+      date: 'd',
+      commit: 'c',
+      cpuModel: 'm',
+      memGb: 1,
+      kernel: 'k',
+      node: 'n',
+      loadBefore: '0',
+      warmup: 3,
+      runs: 1,
+      duration: 8,
+      connections: [50],
+      ratios: [],
+    },
+    rows,
+    targets: [target('loginWithToken + logout: pairs/s (durable)', '>= 2,500 pairs/s'), target('client_credentials, one client: Tessera p99', '<= 10 ms')],
+    unavailable: [],
+    failures: [],
+    notes: [],
+  });
+  t.match(md, /- loginWithToken \+ logout: pairs\/s \(durable\) \(-, goal >= 2,500 pairs\/s\): .* \*\*Beyond this machine as measured:\*\* 2,500 pairs\/s/);
+  t.notMatch(md, /Tessera p99 \(-, goal <= 10 ms\):[^\n]*Beyond/);
+});
