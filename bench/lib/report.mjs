@@ -255,25 +255,14 @@ export function beyondThisMachine(t, meta, rows) {
     );
   }
   if (/flowing/.test(t.name)) {
-    const server = /local verification/.test(t.name) ? 'local' : 'tessera';
-    const base = at('verify', server, undefined);
-    const flowing = at('verify', server, 'revoking');
-    const per = flowing?.flowCpuPerSec;
-    if (!base || !flowing || !per || base.cpuServer == null || base.cpuLoadGen == null) return null;
-    const own = (perK) => ((perK ?? 0) * flowing.rps) / 1000;
-    const parts = [
-      server === 'tessera' ? per.tessera - own(base.cpuServer) : per.tessera,
-      server === 'tessera' ? per.postgres - own(base.cpuPg) : per.postgres,
-      per.flow,
-      server === 'local' ? own(flowing.cpuServer) - own(base.cpuServer) : 0,
-    ];
-    if (parts.some((x) => x === null || x === undefined || !Number.isFinite(x))) return null;
-    const flowCores = parts.reduce((a, x) => a + Math.max(0, x), 0);
-    const used = (base.rps * (base.cpuServer + (base.cpuPg ?? 0) + base.cpuLoadGen)) / 1000;
-    const bound = (meta.cpus - flowCores) / used;
+    const f = flowShare(t, rows);
+    // A process whose CPU could not be read is left out of the flow's share, which only loosens the bound.
+    if (!f || f.base.cpuServer == null || f.base.cpuLoadGen == null) return null;
+    const used = (f.base.rps * (f.base.cpuServer + (f.base.cpuPg ?? 0) + f.base.cpuLoadGen)) / 1000;
+    const bound = (meta.cpus - f.cores) / used;
     if (bound >= goal) return null;
     return (
-      `without the flow the verifications and their load generator used ${used.toFixed(2)} cores; the flow's processes took ${flowCores.toFixed(2)} of ${meta.cpus}, ` +
+      `without the flow the verifications and their load generator used ${used.toFixed(2)} cores; the flow's processes took ${f.cores.toFixed(2)} of ${meta.cpus}, ` +
       `leaving at most ${bound.toFixed(2)}x of that.`
     );
   }
@@ -286,33 +275,42 @@ export function beyondThisMachine(t, meta, rows) {
  * themselves cost at the rate reached), and the share of the machine's cores that took.
  */
 function explainFlow(t, meta, rows) {
+  const f = flowShare(t, rows);
+  if (!f) return 'no figures of this run explain it; see the tables above.';
+  const { base, flowing, revs, parts, cores } = f;
+  const each = parts.map(([name, c]) => `${name} ${((c / revs) * 1000).toFixed(2)} ms`);
+  return (
+    `${int(base.rps)} req/s without the flow, ${int(flowing.rps)} with it; the measured process spent ${cpu(base.cpuServer)} then ${cpu(flowing.cpuServer)} CPU s / 1k verifications. ` +
+    `CPU per revocation while ${int(revs)} a second flowed: ${each.join(', ')}` +
+    `: ${cores.toFixed(2)} of this machine's ${meta.cpus} cores went to the flow, taken from the verifications and the load generator that share them.`
+  );
+}
+
+/**
+ * What the flow of revocations cost each process while it ran (CPU seconds a second, less what the
+ * verifications themselves cost at the rate reached; a process whose CPU could not be read is left
+ * out) and their sum in cores; null without the figures.
+ */
+function flowShare(t, rows) {
   const server = /local verification/.test(t.name) ? 'local' : 'tessera';
   const find = (variant) => rows.find((x) => x.scenario === 'verify' && x.server === server && x.c === 50 && x.variant === variant);
   const base = find(undefined);
   const flowing = find('revoking');
   const per = flowing?.flowCpuPerSec;
   const revs = flowing?.revocationsPerSec;
-  if (!base || !flowing || !per || !revs) return 'no figures of this run explain it; see the tables above.';
+  if (!base || !flowing || !per || !revs) return null;
   // CPU seconds per second the verifications themselves took at the flowing run's rate.
   const own = (perK) => ((perK ?? 0) * flowing.rps) / 1000;
   const less = (total, perK) => (total === null || total === undefined ? null : total - own(perK));
   const parts = [];
-  let cores = 0;
   const add = (name, cpuPerSec) => {
-    if (cpuPerSec === null || cpuPerSec === undefined || !Number.isFinite(cpuPerSec)) return;
-    const c = Math.max(0, cpuPerSec);
-    cores += c;
-    parts.push(`${name} ${((c / revs) * 1000).toFixed(2)} ms`);
+    if (cpuPerSec !== null && cpuPerSec !== undefined && Number.isFinite(cpuPerSec)) parts.push([name, Math.max(0, cpuPerSec)]);
   };
   add('Tessera', server === 'tessera' ? less(per.tessera, base.cpuServer) : per.tessera);
   add('Postgres', server === 'tessera' ? less(per.postgres, base.cpuPg) : per.postgres);
   add('the revocation writer', per.flow);
   if (server === 'local') add('the verifier', own(flowing.cpuServer) - own(base.cpuServer));
-  return (
-    `${int(base.rps)} req/s without the flow, ${int(flowing.rps)} with it; the measured process spent ${cpu(base.cpuServer)} then ${cpu(flowing.cpuServer)} CPU s / 1k verifications. ` +
-    `CPU per revocation while ${int(revs)} a second flowed: ${parts.join(', ')}` +
-    `: ${cores.toFixed(2)} of this machine's ${meta.cpus} cores went to the flow, taken from the verifications and the load generator that share them.`
-  );
+  return { base, flowing, revs, parts, cores: parts.reduce((a, [, c]) => a + c, 0) };
 }
 
 export { SERVER_NAMES };
