@@ -12,6 +12,7 @@ import type { ConsoleContext } from './context.js';
 /** The account page and the sign-in methods and sessions of the person signed in. */
 export function accountPages(app: FastifyInstance, ctx: ConsoleContext): void {
   const { config, rp, now, page, setChallenge, takeChallenge, jsonError, signedIn, accountPage } = ctx;
+
   // --- Account -------------------------------------------------------------------------------
 
   app.get('/account', { ...HIDDEN, preHandler: signedIn }, async (request, reply) => accountPage(request, reply));

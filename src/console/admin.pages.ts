@@ -17,6 +17,7 @@ import type { ConsoleContext } from './context.js';
 /** Operator pages (scope admin): users, organizations, signing keys and the audit log. */
 export function adminPages(app: FastifyInstance, ctx: ConsoleContext): void {
   const { config, now, page, operator, membershipDeps } = ctx;
+
   // --- Operators: users ----------------------------------------------------------------------
 
   async function usersPage(request: FastifyRequest<{ Querystring: { q?: string; after?: string } }>, reply: FastifyReply, data: Record<string, unknown> = {}) {

@@ -53,6 +53,7 @@ export async function consolePlugin(app: FastifyInstance): Promise<void> {
 async function consolePages(app: FastifyInstance): Promise<void> {
   const ctx = consoleContext(app);
   const { config, secure, cookieName, origin, assets, now, page } = ctx;
+
   await app.register(formbody, { bodyLimit: 16 * 1024 });
   await app.register(cookie);
   await app.register(helmet, {

@@ -15,6 +15,7 @@ import type { ConsoleContext } from './context.js';
 /** Provider tokens (the person's and their organizations') and the organization pages their members see. */
 export function organizationsPages(app: FastifyInstance, ctx: ConsoleContext): void {
   const { registry, providerDeps, page, selfService, membershipDeps, accountPage } = ctx;
+
   // --- Provider tokens (the user's and organizations') -----------------------------------------
 
   type FieldView = { name: string; required: boolean; secret: boolean; options: string[] | null; value: string; error: string | null };

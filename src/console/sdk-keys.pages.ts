@@ -12,6 +12,7 @@ import type { ConsoleContext } from './context.js';
 /** SDK Keys: create with a secret (shown once) or a public key, enable, disable, rotate the secret, delete. */
 export function sdkKeysPages(app: FastifyInstance, ctx: ConsoleContext): void {
   const { config, sdkDeps, page, selfService } = ctx;
+
   // --- SDK keys ------------------------------------------------------------------------------
 
   async function keysPage(request: FastifyRequest, reply: FastifyReply, data: Record<string, unknown> = {}) {

@@ -16,6 +16,7 @@ import type { ConsoleContext } from './context.js';
 /** Signing in, signing out and accepting an invitation: the pages open to people without a session. */
 export function signInPages(app: FastifyInstance, ctx: ConsoleContext): void {
   const { config, rp, now, perAccount, perIp, page, clearSessionCookie, setChallenge, takeChallenge, signIn, jsonError, signedIn } = ctx;
+
   // --- Signing in ----------------------------------------------------------------------------
 
   app.get('/', HIDDEN, async (request, reply) => reply.redirect(request.consoleSession ? `${PREFIX}/account` : `${PREFIX}/sign-in`, 302));

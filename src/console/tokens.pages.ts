@@ -11,6 +11,7 @@ import type { ConsoleContext } from './context.js';
 /** Settings > Personal Access Tokens: create (shown once), regenerate and revoke. */
 export function tokensPages(app: FastifyInstance, ctx: ConsoleContext): void {
   const { config, now, page, selfService } = ctx;
+
   // --- Personal access tokens ----------------------------------------------------------------
 
   async function tokensPage(request: FastifyRequest, reply: FastifyReply, data: Record<string, unknown> = {}) {
