@@ -86,10 +86,22 @@ function exitAfterFlush(runtime: Runtime, code: number): void {
   runtime.log.flush(() => process.exit(code));
 }
 
-/** `tessera serve`: runs until SIGTERM/SIGINT. */
+/**
+ * `tessera serve`: runs until SIGTERM/SIGINT. The handlers are in place before start-up begins: a
+ * signal that arrives while Tessera is still starting (embedded Postgres, migrations, the first
+ * job runs, the listener) is kept and acted on as soon as start-up is done, with the same drain
+ * and stop, so embedded Postgres is never left running by an early signal. A second signal of the
+ * same kind takes the default action (an immediate exit) for an operator who will not wait.
+ */
 export async function runServer(): Promise<void> {
+  let pending: string | null = null;
+  let onSignal = (signal: string) => {
+    pending = signal;
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
   const { runtime, stop } = await serve();
-  const onSignal = (signal: string) => {
+  onSignal = (signal: string) => {
     runtime.log.info({ signal }, 'signal received');
     const force = setTimeout(() => {
       runtime.log.error('shutdown took longer than 15 s; exiting');
@@ -104,6 +116,5 @@ export async function runServer(): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  process.once('SIGINT', () => onSignal('SIGINT'));
+  if (pending !== null) onSignal(pending);
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { startEmbeddedPostgres } from '../src/platform/database/embedded.js';
 import { freePort } from './support/helper.js';
 import { startServer, waitReady } from './support/process-helper.js';
@@ -64,6 +65,37 @@ t.test('npm start path: embedded Postgres, CLI bootstrap, graceful stop, data ke
   t.match(JSON.parse(again.stdout).owner, /^[0-9a-f-]{36}$/, 'the user created before the restart is still there');
   second.child.kill('SIGINT');
   t.equal(await second.exited, 0);
+});
+
+t.test('a SIGTERM during start-up is kept: Tessera finishes starting, then drains, stops its embedded Postgres and exits 0', async (t) => {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'tessera-early-'));
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  const port = await freePort();
+  const pgPort = await freePort();
+  const env = {
+    TESSERA_DATA_DIR: dataDir,
+    PORT: String(port),
+    TESSERA_HOST: '127.0.0.1',
+    TESSERA_EMBEDDED_PG_PORT: String(pgPort),
+    TESSERA_LOG_LEVEL: 'info',
+    DATABASE_URL: '',
+  };
+  const server = startServer(env, undefined, cli);
+  t.teardown(() => server.child.kill('SIGKILL'));
+  // The secrets are generated before embedded Postgres starts: the signal lands early in start-up.
+  for (let i = 0; i < 300 && !/generated a master key/.test(server.output()); i++) await new Promise((r) => setTimeout(r, 20));
+  t.match(server.output(), /generated a master key/);
+  t.notMatch(server.output(), /"msg":"listening|Server listening/, 'not listening yet when the signal arrives');
+  server.child.kill('SIGTERM');
+  t.equal(await server.exited, 0, 'a clean exit, not death by the signal');
+  t.match(server.output(), /"signal":"SIGTERM".*"msg":"signal received"/);
+  t.match(server.output(), /"msg":"stopped"/);
+  const pgAnswers = await new Promise<boolean>((resolve) => {
+    const socket = connect(pgPort, '127.0.0.1');
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('error', () => resolve(false));
+  });
+  t.equal(pgAnswers, false, 'embedded Postgres was stopped, not left running');
 });
 
 t.test('Postgres going away: readyz 503, requests fail fast with 503, recovery without restart', async (t) => {
