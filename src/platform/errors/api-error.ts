@@ -5,7 +5,7 @@
  * The one convention for refusals: services throw an ApiError (status, code, message) and the one
  * error handler (handler.ts) renders it; routes never translate errors. The CLI prints the message.
  */
-import { refusalStack } from './refusal.js';
+import { StatusError } from './refusal.js';
 
 export type ApiErrorCode =
   | 'invalid_request'
@@ -24,7 +24,7 @@ export type ApiErrorCode =
   | 'service_unavailable'
   | 'internal_error';
 
-export class ApiError extends Error {
+export class ApiError extends StatusError {
   override name = 'ApiError';
   constructor(
     readonly statusCode: number,
@@ -34,9 +34,7 @@ export class ApiError extends Error {
     /** Extra fields for the body (kept small and never secret). */
     readonly details?: Record<string, unknown>,
   ) {
-    const saved = refusalStack.begin(statusCode);
-    super(message);
-    refusalStack.end(saved);
+    super(statusCode, message);
   }
 }
 

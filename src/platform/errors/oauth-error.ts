@@ -2,7 +2,7 @@
  * RFC 6749 §5.2 errors (and RFC 7009 / 7662 / 8707 additions), rendered as
  * `{ "error": code, "error_description": ... }` with `Cache-Control: no-store`.
  */
-import { refusalStack } from './refusal.js';
+import { StatusError } from './refusal.js';
 
 export type OAuthErrorCode =
   | 'invalid_request'
@@ -22,7 +22,7 @@ export type OAuthErrorCode =
   | 'temporarily_unavailable'
   | 'server_error';
 
-export class OAuthError extends Error {
+export class OAuthError extends StatusError {
   override name = 'OAuthError';
   constructor(
     readonly statusCode: number,
@@ -30,9 +30,7 @@ export class OAuthError extends Error {
     readonly description: string,
     readonly headers: Record<string, string> = {},
   ) {
-    const saved = refusalStack.begin(statusCode);
-    super(description);
-    refusalStack.end(saved);
+    super(statusCode, description);
   }
 }
 

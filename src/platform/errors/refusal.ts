@@ -1,18 +1,15 @@
 /**
- * Stack capture switched off for the construction of a refusal (a 4xx answer). A refusal is an
- * expected outcome that the error handler renders and never logs, so its stack is never read;
- * capturing one walks the call stack and was the largest single cost of answering a flood of bad
- * credentials. 5xx errors keep their stacks: the handler logs them.
- *
- * Call `begin(status)` as the statement before `super(message)` and `end(saved)` after it.
+ * The base of errors that carry an HTTP status (ApiError, OAuthError). A refusal (a 4xx) is made
+ * without a stack: it is an expected outcome that the error handler renders and never logs, so its
+ * stack is never read, and capturing one walks the call stack, the largest single cost of answering
+ * a flood of bad credentials. A 5xx keeps its stack: the handler logs it. The process-wide
+ * `Error.stackTraceLimit` is the same after construction as before.
  */
-export const refusalStack = {
-  begin(statusCode: number): number {
+export class StatusError extends Error {
+  constructor(statusCode: number, message: string) {
     const saved = Error.stackTraceLimit;
     if (statusCode < 500) Error.stackTraceLimit = 0;
-    return saved;
-  },
-  end(saved: number): void {
+    super(message);
     Error.stackTraceLimit = saved;
-  },
-};
+  }
+}
