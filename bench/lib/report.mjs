@@ -8,6 +8,10 @@ const int = (n) => Math.round(n).toLocaleString('en-US');
 const ms = (n) => (n === null || n === undefined ? '-' : Number.isInteger(n) ? String(n) : n.toFixed(1));
 const cpu = (n) => (n === null || n === undefined ? '-' : n.toFixed(3));
 
+/** The row of one scenario, server, variant (undefined: the plain one) and concurrency. */
+const rowAt = (rows, scenario, server, variant, c = 50) =>
+  rows.find((r) => r.scenario === scenario && r.server === server && r.variant === variant && r.c === c);
+
 export function median(values) {
   const v = values.filter((x) => x !== null && x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
   if (!v.length) return null;
@@ -67,7 +71,7 @@ export function renderMarkdown({ meta, rows, targets, unavailable, failures, not
     L.push('| verification | conc. | req/s without | req/s with | with / without | p99 ms without / with | revocations/s achieved |');
     L.push('|---|---:|---:|---:|---:|---:|---:|');
     for (const on of flowRows) {
-      const off = rows.find((r) => r.scenario === 'verify' && r.server === on.server && r.variant === undefined && r.c === on.c);
+      const off = rowAt(rows, 'verify', on.server, undefined, on.c);
       if (!off) continue;
       const what = on.server === 'local' ? "local: createVerifier (revocations: 'stream'), in-process" : 'Tessera GET /gateway/verify, JWT';
       L.push(
@@ -140,7 +144,6 @@ function signCpuPer1k(sign) {
  */
 function whereTheTimeGoes(meta, rows, targets) {
   const L = ['## Where the time goes', ''];
-  const at = (scenario, server, c, variant) => rows.find((r) => r.scenario === scenario && r.server === server && r.c === c && r.variant === variant);
   const cc = rows.filter((r) => (r.scenario === 'cc-one' || r.scenario === 'cc-conc') && r.server === 'tessera');
   if (cc.length) {
     L.push(
@@ -154,8 +157,8 @@ function whereTheTimeGoes(meta, rows, targets) {
     );
     L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const r of cc) {
-      const floor = at(r.scenario, 'floor', r.c);
-      const ceiling = at(r.scenario, 'ceiling', r.c);
+      const floor = rowAt(rows, r.scenario, 'floor', undefined, r.c);
+      const ceiling = rowAt(rows, r.scenario, 'ceiling', undefined, r.c);
       const sig = meta.sign ? signCpuPer1k(meta.sign) : null;
       const sum = floor?.cpuServer != null && sig !== null ? floor.cpuServer + sig : null;
       const diff = ceiling?.cpuServer != null && r.cpuServer != null ? r.cpuServer - ceiling.cpuServer : null;
@@ -202,7 +205,7 @@ function explain(t, meta, rows) {
   if (/DPoP/.test(t.name)) {
     const id = /issuance/.test(t.name) ? 'dpop-token' : 'dpop-verify';
     const bearer = rows.find((x) => x.scenario === id && x.server === 'tessera' && x.c === 50 && !x.variant);
-    const dpop = rows.find((x) => x.scenario === id && x.server === 'tessera' && x.c === 50 && x.variant === 'dpop');
+    const dpop = rowAt(rows, id, 'tessera', 'dpop');
     if (bearer && dpop)
       return (
         `CPU s / 1k requests, Bearer then DPoP: Tessera server ${cpu(bearer.cpuServer)} then ${cpu(dpop.cpuServer)}, Postgres ${cpu(bearer.cpuPg)} then ${cpu(dpop.cpuPg)} ` +
@@ -218,24 +221,24 @@ function explain(t, meta, rows) {
 }
 
 /**
- * For a missed target, the bound this run's own figures put on it, when the goal lies past it:
+ * For a missed target, the bound this run's own figures put on it, when its goal (`t.limit`) lies
+ * past it:
  * - a ratio to oidc-provider above what the reference ceiling (the same work done the cheapest
  *   known way, in the same run) reached against oidc-provider;
- * (Latency goals get no bound: autocannon's latencies leave out the time a request waits in the
- * load generator, so Little's law bounds them only loosely.)
  * - a rate whose Postgres work, HTTP floor and load generator alone (measured per request) need
  *   more CPU than the machine has;
  * - a ratio with revocations flowing above what is left of the cores once the flow's own
  *   processes took their measured share, for the cores the verifications used without it.
- * Null when this run's figures do not rule the goal out.
+ * Latency goals get no bound: autocannon's latencies leave out the time a request waits in the
+ * load generator, so Little's law bounds them only loosely. Null when this run's figures do not
+ * rule the goal out.
  */
 export function beyondThisMachine(t, meta, rows) {
-  const at = (scenario, server, variant, c = 50) => rows.find((r) => r.scenario === scenario && r.server === server && r.c === c && r.variant === variant);
-  const goal = Number(/[\d.]+/.exec(t.goal.replace(/,/g, ''))?.[0]);
-  if (!Number.isFinite(goal)) return null;
+  const goal = t.limit;
+  if (typeof goal !== 'number' || !Number.isFinite(goal)) return null;
   if (/one client: Tessera \/ oidc-provider/.test(t.name)) {
-    const peer = at('cc-one', 'peer');
-    const ceiling = at('cc-one', 'ceiling');
+    const peer = rowAt(rows, 'cc-one', 'peer');
+    const ceiling = rowAt(rows, 'cc-one', 'ceiling');
     if (!peer || !ceiling || ceiling.rps >= goal * peer.rps) return null;
     return (
       `${goal}x oidc-provider is ${int(goal * peer.rps)} tokens/s; the reference ceiling, the same work done the cheapest known way, reached ` +
@@ -243,8 +246,8 @@ export function beyondThisMachine(t, meta, rows) {
     );
   }
   if (/login/.test(t.name)) {
-    const r = at('login', 'tessera', undefined);
-    const floor = at('cc-one', 'floor');
+    const r = rowAt(rows, 'login', 'tessera');
+    const floor = rowAt(rows, 'cc-one', 'floor');
     if (!r || !floor || r.cpuPg == null || r.cpuLoadGen == null || floor.cpuServer == null) return null;
     const perRequest = floor.cpuServer + r.cpuPg + r.cpuLoadGen;
     const cores = (2 * goal * perRequest) / 1000;
@@ -293,9 +296,8 @@ function explainFlow(t, meta, rows) {
  */
 function flowShare(t, rows) {
   const server = /local verification/.test(t.name) ? 'local' : 'tessera';
-  const find = (variant) => rows.find((x) => x.scenario === 'verify' && x.server === server && x.c === 50 && x.variant === variant);
-  const base = find(undefined);
-  const flowing = find('revoking');
+  const base = rowAt(rows, 'verify', server);
+  const flowing = rowAt(rows, 'verify', server, 'revoking');
   const per = flowing?.flowCpuPerSec;
   const revs = flowing?.revocationsPerSec;
   if (!base || !flowing || !per || !revs) return null;
