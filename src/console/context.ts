@@ -88,25 +88,19 @@ export function consoleContext(app: FastifyInstance) {
     return reply.redirect(`${PREFIX}/sign-in`, 303);
   };
 
-  /** preHandlers of self-service pages: signed in, with the scope the matching API routes require. */
-  const selfService = [
+  /** preHandlers of pages that need `scope`: signed in, and a 403 page naming what is missing otherwise. */
+  const withScope = (scope: string, title: string, message: string) => [
     signedIn,
     async (request: FastifyRequest, reply: FastifyReply) => {
-      if (request.consoleSession?.scopes.includes('api')) return;
+      if (request.consoleSession?.scopes.includes(scope)) return;
       reply.code(403);
-      return page(reply, 'message', { title: 'Not available', message: 'Your sign-in lacks the api scope this page needs.' });
+      return page(reply, 'message', { title, message });
     },
   ];
-
-  /** preHandlers of operator pages: signed in with scope admin. */
-  const operator = [
-    signedIn,
-    async (request: FastifyRequest, reply: FastifyReply) => {
-      if (request.consoleSession?.scopes.includes('admin')) return;
-      reply.code(403);
-      return page(reply, 'message', { title: 'Operators only', message: 'This page needs the admin scope.' });
-    },
-  ];
+  /** Self-service pages: the scope the matching API routes require. */
+  const selfService = withScope('api', 'Not available', 'Your sign-in lacks the api scope this page needs.');
+  /** Operator pages: scope admin. */
+  const operator = withScope('admin', 'Operators only', 'This page needs the admin scope.');
 
   /** What the membership and invitation services need. */
   const membershipDeps = { db: app.db, clock: app.clock, cascades: app.cascades, forget: app.forgetCredentials };
@@ -133,19 +127,16 @@ export function consoleContext(app: FastifyInstance) {
     config,
     secure,
     cookieName,
-    challengeCookie,
     origin,
     rp,
     assets,
     now,
-    counts,
     perAccount,
     perIp,
     sdkDeps,
     registry,
     providerDeps,
     page,
-    setSessionCookie,
     clearSessionCookie,
     setChallenge,
     takeChallenge,
