@@ -24,6 +24,7 @@ import {
 } from './lib/procs.mjs';
 import { basic, buildScenarios, judgeTargets } from './lib/scenarios.mjs';
 import { dpopKey, dpopProof } from './lib/dpop-proofs.mjs';
+import { setupClientFor } from './lib/header-each.mjs';
 import { median, renderMarkdown, SERVER_NAMES } from './lib/report.mjs';
 import { populationCredential } from './lib/population.mjs';
 import { renderCharts } from './lib/charts.mjs';
@@ -450,6 +451,7 @@ async function measure(scenario, target, c, seconds) {
     duration: seconds,
     timeout: 10,
     requests,
+    setupClient: setupClientFor(requests),
   });
   const cpu1 = cpuSeconds(pid);
   const pg1 = target.server === 'tessera' ? clusterCpuSeconds(servers.pgPid) : null;

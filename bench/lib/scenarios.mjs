@@ -4,6 +4,7 @@
 // `rotate: false` (its targets run in the listed order in every run, not rotated).
 
 import { proofPool } from './dpop-proofs.mjs';
+import { roundRobin, withHeaderEach } from './header-each.mjs';
 
 const FORM = 'application/x-www-form-urlencoded';
 const RESOURCE = 'urn:bench:api';
@@ -12,21 +13,11 @@ export function basic(id, secret) {
   return 'Basic ' + Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64');
 }
 
-/** An autocannon `setupRequest` giving each request the next Authorization header of the list (one shared counter). */
-export function roundRobinAuth(authHeaders) {
-  let next = 0;
-  return (req) => {
-    const authorization = authHeaders[next];
-    next = (next + 1) % authHeaders.length;
-    return { ...req, headers: { ...req.headers, authorization } };
-  };
-}
-
-/** One request shape; with several credentials, each request takes the next. */
-function tokenRequests(path, authHeaders, body) {
-  const base = { method: 'POST', path, headers: { 'content-type': FORM, authorization: authHeaders[0] }, body };
-  if (authHeaders.length === 1) return [base];
-  return [{ ...base, setupRequest: roundRobinAuth(authHeaders) }];
+/** One request shape; with several credentials, each request takes the next (round-robin). */
+export function tokenRequests(path, authHeaders, body) {
+  const base = { method: 'POST', path, headers: { 'content-type': FORM }, body };
+  if (authHeaders.length === 1) return [{ ...base, headers: { ...base.headers, authorization: authHeaders[0] } }];
+  return [withHeaderEach(base, 'authorization', roundRobin(authHeaders))];
 }
 
 function unavailable(reason) {
@@ -122,12 +113,10 @@ export function buildScenarios(fx, opts = {}) {
         label: 'Tessera POST /oauth/token with a fresh DPoP proof each',
         port: ports.tessera,
         available: unavailable(dpopAvail),
-        load: (counters) => [
-          {
-            ...tokenRequests('/oauth/token', tesseraOne, 'grant_type=client_credentials')[0],
-            setupRequest: proofPool(t.dpopKey, 'POST', `${issuer}/oauth/token`, undefined, counters.seconds, 8000),
-          },
-        ],
+        load: (counters) =>
+          tokenRequests('/oauth/token', tesseraOne, 'grant_type=client_credentials').map((r) =>
+            withHeaderEach(r, 'dpop', proofPool(t.dpopKey, 'POST', `${issuer}/oauth/token`, undefined, counters.seconds, 8000)),
+          ),
       },
     ),
     dpopPair(
@@ -148,12 +137,11 @@ export function buildScenarios(fx, opts = {}) {
         port: ports.tessera,
         available: unavailable(dpopAvail),
         load: (counters) => [
-          {
-            method: 'GET',
-            path: '/gateway/verify',
-            headers: { authorization: `DPoP ${t.dpopJwt}` },
-            setupRequest: proofPool(t.dpopKey, 'GET', `${issuer}/gateway/verify`, t.dpopJwt, counters.seconds, 15000),
-          },
+          withHeaderEach(
+            { method: 'GET', path: '/gateway/verify', headers: { authorization: `DPoP ${t.dpopJwt}` } },
+            'dpop',
+            proofPool(t.dpopKey, 'GET', `${issuer}/gateway/verify`, t.dpopJwt, counters.seconds, 15000),
+          ),
         ],
       },
     ),

@@ -14,8 +14,9 @@
 // /proc/<pid>/stat (Postgres: sum /proc of the postmaster and its children the same way).
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
-import { roundRobinAuth } from '../lib/scenarios.mjs';
+import { tokenRequests } from '../lib/scenarios.mjs';
 import { dpopKey, dpopProof, proofPool } from '../lib/dpop-proofs.mjs';
+import { setupClientFor, withHeaderEach } from '../lib/header-each.mjs';
 
 const [kind, port, cred, conc = '50', secs = '10'] = process.argv.slice(2);
 if (!kind || !port || !cred) {
@@ -56,32 +57,23 @@ const requests = {
     },
   ],
   verify: [{ method: 'GET', path: '/gateway/verify', headers: cred.startsWith('tsr_ses_') ? { 'x-access-token': cred } : { authorization: `Bearer ${cred}` } }],
-  token: [
-    {
-      method: 'POST',
-      path: '/oauth/token',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: cred.startsWith('@') ? 'Basic Og==' : cred },
-      body: 'grant_type=client_credentials',
-      ...(cred.startsWith('@') ? { setupRequest: roundRobinAuth(JSON.parse(readFileSync(cred.slice(1), 'utf8'))) } : {}),
-    },
-  ],
-  'dpop-token': [
-    {
-      method: 'POST',
-      path: '/oauth/token',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: cred },
-      body: 'grant_type=client_credentials',
-      ...(kind === 'dpop-token' ? { setupRequest: pool('POST', '/oauth/token', undefined, 8000) } : {}),
-    },
-  ],
-  'dpop-verify': [
-    {
-      method: 'GET',
-      path: '/gateway/verify',
-      headers: { authorization: `DPoP ${dpopToken}` },
-      ...(kind === 'dpop-verify' ? { setupRequest: pool('GET', '/gateway/verify', dpopToken, 15000) } : {}),
-    },
-  ],
+  token: tokenRequests('/oauth/token', cred.startsWith('@') ? JSON.parse(readFileSync(cred.slice(1), 'utf8')) : [cred], 'grant_type=client_credentials'),
+  'dpop-token':
+    kind === 'dpop-token'
+      ? tokenRequests('/oauth/token', [cred], 'grant_type=client_credentials').map((r) =>
+          withHeaderEach(r, 'dpop', pool('POST', '/oauth/token', undefined, 8000)),
+        )
+      : [],
+  'dpop-verify':
+    kind === 'dpop-verify'
+      ? [
+          withHeaderEach(
+            { method: 'GET', path: '/gateway/verify', headers: { authorization: `DPoP ${dpopToken}` } },
+            'dpop',
+            pool('GET', '/gateway/verify', dpopToken, 15000),
+          ),
+        ]
+      : [],
 }[kind];
 const pid = process.env.TESSERA_PID;
 const ticks = () =>
@@ -93,7 +85,13 @@ const ticks = () =>
         .reduce((a, b) => a + Number(b), 0)
     : 0;
 const t0 = ticks();
-const r = await autocannon({ url: `http://127.0.0.1:${port}`, connections: Number(conc), duration: Number(secs), requests });
+const r = await autocannon({
+  url: `http://127.0.0.1:${port}`,
+  connections: Number(conc),
+  duration: Number(secs),
+  requests,
+  setupClient: setupClientFor(requests),
+});
 const units = kind === 'pairs' ? pairs : r.requests.total;
 const out = {
   kind,

@@ -1,4 +1,4 @@
-import { createHash, createHmac, KeyObject } from 'node:crypto';
+import { createHmac, hash, KeyObject } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { calculateJwkThumbprint, importJWK, type JWK, type JWTPayload } from 'jose';
 import { epochSeconds, type Clock } from '../clock.js';
@@ -51,7 +51,7 @@ export function isPublicJwk(jwk: unknown): jwk is JWK {
 
 /** SHA-256 of an access token, base64url: a proof's `ath` (RFC 9449 §4.2). */
 export function accessTokenHash(token: string): string {
-  return createHash('sha256').update(token, 'ascii').digest('base64url');
+  return hash('sha256', token, 'base64url');
 }
 
 /** The request's URL as a proof names it: the issuer's base URL and the path, without query or fragment. */
@@ -225,10 +225,10 @@ export class DpopVerifier {
     if (typeof payload.iat !== 'number' || payload.iat < now - this.maxAge - tolerance || payload.iat > now + tolerance) {
       throw invalid('the DPoP proof iat is outside the accepted window');
     }
-    if (target.accessToken !== undefined) {
-      if (typeof payload.ath !== 'string' || !safeEqual(Buffer.from(payload.ath), Buffer.from(accessTokenHash(target.accessToken)))) {
-        throw invalid('the DPoP proof ath does not match the access token');
-      }
+    // Both sides come from the request itself (the token it presents, the proof it carries): no
+    // secret is compared, so a plain comparison tells the sender nothing it does not know.
+    if (target.accessToken !== undefined && payload.ath !== accessTokenHash(target.accessToken)) {
+      throw invalid('the DPoP proof ath does not match the access token');
     }
     if (this.nonceRequired && !this.nonceValid(payload.nonce)) throw fail('use_dpop_nonce', 'use the server nonce in the DPoP-Nonce header');
     // Kept until no instance would accept it on its iat.

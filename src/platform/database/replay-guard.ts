@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import { sql } from 'kysely';
 import { preparedMarker, type Db } from './database.js';
 import { GroupCommit } from './group-commit.js';
@@ -88,7 +88,7 @@ export class ReplayGuard {
    * propagate (a proof is never accepted without its committed record).
    */
   async firstUse(namespace: ReplayNamespace, issuer: string, jti: string, keepUntil: Date): Promise<boolean> {
-    const hash = createHash('sha256').update(issuer).update('\0').update(jti).digest();
+    const hash = digest('sha256', `${issuer}\0${jti}`, 'buffer');
     const key = `${namespace}:${hash.toString('base64')}`;
     if (this.seen.has(key)) return false;
     const first = await this.group.submit({ namespace, hash, expiresAt: keepUntil, key });
