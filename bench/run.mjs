@@ -25,7 +25,7 @@ import {
 import { basic, buildScenarios, judgeTargets } from './lib/scenarios.mjs';
 import { dpopKey, dpopProof } from './lib/dpop-proofs.mjs';
 import { setupClientFor } from './lib/header-each.mjs';
-import { median, renderMarkdown, SERVER_NAMES } from './lib/report.mjs';
+import { median, renderMarkdown, rowAt, SERVER_NAMES } from './lib/report.mjs';
 import { populationCredential } from './lib/population.mjs';
 import { renderCharts } from './lib/charts.mjs';
 import { signRate } from './tools/sign-rate.mjs';
@@ -749,7 +749,7 @@ async function main() {
   }
   clearTimeout(deadline);
 
-  const find = (scenario, server, variant, c) => rows.find((r) => r.scenario === scenario && r.server === server && r.variant === variant && r.c === c) ?? null;
+  const find = (scenario, server, variant, c) => rowAt(rows, scenario, server, variant, c) ?? null;
   const pop = fixtures.population;
   const population = pop
     ? {

@@ -9,7 +9,7 @@ const ms = (n) => (n === null || n === undefined ? '-' : Number.isInteger(n) ? S
 const cpu = (n) => (n === null || n === undefined ? '-' : n.toFixed(3));
 
 /** The row of one scenario, server, variant (undefined: the plain one) and concurrency. */
-const rowAt = (rows, scenario, server, variant, c = 50) =>
+export const rowAt = (rows, scenario, server, variant, c = 50) =>
   rows.find((r) => r.scenario === scenario && r.server === server && r.variant === variant && r.c === c);
 
 export function median(values) {
@@ -204,7 +204,7 @@ function explain(t, meta, rows) {
   if (/flowing/.test(t.name)) return explainFlow(t, meta, rows);
   if (/DPoP/.test(t.name)) {
     const id = /issuance/.test(t.name) ? 'dpop-token' : 'dpop-verify';
-    const bearer = rows.find((x) => x.scenario === id && x.server === 'tessera' && x.c === 50 && !x.variant);
+    const bearer = rowAt(rows, id, 'tessera');
     const dpop = rowAt(rows, id, 'tessera', 'dpop');
     if (bearer && dpop)
       return (

@@ -40,8 +40,9 @@ if (kind === 'dpop-verify') {
 const pool = (method, path, token, perSecond) => proofPool(key, method, `${issuer}${path}`, token, Number(secs), perSecond);
 let pairs = 0;
 let bad = 0;
-const requests = {
-  pairs: [
+// Each kind's requests, built only for the kind asked (a DPoP kind signs its proof pool here).
+const build = {
+  pairs: () => [
     {
       method: 'POST',
       path: '/api/users/loginWithToken',
@@ -56,25 +57,25 @@ const requests = {
       onResponse: (s) => (s >= 200 && s < 300 ? pairs++ : bad++),
     },
   ],
-  verify: [{ method: 'GET', path: '/gateway/verify', headers: cred.startsWith('tsr_ses_') ? { 'x-access-token': cred } : { authorization: `Bearer ${cred}` } }],
-  token: tokenRequests('/oauth/token', cred.startsWith('@') ? JSON.parse(readFileSync(cred.slice(1), 'utf8')) : [cred], 'grant_type=client_credentials'),
-  'dpop-token':
-    kind === 'dpop-token'
-      ? tokenRequests('/oauth/token', [cred], 'grant_type=client_credentials').map((r) =>
-          withHeaderEach(r, 'dpop', pool('POST', '/oauth/token', undefined, 8000)),
-        )
-      : [],
-  'dpop-verify':
-    kind === 'dpop-verify'
-      ? [
-          withHeaderEach(
-            { method: 'GET', path: '/gateway/verify', headers: { authorization: `DPoP ${dpopToken}` } },
-            'dpop',
-            pool('GET', '/gateway/verify', dpopToken, 15000),
-          ),
-        ]
-      : [],
+  verify: () => [
+    { method: 'GET', path: '/gateway/verify', headers: cred.startsWith('tsr_ses_') ? { 'x-access-token': cred } : { authorization: `Bearer ${cred}` } },
+  ],
+  token: () => tokenRequests('/oauth/token', cred.startsWith('@') ? JSON.parse(readFileSync(cred.slice(1), 'utf8')) : [cred], 'grant_type=client_credentials'),
+  'dpop-token': () =>
+    tokenRequests('/oauth/token', [cred], 'grant_type=client_credentials').map((r) => withHeaderEach(r, 'dpop', pool('POST', '/oauth/token', undefined, 8000))),
+  'dpop-verify': () => [
+    withHeaderEach(
+      { method: 'GET', path: '/gateway/verify', headers: { authorization: `DPoP ${dpopToken}` } },
+      'dpop',
+      pool('GET', '/gateway/verify', dpopToken, 15000),
+    ),
+  ],
 }[kind];
+if (!build) {
+  console.error(`unknown kind ${kind}: pairs|verify|token|dpop-token|dpop-verify`);
+  process.exit(2);
+}
+const requests = build();
 const pid = process.env.TESSERA_PID;
 const ticks = () =>
   pid
