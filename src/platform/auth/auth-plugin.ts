@@ -37,8 +37,10 @@ export const authPlugin = fp(
     const replayGuard = new ReplayGuard(app.db, { now: () => app.clock.now() });
     app.decorate('replayGuard', replayGuard);
     app.decorate('dpop', new DpopVerifier({ config: app.config, clock: app.clock, replay: replayGuard }));
-    // Every ten minutes, one delete of the records of proofs and assertions that have expired
-    // (any instance may run it; it is idempotent).
+    // Every minute, one delete of the records of proofs and assertions that have expired (any
+    // instance may run it; it is idempotent). A record outlives its JWT's time window by at most
+    // that minute, so the table holds a few minutes of proofs, and every instance prunes within
+    // its first minute.
     let pruneTimer: NodeJS.Timeout | null = null;
     app.jobs.register({
       name: 'used-jtis-prune',
@@ -47,7 +49,7 @@ export const authPlugin = fp(
           pruneUsedJtis(app.db, new Date(app.clock.now())).catch((err) =>
             app.log.warn({ err: { message: (err as Error).message } }, 'could not prune used jtis'),
           );
-        }, 600_000);
+        }, 60_000);
         pruneTimer.unref();
       },
       stop() {
