@@ -20,6 +20,28 @@ export function tokenRequests(path, authHeaders, body) {
   return [withHeaderEach(base, 'authorization', roundRobin(authHeaders))];
 }
 
+// Expected rates only size the proof pools; past a pool's end proofs are signed on the spot.
+const DPOP_TOKEN_RATE = 8000;
+const DPOP_VERIFY_RATE = 15000;
+
+/** client_credentials token requests, each with the next DPoP proof of a pool made now for `seconds`. */
+export function dpopTokenRequests(key, issuer, authHeaders, seconds) {
+  return tokenRequests('/oauth/token', authHeaders, 'grant_type=client_credentials').map((r) =>
+    withHeaderEach(r, 'dpop', proofPool(key, 'POST', `${issuer}/oauth/token`, undefined, seconds, DPOP_TOKEN_RATE)),
+  );
+}
+
+/** GET /gateway/verify with the DPoP-bound `token`, each with the next proof (bound to it) of a pool made now for `seconds`. */
+export function dpopVerifyRequests(key, issuer, token, seconds) {
+  return [
+    withHeaderEach(
+      { method: 'GET', path: '/gateway/verify', headers: { authorization: `DPoP ${token}` } },
+      'dpop',
+      proofPool(key, 'GET', `${issuer}/gateway/verify`, token, seconds, DPOP_VERIFY_RATE),
+    ),
+  ];
+}
+
 function unavailable(reason) {
   return reason === true ? true : `not available on this build (${reason})`;
 }
@@ -113,10 +135,7 @@ export function buildScenarios(fx, opts = {}) {
         label: 'Tessera POST /oauth/token with a fresh DPoP proof each',
         port: ports.tessera,
         available: unavailable(dpopAvail),
-        load: (counters) =>
-          tokenRequests('/oauth/token', tesseraOne, 'grant_type=client_credentials').map((r) =>
-            withHeaderEach(r, 'dpop', proofPool(t.dpopKey, 'POST', `${issuer}/oauth/token`, undefined, counters.seconds, 8000)),
-          ),
+        load: (counters) => dpopTokenRequests(t.dpopKey, issuer, tesseraOne, counters.seconds),
       },
     ),
     dpopPair(
@@ -136,13 +155,7 @@ export function buildScenarios(fx, opts = {}) {
         label: 'Tessera GET /gateway/verify, DPoP JWT with a fresh proof each',
         port: ports.tessera,
         available: unavailable(dpopAvail),
-        load: (counters) => [
-          withHeaderEach(
-            { method: 'GET', path: '/gateway/verify', headers: { authorization: `DPoP ${t.dpopJwt}` } },
-            'dpop',
-            proofPool(t.dpopKey, 'GET', `${issuer}/gateway/verify`, t.dpopJwt, counters.seconds, 15000),
-          ),
-        ],
+        load: (counters) => dpopVerifyRequests(t.dpopKey, issuer, t.dpopJwt, counters.seconds),
       },
     ),
     cc('cc-one', 'client_credentials, one client', tesseraOne, peerAuth.slice(0, 1), t.avail.cc),

@@ -14,9 +14,9 @@
 // /proc/<pid>/stat (Postgres: sum /proc of the postmaster and its children the same way).
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
-import { tokenRequests } from '../lib/scenarios.mjs';
-import { dpopKey, dpopProof, proofPool } from '../lib/dpop-proofs.mjs';
-import { setupClientFor, withHeaderEach } from '../lib/header-each.mjs';
+import { dpopTokenRequests, dpopVerifyRequests, tokenRequests } from '../lib/scenarios.mjs';
+import { dpopKey, dpopProof } from '../lib/dpop-proofs.mjs';
+import { setupClientFor } from '../lib/header-each.mjs';
 
 const [kind, port, cred, conc = '50', secs = '10'] = process.argv.slice(2);
 if (!kind || !port || !cred) {
@@ -36,8 +36,6 @@ if (kind === 'dpop-verify') {
   if (json.token_type !== 'DPoP') throw new Error(`no DPoP-bound token: ${res.status} ${JSON.stringify(json)}`);
   dpopToken = json.access_token;
 }
-// Expected rates only size the pools; past a pool's end proofs are signed on the spot.
-const pool = (method, path, token, perSecond) => proofPool(key, method, `${issuer}${path}`, token, Number(secs), perSecond);
 let pairs = 0;
 let bad = 0;
 // Each kind's requests, built only for the kind asked (a DPoP kind signs its proof pool here).
@@ -61,15 +59,8 @@ const build = {
     { method: 'GET', path: '/gateway/verify', headers: cred.startsWith('tsr_ses_') ? { 'x-access-token': cred } : { authorization: `Bearer ${cred}` } },
   ],
   token: () => tokenRequests('/oauth/token', cred.startsWith('@') ? JSON.parse(readFileSync(cred.slice(1), 'utf8')) : [cred], 'grant_type=client_credentials'),
-  'dpop-token': () =>
-    tokenRequests('/oauth/token', [cred], 'grant_type=client_credentials').map((r) => withHeaderEach(r, 'dpop', pool('POST', '/oauth/token', undefined, 8000))),
-  'dpop-verify': () => [
-    withHeaderEach(
-      { method: 'GET', path: '/gateway/verify', headers: { authorization: `DPoP ${dpopToken}` } },
-      'dpop',
-      pool('GET', '/gateway/verify', dpopToken, 15000),
-    ),
-  ],
+  'dpop-token': () => dpopTokenRequests(key, issuer, [cred], Number(secs)),
+  'dpop-verify': () => dpopVerifyRequests(key, issuer, dpopToken, Number(secs)),
 }[kind];
 if (!build) {
   console.error(`unknown kind ${kind}: pairs|verify|token|dpop-token|dpop-verify`);
