@@ -23,12 +23,12 @@ import {
   waitReady,
 } from './lib/procs.mjs';
 import { basic, buildScenarios, judgeTargets } from './lib/scenarios.mjs';
-import { dpopKey, dpopProof } from './lib/dpop-proofs.mjs';
+import { DPOP_ALG, dpopKey, dpopProof } from './lib/dpop-proofs.mjs';
 import { setupClientFor } from './lib/header-each.mjs';
 import { median, renderMarkdown, rowAt, SERVER_NAMES } from './lib/report.mjs';
 import { populationCredential } from './lib/population.mjs';
 import { renderCharts } from './lib/charts.mjs';
-import { signRate } from './tools/sign-rate.mjs';
+import { proofCheckRate, signRate } from './tools/sign-rate.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // BENCH_RESULTS_DIR: another folder for the results (the smoke test writes to a temporary one).
@@ -649,6 +649,13 @@ async function main() {
     sign = await signRate(opts.signSeconds);
     log(`  ${Math.round(sign.perSecond).toLocaleString('en-US')} signatures/s`);
   }
+  // The same for the check of a DPoP proof's signature: the one piece of a DPoP request no cache skips.
+  let proofCheck = null;
+  if (opts.signSeconds > 0 && (selected.has('dpop-token') || selected.has('dpop-verify'))) {
+    log(`raw DPoP proof signature check rate (${DPOP_ALG}), ${os.availableParallelism?.() ?? os.cpus().length} worker threads, ${opts.signSeconds} s`);
+    proofCheck = await proofCheckRate(opts.signSeconds);
+    log(`  ${Math.round(proofCheck.perSecond).toLocaleString('en-US')} checks/s`);
+  }
 
   // cc-pop runs last: it stops the main Tessera and serves from the population's.
   const order = [...opts.scenarios.filter((id) => id !== 'cc-pop'), ...opts.scenarios.filter((id) => id === 'cc-pop')];
@@ -806,6 +813,7 @@ async function main() {
     revocationSource: opts.revocationsPerSecond > 0 ? opts.revocationSource : null,
     ratios,
     sign,
+    proofCheck,
     population,
     elapsedSeconds: Math.round((Date.now() - started) / 1000),
   };
@@ -833,6 +841,12 @@ async function main() {
       ? [
           `Raw signing rate (bench/tools/sign-rate.mjs): ${sign.threads} worker threads (every CPU), each signing a ~330-byte access-token signing input ` +
             `with Ed25519 (node:crypto, synchronous) for ${opts.signSeconds} s, before any load.`,
+        ]
+      : []),
+    ...(proofCheck
+      ? [
+          `Raw DPoP proof check rate (bench/tools/sign-rate.mjs proof-check): ${proofCheck.threads} worker threads, each checking the signature of one ` +
+            `${proofCheck.alg} proof with a key object made once (node:crypto, synchronous) for ${opts.signSeconds} s, before any load.`,
         ]
       : []),
     ...(population

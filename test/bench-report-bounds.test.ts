@@ -66,6 +66,31 @@ const rows: Row[] = [
 ];
 const meta = { cpus: 2 };
 const target = (name: string, goal: string, limit: number): Target => ({ name, c: 50, goal, limit, measured: '-', status: 'not met' });
+/** The whole report of `rows` and `targets`, with the run's other facts fixed. */
+const render = (m: object, rs: Row[], targets: Target[]) =>
+  report.renderMarkdown({
+    meta: {
+      ...m,
+      command: 'x',
+      date: 'd',
+      commit: 'c',
+      cpuModel: 'm',
+      memGb: 1,
+      kernel: 'k',
+      node: 'n',
+      loadBefore: '0',
+      warmup: 3,
+      runs: 1,
+      duration: 8,
+      connections: [50],
+      ratios: [],
+    },
+    rows: rs,
+    targets,
+    unavailable: [],
+    failures: [],
+    notes: [],
+  });
 
 t.test('a ratio to oidc-provider above what the reference ceiling reached is named beyond this machine', async (t) => {
   const name = 'client_credentials, one client: Tessera / oidc-provider tokens/s';
@@ -97,35 +122,31 @@ t.test('a flowing ratio above the cores the flow left is beyond this machine', a
   t.equal(report.beyondThisMachine(target(name, '>= 0.8x', 0.8), meta, rows), null);
 });
 
+t.test('a DPoP ratio is explained by its floor, and bound only when that floor needs more cores than the machine has', async (t) => {
+  const name = 'DPoP verification at /gateway/verify: DPoP / Bearer req/s (same run)';
+  const dpopRows = [...rows, row('dpop-verify', 'tessera', 7935, 0.117, 0, 0.08), row('dpop-verify', 'tessera', 2980, 0.351, 0.05, 0.08, { variant: 'dpop' })];
+  // One check: 2 threads / 16,000 checks/s = 0.125 ms. Floor: 0.117 + 0.125 + 0.05 + 0.08 = 0.372 ms.
+  const withCheck = { cpus: 2, proofCheck: { alg: 'ES256', threads: 2, perSecond: 16000, perThread: [8000, 8000] } };
+  // 0.6 x 7,935 = 4,761 req/s x 0.372 ms = 1.77 cores: not ruled out on 2 cores.
+  t.equal(report.beyondThisMachine(target(name, '>= 0.6x', 0.6), withCheck, dpopRows), null);
+  // 0.7 x 7,935 = 5,555 req/s x 0.372 ms = 2.07 cores.
+  t.match(report.beyondThisMachine(target(name, '>= 0.7x', 0.7), withCheck, dpopRows), /5,555 req\/s.*0\.372 CPU s.*2\.07 cores of 2/);
+  t.equal(report.beyondThisMachine(target(name, '>= 0.7x', 0.7), meta, dpopRows), null, 'no raw check measured: no bound');
+  const md = render(withCheck, dpopRows, [target(name, '>= 0.6x', 0.6)]);
+  // Bearer cores: 7,935 x (0.117 + 0.08) ms = 1.56; at them the floor allows 1,563 / 0.372 / 7,935 = 0.53x.
+  // Tessera's own extra: 0.351 - 0.117 - 0.125 = 0.109.
+  t.match(md, /one raw ES256 check \(0\.125, see References\).*0\.372 CPU s \/ 1k\. At the 1\.56 cores .* at most 0\.53x; Tessera's DPoP path spent 0\.109 s/);
+  t.match(md, /\*\*16,000 checks\/s\*\*.*0\.125 CPU s per 1,000 checks/);
+  t.notMatch(md, /Beyond this machine/);
+});
+
 t.test('targets the figures do not bound get no claim, and the report prints the bound beside the explanation', async (t) => {
   t.equal(report.beyondThisMachine(target('client_credentials, one client: Tessera / reference ceiling tokens/s', '>= 0.9x', 0.9), meta, rows), null);
   t.equal(report.beyondThisMachine(target('client_credentials, one client: Tessera p99', '<= 10 ms', 10), meta, rows), null);
-  const md = report.renderMarkdown({
-    meta: {
-      ...meta,
-      command: 'x',
-      date: 'd',
-      commit: 'c',
-      cpuModel: 'm',
-      memGb: 1,
-      kernel: 'k',
-      node: 'n',
-      loadBefore: '0',
-      warmup: 3,
-      runs: 1,
-      duration: 8,
-      connections: [50],
-      ratios: [],
-    },
-    rows,
-    targets: [
-      target('loginWithToken + logout: pairs/s (durable)', '>= 2,500 pairs/s', 2500),
-      target('client_credentials, one client: Tessera p99', '<= 10 ms', 10),
-    ],
-    unavailable: [],
-    failures: [],
-    notes: [],
-  });
+  const md = render(meta, rows, [
+    target('loginWithToken + logout: pairs/s (durable)', '>= 2,500 pairs/s', 2500),
+    target('client_credentials, one client: Tessera p99', '<= 10 ms', 10),
+  ]);
   t.match(md, /- loginWithToken \+ logout: pairs\/s \(durable\) \(-, goal >= 2,500 pairs\/s\): .* \*\*Beyond this machine as measured:\*\* 2,500 pairs\/s/);
   t.notMatch(md, /Tessera p99 \(-, goal <= 10 ms\):[^\n]*Beyond/);
 });

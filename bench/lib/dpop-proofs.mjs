@@ -13,11 +13,11 @@ export function dpopKey(alg = DPOP_ALG) {
   if (alg === 'EdDSA') {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     const { kty, crv, x } = publicKey.export({ format: 'jwk' });
-    return { alg, privateKey, header: b64u(JSON.stringify({ typ: 'dpop+jwt', alg, jwk: { kty, crv, x } })) };
+    return { alg, privateKey, publicKey, header: b64u(JSON.stringify({ typ: 'dpop+jwt', alg, jwk: { kty, crv, x } })) };
   }
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const { kty, crv, x, y } = publicKey.export({ format: 'jwk' });
-  return { alg, privateKey, header: b64u(JSON.stringify({ typ: 'dpop+jwt', alg, jwk: { kty, crv, x, y } })) };
+  return { alg, privateKey, publicKey, header: b64u(JSON.stringify({ typ: 'dpop+jwt', alg, jwk: { kty, crv, x, y } })) };
 }
 
 /** One proof for `method` `htu`; with `token`, bound to it by `ath`. */

@@ -16,7 +16,8 @@ const HELP = `usage: npm run bench [-- options]      (each option also as an env
   --pop-connections N  BENCH_POP_CONNECTIONS  concurrency of cc-pop (default 50; quick 10)
   --population N    BENCH_POPULATION   SDK keys in the population fixture (default: the largest of --pop-clients)
   --cache DIR       BENCH_CACHE        where population fixtures are kept between runs (default <tmp>/tessera-bench-cache)
-  --sign-seconds S  BENCH_SIGN_SECONDS seconds of the raw Ed25519 signing rate measurement (default 5; quick 1)
+  --sign-seconds S  BENCH_SIGN_SECONDS seconds of each raw rate measurement: Ed25519 signing, and with a DPoP scenario the
+                                       proof signature check (default 5; quick 1; 0 skips them)
   --quick           BENCH_QUICK=1      smoke run: short, one run, results to bench/results/quick.*
   --out NAME        BENCH_OUT          results file stem in bench/results (default latest; quick: quick)
   --timeout S       BENCH_TIMEOUT      hard limit for the whole bench in seconds (default: estimate x 2 + 600)

@@ -95,6 +95,14 @@ export function renderMarkdown({ meta, rows, targets, unavailable, failures, not
       '',
     );
   }
+  if (meta.proofCheck) {
+    const pc = meta.proofCheck;
+    L.push(
+      `Raw DPoP proof signature checks (${pc.alg}), ${pc.threads} threads: **${int(pc.perSecond)} checks/s** (per thread: ${pc.perThread.map(int).join(', ')}), ` +
+        `i.e. ${cpu((pc.threads / pc.perSecond) * 1000)} CPU s per 1,000 checks.`,
+      '',
+    );
+  }
   L.push('| scenario | Tessera target | conc. | Tessera / oidc-provider | Tessera / ceiling | Tessera / HTTP floor |');
   L.push('|---|---|---:|---:|---:|---:|');
   for (const r of meta.ratios) L.push(`| ${r.scenario} | ${r.label} | ${r.c} | ${r.peer ?? '-'} | ${r.ceiling ?? '-'} | ${r.floor ?? '-'} |`);
@@ -206,12 +214,20 @@ function explain(t, meta, rows) {
     const id = /issuance/.test(t.name) ? 'dpop-token' : 'dpop-verify';
     const bearer = rowAt(rows, id, 'tessera');
     const dpop = rowAt(rows, id, 'tessera', 'dpop');
-    if (bearer && dpop)
-      return (
+    if (bearer && dpop) {
+      const text =
         `CPU s / 1k requests, Bearer then DPoP: Tessera server ${cpu(bearer.cpuServer)} then ${cpu(dpop.cpuServer)}, Postgres ${cpu(bearer.cpuPg)} then ${cpu(dpop.cpuPg)} ` +
         `(each proof's jti is one row of the shared replay record), load generator ${cpu(bearer.cpuLoadGen)} then ${cpu(dpop.cpuLoadGen)}. ` +
-        'A fresh proof per request is one more signature check, its claims, and that row: work no cache can skip.'
+        'A fresh proof per request is one more signature check, its claims, and that row: work no cache can skip.';
+      const f = dpopFloor(t, meta, rows);
+      if (!f) return text;
+      return (
+        `${text} The least a DPoP request can cost here is the Bearer request's server CPU, one raw ${f.alg} check (${cpu(f.check)}, see References), ` +
+        `its row's Postgres work and its load generator: ${cpu(f.floor)} CPU s / 1k. At the ${f.bearerCores.toFixed(2)} cores the Bearer side used in this run, ` +
+        `that floor allows at most ${f.ratioAtBearerCores.toFixed(2)}x; Tessera's DPoP path spent ${cpu(f.extra)} s / 1k more than the Bearer path and the raw check ` +
+        '(the proof parsed and its claims checked, the check handed to the thread pool and back, the replay statement, the longer headers).'
       );
+    }
   }
   const scenario = /verify/.test(t.name) ? 'verify' : /login/.test(t.name) ? 'login' : /one client/.test(t.name) ? 'cc-one' : null;
   const r =
@@ -228,7 +244,9 @@ function explain(t, meta, rows) {
  * - a rate whose Postgres work, HTTP floor and load generator alone (measured per request) need
  *   more CPU than the machine has;
  * - a ratio with revocations flowing above what is left of the cores once the flow's own
- *   processes took their measured share, for the cores the verifications used without it.
+ *   processes took their measured share, for the cores the verifications used without it;
+ * - a DPoP rate (the goal's share of the Bearer rate) whose floor per request (see dpopFloor)
+ *   needs more CPU than the machine has.
  * Latency goals get no bound: autocannon's latencies leave out the time a request waits in the
  * load generator, so Little's law bounds them only loosely. Null when this run's figures do not
  * rule the goal out.
@@ -257,6 +275,16 @@ export function beyondThisMachine(t, meta, rows) {
       `and this run's Postgres (${cpu(r.cpuPg)}) and load generator (${cpu(r.cpuLoadGen)}) per request, that is ${cores.toFixed(2)} cores of ${meta.cpus}.`
     );
   }
+  if (/DPoP/.test(t.name)) {
+    const f = dpopFloor(t, meta, rows);
+    if (!f) return null;
+    const cores = (goal * f.bearer.rps * f.floor) / 1000;
+    if (cores <= meta.cpus) return null;
+    return (
+      `${goal}x the Bearer rate is ${int(goal * f.bearer.rps)} req/s; at the floor of ${cpu(f.floor)} CPU s / 1k DPoP requests (see the explanation) ` +
+      `that is ${cores.toFixed(2)} cores of ${meta.cpus}.`
+    );
+  }
   if (/flowing/.test(t.name)) {
     const f = flowShare(t, rows);
     // A process whose CPU could not be read is left out of the flow's share, which only loosens the bound.
@@ -270,6 +298,33 @@ export function beyondThisMachine(t, meta, rows) {
     );
   }
   return null;
+}
+
+/**
+ * The least CPU a DPoP request of this run can cost (CPU s / 1k requests): what the Bearer request of
+ * the same scenario cost Tessera, plus one raw proof signature check (the rate of
+ * bench/tools/sign-rate.mjs proof-check, every core busy), plus the DPoP request's own Postgres and
+ * load-generator work; and the ratio that floor allows at the cores the Bearer side used. Null
+ * without the figures.
+ */
+function dpopFloor(t, meta, rows) {
+  const id = /issuance/.test(t.name) ? 'dpop-token' : 'dpop-verify';
+  const bearer = rowAt(rows, id, 'tessera', undefined, t.c);
+  const dpop = rowAt(rows, id, 'tessera', 'dpop', t.c);
+  const pc = meta.proofCheck;
+  if (!bearer || !dpop || !pc || bearer.cpuServer == null || bearer.cpuLoadGen == null || dpop.cpuServer == null || dpop.cpuLoadGen == null) return null;
+  const check = (pc.threads / pc.perSecond) * 1000;
+  const floor = bearer.cpuServer + check + (dpop.cpuPg ?? 0) + dpop.cpuLoadGen;
+  const bearerCores = (bearer.rps * (bearer.cpuServer + (bearer.cpuPg ?? 0) + bearer.cpuLoadGen)) / 1000;
+  return {
+    alg: pc.alg,
+    bearer,
+    check,
+    floor,
+    bearerCores,
+    ratioAtBearerCores: (bearerCores * 1000) / floor / bearer.rps,
+    extra: dpop.cpuServer - bearer.cpuServer - check,
+  };
 }
 
 /**
