@@ -224,8 +224,8 @@ function explain(t, meta, rows) {
       return (
         `${text} The least a DPoP request can cost here is the Bearer request's server CPU, one raw ${f.alg} check (${cpu(f.check)}, see References), ` +
         `its row's Postgres work and its load generator: ${cpu(f.floor)} CPU s / 1k. At the ${f.bearerCores.toFixed(2)} cores the Bearer side used in this run, ` +
-        `that floor allows at most ${f.ratioAtBearerCores.toFixed(2)}x; Tessera's DPoP path spent ${cpu(f.extra)} s / 1k more than the Bearer path and the raw check ` +
-        '(the proof parsed and its claims checked, the check handed to the thread pool and back, the replay statement, the longer headers).'
+        `that floor allows at most ${f.ratioAtBearerCores.toFixed(2)}x; Tessera's DPoP path spent ${cpu(f.extra)} CPU s / 1k more than the Bearer path and the raw check ` +
+        "(the proof parsed and its claims checked, the check handed to the thread pool and back, the replay statement's client work)."
       );
     }
   }
