@@ -211,9 +211,7 @@ function explain(t, meta, rows) {
   }
   if (/flowing/.test(t.name)) return explainFlow(t, meta, rows);
   if (/DPoP/.test(t.name)) {
-    const id = /issuance/.test(t.name) ? 'dpop-token' : 'dpop-verify';
-    const bearer = rowAt(rows, id, 'tessera');
-    const dpop = rowAt(rows, id, 'tessera', 'dpop');
+    const { bearer, dpop } = dpopRows(t, rows);
     if (bearer && dpop) {
       const text =
         `CPU s / 1k requests, Bearer then DPoP: Tessera server ${cpu(bearer.cpuServer)} then ${cpu(dpop.cpuServer)}, Postgres ${cpu(bearer.cpuPg)} then ${cpu(dpop.cpuPg)} ` +
@@ -300,6 +298,12 @@ export function beyondThisMachine(t, meta, rows) {
   return null;
 }
 
+/** The Bearer and DPoP rows of a DPoP target's scenario at its concurrency. */
+function dpopRows(t, rows) {
+  const id = /issuance/.test(t.name) ? 'dpop-token' : 'dpop-verify';
+  return { bearer: rowAt(rows, id, 'tessera', undefined, t.c), dpop: rowAt(rows, id, 'tessera', 'dpop', t.c) };
+}
+
 /**
  * The least CPU a DPoP request of this run can cost (CPU s / 1k requests): what the Bearer request of
  * the same scenario cost Tessera, plus one raw proof signature check (the rate of
@@ -308,9 +312,7 @@ export function beyondThisMachine(t, meta, rows) {
  * without the figures.
  */
 function dpopFloor(t, meta, rows) {
-  const id = /issuance/.test(t.name) ? 'dpop-token' : 'dpop-verify';
-  const bearer = rowAt(rows, id, 'tessera', undefined, t.c);
-  const dpop = rowAt(rows, id, 'tessera', 'dpop', t.c);
+  const { bearer, dpop } = dpopRows(t, rows);
   const pc = meta.proofCheck;
   if (!bearer || !dpop || !pc || bearer.cpuServer == null || bearer.cpuLoadGen == null || dpop.cpuServer == null || dpop.cpuLoadGen == null) return null;
   const check = (pc.threads / pc.perSecond) * 1000;
