@@ -91,7 +91,7 @@ export function renderMarkdown({ meta, rows, targets, unavailable, failures, not
     L.push(
       `Raw Ed25519 signing rate of this machine, ${meta.sign.threads} threads (every CPU), nothing else in them: ` +
         `**${int(meta.sign.perSecond)} signatures/s** (per thread: ${meta.sign.perThread.map(int).join(', ')}), ` +
-        `i.e. ${cpu(signCpuPer1k(meta.sign))} CPU s per 1,000 signatures.`,
+        `i.e. ${cpu(cpuPer1k(meta.sign))} CPU s per 1,000 signatures.`,
       '',
     );
   }
@@ -99,7 +99,7 @@ export function renderMarkdown({ meta, rows, targets, unavailable, failures, not
     const pc = meta.proofCheck;
     L.push(
       `Raw DPoP proof signature checks (${pc.alg}), ${pc.threads} threads: **${int(pc.perSecond)} checks/s** (per thread: ${pc.perThread.map(int).join(', ')}), ` +
-        `i.e. ${cpu((pc.threads / pc.perSecond) * 1000)} CPU s per 1,000 checks.`,
+        `i.e. ${cpu(cpuPer1k(pc))} CPU s per 1,000 checks.`,
       '',
     );
   }
@@ -140,9 +140,9 @@ export function renderMarkdown({ meta, rows, targets, unavailable, failures, not
   return L.join('\n');
 }
 
-/** CPU seconds one signature costs, from the all-core rate (every thread busy on its own core). */
-function signCpuPer1k(sign) {
-  return (sign.threads / sign.perSecond) * 1000;
+/** CPU seconds 1,000 operations of a raw rate cost (a signature, a proof check), from the all-core rate (every thread busy on its own core). */
+function cpuPer1k(rate) {
+  return (rate.threads / rate.perSecond) * 1000;
 }
 
 /**
@@ -167,7 +167,7 @@ function whereTheTimeGoes(meta, rows, targets) {
     for (const r of cc) {
       const floor = rowAt(rows, r.scenario, 'floor', undefined, r.c);
       const ceiling = rowAt(rows, r.scenario, 'ceiling', undefined, r.c);
-      const sig = meta.sign ? signCpuPer1k(meta.sign) : null;
+      const sig = meta.sign ? cpuPer1k(meta.sign) : null;
       const sum = floor?.cpuServer != null && sig !== null ? floor.cpuServer + sig : null;
       const diff = ceiling?.cpuServer != null && r.cpuServer != null ? r.cpuServer - ceiling.cpuServer : null;
       L.push(
@@ -315,7 +315,7 @@ function dpopFloor(t, meta, rows) {
   const { bearer, dpop } = dpopRows(t, rows);
   const pc = meta.proofCheck;
   if (!bearer || !dpop || !pc || bearer.cpuServer == null || bearer.cpuLoadGen == null || dpop.cpuServer == null || dpop.cpuLoadGen == null) return null;
-  const check = (pc.threads / pc.perSecond) * 1000;
+  const check = cpuPer1k(pc);
   const floor = bearer.cpuServer + check + (dpop.cpuPg ?? 0) + dpop.cpuLoadGen;
   const bearerCores = (bearer.rps * (bearer.cpuServer + (bearer.cpuPg ?? 0) + bearer.cpuLoadGen)) / 1000;
   return {
